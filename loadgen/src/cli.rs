@@ -1,0 +1,143 @@
+//! The command line: one definition per flag (clap derive) gives parsing and `--help`; every
+//! user-facing line of the binary is printed from here.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::plan::Plan;
+use crate::progress;
+use crate::run::{self, RunError, RunOptions};
+use crate::stop::Stop;
+
+/// Exit codes, as k6 and CI pipelines expect them.
+pub mod exit {
+    /// Everything passed.
+    pub const OK: i32 = 0;
+    /// The harness itself failed.
+    pub const HARNESS: i32 = 1;
+    /// Bad input: scenario, data file, target, flags.
+    pub const BAD_INPUT: i32 = 2;
+    /// A threshold failed.
+    pub const THRESHOLD: i32 = 99;
+}
+
+/// pushbench's load generator: runs YAML scenario files against push gateways.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario file; writes DIR/run.json and exits 99 when a threshold fails.
+    Run {
+        /// The scenario file.
+        file: PathBuf,
+        /// Output folder (default runs/<name>-<timestamp>/).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// No live progress.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Validate a scenario file and print the planned schedule; sends nothing.
+    Check {
+        /// The scenario file.
+        file: PathBuf,
+    },
+    /// Print the JSON Schema of scenario files.
+    Schema,
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub fn main(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Schema => {
+            println!("{:#}", crate::scenario::json_schema());
+            exit::OK
+        }
+        Command::Check { file } => match Plan::from_file(&file) {
+            Ok(plan) => {
+                print!("{}", plan.describe());
+                exit::OK
+            }
+            Err(e) => fail(exit::BAD_INPUT, &e.to_string()),
+        },
+        Command::Run { file, out, quiet } => {
+            let plan = match Plan::from_file(&file) {
+                Ok(p) => p,
+                Err(e) => return fail(exit::BAD_INPUT, &e.to_string()),
+            };
+            let stop = Stop::new();
+            install_signal_handler(stop.clone());
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    return fail(
+                        exit::HARNESS,
+                        &format!("cannot start the async runtime: {e}"),
+                    )
+                }
+            };
+            let opts = RunOptions {
+                out,
+                progress: progress::Mode::detect(quiet),
+            };
+            let name = plan.scenario.name.clone();
+            eprintln!(
+                "running `{name}` for up to {}",
+                crate::scenario::duration::format_duration(plan.duration)
+            );
+            match runtime.block_on(run::execute(plan, &opts, stop)) {
+                Ok(outcome) => {
+                    println!(
+                        "{}",
+                        reports::summary::render_table(&outcome.run, &Default::default())
+                    );
+                    if let Some(why) = &outcome.stopped_early {
+                        eprintln!(
+                            "stopped early: {why}; the record holds what was measured until then"
+                        );
+                    }
+                    eprintln!("run record: {}", outcome.path.display());
+                    if outcome.passed {
+                        exit::OK
+                    } else {
+                        eprintln!("thresholds failed");
+                        exit::THRESHOLD
+                    }
+                }
+                Err(RunError::BadInput(m)) => fail(exit::BAD_INPUT, &m),
+                Err(RunError::Harness(m)) => fail(exit::HARNESS, &m),
+            }
+        }
+    }
+}
+
+fn fail(code: i32, message: &str) -> i32 {
+    eprintln!("error: {message}");
+    code
+}
+
+/// Ctrl-C or SIGTERM stops the load (the record is still written); a second one exits at once.
+fn install_signal_handler(stop: Stop) {
+    let result = ctrlc::set_handler(move || {
+        if stop.is_stopped() && stop.reason().as_deref() != Some("duration reached") {
+            eprintln!("\nsecond interrupt: exiting without a record");
+            std::process::exit(130);
+        }
+        stop.stop("interrupted (SIGINT or SIGTERM)");
+        goose::trigger_killswitch("interrupted");
+    });
+    if let Err(e) = result {
+        tracing::warn!("cannot install the Ctrl-C handler: {e}");
+    }
+}

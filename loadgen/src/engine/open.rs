@@ -1,0 +1,233 @@
+//! The open-rate driver: iterations start at scheduled instants whatever the target does
+//! (constant or ramping arrival rates, and later a recording's timestamps), over a fixed pool
+//! of connections. Latency is measured from each iteration's scheduled instant, so a stalled
+//! target shows in the tail instead of slowing the schedule down (coordinated omission).
+//!
+//! A ticker puts due iterations on a bounded queue; workers (one per HTTP/1.1 connection, or
+//! `streams` per HTTP/2 connection) take them in order. When the queue is full the iteration
+//! is not started and counts in `dropped_iterations`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::collect::Recorders;
+use crate::engine::conn::{Conn, Origin, Tls};
+use crate::journey::{self, Journey, Prepared, Response, Transport, TransportError};
+use crate::plan::Schedule;
+use crate::stop::Stop;
+
+/// Pool settings of one open-model sender.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Connections.
+    pub connections: usize,
+    /// HTTP/2 (else HTTP/1.1).
+    pub http2: bool,
+    /// Concurrent iterations per HTTP/2 connection.
+    pub streams: usize,
+    /// Iterations that may wait for a worker.
+    pub queue: usize,
+}
+
+/// One scheduled iteration.
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    intended: Instant,
+}
+
+/// What one open-model sender did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OpenOutcome {
+    /// Iterations scheduled (started + dropped).
+    pub scheduled: u64,
+    /// Iterations not started because the queue was full.
+    pub dropped: u64,
+}
+
+/// Runs `journey` at the arrival `rate` until the schedule ends or `stop` is pulled.
+pub async fn run(
+    journey: Arc<Journey>,
+    rate: Schedule,
+    pool: PoolConfig,
+    tls: Tls,
+    recorders: Arc<Recorders>,
+    stop: Stop,
+) -> OpenOutcome {
+    let workers = if pool.http2 {
+        pool.connections * pool.streams
+    } else {
+        pool.connections
+    };
+    let (tx, rx) = flume::bounded::<Job>(pool.queue.max(1));
+    let shared: Vec<Arc<tokio::sync::Mutex<HashMap<Origin, Conn>>>> = (0..pool.connections)
+        .map(|_| Arc::new(tokio::sync::Mutex::new(HashMap::new())))
+        .collect();
+    let mut tasks = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let transport = PoolTransport {
+            http2: pool.http2,
+            tls: tls.clone(),
+            own: None,
+            shared: pool.http2.then(|| shared[w % pool.connections].clone()),
+        };
+        tasks.push(tokio::spawn(worker(
+            w as u64 + 1,
+            journey.clone(),
+            transport,
+            rx.clone(),
+            recorders.clone(),
+            stop.clone(),
+        )));
+    }
+    drop(rx);
+    let outcome = tick(&journey, &rate, &tx, &recorders, &stop).await;
+    drop(tx);
+    for t in tasks {
+        let _ = t.await;
+    }
+    outcome
+}
+
+/// Puts each iteration on the queue at its instant; catches up in a batch after a late wake.
+async fn tick(
+    journey: &Journey,
+    rate: &Schedule,
+    tx: &flume::Sender<Job>,
+    recorders: &Recorders,
+    stop: &Stop,
+) -> OpenOutcome {
+    let start = recorders.origin();
+    let recorder = recorders.handle();
+    let mut outcome = OpenOutcome::default();
+    let mut arrivals = rate.arrivals().peekable();
+    while let Some(&offset) = arrivals.peek() {
+        let due = start + Duration::from_secs_f64(offset);
+        if due > Instant::now() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(due.into()) => {}
+                _ = stop.wait() => break,
+            }
+        }
+        if stop.is_stopped() {
+            break;
+        }
+        let now = Instant::now();
+        let mut rec = journey::lock(&recorder);
+        while let Some(&offset) = arrivals.peek() {
+            let intended = start + Duration::from_secs_f64(offset);
+            if intended > now {
+                break;
+            }
+            arrivals.next();
+            outcome.scheduled += 1;
+            let dropped = tx.try_send(Job { intended }).is_err();
+            outcome.dropped += u64::from(dropped);
+            rec.count(&journey.dropped, intended, dropped);
+        }
+    }
+    outcome
+}
+
+async fn worker(
+    id: u64,
+    journey: Arc<Journey>,
+    mut transport: PoolTransport,
+    rx: flume::Receiver<Job>,
+    recorders: Arc<Recorders>,
+    stop: Stop,
+) {
+    let mut vars = journey.vars(id);
+    loop {
+        let job = tokio::select! {
+            job = rx.recv_async() => match job { Ok(j) => j, Err(_) => break },
+            _ = stop.wait() => break,
+        };
+        let recorder = recorders.for_thread();
+        journey::run_iteration(
+            &journey,
+            &mut transport,
+            &mut vars,
+            &recorder,
+            job.intended,
+            &stop,
+        )
+        .await;
+    }
+}
+
+/// A worker's way to the target: its own HTTP/1.1 connections, or a handle on its group's
+/// shared HTTP/2 connection.
+struct PoolTransport {
+    http2: bool,
+    tls: Tls,
+    own: Option<Conn>,
+    shared: Option<Arc<tokio::sync::Mutex<HashMap<Origin, Conn>>>>,
+}
+
+impl PoolTransport {
+    async fn conn_for(
+        &mut self,
+        origin: &Origin,
+        timeout: Duration,
+    ) -> Result<&mut Conn, TransportError> {
+        let fresh = self
+            .own
+            .as_ref()
+            .is_some_and(|c| c.origin() == origin && c.is_usable());
+        if !fresh {
+            self.own = None;
+            let conn = match &self.shared {
+                Some(shared) => {
+                    let mut map = shared.lock().await;
+                    match map
+                        .get(origin)
+                        .filter(|c| c.is_usable())
+                        .and_then(Conn::share)
+                    {
+                        Some(c) => c,
+                        None => {
+                            let c = Conn::connect(origin, self.http2, &self.tls, timeout).await?;
+                            let handle = c.share();
+                            if let Some(h) = handle {
+                                map.insert(origin.clone(), h);
+                            }
+                            c
+                        }
+                    }
+                }
+                None => Conn::connect(origin, self.http2, &self.tls, timeout).await?,
+            };
+            self.own = Some(conn);
+        }
+        self.own
+            .as_mut()
+            .ok_or_else(|| TransportError::Connect("no connection".into()))
+    }
+}
+
+impl Transport for PoolTransport {
+    async fn send(
+        &mut self,
+        _name: &str,
+        req: Prepared,
+        timeout: Duration,
+    ) -> Result<Response, TransportError> {
+        let uri: http::Uri = req
+            .url
+            .parse()
+            .map_err(|e| TransportError::BadUrl(format!("{}: {e}", req.url)))?;
+        let origin = Origin::of(&uri)?;
+        let result = tokio::time::timeout(timeout, async {
+            let conn = self.conn_for(&origin, timeout).await?;
+            conn.send(uri, req).await
+        })
+        .await
+        .unwrap_or(Err(TransportError::Timeout));
+        if result.is_err() {
+            // A connection in an unknown state is not reused: the next request reconnects.
+            self.own = None;
+        }
+        result
+    }
+}

@@ -1,0 +1,17 @@
+//! pushbench's load generator as a library: scenario files, plans, engines and runs. The
+//! `loadgen` binary is a thin layer over [`cli::main`], so every flag can be tested
+//! in-process.
+
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod collect;
+pub mod engine;
+pub mod feeder;
+pub mod journey;
+pub mod plan;
+pub mod progress;
+pub mod run;
+pub mod scenario;
+pub mod stop;
+pub mod target;

@@ -1,0 +1,448 @@
+//! Reading a scenario file: YAML syntax and type errors from serde with their line and
+//! column, then the checks that span several fields, located by searching the source.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::{Scenario, Shape, Stage, Step};
+
+/// A scenario that cannot be used. Every variant renders as one line naming the file (and the
+/// line and column where the input has them); the CLI exits 2 on all of them.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("{path}: cannot read scenario file: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a valid scenario.
+    #[error("{}:{}", path.display(), at.as_ref().map_or_else(|| format!(" {message}"), |(l, c)| format!("{l}:{c}: {message}")))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Line and column, 1-based, when known.
+        at: Option<(usize, usize)>,
+        /// What is wrong and what was expected.
+        message: String,
+    },
+}
+
+impl ScenarioError {
+    /// The message without the location.
+    pub fn message(&self) -> String {
+        match self {
+            ScenarioError::Io { source, .. } => source.to_string(),
+            ScenarioError::Invalid { message, .. } => message.clone(),
+        }
+    }
+}
+
+/// Reads and validates a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_str(path, &text)
+}
+
+/// Parses and validates scenario text; `path` is used in messages.
+pub fn load_str(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    let scenario: Scenario = serde_norway::from_str(text).map_err(|e| {
+        let at = e.location().map(|l| (l.line(), l.column()));
+        let message = strip_marks(&e.to_string());
+        ScenarioError::Invalid {
+            path: path.to_path_buf(),
+            at,
+            message,
+        }
+    })?;
+    Checker { path, text }.check(&scenario)?;
+    Ok(scenario)
+}
+
+/// An error in `text` (the file at `path`) located at the first occurrence of `needle`.
+pub fn located(path: &Path, text: &str, needle: &str, message: String) -> ScenarioError {
+    Checker { path, text }.err(None, needle, message)
+}
+
+/// Removes libyaml's " at line N column M" (the location is already in front).
+fn strip_marks(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + " at line ".len()..];
+        let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let n = digits(tail);
+        match tail[n..].strip_prefix(" column ") {
+            Some(col) if n > 0 => rest = &col[digits(col)..],
+            _ => {
+                out.push_str(" at line ");
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    /// An error located at the first occurrence of `needle` (after `anchor`, when given).
+    fn err(&self, anchor: Option<&str>, needle: &str, message: String) -> ScenarioError {
+        let start = anchor.and_then(|a| self.text.find(a)).unwrap_or(0);
+        let at = self.text[start..]
+            .find(needle)
+            .or_else(|| (start > 0).then_some(0))
+            .map(|i| {
+                let offset = start + i;
+                let before = &self.text[..offset];
+                let line = before.matches('\n').count() + 1;
+                let col = before.rfind('\n').map_or(offset, |n| offset - n - 1) + 1;
+                (line, col)
+            });
+        ScenarioError::Invalid {
+            path: self.path.to_path_buf(),
+            at,
+            message,
+        }
+    }
+
+    fn check(&self, s: &Scenario) -> Result<(), ScenarioError> {
+        if s.version != 1 {
+            return Err(self.err(
+                None,
+                "version",
+                format!(
+                    "version: expected 1 (the only scenario format version), got {}",
+                    s.version
+                ),
+            ));
+        }
+        if s.name.trim().is_empty() {
+            return Err(self.err(None, "name", "name: must not be empty".into()));
+        }
+        self.check_target(s)?;
+        if s.senders.is_empty() {
+            return Err(self.err(
+                None,
+                "senders",
+                "senders: at least one sender journey is needed".into(),
+            ));
+        }
+        let mut names = BTreeSet::new();
+        let mut machine_names = BTreeSet::new();
+        let mut any_closed = false;
+        let mut any_constant = false;
+        for (i, sender) in s.senders.iter().enumerate() {
+            let anchor = format!("name: {}", sender.name);
+            let anchor = Some(anchor.as_str());
+            let field = |f: &str| format!("senders[{i}].{f}");
+            if sender.name.trim().is_empty() {
+                return Err(self.err(
+                    anchor,
+                    "name",
+                    format!("{}: must not be empty", field("name")),
+                ));
+            }
+            if !names.insert(sender.name.as_str()) {
+                return Err(self.err(
+                    anchor,
+                    "name",
+                    format!(
+                        "{}: `{}` is used by two senders",
+                        field("name"),
+                        sender.name
+                    ),
+                ));
+            }
+            if sender.steps.is_empty() {
+                return Err(self.err(
+                    anchor,
+                    "steps",
+                    format!("{}: a journey needs at least one step", field("steps")),
+                ));
+            }
+            if !sender.steps.iter().any(|s| matches!(s, Step::Request(_))) {
+                return Err(self.err(
+                    anchor,
+                    "steps",
+                    format!(
+                        "{}: a journey needs at least one request step",
+                        field("steps")
+                    ),
+                ));
+            }
+            match &sender.rate {
+                Some(rate) => {
+                    if sender.weight.is_some() {
+                        return Err(self.err(anchor, "weight", format!("{}: `weight` shares closed-model users; a sender with `rate` is open-model", field("weight"))));
+                    }
+                    match (&rate.per_second, &rate.stages) {
+                        (Some(r), None) => {
+                            if !(r.is_finite() && *r > 0.0) {
+                                return Err(self.err(
+                                    anchor,
+                                    "per_second",
+                                    format!(
+                                        "{}: must be a positive number of iterations per second",
+                                        field("rate.per_second")
+                                    ),
+                                ));
+                            }
+                            if rate.start.is_some() {
+                                return Err(self.err(
+                                    anchor,
+                                    "start",
+                                    format!("{}: `start` goes with `stages`", field("rate.start")),
+                                ));
+                            }
+                            any_constant = true;
+                        }
+                        (None, Some(stages)) => {
+                            self.check_stages(anchor, &field("rate.stages"), stages)?
+                        }
+                        _ => {
+                            return Err(self.err(
+                                anchor,
+                                "rate",
+                                format!(
+                                    "{}: expected exactly one of `per_second` or `stages`",
+                                    field("rate")
+                                ),
+                            ))
+                        }
+                    }
+                    if let Some(pool) = &sender.pool {
+                        if pool.connections == 0 || pool.streams == 0 {
+                            return Err(self.err(
+                                anchor,
+                                "pool",
+                                format!(
+                                    "{}: `connections` and `streams` must be at least 1",
+                                    field("pool")
+                                ),
+                            ));
+                        }
+                    }
+                }
+                None => {
+                    any_closed = true;
+                    if sender.pool.is_some() {
+                        return Err(self.err(anchor, "pool", format!("{}: `pool` is for open-model senders (with `rate`); closed-model users share goose's client", field("pool"))));
+                    }
+                    if sender.weight == Some(0) {
+                        return Err(self.err(
+                            anchor,
+                            "weight",
+                            format!("{}: must be at least 1", field("weight")),
+                        ));
+                    }
+                    // goose keeps only letters and digits of scenario names.
+                    let machine: String = sender
+                        .name
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric())
+                        .collect::<String>()
+                        .to_lowercase();
+                    if !machine_names.insert(machine) {
+                        return Err(self.err(anchor, "name", format!("{}: `{}` differs from another closed-model sender only in punctuation or case; goose would merge them", field("name"), sender.name)));
+                    }
+                }
+            }
+            self.check_vars(s, anchor, i)?;
+        }
+        match (&s.users, any_closed) {
+            (None, true) => return Err(self.err(None, "senders", "users: closed-model senders (without `rate`) need `users: N` or `users: { stages: [...] }`".into())),
+            (Some(_), false) => return Err(self.err(None, "users", "users: no sender is closed-model (every sender has a `rate`)".into())),
+            (Some(Shape::Constant(0)), true) => return Err(self.err(None, "users", "users: must be at least 1".into())),
+            (Some(Shape::Constant(_)), true) => any_constant = true,
+            (Some(Shape::Staged(st)), true) => self.check_stages(None, "users.stages", &st.stages)?,
+            (None, false) => {}
+        }
+        if any_constant && s.duration.is_none() {
+            return Err(self.err(None, "senders", "duration: a constant load (`users: N` or `rate: { per_second: N }`) needs a `duration` to bound the run".into()));
+        }
+        if let Some(d) = s.duration {
+            if d.0.is_zero() {
+                return Err(self.err(None, "duration", "duration: must be longer than 0s".into()));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_target(&self, s: &Scenario) -> Result<(), ScenarioError> {
+        let t = &s.target;
+        match (&t.embedded, &t.base_url) {
+            (Some(_), None) => {}
+            (None, Some(url)) => {
+                let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                    && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
+                if !ok {
+                    return Err(self.err(
+                        None,
+                        "base_url",
+                        format!(
+                            "target.base_url: expected an http:// or https:// URL, got `{url}`"
+                        ),
+                    ));
+                }
+                if t.faults.is_some() {
+                    return Err(self.err(
+                        None,
+                        "faults",
+                        "target.faults: faults are injected by the embedded gateway only".into(),
+                    ));
+                }
+            }
+            _ => {
+                return Err(self.err(
+                    None,
+                    "target",
+                    "target: expected exactly one of `embedded: gateway` or `base_url: URL`".into(),
+                ))
+            }
+        }
+        if let Some(f) = &t.faults {
+            if let Some(r) = f.error_rate {
+                if !(0.0..=1.0).contains(&r) {
+                    return Err(self.err(None, "error_rate", format!("target.faults.error_rate: expected a fraction from 0.0 to 1.0, got {r}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_stages(
+        &self,
+        anchor: Option<&str>,
+        field: &str,
+        stages: &[Stage],
+    ) -> Result<(), ScenarioError> {
+        if stages.is_empty() {
+            return Err(self.err(
+                anchor,
+                "stages",
+                format!("{field}: at least one stage is needed"),
+            ));
+        }
+        for (j, st) in stages.iter().enumerate() {
+            let ok = matches!(
+                (st.to, st.over, st.hold),
+                (Some(_), Some(_), None) | (None, None, Some(_))
+            );
+            if !ok {
+                return Err(self.err(anchor, "stages", format!("{field}[{j}]: a stage is `{{ to: N, over: DURATION }}` or `{{ hold: DURATION }}`")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every variable a step reads must be set by then: by `let` or `capture` in an earlier
+    /// step, by a data feeder, or built in.
+    fn check_vars(
+        &self,
+        s: &Scenario,
+        anchor: Option<&str>,
+        i: usize,
+    ) -> Result<(), ScenarioError> {
+        let mut known: BTreeSet<String> = BTreeSet::from(["base_url".to_string()]);
+        let feeders: BTreeSet<&str> = s.data.keys().map(String::as_str).collect();
+        let is_known = |known: &BTreeSet<String>, v: &str| {
+            known.contains(v)
+                || v.strip_prefix("data.")
+                    .and_then(|rest| rest.split_once('.'))
+                    .is_some_and(|(feeder, _)| feeders.contains(feeder))
+        };
+        for (j, step) in s.senders[i].steps.iter().enumerate() {
+            let mut used: Vec<&str> = Vec::new();
+            match step {
+                Step::Let(vars) => {
+                    for (name, t) in vars {
+                        used.extend(t.vars());
+                        for v in &used {
+                            if !is_known(&known, v) {
+                                return Err(self.unset(anchor, i, j, v));
+                            }
+                        }
+                        used.clear();
+                        known.insert(name.clone());
+                    }
+                }
+                Step::Request(r) => {
+                    used.extend(r.url.vars());
+                    for (_, h) in &r.headers {
+                        used.extend(h.vars());
+                    }
+                    used.extend(r.expect.body_contains.iter().flat_map(|t| t.vars()));
+                    match &r.body {
+                        super::step::Body::Json(j) => used.extend(j.vars()),
+                        super::step::Body::Raw(t) => used.extend(t.vars()),
+                        super::step::Body::None => {}
+                    }
+                    for v in &used {
+                        if !is_known(&known, v) {
+                            return Err(self.unset(anchor, i, j, v));
+                        }
+                    }
+                    known.extend(r.capture.iter().map(|(n, _)| n.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unset(&self, anchor: Option<&str>, i: usize, j: usize, var: &str) -> ScenarioError {
+        let hint = if let Some(rest) = var.strip_prefix("data.") {
+            format!(
+                "no data feeder `{}` is defined",
+                rest.split('.').next().unwrap_or(rest)
+            )
+        } else {
+            "set it with `let` or `capture` in an earlier step, or use a `data` feeder".into()
+        };
+        self.err(
+            anchor,
+            &format!("{{{{{var}"),
+            format!("senders[{i}].steps[{j}]: variable `{var}` is used before it is set; {hint}"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        load_str(Path::new("s.yaml"), text).unwrap_err().to_string()
+    }
+
+    const GOOD: &str = "version: 1\nname: t\ntarget: { embedded: gateway }\nduration: 5s\nusers: 2\nsenders:\n  - name: a\n    steps:\n      - get: \"{{base_url}}/stats\"\n";
+
+    #[test]
+    fn good_file_loads() {
+        load_str(Path::new("s.yaml"), GOOD).unwrap();
+    }
+
+    #[test]
+    fn unknown_field_names_line_and_column() {
+        let e = err(&GOOD.replace("      - get:", "      - gett:"));
+        assert!(e.starts_with("s.yaml:9:9: "), "{e}");
+        assert!(e.contains("unknown field `gett`"), "{e}");
+    }
+
+    #[test]
+    fn unset_variable_is_located() {
+        let e = err(&GOOD.replace("/stats", "/x/{{dev}}"));
+        assert!(e.starts_with("s.yaml:9:"), "{e}");
+        assert!(e.contains("variable `dev` is used before it is set"), "{e}");
+    }
+}

@@ -1,0 +1,278 @@
+//! The per-task [`Recorder`]: where engines put samples on the hot path.
+//!
+//! Each task owns one recorder (no lock shared between tasks). A collector harvests the
+//! delta with [`Recorder::take`] about once a second and hands it to a
+//! [`RunBuilder`](crate::RunBuilder). Samples are bucketed by whole second since the run's
+//! origin, so deltas harvested at any moment still land in the right second.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+
+use crate::hist;
+use crate::key::MetricKey;
+
+/// A counter for one second: `value`, and for hit/miss counters the number of trials.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub value: u64,
+    pub total: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, other: Tally) {
+        self.value = self.value.saturating_add(other.value);
+        self.total = self.total.saturating_add(other.total);
+    }
+}
+
+/// One metric's samples, per second since the origin.
+#[derive(Debug, Clone)]
+pub(crate) enum Seconds {
+    Histogram(BTreeMap<u32, Histogram<u64>>),
+    Counter(BTreeMap<u32, Tally>),
+}
+
+/// Samples recorded by one task since the last [`take`](Recorder::take).
+///
+/// Not meant to be shared: give every task its own and merge the deltas.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    origin: Instant,
+    metrics: HashMap<MetricKey, Seconds>,
+}
+
+/// The second since `origin` that `at` falls in; instants before the origin go to second 0.
+pub(crate) fn second_of(origin: Instant, at: Instant) -> u32 {
+    u32::try_from(at.saturating_duration_since(origin).as_secs()).unwrap_or(u32::MAX)
+}
+
+impl Recorder {
+    /// An empty recorder whose seconds count from `origin` (the run's start).
+    pub fn new(origin: Instant) -> Recorder {
+        Recorder {
+            origin,
+            metrics: HashMap::new(),
+        }
+    }
+
+    /// The instant second 0 starts at.
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// Records one histogram sample of `value_us` microseconds at `at`.
+    ///
+    /// A key already used as a counter ignores the sample (a programming error, not a panic).
+    pub fn record(&mut self, key: &MetricKey, at: Instant, value_us: u64) {
+        let second = second_of(self.origin, at);
+        let fresh = || Seconds::Histogram(BTreeMap::new());
+        self.update(key, fresh, |seconds| {
+            if let Seconds::Histogram(per_second) = seconds {
+                let h = per_second.entry(second).or_insert_with(hist::new_histogram);
+                hist::record(h, value_us);
+            }
+        });
+    }
+
+    /// Applies `f` to `key`'s seconds; the key is cloned only when it is new.
+    fn update(
+        &mut self,
+        key: &MetricKey,
+        fresh: impl FnOnce() -> Seconds,
+        f: impl FnOnce(&mut Seconds),
+    ) {
+        if let Some(seconds) = self.metrics.get_mut(key) {
+            f(seconds);
+            return;
+        }
+        let mut seconds = fresh();
+        f(&mut seconds);
+        self.metrics.insert(key.clone(), seconds);
+    }
+
+    /// Adds `n` to the counter `key` at `at`.
+    ///
+    /// A key already used as a histogram ignores the call.
+    pub fn add(&mut self, key: &MetricKey, at: Instant, n: u64) {
+        self.tally(key, at, Tally { value: n, total: 0 });
+    }
+
+    /// Counts one trial of the rate counter `key` at `at`: its total grows by one and its
+    /// value by one when `hit` (e.g. `http_req_failed`, whose rate is value / total).
+    ///
+    /// A key already used as a histogram ignores the call.
+    pub fn count(&mut self, key: &MetricKey, at: Instant, hit: bool) {
+        self.tally(
+            key,
+            at,
+            Tally {
+                value: u64::from(hit),
+                total: 1,
+            },
+        );
+    }
+
+    fn tally(&mut self, key: &MetricKey, at: Instant, t: Tally) {
+        let second = second_of(self.origin, at);
+        let fresh = || Seconds::Counter(BTreeMap::new());
+        self.update(key, fresh, |seconds| {
+            if let Seconds::Counter(per_second) = seconds {
+                per_second.entry(second).or_default().add(t);
+            }
+        });
+    }
+
+    /// Returns everything recorded so far and leaves this recorder empty, with the same
+    /// origin.
+    pub fn take(&mut self) -> Recorder {
+        Recorder {
+            origin: self.origin,
+            metrics: std::mem::take(&mut self.metrics),
+        }
+    }
+
+    /// Whether nothing has been recorded since creation or the last [`take`](Recorder::take).
+    pub fn is_empty(&self) -> bool {
+        self.metrics.is_empty()
+    }
+
+    /// Adds everything `other` recorded into this recorder.
+    ///
+    /// When the origins differ, `other`'s seconds are moved by the whole seconds between
+    /// them. A key recorded as a histogram in one and a counter in the other keeps this
+    /// recorder's kind; the other's samples for it are dropped.
+    pub fn merge(&mut self, other: Recorder) {
+        let shift = shift_seconds(self.origin, other.origin);
+        for (key, theirs) in other.metrics {
+            match self.metrics.get_mut(&key) {
+                Some(mine) => merge_seconds(mine, theirs, shift),
+                None => {
+                    let mut fresh = match &theirs {
+                        Seconds::Histogram(_) => Seconds::Histogram(BTreeMap::new()),
+                        Seconds::Counter(_) => Seconds::Counter(BTreeMap::new()),
+                    };
+                    merge_seconds(&mut fresh, theirs, shift);
+                    self.metrics.insert(key, fresh);
+                }
+            }
+        }
+    }
+
+    /// The recorded metrics, consumed (for the builder).
+    pub(crate) fn into_metrics(self) -> impl Iterator<Item = (MetricKey, Seconds)> {
+        self.metrics.into_iter()
+    }
+}
+
+/// Whole seconds to add to a second counted from `from` to count it from `to`.
+pub(crate) fn shift_seconds(to: Instant, from: Instant) -> i64 {
+    if from >= to {
+        i64::try_from(from.duration_since(to).as_secs()).unwrap_or(i64::MAX)
+    } else {
+        -i64::try_from(to.duration_since(from).as_secs()).unwrap_or(i64::MAX)
+    }
+}
+
+/// `second + shift`, clamped to the u32 range.
+pub(crate) fn shifted(second: u32, shift: i64) -> u32 {
+    u32::try_from((i64::from(second) + shift).max(0)).unwrap_or(u32::MAX)
+}
+
+fn merge_seconds(mine: &mut Seconds, theirs: Seconds, shift: i64) {
+    match (mine, theirs) {
+        (Seconds::Histogram(mine), Seconds::Histogram(theirs)) => {
+            for (second, h) in theirs {
+                match mine.entry(shifted(second, shift)) {
+                    std::collections::btree_map::Entry::Vacant(v) => {
+                        v.insert(h);
+                    }
+                    std::collections::btree_map::Entry::Occupied(mut o) => {
+                        let _ = hist::add(o.get_mut(), &h);
+                    }
+                }
+            }
+        }
+        (Seconds::Counter(mine), Seconds::Counter(theirs)) => {
+            for (second, t) in theirs {
+                mine.entry(shifted(second, shift)).or_default().add(t);
+            }
+        }
+        // Same key, different kinds: a programming error in the engine; keep ours.
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn secs(r: &Recorder, key: &MetricKey) -> Vec<u32> {
+        match &r.metrics[key] {
+            Seconds::Histogram(m) => m.keys().copied().collect(),
+            Seconds::Counter(m) => m.keys().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn samples_land_in_their_second_and_early_ones_in_zero() {
+        let origin = Instant::now() + Duration::from_secs(5);
+        let mut r = Recorder::new(origin);
+        let k = MetricKey::new("lat");
+        r.record(&k, origin - Duration::from_secs(3), 10);
+        r.record(&k, origin + Duration::from_millis(999), 10);
+        r.record(&k, origin + Duration::from_millis(2500), 10);
+        assert_eq!(secs(&r, &k), vec![0, 2]);
+    }
+
+    #[test]
+    fn take_leaves_an_empty_recorder_with_the_same_origin() {
+        let origin = Instant::now();
+        let mut r = Recorder::new(origin);
+        assert!(r.is_empty());
+        r.add(&MetricKey::new("n"), origin, 3);
+        let delta = r.take();
+        assert!(r.is_empty());
+        assert!(!delta.is_empty());
+        assert_eq!(r.origin(), origin);
+        assert_eq!(delta.origin(), origin);
+    }
+
+    #[test]
+    fn mixing_kinds_on_one_key_is_ignored_not_a_panic() {
+        let origin = Instant::now();
+        let mut r = Recorder::new(origin);
+        let k = MetricKey::new("x");
+        r.record(&k, origin, 5);
+        r.add(&k, origin, 1);
+        r.count(&k, origin, true);
+        let mut other = Recorder::new(origin);
+        other.add(&k, origin, 1);
+        r.merge(other);
+        match &r.metrics[&k] {
+            Seconds::Histogram(m) => assert_eq!(m[&0].len(), 1),
+            Seconds::Counter(_) => panic!("kind changed"),
+        }
+    }
+
+    #[test]
+    fn merge_adds_and_rebases_other_origins() {
+        let origin = Instant::now();
+        let k = MetricKey::new("n");
+        let mut a = Recorder::new(origin);
+        a.count(&k, origin, true);
+        let mut b = Recorder::new(origin + Duration::from_secs(2));
+        b.count(&k, origin + Duration::from_secs(2), false);
+        b.count(&k, origin + Duration::from_secs(2), true);
+        a.merge(b);
+        match &a.metrics[&k] {
+            Seconds::Counter(m) => {
+                assert_eq!(m[&0], Tally { value: 1, total: 1 });
+                assert_eq!(m[&2], Tally { value: 1, total: 2 });
+            }
+            Seconds::Histogram(_) => panic!("kind changed"),
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The terminal table: one row per metric (plain names first, then tagged keys, sorted),
+//! then the threshold verdicts. Plain aligned text; colour only when asked for.
+
+use std::fmt::Write as _;
+
+use crate::key::MetricKey;
+use crate::run::{Metric, Run};
+use crate::threshold::{Agg, Expr, Verdict};
+
+/// How [`render_table`] draws.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableOptions {
+    /// Colour the verdict marks with ANSI escapes.
+    pub colour: bool,
+}
+
+/// A duration in µs in a short human unit: `850µs`, `12.3ms`, `1.20s`.
+pub fn human_us(us: f64) -> String {
+    if us < 999.5 {
+        format!("{}µs", us.round())
+    } else if us < 999_500.0 {
+        three_digits(us / 1e3, "ms")
+    } else {
+        three_digits(us / 1e6, "s")
+    }
+}
+
+/// `x` with three significant digits (more for large integers) and `unit`.
+fn three_digits(x: f64, unit: &str) -> String {
+    if x >= 99.95 {
+        format!("{x:.0}{unit}")
+    } else if x >= 9.995 {
+        format!("{x:.1}{unit}")
+    } else {
+        format!("{x:.2}{unit}")
+    }
+}
+
+/// Rows of cells; the first column left-aligned, the others right-aligned.
+fn push_table(out: &mut String, rows: &[Vec<String>]) {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            let pad = " ".repeat(widths[c] - cell.chars().count());
+            if c == 0 {
+                line.push_str(cell);
+                line.push_str(&pad);
+            } else {
+                line.push_str("  ");
+                line.push_str(&pad);
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+}
+
+/// Keys in table order: plain names first, then tagged keys, each sorted.
+fn ordered(run: &Run) -> Vec<(&MetricKey, &Metric)> {
+    let mut keys: Vec<_> = run.metrics.iter().collect();
+    keys.sort_by_key(|(k, _)| (!k.tags.is_empty(), *k));
+    keys
+}
+
+/// Whether the rate of `metric` is a fraction (a hit/miss counter) rather than per second.
+fn rate_is_fraction(run: &Run, metric: &str) -> bool {
+    let Ok(filter) = metric.parse::<MetricKey>() else {
+        return false;
+    };
+    run.metrics
+        .iter()
+        .find(|(k, _)| k.matches(&filter))
+        .is_some_and(|(_, m)| matches!(m, Metric::Counter(c) if c.total.is_some()))
+}
+
+fn observed_text(run: &Run, v: &Verdict) -> String {
+    let Some(observed) = v.observed else {
+        return v.message.clone().unwrap_or_default();
+    };
+    match v.expr.parse::<Expr>().map(|e| e.agg) {
+        Ok(a) if a.is_latency() => human_us(observed),
+        Ok(Agg::Count) => format!("{observed}"),
+        Ok(Agg::Rate) if rate_is_fraction(run, &v.metric) => {
+            format!("{:.2}%", observed * 100.0)
+        }
+        Ok(Agg::Rate) => format!("{observed:.1}/s"),
+        _ => format!("{observed}"),
+    }
+}
+
+/// Renders `run` as a plain-text table.
+pub fn render_table(run: &Run, opts: &TableOptions) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} — started {} — {:.1}s",
+        run.scenario,
+        run.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        run.duration_s
+    );
+    let keys = ordered(run);
+
+    let mut hist_rows = vec![[
+        "metric", "count", "min", "avg", "p50", "p90", "p95", "p99", "max",
+    ]
+    .map(String::from)
+    .to_vec()];
+    let mut counter_rows = vec![["metric", "value", "rate"].map(String::from).to_vec()];
+    for (key, metric) in keys {
+        match metric {
+            Metric::Histogram(h) => {
+                let s = &h.summary;
+                let mut row = vec![key.to_string(), s.count.to_string()];
+                for v in [
+                    s.min as f64,
+                    s.mean,
+                    s.p50 as f64,
+                    s.p90 as f64,
+                    s.p95 as f64,
+                    s.p99 as f64,
+                    s.max as f64,
+                ] {
+                    row.push(human_us(v));
+                }
+                hist_rows.push(row);
+            }
+            Metric::Counter(c) => {
+                let rate = match c.total {
+                    Some(0) => "0.00%".to_string(),
+                    Some(total) => format!("{:.2}%", c.value as f64 * 100.0 / total as f64),
+                    None if run.duration_s > 0.0 => {
+                        format!("{:.1}/s", c.value as f64 / run.duration_s)
+                    }
+                    None => String::new(),
+                };
+                let value = match c.total {
+                    Some(total) => format!("{} / {}", c.value, total),
+                    None => c.value.to_string(),
+                };
+                counter_rows.push(vec![key.to_string(), value, rate]);
+            }
+        }
+    }
+    if hist_rows.len() > 1 {
+        out.push('\n');
+        push_table(&mut out, &hist_rows);
+    }
+    if counter_rows.len() > 1 {
+        out.push('\n');
+        push_table(&mut out, &counter_rows);
+    }
+    if !run.thresholds.is_empty() {
+        out.push_str("\nthresholds\n");
+        let rows: Vec<Vec<String>> = run
+            .thresholds
+            .iter()
+            .map(|v| {
+                let mark = match (v.ok, opts.colour) {
+                    (true, false) => "✓".to_string(),
+                    (false, false) => "✗".to_string(),
+                    (true, true) => "\x1b[32m✓\x1b[0m".to_string(),
+                    (false, true) => "\x1b[31m✗\x1b[0m".to_string(),
+                };
+                vec![
+                    format!("{mark} {} {}", v.metric, v.expr),
+                    observed_text(run, v),
+                ]
+            })
+            .collect();
+        push_table(&mut out, &rows);
+    }
+    out
+}

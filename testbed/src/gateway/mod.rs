@@ -1,0 +1,218 @@
+//! The reference push gateway, HTTP side: an in-memory registry of devices, users and topics,
+//! served over HTTP/1.1 and h2c on one port, with injectable faults.
+//!
+//! [`spawn`] binds the listener and serves in background Tokio tasks; the returned
+//! [`GatewayHandle`] reads the counters, changes the faults and shuts the gateway down. The
+//! routes are in [`api`], the registry in `state`, the faults in [`faults`].
+
+pub mod api;
+pub mod faults;
+mod state;
+
+use std::convert::Infallible;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+pub use faults::{FaultConfig, FaultConfigError};
+pub use state::Stats;
+
+use faults::Faults;
+use state::State;
+
+/// How long [`GatewayHandle::shutdown`] lets in-flight requests finish before it drops their
+/// connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// How to start a gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayConfig {
+    /// Address to listen on; port 0 picks a free port (see [`GatewayHandle::addr`]).
+    pub listen: SocketAddr,
+    /// Faults in force from the start.
+    pub faults: FaultConfig,
+}
+
+impl Default for GatewayConfig {
+    /// A free port on 127.0.0.1, no faults.
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+/// What every connection of one gateway shares.
+#[derive(Debug)]
+pub(crate) struct Gateway {
+    state: State,
+    faults: Faults,
+}
+
+/// Binds `config.listen` and serves the gateway in background tasks on the current Tokio
+/// runtime until the handle is shut down or dropped.
+///
+/// Fails with [`io::ErrorKind::InvalidInput`] when `config.faults` does not
+/// [validate](FaultConfig::validate), and with the bind error when the address cannot be bound.
+pub async fn spawn(config: GatewayConfig) -> io::Result<GatewayHandle> {
+    config
+        .faults
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let gateway = Arc::new(Gateway {
+        state: State::default(),
+        faults: Faults::new(config.faults),
+    });
+    let (shutdown, stop) = watch::channel(false);
+    let server = tokio::spawn(serve(listener, Arc::clone(&gateway), stop));
+    tracing::info!(%addr, "gateway listening");
+    Ok(GatewayHandle {
+        addr,
+        gateway,
+        shutdown,
+        server: Some(server),
+    })
+}
+
+/// A running gateway. Dropping it stops the gateway too, without waiting.
+#[derive(Debug)]
+pub struct GatewayHandle {
+    addr: SocketAddr,
+    gateway: Arc<Gateway>,
+    shutdown: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+}
+
+impl GatewayHandle {
+    /// The address the gateway is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://IP:PORT`, with a loopback IP when the gateway listens on all interfaces.
+    pub fn base_url(&self) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{addr}")
+    }
+
+    /// A snapshot of the gateway's counters.
+    pub fn stats(&self) -> Stats {
+        self.gateway.state.stats()
+    }
+
+    /// The faults in force (`stall_ms` reads 0 once a stall window has ended).
+    pub fn faults(&self) -> FaultConfig {
+        self.gateway.faults.current()
+    }
+
+    /// Replaces the faults, as `POST /admin/faults` does. Out-of-range values are clamped to
+    /// the nearest valid one (an invalid `error_status` becomes 503); check with
+    /// [`FaultConfig::validate`] first to reject them instead.
+    pub fn set_faults(&self, faults: FaultConfig) {
+        self.gateway.faults.set(faults);
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish for up to a second, closes
+    /// every connection and returns once the listener is closed.
+    pub async fn shutdown(mut self) {
+        self.shutdown.send_replace(true);
+        if let Some(server) = self.server.take() {
+            if let Err(error) = server.await {
+                tracing::warn!(%error, "gateway server task failed");
+            }
+        }
+    }
+}
+
+impl Drop for GatewayHandle {
+    fn drop(&mut self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+/// Accepts connections until told to stop, then drains them.
+async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            // An error means the handle is gone: stop as well.
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve_connection(
+                        stream,
+                        Arc::clone(&gateway),
+                        Arc::clone(&builder),
+                        stop.clone(),
+                    ));
+                }
+                Err(error) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::debug!(
+            remaining = connections.len(),
+            "closing connections with requests in flight"
+        );
+    }
+    // Dropping the set aborts whatever is left.
+}
+
+/// Serves one connection (HTTP/1.1 with keep-alive, or h2c with prior knowledge) until it
+/// closes or the gateway stops, in which case it finishes in-flight requests first.
+async fn serve_connection(
+    stream: TcpStream,
+    gateway: Arc<Gateway>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Small responses must leave at once, not wait for Nagle's algorithm.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "could not set TCP_NODELAY");
+    }
+    let service = service_fn(move |request| {
+        let gateway = Arc::clone(&gateway);
+        async move { Ok::<_, Infallible>(api::handle(gateway, request).await) }
+    });
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        _ = stop.changed() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "connection ended with an error");
+    }
+}

@@ -1,0 +1,32 @@
+//! Embedded default targets for pushbench, whose behaviour is known so that tests can check the
+//! load tester's measurements against the truth.
+//!
+//! Today this is the HTTP side of a reference push gateway ([`gateway`]): devices, users and
+//! topics held in memory, pushes and broadcasts counted, and faults (latency, jitter, error
+//! responses, stalls) injected on request. The binary `testbed` serves it from the command line:
+//!
+//! ```text
+//! testbed gateway --listen 127.0.0.1:8080 --latency 5ms --latency-jitter 2ms --error-rate 0.01
+//! ```
+//!
+//! From Rust, [`spawn`] starts a gateway on a Tokio runtime and returns a [`GatewayHandle`]:
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use testbed::{FaultConfig, GatewayConfig};
+//!
+//! let faults = FaultConfig { latency_ms: 5.0, ..FaultConfig::default() };
+//! // The default config listens on a free port of 127.0.0.1.
+//! let gateway = testbed::spawn(GatewayConfig { faults, ..GatewayConfig::default() }).await?;
+//! println!("gateway at {}", gateway.base_url());
+//! gateway.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod duration;
+pub mod gateway;
+mod timer;
+
+pub use duration::{parse_duration, DurationError};
+pub use gateway::{spawn, FaultConfig, FaultConfigError, GatewayConfig, GatewayHandle, Stats};

@@ -1,0 +1,169 @@
+//! The `testbed` binary, run for real: it binds, prints its address, answers, and exits on
+//! SIGTERM; bad arguments exit 2 with one clear sentence.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running `testbed gateway`, killed on drop.
+struct Running {
+    child: Child,
+    base_url: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `testbed ARGS…` and waits (10 s at most) for its `listening on` line.
+fn start(args: &[&str]) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("testbed starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines, first_line) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = first_line
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a line within 10 s")
+        .expect("readable stdout");
+    let base_url = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Running { child, base_url }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(args)
+        .output()
+        .expect("testbed runs")
+}
+
+#[tokio::test]
+async fn gateway_answers_and_stops_on_sigterm() {
+    let mut gateway = start(&[
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--latency",
+        "2ms",
+        "--latency-jitter",
+        "1ms",
+    ]);
+    assert!(
+        gateway.base_url.starts_with("http://127.0.0.1:"),
+        "{}",
+        gateway.base_url
+    );
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let health = client
+        .get(format!("{}/healthz", gateway.base_url))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status().as_u16(), 200);
+    let faults: serde_json::Value = client
+        .get(format!("{}/admin/faults", gateway.base_url))
+        .send()
+        .await
+        .expect("faults")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        faults,
+        serde_json::json!({ "latency_ms": 2.0, "jitter_ms": 1.0, "error_rate": 0.0, "error_status": 503, "stall_ms": 0 })
+    );
+    let stats = client
+        .get(format!("{}/stats", gateway.base_url))
+        .send()
+        .await
+        .expect("stats");
+    assert_eq!(stats.status().as_u16(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(2));
+
+    let pid = gateway.child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = gateway.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn invalid_faults_exit_2_with_the_reason() {
+    let output = run(&["gateway", "--listen", "127.0.0.1:0", "--error-rate", "2"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "testbed: error_rate must be between 0 and 1, got 2\n"
+    );
+    assert!(output.stdout.is_empty());
+
+    let output = run(&[
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--error-status",
+        "302",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "testbed: error_status must be an HTTP error status between 400 and 599, got 302\n"
+    );
+}
+
+#[test]
+fn bad_duration_exits_2_naming_it() {
+    let output = run(&["gateway", "--listen", "127.0.0.1:0", "--latency", "5"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "invalid value '5' for '--latency <DURATION>': invalid duration `5`: missing unit"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn busy_port_exits_1() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let output = run(&["gateway", "--listen", &addr]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!("testbed: could not listen on {addr}: ")),
+        "{stderr}"
+    );
+}
