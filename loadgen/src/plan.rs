@@ -145,7 +145,7 @@ impl Iterator for Arrivals<'_> {
         while let Some(&(a, b, from, to)) = self.schedule.segments.get(self.segment) {
             let seg_area = (b - a) * (from + to) / 2.0;
             let need = target - self.area_before;
-            if need < seg_area || (need <= seg_area && need == 0.0 && seg_area > 0.0) {
+            if need < seg_area {
                 let len = b - a;
                 let slope = if len > 0.0 { (to - from) / len } else { 0.0 };
                 let dt = if slope.abs() < 1e-12 {
