@@ -215,9 +215,7 @@ fn open_model_latency_grows_when_the_gateway_stalls() {
     });
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let run: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.path().join("out/run.json")).unwrap())
-            .unwrap();
+    let run = d.run_record().unwrap();
     let h = metric(&run, "http_req_duration");
     assert_eq!(h["count"], 400, "every scheduled iteration ran: {h}");
     assert!(
@@ -265,9 +263,7 @@ fn sigint_mid_run_still_writes_the_record() {
     );
     assert_eq!(code, Some(0), "{rest}");
     assert!(rest.contains("stopped early: interrupted"), "{rest}");
-    let run: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.path().join("out/run.json")).unwrap())
-            .unwrap();
+    let run = d.run_record().unwrap();
     assert!(metric(&run, "http_reqs")["value"].as_u64().unwrap() > 0);
     assert!(run["duration_s"].as_f64().unwrap() < 30.0);
     assert_eq!(

@@ -44,9 +44,7 @@ fn ci_gate_passes_against_the_embedded_gateway() {
         stderr(&out),
         stdout(&out)
     );
-    let run: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.path().join("out/run.json")).unwrap())
-            .unwrap();
+    let run = d.run_record().unwrap();
     let verdicts = run["thresholds"].as_array().unwrap();
     assert!(verdicts.len() >= 8);
     assert!(verdicts.iter().all(|v| v["ok"] == true), "{verdicts:?}");

@@ -42,10 +42,17 @@ impl Dir {
     pub fn run(&self, scenario: &str) -> (Output, Option<serde_json::Value>) {
         self.write("s.yaml", scenario);
         let out = self.loadgen(&["run", "s.yaml", "--out", "out", "--quiet"]);
-        let run = std::fs::read_to_string(self.tmp.path().join("out/run.json"))
-            .ok()
-            .map(|t| serde_json::from_str(&t).unwrap());
+        let run = self.run_record();
         (out, run)
+    }
+}
+
+impl Dir {
+    /// The run record written under `out/`, if there is one.
+    pub fn run_record(&self) -> Option<serde_json::Value> {
+        std::fs::read_to_string(self.tmp.path().join("out/run.json"))
+            .ok()
+            .map(|t| serde_json::from_str(&t).unwrap())
     }
 }
 
