@@ -1,0 +1,1 @@
+//! Recorded-traffic readers, transforms, pacing and inspection for `loadgen replay`.
