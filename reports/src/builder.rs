@@ -20,7 +20,8 @@ use crate::hist::{self, Summary};
 use crate::key::MetricKey;
 use crate::recorder::{second_of, shift_seconds, shifted, Recorder, Seconds, Tally};
 use crate::run::{
-    CounterMetric, CounterPoint, HistPoint, HistogramMetric, Metric, Run, Series, VERSION,
+    CounterMetric, CounterPoint, GaugeMetric, GaugePoint, HistPoint, HistogramMetric, Metric, Run,
+    Series, VERSION,
 };
 
 /// How many of the latest seconds keep their full histograms.
@@ -103,6 +104,8 @@ struct CounterState {
 enum State {
     Histogram(HistState),
     Counter(CounterState),
+    /// A gauge's level per second (a few bytes each).
+    Gauge(BTreeMap<u32, u64>),
 }
 
 impl State {
@@ -110,6 +113,7 @@ impl State {
         match seconds {
             Seconds::Histogram(_) => State::Histogram(HistState::new()),
             Seconds::Counter(_) => State::Counter(CounterState::default()),
+            Seconds::Gauge(_) => State::Gauge(BTreeMap::new()),
         }
     }
 
@@ -129,6 +133,11 @@ impl State {
                         .entry(shifted(*t, shift))
                         .or_default()
                         .add(*tally);
+                }
+            }
+            (State::Gauge(levels), Seconds::Gauge(per_second)) => {
+                for (t, v) in per_second {
+                    levels.insert(shifted(*t, shift), *v);
                 }
             }
             _ => {}
@@ -161,6 +170,16 @@ impl State {
                     })
                     .collect();
                 (metric, Series::Counter(points))
+            }
+            State::Gauge(levels) => {
+                let points: Vec<GaugePoint> = levels
+                    .into_iter()
+                    .map(|(t, gauge)| GaugePoint { t, gauge })
+                    .collect();
+                (
+                    Metric::Gauge(GaugeMetric::of_points(&points)),
+                    Series::Gauge(points),
+                )
             }
         }
     }
@@ -220,12 +239,16 @@ impl RunBuilder {
     pub fn absorb(&mut self, delta: Recorder) {
         let shift = shift_seconds(self.origin, delta.origin());
         for (key, seconds) in delta.into_metrics() {
-            let last = match &seconds {
-                Seconds::Histogram(m) => m.keys().next_back(),
-                Seconds::Counter(m) => m.keys().next_back(),
-            };
-            if let Some(last) = last {
-                self.latest_second = self.latest_second.max(shifted(*last, shift));
+            if let Some(last) = seconds.last_second() {
+                self.latest_second = self.latest_second.max(shifted(last, shift));
+            }
+            // A gauge's aggregates are sums of its writers' levels, made in `finish`.
+            if matches!(seconds, Seconds::Gauge(_)) {
+                self.recorded
+                    .entry(key)
+                    .or_insert_with(|| State::fresh_like(&seconds))
+                    .absorb(&seconds, shift);
+                continue;
             }
             let targets = self.rollup_targets(&key);
             for target in &targets {
@@ -310,9 +333,40 @@ impl RunBuilder {
         (sum.value, sum.total)
     }
 
+    /// The current level of every gauge matching `key` added up (each writer's latest
+    /// level); `None` when no gauge matches.
+    pub fn gauge_now(&self, key: &MetricKey) -> Option<u64> {
+        let mut sum = None;
+        for (k, state) in &self.recorded {
+            if let (true, State::Gauge(levels)) = (k.matches(key), state) {
+                let last = levels.values().next_back().copied().unwrap_or(0);
+                sum = Some(sum.unwrap_or(0) + last);
+            }
+        }
+        sum
+    }
+
     /// The finished run, `duration` long: every recorded key, every plain-name aggregate and
     /// every rollup, each with its series.
-    pub fn finish(self, duration: Duration) -> Run {
+    pub fn finish(mut self, duration: Duration) -> Run {
+        // Gauge aggregates: the writers' levels added up, second by second.
+        let mut gauge_rollups: HashMap<MetricKey, BTreeMap<u32, u64>> = HashMap::new();
+        for (key, state) in &self.recorded {
+            if let State::Gauge(levels) = state {
+                for target in self.rollup_targets(key) {
+                    if &target == key {
+                        continue;
+                    }
+                    let sum = gauge_rollups.entry(target).or_default();
+                    for (t, v) in levels {
+                        *sum.entry(*t).or_default() += v;
+                    }
+                }
+            }
+        }
+        for (key, levels) in gauge_rollups {
+            self.rollups.insert(key, State::Gauge(levels));
+        }
         let mut metrics = BTreeMap::new();
         let mut series = BTreeMap::new();
         for (key, state) in self.rollups.into_iter().chain(self.recorded) {

@@ -40,5 +40,5 @@ pub use builder::RunBuilder;
 pub use hist::Summary;
 pub use key::{KeyError, MetricKey};
 pub use recorder::Recorder;
-pub use run::{MergeError, Metric, Run, RunError, Selected, Series};
+pub use run::{GaugeMetric, GaugePoint, MergeError, Metric, Run, RunError, Selected, Series};
 pub use threshold::{evaluate, Expr, Threshold, Verdict};

@@ -32,6 +32,28 @@ impl Tally {
 pub(crate) enum Seconds {
     Histogram(BTreeMap<u32, Histogram<u64>>),
     Counter(BTreeMap<u32, Tally>),
+    /// A level sampled per second (last value set in that second).
+    Gauge(BTreeMap<u32, u64>),
+}
+
+impl Seconds {
+    /// An empty metric of the same kind.
+    pub(crate) fn empty_like(&self) -> Seconds {
+        match self {
+            Seconds::Histogram(_) => Seconds::Histogram(BTreeMap::new()),
+            Seconds::Counter(_) => Seconds::Counter(BTreeMap::new()),
+            Seconds::Gauge(_) => Seconds::Gauge(BTreeMap::new()),
+        }
+    }
+
+    /// The latest second with data.
+    pub(crate) fn last_second(&self) -> Option<u32> {
+        match self {
+            Seconds::Histogram(m) => m.keys().next_back().copied(),
+            Seconds::Counter(m) => m.keys().next_back().copied(),
+            Seconds::Gauge(m) => m.keys().next_back().copied(),
+        }
+    }
 }
 
 /// Samples recorded by one task since the last [`take`](Recorder::take).
@@ -114,6 +136,22 @@ impl Recorder {
         );
     }
 
+    /// Sets the gauge `key` (a level such as open connections) to `value` at `at`; the
+    /// last value set in a second is that second's value.
+    ///
+    /// A gauge has one writer: where several tasks or shards hold parts of a level, each
+    /// writes its own tagged key (e.g. `connections_active{shard=2}`) and the plain-name
+    /// aggregate adds them up. A key already used as another kind ignores the call.
+    pub fn gauge(&mut self, key: &MetricKey, at: Instant, value: u64) {
+        let second = second_of(self.origin, at);
+        let fresh = || Seconds::Gauge(BTreeMap::new());
+        self.update(key, fresh, |seconds| {
+            if let Seconds::Gauge(per_second) = seconds {
+                per_second.insert(second, value);
+            }
+        });
+    }
+
     fn tally(&mut self, key: &MetricKey, at: Instant, t: Tally) {
         let second = second_of(self.origin, at);
         let fresh = || Seconds::Counter(BTreeMap::new());
@@ -149,10 +187,7 @@ impl Recorder {
             match self.metrics.get_mut(&key) {
                 Some(mine) => merge_seconds(mine, theirs, shift),
                 None => {
-                    let mut fresh = match &theirs {
-                        Seconds::Histogram(_) => Seconds::Histogram(BTreeMap::new()),
-                        Seconds::Counter(_) => Seconds::Counter(BTreeMap::new()),
-                    };
+                    let mut fresh = theirs.empty_like();
                     merge_seconds(&mut fresh, theirs, shift);
                     self.metrics.insert(key, fresh);
                 }
@@ -199,6 +234,12 @@ fn merge_seconds(mine: &mut Seconds, theirs: Seconds, shift: i64) {
                 mine.entry(shifted(second, shift)).or_default().add(t);
             }
         }
+        // One writer per gauge key: the later recorder's level replaces the earlier one.
+        (Seconds::Gauge(mine), Seconds::Gauge(theirs)) => {
+            for (second, v) in theirs {
+                mine.insert(shifted(second, shift), v);
+            }
+        }
         // Same key, different kinds: a programming error in the engine; keep ours.
         _ => {}
     }
@@ -213,6 +254,27 @@ mod tests {
         match &r.metrics[key] {
             Seconds::Histogram(m) => m.keys().copied().collect(),
             Seconds::Counter(m) => m.keys().copied().collect(),
+            Seconds::Gauge(m) => m.keys().copied().collect(),
+        }
+    }
+
+    #[test]
+    fn a_gauge_keeps_the_last_level_of_each_second() {
+        let origin = Instant::now();
+        let mut r = Recorder::new(origin);
+        let k = MetricKey::new("connections_active");
+        r.gauge(&k, origin, 5);
+        r.gauge(&k, origin + Duration::from_millis(500), 7);
+        r.gauge(&k, origin + Duration::from_millis(1500), 9);
+        let mut later = Recorder::new(origin);
+        later.gauge(&k, origin + Duration::from_millis(1900), 4);
+        r.merge(later);
+        match &r.metrics[&k] {
+            Seconds::Gauge(m) => assert_eq!(
+                m.iter().map(|(t, v)| (*t, *v)).collect::<Vec<_>>(),
+                vec![(0, 7), (1, 4)]
+            ),
+            _ => panic!("kind changed"),
         }
     }
 
@@ -253,7 +315,7 @@ mod tests {
         r.merge(other);
         match &r.metrics[&k] {
             Seconds::Histogram(m) => assert_eq!(m[&0].len(), 1),
-            Seconds::Counter(_) => panic!("kind changed"),
+            _ => panic!("kind changed"),
         }
     }
 
@@ -272,7 +334,7 @@ mod tests {
                 assert_eq!(m[&0], Tally { value: 1, total: 1 });
                 assert_eq!(m[&2], Tally { value: 1, total: 2 });
             }
-            Seconds::Histogram(_) => panic!("kind changed"),
+            _ => panic!("kind changed"),
         }
     }
 }

@@ -49,6 +49,30 @@ pub enum Metric {
     Histogram(HistogramMetric),
     /// A count, optionally out of a total.
     Counter(CounterMetric),
+    /// A level over time, e.g. open connections.
+    Gauge(GaugeMetric),
+}
+
+/// A gauge: a level sampled once a second (e.g. `connections_active`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GaugeMetric {
+    /// The level in the last second with data.
+    pub value: u64,
+    /// The lowest level of any second.
+    pub min: u64,
+    /// The highest level of any second.
+    pub max: u64,
+}
+
+impl GaugeMetric {
+    /// The gauge summarising `points` (in time order); all zero when there are none.
+    pub fn of_points(points: &[GaugePoint]) -> GaugeMetric {
+        GaugeMetric {
+            value: points.last().map_or(0, |p| p.gauge),
+            min: points.iter().map(|p| p.gauge).min().unwrap_or(0),
+            max: points.iter().map(|p| p.gauge).max().unwrap_or(0),
+        }
+    }
 }
 
 /// A histogram metric: its summary and the compressed histogram itself.
@@ -108,8 +132,19 @@ impl CounterMetric {
 pub enum Series {
     /// Points of a histogram metric.
     Histogram(Vec<HistPoint>),
+    /// A gauge's level per second (tried before counters: its points carry `gauge`).
+    Gauge(Vec<GaugePoint>),
     /// Points of a counter metric.
     Counter(Vec<CounterPoint>),
+}
+
+/// One second of a gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GaugePoint {
+    /// Seconds since the run's start.
+    pub t: u32,
+    /// The level in that second.
+    pub gauge: u64,
 }
 
 /// One second of a histogram metric.
@@ -169,6 +204,8 @@ pub enum Selected {
     Histogram(Histogram<u64>),
     /// A counter (summed over every matching key).
     Counter(CounterMetric),
+    /// A gauge (levels added over every matching key).
+    Gauge(GaugeMetric),
 }
 
 /// Why a run file could not be read or queried.
@@ -263,6 +300,12 @@ impl Run {
                 (Some(Selected::Counter(acc)), Metric::Counter(c)) => {
                     Selected::Counter(acc.plus(*c))
                 }
+                // Parts of one level (e.g. per shard): the levels add up.
+                (Some(Selected::Gauge(acc)), Metric::Gauge(g)) => Selected::Gauge(GaugeMetric {
+                    value: acc.value + g.value,
+                    min: acc.min + g.min,
+                    max: acc.max + g.max,
+                }),
                 (Some(other), _) => other,
             });
         }
@@ -311,6 +354,12 @@ impl Run {
             };
             series.insert(key.clone(), merged);
         }
+        for (key, metric) in metrics.iter_mut() {
+            if let (Metric::Gauge(g), Some(Series::Gauge(points))) = (&mut *metric, series.get(key))
+            {
+                *g = GaugeMetric::of_points(points);
+            }
+        }
         self.metrics = metrics;
         self.series = series;
         self.started_at = start;
@@ -334,6 +383,7 @@ fn selected(key: &MetricKey, metric: &Metric) -> Result<Selected, RunError> {
     Ok(match metric {
         Metric::Histogram(m) => Selected::Histogram(decode_for(key, &m.hist)?),
         Metric::Counter(c) => Selected::Counter(*c),
+        Metric::Gauge(g) => Selected::Gauge(*g),
     })
 }
 
@@ -359,6 +409,12 @@ fn merge_metrics(key: &MetricKey, mine: &Metric, theirs: &Metric) -> Result<Metr
             }))
         }
         (Metric::Counter(a), Metric::Counter(b)) => Ok(Metric::Counter(a.plus(*b))),
+        // Recomputed from the merged series by `merge`; this is the fallback without one.
+        (Metric::Gauge(a), Metric::Gauge(b)) => Ok(Metric::Gauge(GaugeMetric {
+            value: a.value + b.value,
+            min: a.min.min(b.min),
+            max: a.max + b.max,
+        })),
         _ => Err(MergeError::Kind(key.clone())),
     }
 }
@@ -367,6 +423,7 @@ fn shift_series(series: &mut Series, by: u32) {
     match series {
         Series::Histogram(points) => points.iter_mut().for_each(|p| p.t = p.t.saturating_add(by)),
         Series::Counter(points) => points.iter_mut().for_each(|p| p.t = p.t.saturating_add(by)),
+        Series::Gauge(points) => points.iter_mut().for_each(|p| p.t = p.t.saturating_add(by)),
     }
 }
 
@@ -403,6 +460,18 @@ fn merge_series(key: &MetricKey, mine: Series, theirs: Series) -> Result<Series,
                         value: c.value,
                         total: c.total,
                     })
+                    .collect(),
+            ))
+        }
+        // Two processes' levels in the same second add up (each held its own connections).
+        (Series::Gauge(a), Series::Gauge(b)) => {
+            let mut by_t: BTreeMap<u32, u64> = BTreeMap::new();
+            for p in a.into_iter().chain(b) {
+                *by_t.entry(p.t).or_default() += p.gauge;
+            }
+            Ok(Series::Gauge(
+                by_t.into_iter()
+                    .map(|(t, gauge)| GaugePoint { t, gauge })
                     .collect(),
             ))
         }

@@ -117,6 +117,7 @@ pub fn render_table(run: &Run, opts: &TableOptions) -> String {
     .map(String::from)
     .to_vec()];
     let mut counter_rows = vec![["metric", "value", "rate"].map(String::from).to_vec()];
+    let mut gauge_rows = vec![["gauge", "last", "min", "max"].map(String::from).to_vec()];
     for (key, metric) in keys {
         match metric {
             Metric::Histogram(h) => {
@@ -150,6 +151,12 @@ pub fn render_table(run: &Run, opts: &TableOptions) -> String {
                 };
                 counter_rows.push(vec![key.to_string(), value, rate]);
             }
+            Metric::Gauge(g) => gauge_rows.push(vec![
+                key.to_string(),
+                g.value.to_string(),
+                g.min.to_string(),
+                g.max.to_string(),
+            ]),
         }
     }
     if hist_rows.len() > 1 {
@@ -159,6 +166,10 @@ pub fn render_table(run: &Run, opts: &TableOptions) -> String {
     if counter_rows.len() > 1 {
         out.push('\n');
         push_table(&mut out, &counter_rows);
+    }
+    if gauge_rows.len() > 1 {
+        out.push('\n');
+        push_table(&mut out, &gauge_rows);
     }
     if !run.thresholds.is_empty() {
         out.push_str("\nthresholds\n");

@@ -30,6 +30,10 @@ pub enum Agg {
     Count,
     /// `value / total` of a hit/miss counter, else per second of run duration.
     Rate,
+    /// A gauge's level at the end of the run.
+    Value,
+    /// A gauge's highest level.
+    Peak,
 }
 
 impl Agg {
@@ -49,6 +53,8 @@ impl fmt::Display for Agg {
             Agg::Max => f.write_str("max"),
             Agg::Count => f.write_str("count"),
             Agg::Rate => f.write_str("rate"),
+            Agg::Value => f.write_str("value"),
+            Agg::Peak => f.write_str("peak"),
         }
     }
 }
@@ -122,7 +128,7 @@ pub enum ExprError {
     #[error("expected `<aggregate> <op> <value>` such as `p(99) < 250ms`, got `{0}`")]
     Shape(String),
     /// An aggregate this crate does not know.
-    #[error("expected an aggregate `p(N)`, `avg`, `med`, `min`, `max`, `count` or `rate` such as `p(99) < 250ms`, got `{0}`")]
+    #[error("expected an aggregate `p(N)`, `avg`, `med`, `min`, `max`, `count`, `rate`, `value` or `peak` such as `p(99) < 250ms`, got `{0}`")]
     Aggregate(String),
     /// A percentile outside `0 < q <= 100`.
     #[error("expected a percentile above 0 and at most 100 such as `p(99.9)`, got `{0}`")]
@@ -167,6 +173,8 @@ fn parse_agg(text: &str) -> Result<Agg, ExprError> {
         "max" => Agg::Max,
         "count" => Agg::Count,
         "rate" => Agg::Rate,
+        "value" => Agg::Value,
+        "peak" => Agg::Peak,
         _ => {
             let inner = text
                 .strip_prefix("p(")
@@ -199,7 +207,7 @@ fn parse_value(agg: Agg, agg_text: &str, text: &str) -> Result<f64, ExprError> {
         (a, "s") if a.is_latency() => parse_scaled(number, 6),
         (a, "m") if a.is_latency() => parse_scaled(number, 6).map(|v| v * 60.0),
         (Agg::Rate, "%") => parse_scaled(number, -2),
-        (Agg::Count | Agg::Rate, "") => parse_scaled(number, 0),
+        (Agg::Count | Agg::Rate | Agg::Value | Agg::Peak, "") => parse_scaled(number, 0),
         (_, "" | "ms" | "us" | "µs" | "s" | "m" | "%") => {
             return Err(if agg.is_latency() {
                 unit_error("a duration", "p(99) < 250ms")
@@ -328,6 +336,11 @@ fn on_histogram(agg: Agg, h: &Histogram<u64>, duration_s: f64) -> Result<f64, St
         Agg::Count => h.len() as f64,
         Agg::Rate if duration_s > 0.0 => h.len() as f64 / duration_s,
         Agg::Rate => return Err("the run has no duration".to_string()),
+        Agg::Value | Agg::Peak => {
+            return Err(format!(
+                "`{agg}` needs a gauge (use a percentile, `avg`, `count` or `rate`)"
+            ))
+        }
     })
 }
 
@@ -364,6 +377,14 @@ pub fn evaluate(run: &Run, thresholds: &[Threshold]) -> Vec<Verdict> {
                 Ok(Some(Selected::Counter(c))) => {
                     on_counter(t.expr.agg, c, &t.metric, run.duration_s)
                 }
+                Ok(Some(Selected::Gauge(g))) => match t.expr.agg {
+                    Agg::Value => Ok(g.value as f64),
+                    Agg::Peak => Ok(g.max as f64),
+                    a => Err(format!(
+                        "`{a}` does not apply to `{}`, a gauge (use `value` or `peak`)",
+                        t.metric
+                    )),
+                },
             };
             let expr = if t.source.is_empty() {
                 t.expr.to_string()

@@ -12,14 +12,14 @@ use reports::{Recorder, Run, RunBuilder};
 fn hist_summary(run: &Run, k: &str) -> reports::Summary {
     match &run.metrics[&key(k)] {
         Metric::Histogram(h) => h.summary,
-        Metric::Counter(_) => panic!("{k} is a counter"),
+        _ => panic!("{k} is not a histogram"),
     }
 }
 
 fn counter(run: &Run, k: &str) -> CounterMetric {
     match &run.metrics[&key(k)] {
         Metric::Counter(c) => *c,
-        Metric::Histogram(_) => panic!("{k} is a histogram"),
+        _ => panic!("{k} is not a counter"),
     }
 }
 
@@ -72,18 +72,18 @@ fn known_samples_give_exact_summary_and_series() {
             assert_eq!(got, vec![(0, 600), (2, 400)]);
             assert_eq!((points[1].p50, points[1].max), (800, 1000));
         }
-        Series::Counter(_) => panic!("wrong series kind"),
+        _ => panic!("wrong series kind"),
     }
     match &run.series[&key("http_req_failed")] {
         Series::Counter(points) => {
             let got: Vec<_> = points.iter().map(|p| (p.t, p.value, p.total)).collect();
             assert_eq!(got, vec![(0, 6, Some(600)), (2, 4, Some(400))]);
         }
-        Series::Histogram(_) => panic!("wrong series kind"),
+        _ => panic!("wrong series kind"),
     }
     match &run.series[&key("http_reqs")] {
         Series::Counter(points) => assert!(points.iter().all(|p| p.total.is_none())),
-        Series::Histogram(_) => panic!("wrong series kind"),
+        _ => panic!("wrong series kind"),
     }
     assert_eq!(run.duration_s, 3.0);
     assert_eq!(run.version, 1);
@@ -183,7 +183,7 @@ fn live_windows_cover_the_last_seconds_across_matching_keys() {
                 .enumerate()
                 .all(|(i, p)| p.t == i as u32 && p.count == 2));
         }
-        Series::Counter(_) => panic!("wrong series kind"),
+        _ => panic!("wrong series kind"),
     }
 }
 
@@ -208,7 +208,7 @@ fn late_deltas_for_sealed_seconds_are_added_not_lost() {
                 [(1, 2), (60, 1)]
             );
         }
-        Series::Counter(_) => panic!("wrong series kind"),
+        _ => panic!("wrong series kind"),
     }
 }
 
@@ -251,6 +251,7 @@ fn fingerprint(run: &Run) -> Fingerprint {
         let whole = match &run.metrics[k] {
             Metric::Histogram(_) => counts(&run.histogram(k).unwrap().unwrap()),
             Metric::Counter(c) => vec![(c.value, c.total.unwrap_or(0))],
+            Metric::Gauge(g) => vec![(g.value, g.max)],
         };
         rows.push((u32::MAX, whole));
         match series {
@@ -262,6 +263,11 @@ fn fingerprint(run: &Run) -> Fingerprint {
             Series::Counter(points) => {
                 for p in points {
                     rows.push((p.t, vec![(p.value, p.total.unwrap_or(0))]));
+                }
+            }
+            Series::Gauge(points) => {
+                for p in points {
+                    rows.push((p.t, vec![(p.gauge, 0)]));
                 }
             }
         }
@@ -317,7 +323,7 @@ fn splitting_samples_across_recorders_and_shards_merges_exactly() {
         let summaries = |run: &Run| -> Vec<(String, Option<reports::Summary>)> {
             let summary = |m: &Metric| match m {
                 Metric::Histogram(h) => Some(h.summary),
-                Metric::Counter(_) => None,
+                _ => None,
             };
             run.metrics
                 .iter()
@@ -327,4 +333,62 @@ fn splitting_samples_across_recorders_and_shards_merges_exactly() {
         assert_eq!(summaries(&merged), summaries(&reference), "seed {seed}");
         assert_eq!(merged.duration_s, reference.duration_s);
     }
+}
+
+#[test]
+fn gauges_of_several_writers_add_up_per_second_and_merge_across_runs() {
+    let origin = Instant::now();
+    let mut b = RunBuilder::new("swarm", started_at(), origin);
+    let shard = |n: &str| key(&format!("connections_active{{shard={n}}}"));
+    // Two shards, each the single writer of its own level.
+    let mut r = Recorder::new(origin);
+    r.gauge(&shard("0"), at(origin, 0.2), 100);
+    r.gauge(&shard("0"), at(origin, 0.9), 120); // last in second 0 wins
+    r.gauge(&shard("1"), at(origin, 0.5), 80);
+    b.absorb(r.take());
+    assert_eq!(b.gauge_now(&key("connections_active")), Some(200));
+    r.gauge(&shard("0"), at(origin, 1.5), 150);
+    r.gauge(&shard("1"), at(origin, 1.5), 50);
+    b.absorb(r.take());
+    let run = b.finish(Duration::from_secs(2));
+    let plain = key("connections_active");
+    match &run.metrics[&plain] {
+        Metric::Gauge(g) => assert_eq!((g.value, g.min, g.max), (200, 200, 200)),
+        other => panic!("not a gauge: {other:?}"),
+    }
+    match &run.series[&plain] {
+        Series::Gauge(points) => {
+            assert_eq!(
+                points.iter().map(|p| (p.t, p.gauge)).collect::<Vec<_>>(),
+                vec![(0, 200), (1, 200)]
+            );
+        }
+        other => panic!("not a gauge series: {other:?}"),
+    }
+    match &run.metrics[&shard("0")] {
+        Metric::Gauge(g) => assert_eq!((g.value, g.min, g.max), (150, 120, 150)),
+        other => panic!("not a gauge: {other:?}"),
+    }
+    // JSON round trip keeps the kind; merging another process's run adds the levels.
+    let back = Run::from_json_str(&run.to_json_pretty().unwrap()).unwrap();
+    assert_eq!(back, run);
+    let mut merged = run.clone();
+    merged.merge(&run).unwrap();
+    match &merged.metrics[&plain] {
+        Metric::Gauge(g) => assert_eq!((g.value, g.max), (400, 400)),
+        other => panic!("not a gauge: {other:?}"),
+    }
+    // Thresholds read a gauge's last and highest level.
+    let gates = [
+        reports::Threshold::parse("connections_active", "value == 200").unwrap(),
+        reports::Threshold::parse("connections_active", "peak >= 200").unwrap(),
+        reports::Threshold::parse("connections_active", "p(99) < 1ms").unwrap(),
+    ];
+    let verdicts = reports::evaluate(&run, &gates);
+    assert!(verdicts[0].ok && verdicts[1].ok, "{verdicts:?}");
+    assert!(!verdicts[2].ok);
+    assert!(
+        verdicts[2].message.as_deref().unwrap().contains("gauge"),
+        "{verdicts:?}"
+    );
 }

@@ -112,7 +112,7 @@ fn merge_aligns_series_on_absolute_time() {
             let got: Vec<_> = p.iter().map(|p| (p.t, p.count, p.max)).collect();
             assert_eq!(got, [(0, 1, 100), (1, 1, 100), (3, 1, 200), (5, 1, 200)]);
         }
-        Series::Counter(_) => panic!("wrong kind"),
+        _ => panic!("wrong kind"),
     }
     match &a.series[&key("failed{journey=a}")] {
         Series::Counter(p) => {
@@ -122,7 +122,7 @@ fn merge_aligns_series_on_absolute_time() {
                 [(0, Some(1)), (1, Some(1)), (3, Some(1)), (5, Some(1))]
             );
         }
-        Series::Histogram(_) => panic!("wrong kind"),
+        _ => panic!("wrong kind"),
     }
     let h = a.histogram(&key("lat")).unwrap().unwrap();
     assert_eq!(counts(&h), [(100, 2), (200, 2)]);

@@ -82,7 +82,7 @@ fn parse_errors_say_what_was_expected() {
     );
     assert_eq!(
         err("p99 < 5ms"),
-        "expected an aggregate `p(N)`, `avg`, `med`, `min`, `max`, `count` or `rate` such as `p(99) < 250ms`, got `p99`"
+        "expected an aggregate `p(N)`, `avg`, `med`, `min`, `max`, `count`, `rate`, `value` or `peak` such as `p(99) < 250ms`, got `p99`"
     );
     assert_eq!(
         err("mean = 5"),
