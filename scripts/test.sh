@@ -5,12 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-# (later issues add Debian packages their tests need here: redis-server, chromium, tsung …)
-if [ ${#need_apt[@]} -gt 0 ]; then
+# Debian packages the tests need (one per line, with the tests that use it).
+need_apt=(
+)
+missing=()
+for pkg in "${need_apt[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}" >&2
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
