@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
+need_apt+=(redis-server)   # apns-relay: shared dedupe store tests
 # (later issues add Debian packages their tests need here: redis-server, chromium, tsung …)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
