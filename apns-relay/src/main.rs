@@ -36,7 +36,7 @@ enum Command {
         config: PathBuf,
     },
     /// Send one push through the sender-side router (Apple via relay/proxy, others direct).
-    Send(SendArgs),
+    Send(Box<SendArgs>),
 }
 
 #[derive(clap::Args)]
@@ -131,7 +131,7 @@ fn main() -> ExitCode {
             );
             runtime.block_on(serve(config))
         }
-        Command::Send(args) => runtime.block_on(send(args)),
+        Command::Send(args) => runtime.block_on(send(*args)),
     }
 }
 
