@@ -1,0 +1,470 @@
+//! Serving: TLS (rustls, ALPN `h2` only, optional client certificates) and HTTP/2 with the
+//! `h2` crate directly, which gives the per-stream control the faults need (REFUSED_STREAM,
+//! reset after reading, GOAWAY, the stream limit).
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use h2::server::SendResponse;
+use h2::RecvStream;
+use http::{Request, Response};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use super::record::Notification;
+use super::{request, unix_ms, Auth, Environment, Fault, Mock, Reason};
+use crate::pki::{root_store, IssuedCert};
+
+/// How long shutdown lets in-flight streams finish before it drops their connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+/// Streams per connection advertised when no fault sets it (APNs advertises about 1000).
+const DEFAULT_MAX_STREAMS: u32 = 1000;
+/// Bodies are read up to this many bytes; a longer one is 413 without reading the rest.
+const MAX_READ: usize = 64 * 1024;
+
+/// The TLS side of a mock: the acceptor and, for certificate auth, the verifier of client
+/// certificates (run after the handshake, so a bad certificate gets APNs' 403 rather than a
+/// TLS alert).
+pub(crate) struct Tls {
+    acceptor: TlsAcceptor,
+    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+}
+
+pub(crate) fn acceptor(cert: &IssuedCert, auth: &Auth) -> io::Result<Tls> {
+    let invalid =
+        |e: &dyn std::fmt::Display| io::Error::new(io::ErrorKind::InvalidInput, e.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(&e))?;
+    let (builder, client_verifier) = match auth {
+        Auth::Token(_) => (builder.with_no_client_auth(), None),
+        Auth::Certificate(certificate) => {
+            let roots = root_store(&certificate.client_ca_pem).map_err(|e| invalid(&e))?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                    .build()
+                    .map_err(|e| invalid(&e))?;
+            let any = Arc::new(AnyClientCert {
+                algorithms: provider.signature_verification_algorithms,
+            });
+            (builder.with_client_cert_verifier(any), Some(verifier))
+        }
+    };
+    let mut config = builder
+        .with_single_cert(vec![cert.cert_der()], cert.key_der())
+        .map_err(|e| invalid(&e))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Tls {
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        client_verifier,
+    })
+}
+
+/// Asks for a client certificate and takes any the client proves it holds the key of; the
+/// chain is judged after the handshake.
+#[derive(Debug)]
+struct AnyClientCert {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnyClientCert {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Who is at the other end of a connection, as far as certificates go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    /// Token auth: certificates play no part.
+    Anonymous,
+    /// Certificate auth, no certificate presented.
+    NoCertificate,
+    /// Certificate auth, a certificate not issued by the configured CA.
+    BadCertificate,
+    /// Certificate auth, a valid certificate.
+    Certified,
+}
+
+/// Accepts connections until told to stop, then drains them.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    tls: Tls,
+    mock: Arc<Mock>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let tls = Arc::new(tls);
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            // An error means the handle is gone: stop as well.
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve_connection(
+                        stream,
+                        Arc::clone(&tls),
+                        Arc::clone(&mock),
+                        stop.clone(),
+                    ));
+                }
+                Err(error) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    // Dropping the set aborts whatever is left.
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    tls: Arc<Tls>,
+    mock: Arc<Mock>,
+    mut stop: watch::Receiver<bool>,
+) {
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "could not set TCP_NODELAY");
+    }
+    let stream = match tls.acceptor.accept(tcp).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            mock.recorder.count(|s| s.handshake_failures += 1);
+            return;
+        }
+    };
+    let (_, session) = stream.get_ref();
+    if session.alpn_protocol() != Some(b"h2".as_slice()) {
+        // APNs speaks HTTP/2 only; a client that offered no ALPN gets nothing.
+        tracing::debug!("client negotiated no h2, closing");
+        mock.recorder.count(|s| s.handshake_failures += 1);
+        return;
+    }
+    let peer = match &tls.client_verifier {
+        None => Peer::Anonymous,
+        Some(verifier) => match session.peer_certificates() {
+            Some([end_entity, intermediates @ ..]) => {
+                match verifier.verify_client_cert(end_entity, intermediates, UnixTime::now()) {
+                    Ok(_) => Peer::Certified,
+                    Err(_) => Peer::BadCertificate,
+                }
+            }
+            _ => Peer::NoCertificate,
+        },
+    };
+    mock.recorder.count(|s| s.connections += 1);
+    let max_streams = mock
+        .faults
+        .current()
+        .max_concurrent_streams
+        .unwrap_or(DEFAULT_MAX_STREAMS);
+    let mut connection = match h2::server::Builder::new()
+        .max_concurrent_streams(max_streams)
+        .handshake::<_, Bytes>(stream)
+        .await
+    {
+        Ok(connection) => connection,
+        Err(error) => {
+            tracing::debug!(%error, "HTTP/2 handshake failed");
+            return;
+        }
+    };
+    let open = Arc::new(AtomicU64::new(0));
+    let mut received: u32 = 0;
+    let mut going_away = false;
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            next = connection.accept() => {
+                let (request, mut respond) = match next {
+                    Some(Ok(stream)) => stream,
+                    Some(Err(error)) => {
+                        tracing::debug!(%error, "connection ended with an error");
+                        break;
+                    }
+                    None => break,
+                };
+                received += 1;
+                mock.recorder.count(|s| s.streams += 1);
+                let fault = mock.faults.next_stream();
+                if fault == Fault::RefusedStream {
+                    respond.send_reset(h2::Reason::REFUSED_STREAM);
+                    mock.recorder.count(|s| s.refused_streams += 1);
+                    continue;
+                }
+                let now_open = open.fetch_add(1, Ordering::SeqCst) + 1;
+                mock.recorder.count(|s| {
+                    s.max_concurrent_streams_seen = s.max_concurrent_streams_seen.max(now_open);
+                });
+                let task_open = Arc::clone(&open);
+                tokio::spawn(handle_stream(Arc::clone(&mock), peer, request, respond, fault, task_open));
+                let goaway_after = mock.faults.current().goaway_after;
+                if !going_away && (fault == Fault::GoAway || goaway_after == Some(received)) {
+                    // GOAWAY(MAX) then, after a PING round trip, GOAWAY(last stream received):
+                    // every stream up to it is served, none above it is.
+                    connection.graceful_shutdown();
+                    going_away = true;
+                    mock.recorder.count(|s| s.goaways += 1);
+                }
+            }
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                if !going_away {
+                    connection.graceful_shutdown();
+                    going_away = true;
+                }
+            }
+        }
+    }
+}
+
+/// Serves one stream: read, validate, apply its fault, answer (or reset).
+async fn handle_stream(
+    mock: Arc<Mock>,
+    peer: Peer,
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    fault: Fault,
+    open: Arc<AtomicU64>,
+) {
+    let _open = OpenStream(open);
+    let (parts, mut body) = request.into_parts();
+    let mut payload = BytesMut::new();
+    let mut truncated = false;
+    while let Some(chunk) = body.data().await {
+        let Ok(chunk) = chunk else {
+            // The client reset the stream: nothing to answer.
+            return;
+        };
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if payload.len() + chunk.len() > MAX_READ {
+            truncated = true;
+            break;
+        }
+        payload.extend_from_slice(&chunk);
+    }
+    let received_at = SystemTime::now();
+    let payload = payload.freeze();
+    let apns_id = parts
+        .headers
+        .get("apns-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let verdict = validate(&mock, peer, &parts, &payload, truncated, received_at);
+
+    let latency = mock.faults.current().latency_ms;
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let notification = match verdict {
+        Ok(notification) => notification,
+        Err((reason, timestamp)) => {
+            if fault == Fault::ResetAfterRead {
+                respond.send_reset(h2::Reason::INTERNAL_ERROR);
+                mock.recorder.count(|s| s.resets_after_read += 1);
+            } else {
+                let id = apns_id.unwrap_or_else(new_apns_id);
+                send_error(&mock, &mut respond, &id, reason, timestamp);
+            }
+            return;
+        }
+    };
+    match fault {
+        Fault::Reject(reason) => {
+            let timestamp = (reason == Reason::Unregistered).then(|| unix_ms(received_at));
+            send_error(
+                &mock,
+                &mut respond,
+                &notification.apns_id,
+                reason,
+                timestamp,
+            );
+        }
+        Fault::ResetAfterRead => {
+            mock.recorder.record(Notification {
+                reset: true,
+                ..notification
+            });
+            respond.send_reset(h2::Reason::INTERNAL_ERROR);
+            mock.recorder.count(|s| s.resets_after_read += 1);
+        }
+        Fault::Pass | Fault::GoAway | Fault::RefusedStream => {
+            let mut response = Response::builder()
+                .status(200)
+                .header("apns-id", notification.apns_id.as_str());
+            if mock.environment == Environment::Sandbox {
+                response = response.header("apns-unique-id", uuid::Uuid::new_v4().to_string());
+            }
+            mock.recorder.record(notification);
+            let response = response.body(()).unwrap_or_default();
+            if let Err(error) = respond.send_response(response, true) {
+                tracing::debug!(%error, "could not answer");
+            }
+            mock.recorder.responded(200, None);
+        }
+    }
+}
+
+/// Decrements a connection's open-stream count when a stream's task ends.
+struct OpenStream(Arc<AtomicU64>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The notification a valid request carries, or the reason (and, for 410, the timestamp) it
+/// is refused.
+fn validate(
+    mock: &Mock,
+    peer: Peer,
+    parts: &http::request::Parts,
+    payload: &Bytes,
+    truncated: bool,
+    received_at: SystemTime,
+) -> Result<Notification, (Reason, Option<u64>)> {
+    let plain = |reason| (reason, None);
+    let device_token = request::route(&parts.method, parts.uri.path()).map_err(plain)?;
+    let authorization = parts.headers.get("authorization").map(|v| v.as_bytes());
+    match (&mock.tokens, peer) {
+        (_, Peer::Certified) => {}
+        (_, Peer::BadCertificate) => return Err(plain(Reason::BadCertificate)),
+        (Some(tokens), _) => tokens
+            .check(authorization, unix_ms(received_at) / 1000)
+            .map_err(plain)?,
+        // A certificate server without a certificate: APNs falls back to tokens, and this
+        // mock has no keys.
+        (None, _) => {
+            return Err(plain(if authorization.is_some() {
+                Reason::InvalidProviderToken
+            } else {
+                Reason::MissingProviderToken
+            }))
+        }
+    }
+    let single_topic = peer == Peer::Certified && mock.topics.len() == 1;
+    let headers = request::headers(&parts.headers, !single_topic).map_err(plain)?;
+    let topic = headers
+        .topic
+        .clone()
+        .or_else(|| single_topic.then(|| mock.topics[0].clone()));
+    if let Some(topic) = &topic {
+        if !request::topic_allowed(topic, &mock.topics) {
+            return Err(plain(Reason::TopicDisallowed));
+        }
+    }
+    if truncated {
+        return Err(plain(Reason::PayloadTooLarge));
+    }
+    request::payload(payload, headers.push_type.as_deref()).map_err(plain)?;
+    if let Some(since) = mock.unregistered_since(&device_token) {
+        return Err((Reason::Unregistered, Some(since)));
+    }
+    Ok(Notification {
+        apns_id: headers.apns_id.unwrap_or_else(new_apns_id),
+        device_token,
+        topic,
+        collapse_id: headers.collapse_id,
+        push_type: headers.push_type,
+        priority: headers.priority,
+        expiration: headers.expiration,
+        payload: payload.clone(),
+        received_at,
+        reset: false,
+    })
+}
+
+/// An error response: the reason's status, `apns-id`, and `{"reason": …}` (with `timestamp`
+/// for 410).
+fn send_error(
+    mock: &Mock,
+    respond: &mut SendResponse<Bytes>,
+    apns_id: &str,
+    reason: Reason,
+    timestamp: Option<u64>,
+) {
+    let body = match timestamp {
+        Some(timestamp) => serde_json::json!({ "reason": reason.as_str(), "timestamp": timestamp }),
+        None => serde_json::json!({ "reason": reason.as_str() }),
+    }
+    .to_string();
+    let response = Response::builder()
+        .status(reason.status())
+        .header("apns-id", apns_id)
+        .header("content-type", "application/json; charset=utf-8")
+        .header("content-length", body.len())
+        .body(())
+        .unwrap_or_default();
+    mock.recorder
+        .responded(reason.status().as_u16(), Some(reason.as_str()));
+    match respond.send_response(response, false) {
+        Ok(mut stream) => {
+            if let Err(error) = stream.send_data(Bytes::from(body), true) {
+                tracing::debug!(%error, "could not send the error body");
+            }
+        }
+        Err(error) => tracing::debug!(%error, "could not answer"),
+    }
+}
+
+/// An `apns-id` as APNs generates them: an upper-case UUID.
+fn new_apns_id() -> String {
+    uuid::Uuid::new_v4().to_string().to_uppercase()
+}
