@@ -157,7 +157,7 @@ impl Router {
         .with_no_client_auth();
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
+            .tls_backend_preconfigured(tls.clone())
             .timeout(config.request_timeout)
             .pool_max_idle_per_host(64);
         if a.via == AppleVia::Proxy {
@@ -202,6 +202,7 @@ impl Router {
                 .is_some_and(|u| u.starts_with("http://"))
         {
             reqwest::Client::builder()
+                .tls_backend_preconfigured(tls)
                 .http2_prior_knowledge()
                 .no_proxy()
                 .timeout(config.request_timeout)
