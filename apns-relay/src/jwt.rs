@@ -81,6 +81,7 @@ impl Signer {
 struct Current {
     token: String,
     minted: Instant,
+    iat: u64,
     generation: u64,
 }
 
@@ -121,6 +122,7 @@ impl TokenCache {
         Current {
             token: self.signer.sign(iat),
             minted: Instant::now(),
+            iat,
             generation,
         }
     }
@@ -140,6 +142,52 @@ impl TokenCache {
             header: format!("bearer {}", c.token),
             generation: c.generation,
         }
+    }
+
+    /// The name under which this key's token is shared (team and key id).
+    pub fn share_name(&self) -> String {
+        format!(
+            "provider-token:{}:{}",
+            self.signer.team_id, self.signer.key_id
+        )
+    }
+
+    /// The current token as `"<iat> <jwt>"` and its generation, for sharing.
+    pub fn snapshot(&self) -> Option<(u64, String)> {
+        let cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        cur.as_ref()
+            .map(|c| (c.generation, format!("{} {}", c.iat, c.token)))
+    }
+
+    /// Takes over a token shared by an earlier process or another instance (`"<iat> <jwt>"`,
+    /// as [`snapshot`](Self::snapshot) gives), unless a token is already held or it is due for
+    /// refresh. Returns whether it was adopted.
+    pub fn adopt(&self, shared: &str) -> bool {
+        let Some((iat, token)) = shared.split_once(' ') else {
+            return false;
+        };
+        let Ok(iat) = iat.parse::<u64>() else {
+            return false;
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let age = Duration::from_secs(now.saturating_sub(iat));
+        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if cur.is_some() || age >= self.refresh {
+            return false;
+        }
+        let Some(minted) = Instant::now().checked_sub(age) else {
+            return false;
+        };
+        *cur = Some(Current {
+            token: token.to_string(),
+            minted,
+            iat,
+            generation: 1,
+        });
+        true
     }
 
     /// APNs said `ExpiredProviderToken` for `generation`: mint a new token unless one was
@@ -210,5 +258,32 @@ mod tests {
         assert_eq!(after.generation, g + 1);
         assert!(cache.expired(g));
         assert_eq!(cache.get().generation, g + 1);
+    }
+
+    #[test]
+    fn a_shared_token_is_adopted_while_fresh() {
+        let a = TokenCache::new(
+            signer(),
+            Duration::from_secs(2400),
+            Duration::from_secs(1200),
+        );
+        let token = a.get();
+        let (_, shared) = a.snapshot().unwrap();
+        let b = TokenCache::new(
+            signer(),
+            Duration::from_secs(2400),
+            Duration::from_secs(1200),
+        );
+        assert!(b.adopt(&shared));
+        assert_eq!(b.get().header, token.header);
+        let c = TokenCache::new(
+            signer(),
+            Duration::from_secs(2400),
+            Duration::from_secs(1200),
+        );
+        assert!(
+            !c.adopt("1000 old.token.x"),
+            "an hour-old token is not adopted"
+        );
     }
 }

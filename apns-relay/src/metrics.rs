@@ -151,11 +151,15 @@ impl Metrics {
             .observe(d.as_secs_f64());
     }
 
-    /// Counts a CONNECT request by result (`ok`, `forbidden`, `auth`, `method`, `upstream`).
-    pub fn tunnel(&self, result: &'static str) {
-        self.tunnels
-            .get_or_create(&vec![("result", result.to_string())])
-            .inc();
+    /// Counts a CONNECT request by result (`ok`, `forbidden`, `auth`, `method`,
+    /// `bad_request`, `upstream`) and, for allowed destinations, the host (from the
+    /// allowlist, so the label set stays small).
+    pub fn tunnel(&self, result: &'static str, host: Option<&str>) {
+        let mut labels = vec![("result", result.to_string())];
+        if let Some(h) = host {
+            labels.push(("host", h.to_string()));
+        }
+        self.tunnels.get_or_create(&labels).inc();
     }
 
     /// The Prometheus text exposition.

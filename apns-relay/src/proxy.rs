@@ -200,7 +200,7 @@ impl Proxy {
                     Refusal::BadRequest => (StatusCode::BAD_REQUEST, "bad_request"),
                 };
                 tracing::info!(%peer, method = %req.method(), uri = %req.uri(), status = status.as_u16(), "proxy refused");
-                self.metrics.tunnel(label);
+                self.metrics.tunnel(label, None);
                 let mut res = Response::new(Empty::new());
                 *res.status_mut() = status;
                 match refusal {
@@ -223,13 +223,13 @@ impl Proxy {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(host, port, error = %e, "proxy could not reach the destination");
-                self.metrics.tunnel("upstream");
+                self.metrics.tunnel("upstream", Some(&host));
                 let mut res = Response::new(Empty::new());
                 *res.status_mut() = StatusCode::BAD_GATEWAY;
                 return res;
             }
         };
-        self.metrics.tunnel("ok");
+        self.metrics.tunnel("ok", Some(&host));
         tracing::debug!(%peer, host, port, "tunnel open");
         let this = self.clone();
         tokio::spawn(async move {

@@ -107,6 +107,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             &apns.endpoint,
             metrics.clone(),
         ));
+        relay.adopt_shared_token().await;
         let acceptor = match &rc.tls {
             Some(t) => Some(TlsAcceptor::from(
                 crate::tls::server_config(t, &[b"h2"]).map_err(|e| cfg_err(&e))?,

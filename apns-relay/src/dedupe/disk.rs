@@ -40,6 +40,8 @@ enum Op {
     Get(String, oneshot::Sender<Result<Option<Record>, StoreError>>),
     Release(String),
     Barrier(oneshot::Sender<Result<(), StoreError>>),
+    GetRaw(String, oneshot::Sender<Result<Option<Vec<u8>>, StoreError>>),
+    PutRaw(String, Vec<u8>),
 }
 
 /// The redb-backed store; see the module doc.
@@ -237,6 +239,15 @@ fn apply(db: &Database, batch: Vec<Queued>, sweep: bool) -> Result<(), String> {
                         table.remove(k.as_str())?;
                     }
                     Op::Barrier(reply) => answers.push(reply_with(reply, Ok(()))),
+                    Op::GetRaw(k, reply) => {
+                        let current = table
+                            .get(k.as_str())?
+                            .and_then(|g| live(g.value(), now).map(<[u8]>::to_vec));
+                        answers.push(reply_with(reply, Ok(current)));
+                    }
+                    Op::PutRaw(k, v) => {
+                        table.insert(k.as_str(), v.as_slice())?;
+                    }
                 }
                 if let Some(done) = done {
                     answers.push(reply_with(done, Ok(())));
@@ -305,6 +316,17 @@ impl Store for DiskStore {
 
     fn ping(&self) -> StoreFuture<'_, ()> {
         self.send(Op::Barrier)
+    }
+
+    fn get_meta<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<String>> {
+        let fut = self.send(|r| Op::GetRaw(format!("meta|{name}"), r));
+        Box::pin(async move { Ok(fut.await?.map(|v| String::from_utf8_lossy(&v).into_owned())) })
+    }
+
+    fn put_meta<'a>(&'a self, name: &'a str, value: &'a str, ttl: Duration) -> StoreFuture<'a, ()> {
+        let mut v = (now_ms() + ttl.as_millis() as u64).to_be_bytes().to_vec();
+        v.extend_from_slice(value.as_bytes());
+        self.write(Op::PutRaw(format!("meta|{name}"), v))
     }
 }
 

@@ -124,6 +124,12 @@ pub trait Store: Send + Sync {
     fn release<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, ()>;
     /// Checks the store answers (for `/healthz`).
     fn ping(&self) -> StoreFuture<'_, ()>;
+    /// Reads a small shared value kept beside the pushes (the current provider token, so a
+    /// restarted or second relay reuses it instead of minting one: Apple refuses a team's
+    /// tokens that change too often).
+    fn get_meta<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<String>>;
+    /// Stores a small shared value for `ttl`.
+    fn put_meta<'a>(&'a self, name: &'a str, value: &'a str, ttl: Duration) -> StoreFuture<'a, ()>;
 }
 
 /// Milliseconds since the Unix epoch.
@@ -194,5 +200,11 @@ pub(crate) mod contract {
         assert_eq!(store.get(&k).await.unwrap(), None);
         assert_eq!(store.claim(&k, lease).await.unwrap(), Claim::Claimed);
         store.ping().await.unwrap();
+        assert_eq!(store.get_meta("m").await.unwrap(), None);
+        store
+            .put_meta("m", "v1", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(store.get_meta("m").await.unwrap().as_deref(), Some("v1"));
     }
 }

@@ -149,6 +149,31 @@ impl Store for RedisStore {
                 .map_err(rerr)
         })
     }
+
+    fn get_meta<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            redis::cmd("GET")
+                .arg(format!("{}meta:{name}", self.prefix))
+                .query_async(&mut conn)
+                .await
+                .map_err(rerr)
+        })
+    }
+
+    fn put_meta<'a>(&'a self, name: &'a str, value: &'a str, ttl: Duration) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            redis::cmd("SET")
+                .arg(format!("{}meta:{name}", self.prefix))
+                .arg(value)
+                .arg("PX")
+                .arg(ttl.as_millis().max(1) as u64)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(rerr)
+        })
+    }
 }
 
 #[cfg(test)]

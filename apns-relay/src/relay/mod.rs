@@ -18,7 +18,7 @@ pub mod retry;
 pub mod sniff;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -153,6 +153,7 @@ pub struct Relay {
     endpoint: String,
     local: Mutex<HashMap<Key, watch::Receiver<Option<Reply>>>>,
     in_flight: AtomicUsize,
+    shared_generation: AtomicU64,
     metrics: Arc<Metrics>,
 }
 
@@ -192,8 +193,47 @@ impl Relay {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             local: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
+            shared_generation: AtomicU64::new(0),
             metrics,
         }
+    }
+
+    /// Takes over the provider token an earlier process (or another instance) stored, so a
+    /// restart does not mint a new one (Apple refuses a team's tokens that change more often
+    /// than every 20 minutes).
+    pub async fn adopt_shared_token(&self) {
+        let Some(tokens) = &self.tokens else { return };
+        if let Ok(Some(shared)) = self.store.get_meta(&tokens.share_name()).await {
+            if tokens.adopt(&shared) {
+                self.shared_generation.store(1, Ordering::Release);
+                tracing::info!("reusing the stored provider token");
+            }
+        }
+    }
+
+    /// Stores the current token when it is newer than the one last stored.
+    fn share_token(self: &Arc<Self>, generation: u64) {
+        if self
+            .shared_generation
+            .fetch_max(generation, Ordering::AcqRel)
+            >= generation
+        {
+            return;
+        }
+        let relay = self.clone();
+        tokio::spawn(async move {
+            let Some(tokens) = &relay.tokens else { return };
+            if let Some((_, shared)) = tokens.snapshot() {
+                let ttl = Duration::from_secs(3600);
+                if let Err(e) = relay
+                    .store
+                    .put_meta(&tokens.share_name(), &shared, ttl)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not store the provider token");
+                }
+            }
+        });
     }
 
     /// The dedupe store (for health checks).
@@ -271,7 +311,7 @@ impl Relay {
     }
 
     /// The owner's path: claim, then deliver or answer from the store.
-    async fn own(&self, push: Push) -> Reply {
+    async fn own(self: &Arc<Self>, push: Push) -> Reply {
         for _ in 0..1000 {
             let t = Instant::now();
             let claim = self.store.claim(&push.key, self.lease).await;
@@ -349,7 +389,7 @@ impl Relay {
         (req, generation)
     }
 
-    async fn deliver(&self, push: &Push) -> Reply {
+    async fn deliver(self: &Arc<Self>, push: &Push) -> Reply {
         self.retry.on_first_attempt();
         let max = self.retry.max_attempts();
         let mut attempt = 0;
@@ -357,6 +397,9 @@ impl Relay {
         loop {
             attempt += 1;
             let (req, generation) = self.request(push);
+            if let Some(g) = generation {
+                self.share_token(g);
+            }
             let retry_cause = match self.pool.send(req, push.body.clone()).await {
                 Ok(answer) => {
                     let status = answer.status.as_u16();

@@ -225,7 +225,18 @@ impl Pool {
             cause: "closed",
             detail: e.to_string(),
         };
-        let mut send = send.ready().await.map_err(closed)?;
+        // Waiting for a free stream is bounded too: a connection that never frees one is
+        // stuck, and nothing was written yet.
+        let mut send = match tokio::time::timeout(self.options.request_timeout, send.ready()).await
+        {
+            Ok(r) => r.map_err(closed)?,
+            Err(_) => {
+                return Err(SendError::NotSent {
+                    cause: "no_stream",
+                    detail: "no stream free in time".into(),
+                })
+            }
+        };
         let (response, mut stream) = send
             .send_request(request, body.is_empty())
             .map_err(closed)?;
