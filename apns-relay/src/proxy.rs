@@ -124,6 +124,7 @@ impl Proxy {
             async move { Ok::<_, Infallible>(this.handle(req, peer.ip()).await) }
         });
         let _ = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(Duration::from_secs(10))
             .serve_connection(TokioIo::new(io), svc)
             .with_upgrades()

@@ -26,6 +26,8 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new(faults: ApnsFaults) -> Harness {
+        // Plain reqwest clients in tests need a process-wide rustls provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let key = ProviderKey::generate("KEY1234567").unwrap();
         let mock = apns::spawn(MockApnsConfig {
             faults,
