@@ -151,3 +151,20 @@ async fn send_pushes_through_the_relay_binary_and_sigterm_drains() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn the_shipped_sample_configs_are_valid() {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let out = bin()
+        .args(["check", "--config"])
+        .arg(deploy.join("relay.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    apns_relay::config::RouterConfig::load(&deploy.join("router.toml")).unwrap();
+}
