@@ -50,6 +50,11 @@ impl GoAwayWatch {
 /// An I/O stream whose read side is parsed for GOAWAY frames.
 pub struct Sniff<S> {
     inner: S,
+    parser: FrameParser,
+}
+
+/// The frame-header state machine.
+struct FrameParser {
     watch: Arc<GoAwayWatch>,
     header: [u8; 9],
     header_len: usize,
@@ -64,16 +69,20 @@ impl<S> Sniff<S> {
     pub fn new(inner: S, watch: Arc<GoAwayWatch>) -> Sniff<S> {
         Sniff {
             inner,
-            watch,
-            header: [0; 9],
-            header_len: 0,
-            payload_left: 0,
-            in_goaway: false,
-            goaway_id: [0; 4],
-            goaway_len: 0,
+            parser: FrameParser {
+                watch,
+                header: [0; 9],
+                header_len: 0,
+                payload_left: 0,
+                in_goaway: false,
+                goaway_id: [0; 4],
+                goaway_len: 0,
+            },
         }
     }
+}
 
+impl FrameParser {
     fn observe(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             if self.payload_left == 0 {
@@ -118,8 +127,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Sniff<S> {
         let this = &mut *self;
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = res {
-            let fresh = buf.filled()[before..].to_vec();
-            this.observe(&fresh);
+            this.parser.observe(&buf.filled()[before..]);
         }
         res
     }
@@ -176,7 +184,7 @@ mod tests {
         bytes.extend(frame(GOAWAY, 0, &goaway));
         for chunk in bytes.chunks(5) {
             assert_eq!(watch.last_stream_id(), None);
-            s.observe(chunk);
+            s.parser.observe(chunk);
             if watch.last_stream_id().is_some() {
                 break;
             }
@@ -191,7 +199,7 @@ mod tests {
         let watch = Arc::new(GoAwayWatch::default());
         let mut s = Sniff::new(tokio::io::empty(), watch.clone());
         let inner = frame(GOAWAY, 0, &[0, 0, 0, 1, 0, 0, 0, 0]);
-        s.observe(&frame(0x0, 1, &inner));
+        s.parser.observe(&frame(0x0, 1, &inner));
         assert_eq!(watch.last_stream_id(), None);
     }
 }
