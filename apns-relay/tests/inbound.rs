@@ -194,3 +194,35 @@ async fn apns_rejections_are_stored_and_replayed_to_retries() {
     );
     relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_is_resent_only_with_a_collapse_id_or_the_senders_permission() {
+    use testbed::apns::Fault;
+    let h = Harness::new(ApnsFaults::default()).await;
+    let relay = h.start_relay("").await;
+    let router = h.router_via_relay(relay.relay_addr.unwrap());
+    // Default: written, reset, unknown — and a retry of it gets the stored unknown.
+    h.mock.push_faults([Fault::ResetAfterRead]);
+    let plain = notification(1);
+    let d = router.send(&plain).await.unwrap();
+    assert_eq!((d.outcome.as_str(), d.attempts), ("unknown", 1), "{d:?}");
+    let d = router.send(&plain).await.unwrap();
+    assert_eq!(
+        (d.outcome.as_str(), d.dedupe.as_deref()),
+        ("unknown", Some("unknown")),
+        "{d:?}"
+    );
+    // A collapse id makes a second copy harmless: resent, and the device shows one.
+    h.mock.push_faults([Fault::ResetAfterRead]);
+    let mut collapsing = notification(2);
+    collapsing.collapse_id = Some("score".into());
+    let d = router.send(&collapsing).await.unwrap();
+    assert_eq!((d.outcome.as_str(), d.attempts), ("accepted", 2), "{d:?}");
+    assert_eq!(h.mock.displayed(&device(2)).len(), 1);
+    // The sender's permission: the stored unknown of push 1 is sent again.
+    let mut allowed = plain.clone();
+    allowed.resend_unknown = true;
+    let d = router.send(&allowed).await.unwrap();
+    assert_eq!(d.outcome, "accepted", "{d:?}");
+    relay.shutdown().await;
+}
