@@ -202,4 +202,18 @@ mod tests {
         s.parser.observe(&frame(0x0, 1, &inner));
         assert_eq!(watch.last_stream_id(), None);
     }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(42);
+        for _ in 0..200 {
+            let watch = Arc::new(GoAwayWatch::default());
+            let mut s = Sniff::new(tokio::io::empty(), watch);
+            for _ in 0..50 {
+                let len = rng.usize(0..64);
+                let chunk: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
+                s.parser.observe(&chunk);
+            }
+        }
+    }
 }
