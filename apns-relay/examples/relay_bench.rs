@@ -169,11 +169,13 @@ connections = 4
 token = {{ key = "key.p8", key_id = "KEY1234567", team_id = "{TEAM}" }}
 [dedupe]
 path = "dedupe.redb"
+fsync = {fsync}
 [[senders]]
 name = "bench"
 bearer_token = "bench-token"
 "#,
-        mock.url()
+        mock.url(),
+        fsync = arg("--fsync", "true"),
     );
     std::fs::write(dir.path().join("relay.toml"), toml).unwrap();
     let mut child = std::process::Command::new(&relay_bin)

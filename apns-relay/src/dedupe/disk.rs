@@ -52,8 +52,10 @@ pub struct DiskStore {
 
 impl DiskStore {
     /// Opens (or creates) the file, sweeps expired keys and turns leftover in-flight keys into
-    /// `unknown`, then starts the writer thread.
-    pub fn open(path: &Path, ttl: Duration) -> Result<DiskStore, StoreError> {
+    /// `unknown`, then starts the writer thread. With `fsync`, each group commit is flushed to
+    /// the disk before callers are answered (survives a power cut); without, it is handed to
+    /// the OS (survives a killed process, not a power cut).
+    pub fn open(path: &Path, ttl: Duration, fsync: bool) -> Result<DiskStore, StoreError> {
         let p = path.display().to_string();
         let err = |e: &dyn std::fmt::Display| StoreError::Disk {
             path: p.clone(),
@@ -66,7 +68,7 @@ impl DiskStore {
             .name("dedupe-writer".into())
             .spawn({
                 let p = p.clone();
-                move || writer(db, rx, p)
+                move || writer(db, rx, p, fsync)
             })
             .map_err(|e| err(&e))?;
         Ok(DiskStore { tx, ttl })
@@ -159,7 +161,7 @@ type Queued = (Op, Option<oneshot::Sender<Result<(), StoreError>>>);
 /// Answers a caller once the batch's commit succeeded or failed.
 type Answer = Box<dyn FnOnce(Option<&StoreError>)>;
 
-fn writer(db: Database, rx: mpsc::Receiver<Queued>, path: String) {
+fn writer(db: Database, rx: mpsc::Receiver<Queued>, path: String, fsync: bool) {
     let sweep_every = Duration::from_secs(60);
     let mut last_sweep = std::time::Instant::now();
     loop {
@@ -179,7 +181,7 @@ fn writer(db: Database, rx: mpsc::Receiver<Queued>, path: String) {
         if sweep {
             last_sweep = std::time::Instant::now();
         }
-        if let Err(e) = apply(&db, batch, sweep) {
+        if let Err(e) = apply(&db, batch, sweep, fsync) {
             tracing::error!(path, error = %e, "dedupe commit failed");
         }
     }
@@ -187,12 +189,16 @@ fn writer(db: Database, rx: mpsc::Receiver<Queued>, path: String) {
 
 /// Applies a batch in one durable transaction, then answers. On failure every caller gets the
 /// error (no answer is given before the commit).
-fn apply(db: &Database, batch: Vec<Queued>, sweep: bool) -> Result<(), String> {
+fn apply(db: &Database, batch: Vec<Queued>, sweep: bool, fsync: bool) -> Result<(), String> {
     let now = now_ms();
     let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
     let result = (|| -> Result<(), Box<dyn std::error::Error>> {
         let mut txn = db.begin_write()?;
-        txn.set_durability(Durability::Immediate);
+        txn.set_durability(if fsync {
+            Durability::Immediate
+        } else {
+            Durability::Eventual
+        });
         {
             let mut table = txn.open_table(TABLE)?;
             if sweep {
@@ -337,7 +343,8 @@ mod tests {
     #[tokio::test]
     async fn contract_holds() {
         let dir = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(&dir.path().join("d.redb"), Duration::from_secs(60)).unwrap();
+        let store =
+            DiskStore::open(&dir.path().join("d.redb"), Duration::from_secs(60), true).unwrap();
         super::super::contract::check(&store).await;
     }
 
@@ -353,7 +360,7 @@ mod tests {
             attempts: 1,
         };
         {
-            let store = DiskStore::open(&path, Duration::from_secs(60)).unwrap();
+            let store = DiskStore::open(&path, Duration::from_secs(60), true).unwrap();
             store
                 .claim(&done_key, Duration::from_secs(30))
                 .await
@@ -363,7 +370,7 @@ mod tests {
         }
         // The writer thread exits when the store is dropped; wait until the file lock is free.
         let store = loop {
-            match DiskStore::open(&path, Duration::from_secs(60)) {
+            match DiskStore::open(&path, Duration::from_secs(60), true) {
                 Ok(s) => break s,
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }
@@ -378,7 +385,8 @@ mod tests {
     #[tokio::test]
     async fn expired_keys_read_as_absent() {
         let dir = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(&dir.path().join("d.redb"), Duration::from_millis(1)).unwrap();
+        let store =
+            DiskStore::open(&dir.path().join("d.redb"), Duration::from_millis(1), true).unwrap();
         let k = Key::new("t", "aa", "1");
         store.claim(&k, Duration::from_secs(1)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -143,7 +143,11 @@ pub fn now_ms() -> u64 {
 /// Opens the configured backend.
 pub async fn open(config: &DedupeConfig) -> Result<Arc<dyn Store>, StoreError> {
     match config.backend {
-        DedupeBackend::Disk => Ok(Arc::new(disk::DiskStore::open(&config.path, config.ttl)?)),
+        DedupeBackend::Disk => Ok(Arc::new(disk::DiskStore::open(
+            &config.path,
+            config.ttl,
+            config.fsync,
+        )?)),
         DedupeBackend::Redis => {
             let url = config.url.as_deref().unwrap_or_default();
             Ok(Arc::new(
