@@ -98,6 +98,16 @@ impl Push {
     }
 
     async fn send(&self, client: &SendRequest<Bytes>) -> Result<Reply, h2::Error> {
+        let mut stream_id = None;
+        self.send_tracked(client, &mut stream_id).await
+    }
+
+    /// [`send`](Self::send), noting the stream id once the stream is opened.
+    async fn send_tracked(
+        &self,
+        client: &SendRequest<Bytes>,
+        opened: &mut Option<u32>,
+    ) -> Result<Reply, h2::Error> {
         let mut request = Request::builder()
             .method(self.method)
             .uri(format!("https://localhost{}", self.path));
@@ -108,6 +118,7 @@ impl Push {
         let mut client = client.clone().ready().await?;
         let (response, mut stream) = client.send_request(request, self.body.is_empty())?;
         let stream_id = u32::from(response.stream_id());
+        *opened = Some(stream_id);
         if !self.body.is_empty() {
             stream.send_data(Bytes::from(self.body.clone()), true)?;
         }
@@ -684,21 +695,30 @@ async fn goaway_after_n_streams_serves_up_to_last_stream_id_only() {
     })
     .unwrap();
     let client = connect(&mock, None).await;
-    let mut tasks = Vec::new();
-    for i in 0..12 {
+    let spawn = |i: usize| {
         let push = Push::new(&jwt).header("apns-id", &format!("00000000-0000-4000-8000-{i:012}"));
         let client = client.clone();
-        tasks.push(tokio::spawn(async move { (i, push.send(&client).await) }));
-        if i == 5 {
-            // Let the first streams reach the server so that some are above the limit.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        tokio::spawn(async move {
+            let mut stream_id = None;
+            let result = push.send_tracked(&client, &mut stream_id).await;
+            (i, stream_id, result)
+        })
+    };
+    // Six at once: the fourth triggers the GOAWAY; those the server saw before its final
+    // GOAWAY are served.
+    let mut results = Vec::new();
+    for task in (0..6).map(spawn).collect::<Vec<_>>() {
+        results.push(task.await.unwrap());
+    }
+    // The GOAWAY was written before any answer, so the client knows it now: six more fail.
+    for task in (6..12).map(spawn).collect::<Vec<_>>() {
+        results.push(task.await.unwrap());
     }
     let mut served = HashSet::new();
     let mut served_ids = Vec::new();
     let mut failed_ids = Vec::new();
-    for task in tasks {
-        let (i, result) = task.await.unwrap();
+    let mut failed = 0;
+    for (i, stream_id, result) in results {
         match result {
             Ok(reply) => {
                 assert_eq!(reply.status, 200);
@@ -710,7 +730,8 @@ async fn goaway_after_n_streams_serves_up_to_last_stream_id_only() {
                     error.is_go_away() || error.reason() == Some(h2::Reason::REFUSED_STREAM),
                     "{error:?}"
                 );
-                failed_ids.push(i);
+                failed += 1;
+                failed_ids.extend(stream_id);
             }
         }
     }
@@ -727,9 +748,13 @@ async fn goaway_after_n_streams_serves_up_to_last_stream_id_only() {
         served.len() >= 4,
         "at least goaway_after streams are served"
     );
+    assert!(failed >= 6, "requests after the GOAWAY are not served");
+    // One cut: every served stream is at or below the GOAWAY's last-stream-id; a failed
+    // request was either never opened (the client had the GOAWAY) or opened above it.
+    let last_served = served_ids.iter().max().unwrap();
     assert!(
-        !failed_ids.is_empty(),
-        "streams above the last-stream-id are not served"
+        failed_ids.iter().all(|id| id > last_served),
+        "served {served_ids:?}, failed {failed_ids:?}"
     );
     mock.shutdown().await;
 }
@@ -862,4 +887,52 @@ async fn bad_config_is_refused() {
     };
     let error = apns::spawn(config).await.unwrap_err();
     assert!(error.to_string().contains("CA"), "{error}");
+}
+
+#[tokio::test]
+async fn device_bound_to_another_topic() {
+    let (mock, key) = token_mock(|c| c.topics.push("com.example.other".into())).await;
+    let jwt = key.provider_token_now(TEAM).unwrap();
+    let client = connect(&mock, None).await;
+    mock.set_device_topic(DEVICE, "com.example.other");
+    let reply = Push::new(&jwt).send(&client).await.unwrap();
+    assert_eq!(
+        (reply.status, reply.reason().as_str()),
+        (400, "DeviceTokenNotForTopic")
+    );
+    let reply = Push::new(&jwt)
+        .header("apns-topic", "com.example.other.voip")
+        .header("apns-push-type", "voip")
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_streams_then_closes() {
+    let (mock, key) = token_mock(|c| c.faults.latency_ms = 150).await;
+    let jwt = key.provider_token_now(TEAM).unwrap();
+    let client = connect(&mock, None).await;
+    let addr = mock.addr();
+    let in_flight = tokio::spawn({
+        let push = Push::new(&jwt);
+        let client = client.clone();
+        async move { push.send(&client).await }
+    });
+    assert!(
+        mock.wait_until(Duration::from_secs(5), |m| m.stats().streams == 1)
+            .await,
+        "the request reached the mock"
+    );
+    let started = Instant::now();
+    mock.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let reply = in_flight.await.unwrap().expect("answered before closing");
+    assert_eq!(reply.status, 200);
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer listening"
+    );
 }

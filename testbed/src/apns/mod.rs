@@ -43,7 +43,7 @@ use crate::pki::{CertificateAuthority, IssuedCert, ProviderKey};
 
 pub use faults::{ApnsFaults, ApnsFaultsError, Fault};
 pub use files::{Credentials, CredentialsError, ProviderInfo};
-pub use reason::Reason;
+pub use reason::{Reason, UnknownReason};
 pub use record::{displayed, ApnsStats, Notification};
 pub use request::{MAX_COLLAPSE_ID, MAX_PAYLOAD, MAX_VOIP_PAYLOAD, PUSH_TYPES};
 
@@ -180,6 +180,9 @@ pub(crate) struct Mock {
     /// Unregistered device tokens (lowercase) with the time, in ms since the Unix epoch, from
     /// which APNs knows them to be invalid.
     pub(crate) unregistered: Mutex<HashMap<String, u64>>,
+    /// Device tokens (lowercase) bound to a topic: other topics get
+    /// `DeviceTokenNotForTopic`.
+    pub(crate) device_topics: Mutex<HashMap<String, String>>,
     pub(crate) topics: Vec<String>,
     pub(crate) environment: Environment,
 }
@@ -191,6 +194,14 @@ impl Mock {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&token.to_ascii_lowercase())
             .copied()
+    }
+
+    pub(crate) fn device_topic(&self, token: &str) -> Option<String> {
+        self.device_topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&token.to_ascii_lowercase())
+            .cloned()
     }
 }
 
@@ -228,6 +239,7 @@ pub async fn spawn(config: MockApnsConfig) -> io::Result<MockApnsHandle> {
                 .map(|t| (t.to_ascii_lowercase(), now_ms))
                 .collect(),
         ),
+        device_topics: Mutex::new(HashMap::new()),
         topics: config.topics,
         environment: config.environment,
     });
@@ -307,16 +319,23 @@ impl MockApnsHandle {
     /// Waits until at least `n` notifications were accepted; false when `timeout` passed
     /// first.
     pub async fn wait_for_count(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_until(timeout, |mock| mock.count() >= n).await
+    }
+
+    /// Waits until `condition` holds (checked every 5 ms); false when `timeout` passed first.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        condition: impl Fn(&MockApnsHandle) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
-        loop {
-            if self.count() >= n {
-                return true;
-            }
+        while !condition(self) {
             if Instant::now() >= deadline {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        true
     }
 
     /// Forgets the notifications recorded so far (counters stay).
@@ -358,6 +377,16 @@ impl MockApnsHandle {
                 device_token.to_ascii_lowercase(),
                 unix_ms(SystemTime::now()),
             );
+    }
+
+    /// Binds `device_token` to the app `topic` (a bundle id): pushes to it on another topic
+    /// (other than `topic` plus a push-type suffix) get 400 `DeviceTokenNotForTopic`.
+    pub fn set_device_topic(&self, device_token: &str, topic: &str) {
+        self.mock
+            .device_topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(device_token.to_ascii_lowercase(), topic.to_owned());
     }
 
     /// Stops accepting connections, sends GOAWAY on every connection, lets in-flight streams

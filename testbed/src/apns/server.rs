@@ -409,6 +409,11 @@ fn validate(
         if !request::topic_allowed(topic, &mock.topics) {
             return Err(plain(Reason::TopicDisallowed));
         }
+        if let Some(app) = mock.device_topic(&device_token) {
+            if !request::topic_allowed(topic, std::slice::from_ref(&app)) {
+                return Err(plain(Reason::DeviceTokenNotForTopic));
+            }
+        }
     }
     if truncated {
         return Err(plain(Reason::PayloadTooLarge));
