@@ -204,11 +204,20 @@ async fn accepts_echoes_or_generates_apns_id_and_records() {
     assert_eq!(first.expiration, Some(0));
     assert_eq!(&first.payload[..], br#"{"aps":{"alert":"hello"}}"#);
     assert!(!first.reset);
+    assert_eq!(first.key_id.as_deref(), Some("KEY1234567"));
+    let iat = first.token_issued_at.unwrap();
+    assert!(iat.abs_diff(now_secs()) < 60, "{iat}");
+    assert_eq!(first.connection, 1);
     assert_eq!(notifications[1].apns_id, generated_id);
     // The second notification has no collapse id: the device shows both.
     assert_eq!(mock.displayed(DEVICE).len(), 2);
+    // A second connection is numbered 2.
+    let second = connect(&mock, None).await;
+    assert_eq!(Push::new(&jwt).send(&second).await.unwrap().status, 200);
+    assert_eq!(mock.notifications()[2].connection, 2);
+    assert_eq!(mock.stats().connections, 2);
     assert!(mock.duplicates().is_empty());
-    assert_eq!(mock.stats().by_status.get(&200), Some(&2));
+    assert_eq!(mock.stats().by_status.get(&200), Some(&3));
     mock.shutdown().await;
 }
 
@@ -475,6 +484,11 @@ async fn certificate_auth_accepts_issued_certs_and_refuses_others() {
         .unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(mock.notifications()[0].topic.as_deref(), Some(TOPIC));
+    assert_eq!(
+        mock.notifications()[0].key_id,
+        None,
+        "no token under certificate auth"
+    );
 
     let stranger = CertificateAuthority::new("someone else")
         .unwrap()

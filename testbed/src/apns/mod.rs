@@ -185,6 +185,8 @@ pub(crate) struct Mock {
     pub(crate) device_topics: Mutex<HashMap<String, String>>,
     pub(crate) topics: Vec<String>,
     pub(crate) environment: Environment,
+    /// Numbers connections in handshake order.
+    pub(crate) next_connection: std::sync::atomic::AtomicU64,
 }
 
 impl Mock {
@@ -242,6 +244,7 @@ pub async fn spawn(config: MockApnsConfig) -> io::Result<MockApnsHandle> {
         device_topics: Mutex::new(HashMap::new()),
         topics: config.topics,
         environment: config.environment,
+        next_connection: std::sync::atomic::AtomicU64::new(1),
     });
     let (shutdown, stop) = watch::channel(false);
     let task = tokio::spawn(server::serve(listener, acceptor, Arc::clone(&mock), stop));

@@ -120,6 +120,13 @@ impl ClientCertVerifier for AnyClientCert {
     }
 }
 
+/// What a stream knows of its connection.
+#[derive(Debug, Clone, Copy)]
+struct Connection {
+    id: u64,
+    peer: Peer,
+}
+
 /// Who is at the other end of a connection, as far as certificates go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Peer {
@@ -209,6 +216,11 @@ async fn serve_connection(
         },
     };
     mock.recorder.count(|s| s.connections += 1);
+    let connection_id = mock.next_connection.fetch_add(1, Ordering::SeqCst);
+    let origin = Connection {
+        id: connection_id,
+        peer,
+    };
     let max_streams = mock
         .faults
         .current()
@@ -230,60 +242,77 @@ async fn serve_connection(
     let mut going_away = false;
     let mut stopping = false;
     loop {
-        tokio::select! {
-            next = connection.accept() => {
-                let (request, mut respond) = match next {
-                    Some(Ok(stream)) => stream,
-                    Some(Err(error)) => {
-                        tracing::debug!(%error, "connection ended with an error");
-                        break;
-                    }
-                    None => break,
-                };
-                received += 1;
-                mock.recorder.count(|s| s.streams += 1);
-                let fault = mock.faults.next_stream();
-                if fault == Fault::RefusedStream {
-                    respond.send_reset(h2::Reason::REFUSED_STREAM);
-                    mock.recorder.count(|s| s.refused_streams += 1);
-                    continue;
-                }
-                let now_open = open.fetch_add(1, Ordering::SeqCst) + 1;
-                mock.recorder.count(|s| {
-                    s.max_concurrent_streams_seen = s.max_concurrent_streams_seen.max(now_open);
-                });
-                let task_open = Arc::clone(&open);
-                tokio::spawn(handle_stream(Arc::clone(&mock), peer, request, respond, fault, task_open));
-                let goaway_after = mock.faults.current().goaway_after;
-                if !going_away && (fault == Fault::GoAway || goaway_after == Some(received)) {
-                    // GOAWAY(MAX) then, after a PING round trip, GOAWAY(last stream received):
-                    // every stream up to it is served, none above it is.
-                    connection.graceful_shutdown();
-                    going_away = true;
-                    mock.recorder.count(|s| s.goaways += 1);
-                }
-            }
+        let next = tokio::select! {
+            next = connection.accept() => next,
             _ = stop.changed(), if !stopping => {
                 stopping = true;
                 if !going_away {
                     connection.graceful_shutdown();
                     going_away = true;
                 }
+                continue;
             }
+        };
+        let (request, respond) = match next {
+            Some(Ok(stream)) => stream,
+            Some(Err(error)) => {
+                tracing::debug!(%error, "connection ended with an error");
+                break;
+            }
+            None => break,
+        };
+        received += 1;
+        let fault = start_stream(&mock, origin, &open, request, respond);
+        let goaway_after = mock.faults.current().goaway_after;
+        if !going_away && (fault == Fault::GoAway || goaway_after == Some(received)) {
+            // GOAWAY(MAX) then, after a PING round trip, GOAWAY(last stream received): every
+            // stream up to it is served, none above it is.
+            connection.graceful_shutdown();
+            going_away = true;
+            mock.recorder.count(|s| s.goaways += 1);
         }
     }
+}
+
+/// Draws the fault of a new stream and refuses it or hands it to its own task.
+fn start_stream(
+    mock: &Arc<Mock>,
+    origin: Connection,
+    open: &Arc<AtomicU64>,
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) -> Fault {
+    mock.recorder.count(|s| s.streams += 1);
+    let fault = mock.faults.next_stream();
+    if fault == Fault::RefusedStream {
+        respond.send_reset(h2::Reason::REFUSED_STREAM);
+        mock.recorder.count(|s| s.refused_streams += 1);
+        return fault;
+    }
+    let now_open = open.fetch_add(1, Ordering::SeqCst) + 1;
+    mock.recorder.count(|s| {
+        s.max_concurrent_streams_seen = s.max_concurrent_streams_seen.max(now_open);
+    });
+    tokio::spawn(handle_stream(
+        Arc::clone(mock),
+        origin,
+        request,
+        respond,
+        fault,
+        OpenStream(Arc::clone(open)),
+    ));
+    fault
 }
 
 /// Serves one stream: read, validate, apply its fault, answer (or reset).
 async fn handle_stream(
     mock: Arc<Mock>,
-    peer: Peer,
+    connection: Connection,
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     fault: Fault,
-    open: Arc<AtomicU64>,
+    _open: OpenStream,
 ) {
-    let _open = OpenStream(open);
     let (parts, mut body) = request.into_parts();
     let mut payload = BytesMut::new();
     let mut truncated = false;
@@ -306,7 +335,7 @@ async fn handle_stream(
         .get("apns-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let verdict = validate(&mock, peer, &parts, &payload, truncated, received_at);
+    let verdict = validate(&mock, connection, &parts, &payload, truncated, received_at);
 
     let latency = mock.faults.current().latency_ms;
     if latency > 0 {
@@ -374,7 +403,7 @@ impl Drop for OpenStream {
 /// is refused.
 fn validate(
     mock: &Mock,
-    peer: Peer,
+    connection: Connection,
     parts: &http::request::Parts,
     payload: &Bytes,
     truncated: bool,
@@ -383,12 +412,15 @@ fn validate(
     let plain = |reason| (reason, None);
     let device_token = request::route(&parts.method, parts.uri.path()).map_err(plain)?;
     let authorization = parts.headers.get("authorization").map(|v| v.as_bytes());
-    match (&mock.tokens, peer) {
-        (_, Peer::Certified) => {}
+    let peer = connection.peer;
+    let claims = match (&mock.tokens, peer) {
+        (_, Peer::Certified) => None,
         (_, Peer::BadCertificate) => return Err(plain(Reason::BadCertificate)),
-        (Some(tokens), _) => tokens
-            .check(authorization, unix_ms(received_at) / 1000)
-            .map_err(plain)?,
+        (Some(tokens), _) => Some(
+            tokens
+                .check(authorization, unix_ms(received_at) / 1000)
+                .map_err(plain)?,
+        ),
         // A certificate server without a certificate: APNs falls back to tokens, and this
         // mock has no keys.
         (None, _) => {
@@ -398,7 +430,7 @@ fn validate(
                 Reason::MissingProviderToken
             }))
         }
-    }
+    };
     let single_topic = peer == Peer::Certified && mock.topics.len() == 1;
     let headers = request::headers(&parts.headers, !single_topic).map_err(plain)?;
     let topic = headers
@@ -432,6 +464,9 @@ fn validate(
         expiration: headers.expiration,
         payload: payload.clone(),
         received_at,
+        key_id: claims.as_ref().map(|c| c.kid.clone()),
+        token_issued_at: claims.map(|c| c.iat),
+        connection: connection.id,
         reset: false,
     })
 }

@@ -38,10 +38,12 @@ struct UpdateState {
 }
 
 /// What a JWT holds once decoded.
-#[derive(Clone)]
-struct Claims {
-    kid: String,
-    iat: u64,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Claims {
+    /// Key id.
+    pub(crate) kid: String,
+    /// Issued at, Unix seconds.
+    pub(crate) iat: u64,
 }
 
 impl TokenVerifier {
@@ -65,7 +67,11 @@ impl TokenVerifier {
 
     /// Checks the `authorization` header value (`None` when absent) at `now_secs` (Unix
     /// seconds).
-    pub(crate) fn check(&self, authorization: Option<&[u8]>, now_secs: u64) -> Result<(), Reason> {
+    pub(crate) fn check(
+        &self,
+        authorization: Option<&[u8]>,
+        now_secs: u64,
+    ) -> Result<Claims, Reason> {
         let Some(value) = authorization else {
             return Err(Reason::MissingProviderToken);
         };
@@ -90,9 +96,9 @@ impl TokenVerifier {
             return Err(Reason::ExpiredProviderToken);
         }
         if !known {
-            self.admit(token, claims)?;
+            self.admit(token, claims.clone())?;
         }
-        Ok(())
+        Ok(claims)
     }
 
     /// Verifies form and signature.
