@@ -72,6 +72,9 @@ pub(crate) struct MockApnsArgs {
     /// SETTINGS_MAX_CONCURRENT_STREAMS (default 1000).
     #[arg(long, value_name = "N")]
     max_concurrent_streams: Option<u32>,
+    /// Close connections idle for this long with GOAWAY, e.g. 30s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    idle_timeout: Option<Duration>,
     /// Seed of the fault rates.
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
@@ -89,6 +92,9 @@ impl MockApnsArgs {
             goaway_after: self.goaway_after,
             max_concurrent_streams: self.max_concurrent_streams,
             seed: self.seed,
+            idle_timeout_ms: self
+                .idle_timeout
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 }

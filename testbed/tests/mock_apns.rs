@@ -950,3 +950,31 @@ async fn shutdown_finishes_in_flight_streams_then_closes() {
         "no longer listening"
     );
 }
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let (mock, key) = token_mock(|c| c.faults.idle_timeout_ms = Some(100)).await;
+    let jwt = key.provider_token_now(TEAM).unwrap();
+    let client = connect(&mock, None).await;
+    assert_eq!(Push::new(&jwt).send(&client).await.unwrap().status, 200);
+    assert!(
+        mock.wait_until(Duration::from_secs(5), |m| m.stats().idle_timeouts == 1)
+            .await
+    );
+    // The client has the GOAWAY once the connection is gone; then a new stream fails.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match client.clone().ready().await {
+                Err(error) => break error,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    })
+    .await
+    .expect("the idle connection closes");
+    assert!(closed.is_go_away() || closed.is_io(), "{closed:?}");
+    let fresh = connect(&mock, None).await;
+    assert_eq!(Push::new(&jwt).send(&fresh).await.unwrap().status, 200);
+    assert_eq!(mock.count(), 2);
+    mock.shutdown().await;
+}

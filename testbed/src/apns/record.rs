@@ -60,8 +60,10 @@ pub struct ApnsStats {
     pub refused_streams: u64,
     /// Streams reset after the request was read and recorded.
     pub resets_after_read: u64,
-    /// GOAWAY frames started (graceful shutdowns of a connection).
+    /// GOAWAY frames started by `goaway_after` or [`Fault::GoAway`](super::Fault::GoAway).
     pub goaways: u64,
+    /// Connections closed (with GOAWAY) for being idle.
+    pub idle_timeouts: u64,
     /// The most streams seen open at once on one connection.
     pub max_concurrent_streams_seen: u64,
 }

@@ -241,9 +241,27 @@ async fn serve_connection(
     let mut received: u32 = 0;
     let mut going_away = false;
     let mut stopping = false;
+    let mut idle_since = tokio::time::Instant::now();
     loop {
+        let idle_timeout = mock
+            .faults
+            .current()
+            .idle_timeout_ms
+            .map(Duration::from_millis);
+        let idle_deadline = idle_since + idle_timeout.unwrap_or(Duration::ZERO);
+        let watch_idle = idle_timeout.is_some() && !going_away;
         let next = tokio::select! {
             next = connection.accept() => next,
+            _ = tokio::time::sleep_until(idle_deadline), if watch_idle => {
+                if open.load(Ordering::SeqCst) == 0 {
+                    connection.graceful_shutdown();
+                    going_away = true;
+                    mock.recorder.count(|s| s.idle_timeouts += 1);
+                } else {
+                    idle_since = tokio::time::Instant::now();
+                }
+                continue;
+            }
             _ = stop.changed(), if !stopping => {
                 stopping = true;
                 if !going_away {
@@ -262,6 +280,7 @@ async fn serve_connection(
             None => break,
         };
         received += 1;
+        idle_since = tokio::time::Instant::now();
         let fault = start_stream(&mock, origin, &open, request, respond);
         let goaway_after = mock.faults.current().goaway_after;
         if !going_away && (fault == Fault::GoAway || goaway_after == Some(received)) {
