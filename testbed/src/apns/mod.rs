@@ -45,7 +45,8 @@ pub use faults::{ApnsFaults, ApnsFaultsError, Fault};
 pub use files::{Credentials, CredentialsError, ProviderInfo};
 pub use reason::{Reason, UnknownReason};
 pub use record::{displayed, ApnsStats, Notification};
-pub use request::{MAX_COLLAPSE_ID, MAX_PAYLOAD, MAX_VOIP_PAYLOAD, PUSH_TYPES};
+pub use request::{check_request, MAX_COLLAPSE_ID, MAX_PAYLOAD, MAX_VOIP_PAYLOAD, PUSH_TYPES};
+pub use token::{Claims, TokenVerifier};
 
 /// APNs asks providers to replace their token no more often than this.
 pub const TOKEN_UPDATE_INTERVAL: Duration = Duration::from_secs(20 * 60);
@@ -174,7 +175,7 @@ impl MockApnsConfig {
 
 /// What every connection of one mock shares.
 pub(crate) struct Mock {
-    pub(crate) tokens: Option<token::TokenVerifier>,
+    pub(crate) tokens: Option<TokenVerifier>,
     pub(crate) faults: faults::Faults,
     pub(crate) recorder: record::Recorder,
     /// Unregistered device tokens (lowercase) with the time, in ms since the Unix epoch, from
@@ -229,7 +230,7 @@ pub async fn spawn(config: MockApnsConfig) -> io::Result<MockApnsHandle> {
     let now_ms = unix_ms(SystemTime::now());
     let mock = Arc::new(Mock {
         tokens: match &config.auth {
-            Auth::Token(auth) => Some(token::TokenVerifier::new(auth)),
+            Auth::Token(auth) => Some(TokenVerifier::new(auth)),
             Auth::Certificate(_) => None,
         },
         faults: faults::Faults::new(config.faults),

@@ -30,6 +30,8 @@ use crate::pki::{root_store, IssuedCert};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// Streams per connection advertised when no fault sets it (APNs advertises about 1000).
 const DEFAULT_MAX_STREAMS: u32 = 1000;
+/// A client that has not finished its TLS handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bodies are read up to this many bytes; a longer one is 413 without reading the rest.
 const MAX_READ: usize = 64 * 1024;
 
@@ -179,29 +181,31 @@ pub(crate) async fn serve(
     // Dropping the set aborts whatever is left.
 }
 
-async fn serve_connection(
+/// The TLS handshake (bounded in time), with ALPN `h2` required, and the client certificate
+/// judged; `None` when the client is not served.
+async fn accept_tls(
     tcp: TcpStream,
-    tls: Arc<Tls>,
-    mock: Arc<Mock>,
-    mut stop: watch::Receiver<bool>,
-) {
+    tls: &Tls,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Peer)> {
     if let Err(error) = tcp.set_nodelay(true) {
         tracing::debug!(%error, "could not set TCP_NODELAY");
     }
-    let stream = match tls.acceptor.accept(tcp).await {
-        Ok(stream) => stream,
-        Err(error) => {
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
             tracing::debug!(%error, "TLS handshake failed");
-            mock.recorder.count(|s| s.handshake_failures += 1);
-            return;
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            return None;
         }
     };
     let (_, session) = stream.get_ref();
     if session.alpn_protocol() != Some(b"h2".as_slice()) {
         // APNs speaks HTTP/2 only; a client that offered no ALPN gets nothing.
         tracing::debug!("client negotiated no h2, closing");
-        mock.recorder.count(|s| s.handshake_failures += 1);
-        return;
+        return None;
     }
     let peer = match &tls.client_verifier {
         None => Peer::Anonymous,
@@ -215,10 +219,22 @@ async fn serve_connection(
             _ => Peer::NoCertificate,
         },
     };
+    Some((stream, peer))
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    tls: Arc<Tls>,
+    mock: Arc<Mock>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some((stream, peer)) = accept_tls(tcp, &tls).await else {
+        mock.recorder.count(|s| s.handshake_failures += 1);
+        return;
+    };
     mock.recorder.count(|s| s.connections += 1);
-    let connection_id = mock.next_connection.fetch_add(1, Ordering::SeqCst);
     let origin = Connection {
-        id: connection_id,
+        id: mock.next_connection.fetch_add(1, Ordering::SeqCst),
         peer,
     };
     let max_streams = mock
