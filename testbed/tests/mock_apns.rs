@@ -978,3 +978,77 @@ async fn idle_connections_are_closed() {
     assert_eq!(mock.count(), 2);
     mock.shutdown().await;
 }
+
+/// Runs nghttp (nghttp2's client) verbosely: it prints every HTTP/2 frame it receives.
+async fn nghttp(args: &[&str]) -> Option<String> {
+    if std::process::Command::new("nghttp")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIP: nghttp is not installed (scripts/test.sh installs nghttp2-client)");
+        return None;
+    }
+    let output = tokio::process::Command::new("nghttp")
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[tokio::test]
+async fn frames_as_nghttp_sees_them() {
+    let (mock, key) = token_mock(|c| {
+        c.faults.goaway_after = Some(2);
+        c.faults.max_concurrent_streams = Some(7);
+        c.faults.latency_ms = 150;
+    })
+    .await;
+    mock.push_faults([Fault::RefusedStream]);
+    let dir = tempfile::tempdir().unwrap();
+    let payload = dir.path().join("payload.json");
+    std::fs::write(&payload, r#"{"aps":{"alert":"from nghttp"}}"#).unwrap();
+    let auth = format!(
+        "authorization: bearer {}",
+        key.provider_token_now(TEAM).unwrap()
+    );
+    let urls: Vec<String> = ["0a", "0b", "0c"]
+        .iter()
+        .map(|t| format!("{}/3/device/{t}", mock.url()))
+        .collect();
+    let mut args = vec![
+        "-nv",
+        "-H",
+        &auth,
+        "-H",
+        "apns-topic: com.example.app",
+        "-d",
+    ];
+    args.push(payload.to_str().unwrap());
+    args.extend(urls.iter().map(String::as_str));
+    let Some(frames) = nghttp(&args).await else {
+        return;
+    };
+    // nghttp opens streams 13, 15, 17 (after its priority streams) in one flight.
+    assert!(
+        frames.contains("[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7]"),
+        "{frames}"
+    );
+    let refused = "recv RST_STREAM frame <length=4, flags=0x00, stream_id=13>\n          \
+                   (error_code=REFUSED_STREAM(0x07))";
+    assert!(frames.contains(refused), "{frames}");
+    // The two-step GOAWAY: first 2^31-1, then the last stream the server saw, all before the
+    // delayed answers.
+    assert!(
+        frames.contains("(last_stream_id=2147483647, error_code=NO_ERROR(0x00)"),
+        "{frames}"
+    );
+    assert!(
+        frames.contains("(last_stream_id=17, error_code=NO_ERROR(0x00)"),
+        "{frames}"
+    );
+    assert_eq!(frames.matches(":status: 200").count(), 2, "{frames}");
+    assert_eq!(mock.count(), 2);
+    mock.shutdown().await;
+}
