@@ -131,6 +131,10 @@ pub(crate) fn headers(map: &HeaderMap, topic_required: bool) -> Result<Headers, 
         Some("1") => Some(1),
         Some(_) => return Err(Reason::BadPriority),
     };
+    // Apple: background notifications must be sent with priority 5; 10 is an error.
+    if push_type.as_deref() == Some("background") && priority == Some(10) {
+        return Err(Reason::BadPriority);
+    }
     let expiration = text("apns-expiration", Reason::BadExpirationDate)?
         .map(|e| e.parse::<u64>().map_err(|_| Reason::BadExpirationDate))
         .transpose()?;
@@ -264,6 +268,14 @@ mod tests {
             ),
             (
                 &[("apns-topic", "t"), ("apns-priority", "7")],
+                Reason::BadPriority,
+            ),
+            (
+                &[
+                    ("apns-topic", "t"),
+                    ("apns-push-type", "background"),
+                    ("apns-priority", "10"),
+                ],
                 Reason::BadPriority,
             ),
             (
