@@ -7,6 +7,11 @@
 //! delivered, changes faults and shuts down. The request rules are in `request`, provider
 //! tokens in `token`, the faults in [`faults`], the TLS and HTTP/2 serving in `server`.
 //!
+//! Build [`MockApnsConfig`], [`ApnsFaults`] and [`TokenAuth`] with `..Default::default()`:
+//! fields may be added. Not emulated: APNs' limit of one stream until the first valid token
+//! (SETTINGS cannot be changed mid-connection through the `h2` crate), and the JSON reason APNs
+//! may put in a GOAWAY's debug data (no public `h2` API sends it).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use testbed::apns::{self, MockApnsConfig};
