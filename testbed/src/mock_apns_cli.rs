@@ -99,6 +99,42 @@ impl MockApnsArgs {
     }
 }
 
+/// Arguments of `testbed apns-token`.
+#[derive(Debug, Args)]
+pub(crate) struct ApnsTokenArgs {
+    /// A credentials directory written by `testbed mock-apns --tls-dir DIR`.
+    #[arg(long, value_name = "DIR")]
+    tls_dir: PathBuf,
+    /// The token's `iat`, in seconds since the Unix epoch (default: now).
+    #[arg(long, value_name = "SECONDS")]
+    iat: Option<u64>,
+}
+
+/// Runs `testbed apns-token`: prints `bearer`-ready JWT; 2 on bad input.
+pub(crate) fn token(args: ApnsTokenArgs) -> ExitCode {
+    let credentials = match Credentials::load(&args.tls_dir) {
+        Ok(credentials) => credentials,
+        Err(error) => {
+            eprintln!("testbed: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let iat = args.iat.unwrap_or_else(testbed::pki::unix_now);
+    match credentials
+        .provider_key
+        .provider_token(&credentials.provider.team_id, iat)
+    {
+        Ok(jwt) => {
+            println!("{jwt}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("testbed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs `testbed mock-apns`; 2 on bad input, 1 when the mock cannot run.
 pub(crate) fn main(args: MockApnsArgs) -> ExitCode {
     let faults = args.faults();
