@@ -6,6 +6,11 @@
 //! streams meets the same sequence of faults in every run. Where a test needs exact numbers,
 //! [`Fault`]s queued with [`MockApnsHandle::push_faults`](super::MockApnsHandle::push_faults)
 //! apply to the next streams in arrival order, before any rate is drawn.
+//!
+//! REFUSED_STREAM is decided before a stream is read. Injected error answers (429/500/503,
+//! [`Fault::Reject`]) replace the success of a valid request only: an invalid one still gets
+//! its own reason, as the fault stands for APNs' trouble, not the request's. A reset after
+//! reading resets any request, and records it only when it was valid.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
