@@ -547,3 +547,60 @@ async fn shutdown_finishes_in_flight_streams_then_closes() {
         "no longer listening"
     );
 }
+
+/// PyJWT (Debian's python3-jwt), as Python APNs clients use it, and the mock agree on ES256
+/// provider tokens both ways.
+#[tokio::test]
+async fn provider_tokens_interoperate_with_pyjwt() {
+    const PYTHON: &str = "/usr/bin/python3";
+    let has_pyjwt = std::process::Command::new(PYTHON)
+        .args(["-c", "import jwt, cryptography"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_pyjwt {
+        eprintln!("SKIP: {PYTHON} has no jwt module (scripts/test.sh installs python3-jwt)");
+        return;
+    }
+    let (mock, key) = token_mock(|c| {
+        if let Auth::Token(auth) = &mut c.auth {
+            auth.min_update_interval = None;
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let p8 = dir.path().join("AuthKey_KEY1234567.p8");
+    std::fs::write(&p8, key.to_p8_pem()).unwrap();
+    let ours = key.provider_token_now(TEAM).unwrap();
+    let script = r#"
+import sys, time, jwt
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+key = load_pem_private_key(open(sys.argv[1], "rb").read(), None)
+claims = jwt.decode(sys.argv[2], key.public_key(), algorithms=["ES256"])
+assert jwt.get_unverified_header(sys.argv[2])["kid"] == "KEY1234567", "kid"
+assert claims["iss"] == "TEAM123456", claims
+print(jwt.encode({"iss": "TEAM123456", "iat": int(time.time())}, key, algorithm="ES256",
+                 headers={"kid": "KEY1234567"}))
+"#;
+    let output = tokio::process::Command::new(PYTHON)
+        .arg("-c")
+        .arg(script)
+        .arg(&p8)
+        .arg(&ours)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "PyJWT refused our token: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let theirs = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let client = connect(&mock, None).await;
+    assert_eq!(Push::new(&theirs).send(&client).await.unwrap().status, 200);
+    // Another last signature character (never the same one).
+    let last = if theirs.ends_with('A') { 'B' } else { 'A' };
+    let tampered = format!("{}{last}", &theirs[..theirs.len() - 1]);
+    let reply = Push::new(&tampered).send(&client).await.unwrap();
+    assert_eq!(reply.reason(), "InvalidProviderToken");
+    mock.shutdown().await;
+}
