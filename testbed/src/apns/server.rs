@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{FuturesUnordered, StreamExt};
 use h2::server::SendResponse;
 use h2::RecvStream;
@@ -275,7 +275,11 @@ async fn serve_connection(
             // queued together and leave in one write when h2 next flushes.
             biased;
             next = connection.accept() => next,
-            Some(()) = streams.next(), if !streams.is_empty() => continue,
+            Some(()) = streams.next(), if !streams.is_empty() => {
+                // Run every stream that can finish now before h2 flushes again.
+                while let Some(Some(())) = streams.next().now_or_never() {}
+                continue;
+            }
             _ = tokio::time::sleep_until(idle_deadline), if watch_idle => {
                 if streams.is_empty() {
                     connection.graceful_shutdown();
