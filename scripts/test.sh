@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 need_apt+=(redis-server)   # apns-relay: shared dedupe store tests
 # (later issues add Debian packages their tests need here: redis-server, chromium, tsung …)
-need_apt+=(curl) # mock APNs tests: an outside HTTP/2 (nghttp2) client
+need_apt+=(curl nghttp2-client python3-jwt python3-cryptography) # mock APNs: outside HTTP/2 clients, PyJWT
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq

@@ -12,6 +12,7 @@
 //! ```
 //! serves the mock APNs (see `testbed::apns`) and prints `listening on https://ADDR`, then
 //! `credentials in DIR` (CA to trust, `.p8` provider key, team and key id).
+//! `testbed apns-token --tls-dir DIR` prints a fresh provider token signed with that key.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -37,6 +38,8 @@ enum Command {
     Gateway(GatewayArgs),
     /// Run the mock APNs (HTTP/2 over TLS, ALPN h2) until SIGINT or SIGTERM.
     MockApns(mock_apns_cli::MockApnsArgs),
+    /// Print a provider token (JWT) signed with the .p8 key of a mock-apns credentials dir.
+    ApnsToken(mock_apns_cli::ApnsTokenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
             }
         }
         Command::MockApns(args) => mock_apns_cli::main(args),
+        Command::ApnsToken(args) => mock_apns_cli::token(args),
     }
 }
 

@@ -72,6 +72,9 @@ pub(crate) struct MockApnsArgs {
     /// SETTINGS_MAX_CONCURRENT_STREAMS (default 1000).
     #[arg(long, value_name = "N")]
     max_concurrent_streams: Option<u32>,
+    /// Close connections idle for this long with GOAWAY, e.g. 30s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    idle_timeout: Option<Duration>,
     /// Seed of the fault rates.
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
@@ -89,6 +92,45 @@ impl MockApnsArgs {
             goaway_after: self.goaway_after,
             max_concurrent_streams: self.max_concurrent_streams,
             seed: self.seed,
+            idle_timeout_ms: self
+                .idle_timeout
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+/// Arguments of `testbed apns-token`.
+#[derive(Debug, Args)]
+pub(crate) struct ApnsTokenArgs {
+    /// A credentials directory written by `testbed mock-apns --tls-dir DIR`.
+    #[arg(long, value_name = "DIR")]
+    tls_dir: PathBuf,
+    /// The token's `iat`, in seconds since the Unix epoch (default: now).
+    #[arg(long, value_name = "SECONDS")]
+    iat: Option<u64>,
+}
+
+/// Runs `testbed apns-token`: prints `bearer`-ready JWT; 2 on bad input.
+pub(crate) fn token(args: ApnsTokenArgs) -> ExitCode {
+    let credentials = match Credentials::load(&args.tls_dir) {
+        Ok(credentials) => credentials,
+        Err(error) => {
+            eprintln!("testbed: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let iat = args.iat.unwrap_or_else(testbed::pki::unix_now);
+    match credentials
+        .provider_key
+        .provider_token(&credentials.provider.team_id, iat)
+    {
+        Ok(jwt) => {
+            println!("{jwt}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("testbed: {error}");
+            ExitCode::FAILURE
         }
     }
 }

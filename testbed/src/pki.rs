@@ -237,6 +237,34 @@ pub fn h2_client_config(
     Ok(config)
 }
 
+/// A rustls server configuration (ring provider) presenting `server`, offering `alpn` (e.g.
+/// `[b"h2"]`), and, when `client_ca_pem` is given, requiring a client certificate issued by
+/// that CA (mutual TLS, as a relay's senders use).
+pub fn tls_server_config(
+    server: &IssuedCert,
+    client_ca_pem: Option<&str>,
+    alpn: &[&[u8]],
+) -> Result<rustls::ServerConfig, PkiError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca_pem {
+        Some(pem) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(root_store(pem)?),
+                provider,
+            )
+            .build()
+            .map_err(|e| PkiError::Tls(rustls::Error::General(e.to_string())))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(vec![server.cert_der()], server.key_der())?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
 /// An APNs provider signing key: ES256 on P-256, as in the `.p8` file Apple issues, with its
 /// 10-character key id.
 pub struct ProviderKey {

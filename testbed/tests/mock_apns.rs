@@ -1,155 +1,20 @@
 //! The mock APNs over real TLS and HTTP/2 on loopback, driven by the `h2` client (and curl
 //! where installed): success and `apns-id`, every validation reason, provider tokens,
-//! certificate auth, ALPN, and each fault.
+//! unregistered devices, payload limits, certificate auth, ALPN, shutdown.
+
+#[allow(dead_code)] // each test binary uses part of it
+mod apns_client;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use h2::client::SendRequest;
-use http::Request;
+use apns_client::*;
 use rustls::pki_types::ServerName;
-use testbed::apns::{
-    self, ApnsFaults, Auth, CertificateAuth, Environment, Fault, MockApnsConfig, MockApnsHandle,
-    Reason,
-};
-use testbed::pki::{self, CertificateAuthority, IssuedCert, ProviderKey};
+use testbed::apns::{self, ApnsFaults, Auth, CertificateAuth, Environment, MockApnsConfig};
+use testbed::pki::{self, CertificateAuthority, ProviderKey};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-
-const TEAM: &str = "TEAM123456";
-const TOPIC: &str = "com.example.app";
-const DEVICE: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
-
-/// A mock with token auth for one key, and that key.
-async fn token_mock(configure: impl FnOnce(&mut MockApnsConfig)) -> (MockApnsHandle, ProviderKey) {
-    let key = ProviderKey::generate("KEY1234567").unwrap();
-    let mut config = MockApnsConfig::with_token_key(TEAM, &key);
-    config.topics = vec![TOPIC.into()];
-    configure(&mut config);
-    (apns::spawn(config).await.unwrap(), key)
-}
-
-/// An HTTP/2 connection over TLS (ALPN h2) to the mock.
-async fn connect(mock: &MockApnsHandle, identity: Option<&IssuedCert>) -> SendRequest<Bytes> {
-    let config = pki::h2_client_config(mock.ca_pem(), identity).unwrap();
-    let tcp = TcpStream::connect(mock.addr()).await.unwrap();
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    let (send, connection) = h2::client::handshake(tls).await.unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    send
-}
-
-/// What came back for one request.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    apns_id: Option<String>,
-    unique_id: Option<String>,
-    body: Bytes,
-    stream_id: u32,
-}
-
-impl Reply {
-    fn reason(&self) -> String {
-        let body: serde_json::Value = serde_json::from_slice(&self.body).unwrap();
-        body["reason"].as_str().unwrap().to_owned()
-    }
-}
-
-/// A push: path, headers, body.
-struct Push {
-    method: &'static str,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Push {
-    /// A valid alert push to `DEVICE` with the given bearer token.
-    fn new(jwt: &str) -> Self {
-        Self {
-            method: "POST",
-            path: format!("/3/device/{DEVICE}"),
-            headers: vec![
-                ("authorization".into(), format!("bearer {jwt}")),
-                ("apns-topic".into(), TOPIC.into()),
-                ("apns-push-type".into(), "alert".into()),
-            ],
-            body: br#"{"aps":{"alert":"hello"}}"#.to_vec(),
-        }
-    }
-
-    fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.retain(|(n, _)| n != name);
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    fn without(mut self, name: &str) -> Self {
-        self.headers.retain(|(n, _)| n != name);
-        self
-    }
-
-    async fn send(&self, client: &SendRequest<Bytes>) -> Result<Reply, h2::Error> {
-        let mut request = Request::builder()
-            .method(self.method)
-            .uri(format!("https://localhost{}", self.path));
-        for (name, value) in &self.headers {
-            request = request.header(name.as_str(), value.as_str());
-        }
-        let request = request.body(()).unwrap();
-        let mut client = client.clone().ready().await?;
-        let (response, mut stream) = client.send_request(request, self.body.is_empty())?;
-        let stream_id = u32::from(response.stream_id());
-        if !self.body.is_empty() {
-            stream.send_data(Bytes::from(self.body.clone()), true)?;
-        }
-        let response = response.await?;
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .map(|v| v.to_str().unwrap().to_owned())
-        };
-        let (status, apns_id, unique_id) = (
-            response.status().as_u16(),
-            header("apns-id"),
-            header("apns-unique-id"),
-        );
-        let mut body = response.into_body();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk?;
-            let _ = body.flow_control().release_capacity(chunk.len());
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(Reply {
-            status,
-            apns_id,
-            unique_id,
-            body: bytes.into(),
-            stream_id,
-        })
-    }
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn is_uuid(id: &str) -> bool {
-    uuid::Uuid::parse_str(id).is_ok() && id.len() == 36
-}
 
 #[tokio::test]
 async fn accepts_echoes_or_generates_apns_id_and_records() {
@@ -193,11 +58,20 @@ async fn accepts_echoes_or_generates_apns_id_and_records() {
     assert_eq!(first.expiration, Some(0));
     assert_eq!(&first.payload[..], br#"{"aps":{"alert":"hello"}}"#);
     assert!(!first.reset);
+    assert_eq!(first.key_id.as_deref(), Some("KEY1234567"));
+    let iat = first.token_issued_at.unwrap();
+    assert!(iat.abs_diff(now_secs()) < 60, "{iat}");
+    assert_eq!(first.connection, 1);
     assert_eq!(notifications[1].apns_id, generated_id);
     // The second notification has no collapse id: the device shows both.
     assert_eq!(mock.displayed(DEVICE).len(), 2);
+    // A second connection is numbered 2.
+    let second = connect(&mock, None).await;
+    assert_eq!(Push::new(&jwt).send(&second).await.unwrap().status, 200);
+    assert_eq!(mock.notifications()[2].connection, 2);
+    assert_eq!(mock.stats().connections, 2);
     assert!(mock.duplicates().is_empty());
-    assert_eq!(mock.stats().by_status.get(&200), Some(&2));
+    assert_eq!(mock.stats().by_status.get(&200), Some(&3));
     mock.shutdown().await;
 }
 
@@ -464,6 +338,11 @@ async fn certificate_auth_accepts_issued_certs_and_refuses_others() {
         .unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(mock.notifications()[0].topic.as_deref(), Some(TOPIC));
+    assert_eq!(
+        mock.notifications()[0].key_id,
+        None,
+        "no token under certificate auth"
+    );
 
     let stranger = CertificateAuthority::new("someone else")
         .unwrap()
@@ -530,249 +409,6 @@ async fn alpn_h2_only() {
     }
     assert_eq!(mock.stats().handshake_failures, 2);
     assert_eq!(mock.stats().connections, 0);
-    mock.shutdown().await;
-}
-
-#[tokio::test]
-async fn error_rates_are_deterministic_per_seed() {
-    let (mock, key) = token_mock(|_| {}).await;
-    let jwt = key.provider_token_now(TEAM).unwrap();
-    let client = connect(&mock, None).await;
-    let faults = ApnsFaults {
-        rate_429: 0.2,
-        rate_500: 0.2,
-        rate_503: 0.2,
-        seed: 42,
-        ..ApnsFaults::default()
-    };
-    let mut runs = Vec::new();
-    for _ in 0..2 {
-        mock.set_faults(faults.clone()).unwrap();
-        let mut statuses = Vec::new();
-        for _ in 0..50 {
-            let reply = Push::new(&jwt).send(&client).await.unwrap();
-            if reply.status != 200 {
-                let expected = match reply.status {
-                    429 => "TooManyRequests",
-                    500 => "InternalServerError",
-                    503 => "ServiceUnavailable",
-                    other => panic!("unexpected status {other}"),
-                };
-                assert_eq!(reply.reason(), expected);
-            }
-            statuses.push(reply.status);
-        }
-        runs.push(statuses);
-    }
-    assert_eq!(runs[0], runs[1], "same seed, same faults");
-    for status in [200, 429, 500, 503] {
-        let n = runs[0].iter().filter(|s| **s == status).count();
-        assert!(n >= 3, "status {status} seen {n} times in 50");
-    }
-    let ok = runs.iter().flatten().filter(|s| **s == 200).count();
-    assert_eq!(mock.count(), ok, "only 200s are delivered");
-    mock.shutdown().await;
-}
-
-#[tokio::test]
-async fn queued_faults_apply_in_order_exactly() {
-    let (mock, key) = token_mock(|_| {}).await;
-    let jwt = key.provider_token_now(TEAM).unwrap();
-    let client = connect(&mock, None).await;
-    mock.push_faults([
-        Fault::Reject(Reason::ServiceUnavailable),
-        Fault::Reject(Reason::Shutdown),
-        Fault::RefusedStream,
-        Fault::ResetAfterRead,
-        Fault::Pass,
-    ]);
-    let reply = Push::new(&jwt).send(&client).await.unwrap();
-    assert_eq!(
-        (reply.status, reply.reason().as_str()),
-        (503, "ServiceUnavailable")
-    );
-    let reply = Push::new(&jwt).send(&client).await.unwrap();
-    assert_eq!((reply.status, reply.reason().as_str()), (503, "Shutdown"));
-
-    let refused = Push::new(&jwt).send(&client).await.unwrap_err();
-    assert_eq!(
-        refused.reason(),
-        Some(h2::Reason::REFUSED_STREAM),
-        "{refused}"
-    );
-    assert!(refused.is_reset() && refused.is_remote(), "{refused:?}");
-    assert_eq!(mock.count(), 0, "a refused stream is not processed");
-
-    let id = "00000000-0000-4000-8000-000000000001";
-    let reset = Push::new(&jwt)
-        .header("apns-id", id)
-        .send(&client)
-        .await
-        .unwrap_err();
-    assert_eq!(reset.reason(), Some(h2::Reason::INTERNAL_ERROR), "{reset}");
-    // Reset after reading: APNs may have delivered it, and here it did.
-    assert_eq!(mock.count(), 1);
-    assert!(mock.notifications()[0].reset);
-    // The client retries the unknown outcome: the device gets it twice.
-    let retry = Push::new(&jwt)
-        .header("apns-id", id)
-        .send(&client)
-        .await
-        .unwrap();
-    assert_eq!(retry.status, 200);
-    assert_eq!(mock.duplicates(), vec![(id.to_owned(), 2)]);
-    let stats = mock.stats();
-    assert_eq!((stats.refused_streams, stats.resets_after_read), (1, 1));
-    assert_eq!(stats.by_reason.get("Shutdown"), Some(&1));
-    mock.shutdown().await;
-}
-
-#[tokio::test]
-async fn refused_stream_rate() {
-    let (mock, key) = token_mock(|c| {
-        c.faults = ApnsFaults {
-            refused_stream_rate: 0.5,
-            seed: 3,
-            ..ApnsFaults::default()
-        }
-    })
-    .await;
-    let jwt = key.provider_token_now(TEAM).unwrap();
-    let client = connect(&mock, None).await;
-    let mut refused = 0;
-    for _ in 0..40 {
-        match Push::new(&jwt).send(&client).await {
-            Ok(reply) => assert_eq!(reply.status, 200),
-            Err(error) => {
-                assert_eq!(error.reason(), Some(h2::Reason::REFUSED_STREAM));
-                refused += 1;
-            }
-        }
-    }
-    assert!((8..=32).contains(&refused), "{refused} of 40 refused");
-    assert_eq!(mock.count(), 40 - refused);
-    assert_eq!(mock.stats().refused_streams, refused as u64);
-    mock.shutdown().await;
-}
-
-#[tokio::test]
-async fn goaway_after_n_streams_serves_up_to_last_stream_id_only() {
-    // Sequential: three served, the connection then refuses new streams.
-    let (mock, key) = token_mock(|c| c.faults.goaway_after = Some(3)).await;
-    let jwt = key.provider_token_now(TEAM).unwrap();
-    let client = connect(&mock, None).await;
-    for _ in 0..3 {
-        assert_eq!(Push::new(&jwt).send(&client).await.unwrap().status, 200);
-    }
-    // The GOAWAY left before the third answer: a new stream is not served.
-    let error = Push::new(&jwt)
-        .send(&client)
-        .await
-        .expect_err("a stream after GOAWAY must not be served");
-    assert!(error.is_go_away(), "{error:?}");
-    assert_eq!(mock.count(), 3);
-    assert_eq!(mock.stats().goaways, 1);
-
-    // Concurrent: streams in flight when GOAWAY is sent are served when at or below its
-    // last-stream-id and not processed above it; what the client saw matches what was
-    // recorded exactly.
-    mock.clear();
-    mock.set_faults(ApnsFaults {
-        goaway_after: Some(4),
-        latency_ms: 50,
-        ..ApnsFaults::default()
-    })
-    .unwrap();
-    let client = connect(&mock, None).await;
-    let mut tasks = Vec::new();
-    for i in 0..12 {
-        let push = Push::new(&jwt).header("apns-id", &format!("00000000-0000-4000-8000-{i:012}"));
-        let client = client.clone();
-        tasks.push(tokio::spawn(async move { (i, push.send(&client).await) }));
-        if i == 5 {
-            // Let the first streams reach the server so that some are above the limit.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    let mut served = HashSet::new();
-    let mut served_ids = Vec::new();
-    let mut failed_ids = Vec::new();
-    for task in tasks {
-        let (i, result) = task.await.unwrap();
-        match result {
-            Ok(reply) => {
-                assert_eq!(reply.status, 200);
-                served.insert(format!("00000000-0000-4000-8000-{i:012}"));
-                served_ids.push(reply.stream_id);
-            }
-            Err(error) => {
-                assert!(
-                    error.is_go_away() || error.reason() == Some(h2::Reason::REFUSED_STREAM),
-                    "{error:?}"
-                );
-                failed_ids.push(i);
-            }
-        }
-    }
-    let recorded: HashSet<String> = mock
-        .notifications()
-        .into_iter()
-        .map(|n| n.apns_id)
-        .collect();
-    assert_eq!(
-        recorded, served,
-        "recorded exactly what the client saw served"
-    );
-    assert!(
-        served.len() >= 4,
-        "at least goaway_after streams are served"
-    );
-    assert!(
-        !failed_ids.is_empty(),
-        "streams above the last-stream-id are not served"
-    );
-    mock.shutdown().await;
-}
-
-#[tokio::test]
-async fn max_concurrent_streams_is_advertised_and_honoured() {
-    let (mock, key) = token_mock(|c| {
-        c.faults.max_concurrent_streams = Some(2);
-        c.faults.latency_ms = 60;
-    })
-    .await;
-    let jwt = key.provider_token_now(TEAM).unwrap();
-    let client = connect(&mock, None).await;
-    // The first request makes sure the server's SETTINGS have arrived.
-    assert_eq!(Push::new(&jwt).send(&client).await.unwrap().status, 200);
-    assert_eq!(client.current_max_send_streams(), 2);
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let push = Push::new(&jwt);
-            let client = client.clone();
-            tokio::spawn(async move { push.send(&client).await.map(|r| r.status) })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap().unwrap(), 200);
-    }
-    assert_eq!(mock.count(), 9);
-    assert_eq!(mock.stats().max_concurrent_streams_seen, 2);
-    mock.shutdown().await;
-}
-
-#[tokio::test]
-async fn latency_delays_answers() {
-    let (mock, key) = token_mock(|c| c.faults.latency_ms = 80).await;
-    let jwt = key.provider_token_now(TEAM).unwrap();
-    let client = connect(&mock, None).await;
-    let started = Instant::now();
-    assert_eq!(Push::new(&jwt).send(&client).await.unwrap().status, 200);
-    assert!(
-        started.elapsed() >= Duration::from_millis(80),
-        "{:?}",
-        started.elapsed()
-    );
     mock.shutdown().await;
 }
 
@@ -862,4 +498,109 @@ async fn bad_config_is_refused() {
     };
     let error = apns::spawn(config).await.unwrap_err();
     assert!(error.to_string().contains("CA"), "{error}");
+}
+
+#[tokio::test]
+async fn device_bound_to_another_topic() {
+    let (mock, key) = token_mock(|c| c.topics.push("com.example.other".into())).await;
+    let jwt = key.provider_token_now(TEAM).unwrap();
+    let client = connect(&mock, None).await;
+    mock.set_device_topic(DEVICE, "com.example.other");
+    let reply = Push::new(&jwt).send(&client).await.unwrap();
+    assert_eq!(
+        (reply.status, reply.reason().as_str()),
+        (400, "DeviceTokenNotForTopic")
+    );
+    let reply = Push::new(&jwt)
+        .header("apns-topic", "com.example.other.voip")
+        .header("apns-push-type", "voip")
+        .send(&client)
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    mock.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_streams_then_closes() {
+    let (mock, key) = token_mock(|c| c.faults.latency_ms = 150).await;
+    let jwt = key.provider_token_now(TEAM).unwrap();
+    let client = connect(&mock, None).await;
+    let addr = mock.addr();
+    let in_flight = tokio::spawn({
+        let push = Push::new(&jwt);
+        let client = client.clone();
+        async move { push.send(&client).await }
+    });
+    assert!(
+        mock.wait_until(Duration::from_secs(5), |m| m.stats().streams == 1)
+            .await,
+        "the request reached the mock"
+    );
+    let started = Instant::now();
+    mock.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let reply = in_flight.await.unwrap().expect("answered before closing");
+    assert_eq!(reply.status, 200);
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer listening"
+    );
+}
+
+/// PyJWT (Debian's python3-jwt), as Python APNs clients use it, and the mock agree on ES256
+/// provider tokens both ways.
+#[tokio::test]
+async fn provider_tokens_interoperate_with_pyjwt() {
+    const PYTHON: &str = "/usr/bin/python3";
+    let has_pyjwt = std::process::Command::new(PYTHON)
+        .args(["-c", "import jwt, cryptography"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_pyjwt {
+        eprintln!("SKIP: {PYTHON} has no jwt module (scripts/test.sh installs python3-jwt)");
+        return;
+    }
+    let (mock, key) = token_mock(|c| {
+        if let Auth::Token(auth) = &mut c.auth {
+            auth.min_update_interval = None;
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let p8 = dir.path().join("AuthKey_KEY1234567.p8");
+    std::fs::write(&p8, key.to_p8_pem()).unwrap();
+    let ours = key.provider_token_now(TEAM).unwrap();
+    let script = r#"
+import sys, time, jwt
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+key = load_pem_private_key(open(sys.argv[1], "rb").read(), None)
+claims = jwt.decode(sys.argv[2], key.public_key(), algorithms=["ES256"])
+assert jwt.get_unverified_header(sys.argv[2])["kid"] == "KEY1234567", "kid"
+assert claims["iss"] == "TEAM123456", claims
+print(jwt.encode({"iss": "TEAM123456", "iat": int(time.time())}, key, algorithm="ES256",
+                 headers={"kid": "KEY1234567"}))
+"#;
+    let output = tokio::process::Command::new(PYTHON)
+        .arg("-c")
+        .arg(script)
+        .arg(&p8)
+        .arg(&ours)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "PyJWT refused our token: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let theirs = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let client = connect(&mock, None).await;
+    assert_eq!(Push::new(&theirs).send(&client).await.unwrap().status, 200);
+    // Another last signature character (never the same one).
+    let last = if theirs.ends_with('A') { 'B' } else { 'A' };
+    let tampered = format!("{}{last}", &theirs[..theirs.len() - 1]);
+    let reply = Push::new(&tampered).send(&client).await.unwrap();
+    assert_eq!(reply.reason(), "InvalidProviderToken");
+    mock.shutdown().await;
 }

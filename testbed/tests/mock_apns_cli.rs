@@ -114,6 +114,23 @@ fn writes_credentials_that_an_outside_client_can_use() {
     );
     drop(run);
 
+    // `testbed apns-token` signs with the same key, for clients that cannot sign ES256.
+    let minted = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["apns-token", "--tls-dir", tls])
+        .output()
+        .unwrap();
+    assert!(minted.status.success());
+    let minted = String::from_utf8(minted.stdout).unwrap().trim().to_owned();
+    let verifier =
+        testbed::apns::TokenVerifier::new(&testbed::apns::TokenAuth::new("TEAM123456", [&key]));
+    let claims = verifier
+        .check(
+            Some(format!("bearer {minted}").as_bytes()),
+            testbed::pki::unix_now(),
+        )
+        .unwrap();
+    assert_eq!(claims.kid, "KEY1234567");
+
     // A second start reads the same credentials: the old token still verifies.
     let again = start(&["mock-apns", "--listen", "127.0.0.1:0", "--tls-dir", tls]);
     let url2 = again.lines[0]
@@ -166,6 +183,10 @@ fn bad_input_exits_2_with_one_sentence() {
         "{stderr}"
     );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let output = run(&["apns-token", "--tls-dir", tls]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("server.pem"));
 
     let missing = dir.path().join("absent.pem");
     let output = run(&[

@@ -6,6 +6,11 @@
 //! streams meets the same sequence of faults in every run. Where a test needs exact numbers,
 //! [`Fault`]s queued with [`MockApnsHandle::push_faults`](super::MockApnsHandle::push_faults)
 //! apply to the next streams in arrival order, before any rate is drawn.
+//!
+//! REFUSED_STREAM is decided before a stream is read. Injected error answers (429/500/503,
+//! [`Fault::Reject`]) replace the success of a valid request only: an invalid one still gets
+//! its own reason, as the fault stands for APNs' trouble, not the request's. A reset after
+//! reading resets any request, and records it only when it was valid.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
@@ -41,6 +46,9 @@ pub struct ApnsFaults {
     pub max_concurrent_streams: Option<u32>,
     /// Seed of the generator the rates draw from.
     pub seed: u64,
+    /// A connection with no open stream for this many milliseconds is closed with GOAWAY, as
+    /// APNs closes idle connections.
+    pub idle_timeout_ms: Option<u64>,
 }
 
 impl Default for ApnsFaults {
@@ -55,6 +63,7 @@ impl Default for ApnsFaults {
             goaway_after: None,
             max_concurrent_streams: None,
             seed: 1,
+            idle_timeout_ms: None,
         }
     }
 }
@@ -74,7 +83,7 @@ pub enum ApnsFaultsError {
     /// The rates add up to more than 1.
     #[error("the fault rates add up to {0}, more than 1")]
     RateSum(f64),
-    /// `goaway_after` or `max_concurrent_streams` is zero.
+    /// `goaway_after`, `max_concurrent_streams` or `idle_timeout_ms` is zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
 }
@@ -98,6 +107,9 @@ impl ApnsFaults {
         }
         if self.max_concurrent_streams == Some(0) {
             return Err(ApnsFaultsError::Zero("max_concurrent_streams"));
+        }
+        if self.idle_timeout_ms == Some(0) {
+            return Err(ApnsFaultsError::Zero("idle_timeout_ms"));
         }
         Ok(())
     }

@@ -7,6 +7,11 @@
 //! delivered, changes faults and shuts down. The request rules are in `request`, provider
 //! tokens in `token`, the faults in [`faults`], the TLS and HTTP/2 serving in `server`.
 //!
+//! Build [`MockApnsConfig`], [`ApnsFaults`] and [`TokenAuth`] with `..Default::default()`:
+//! fields may be added. Not emulated: APNs' limit of one stream until the first valid token
+//! (SETTINGS cannot be changed mid-connection through the `h2` crate), and the JSON reason APNs
+//! may put in a GOAWAY's debug data (no public `h2` API sends it).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use testbed::apns::{self, MockApnsConfig};
@@ -43,9 +48,10 @@ use crate::pki::{CertificateAuthority, IssuedCert, ProviderKey};
 
 pub use faults::{ApnsFaults, ApnsFaultsError, Fault};
 pub use files::{Credentials, CredentialsError, ProviderInfo};
-pub use reason::Reason;
+pub use reason::{Reason, UnknownReason};
 pub use record::{displayed, ApnsStats, Notification};
-pub use request::{MAX_COLLAPSE_ID, MAX_PAYLOAD, MAX_VOIP_PAYLOAD, PUSH_TYPES};
+pub use request::{check_request, MAX_COLLAPSE_ID, MAX_PAYLOAD, MAX_VOIP_PAYLOAD, PUSH_TYPES};
+pub use token::{Claims, TokenVerifier};
 
 /// APNs asks providers to replace their token no more often than this.
 pub const TOKEN_UPDATE_INTERVAL: Duration = Duration::from_secs(20 * 60);
@@ -174,14 +180,19 @@ impl MockApnsConfig {
 
 /// What every connection of one mock shares.
 pub(crate) struct Mock {
-    pub(crate) tokens: Option<token::TokenVerifier>,
+    pub(crate) tokens: Option<TokenVerifier>,
     pub(crate) faults: faults::Faults,
     pub(crate) recorder: record::Recorder,
     /// Unregistered device tokens (lowercase) with the time, in ms since the Unix epoch, from
     /// which APNs knows them to be invalid.
     pub(crate) unregistered: Mutex<HashMap<String, u64>>,
+    /// Device tokens (lowercase) bound to a topic: other topics get
+    /// `DeviceTokenNotForTopic`.
+    pub(crate) device_topics: Mutex<HashMap<String, String>>,
     pub(crate) topics: Vec<String>,
     pub(crate) environment: Environment,
+    /// Numbers connections in handshake order.
+    pub(crate) next_connection: std::sync::atomic::AtomicU64,
 }
 
 impl Mock {
@@ -191,6 +202,14 @@ impl Mock {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&token.to_ascii_lowercase())
             .copied()
+    }
+
+    pub(crate) fn device_topic(&self, token: &str) -> Option<String> {
+        self.device_topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&token.to_ascii_lowercase())
+            .cloned()
     }
 }
 
@@ -216,7 +235,7 @@ pub async fn spawn(config: MockApnsConfig) -> io::Result<MockApnsHandle> {
     let now_ms = unix_ms(SystemTime::now());
     let mock = Arc::new(Mock {
         tokens: match &config.auth {
-            Auth::Token(auth) => Some(token::TokenVerifier::new(auth)),
+            Auth::Token(auth) => Some(TokenVerifier::new(auth)),
             Auth::Certificate(_) => None,
         },
         faults: faults::Faults::new(config.faults),
@@ -228,8 +247,10 @@ pub async fn spawn(config: MockApnsConfig) -> io::Result<MockApnsHandle> {
                 .map(|t| (t.to_ascii_lowercase(), now_ms))
                 .collect(),
         ),
+        device_topics: Mutex::new(HashMap::new()),
         topics: config.topics,
         environment: config.environment,
+        next_connection: std::sync::atomic::AtomicU64::new(1),
     });
     let (shutdown, stop) = watch::channel(false);
     let task = tokio::spawn(server::serve(listener, acceptor, Arc::clone(&mock), stop));
@@ -307,16 +328,23 @@ impl MockApnsHandle {
     /// Waits until at least `n` notifications were accepted; false when `timeout` passed
     /// first.
     pub async fn wait_for_count(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_until(timeout, |mock| mock.count() >= n).await
+    }
+
+    /// Waits until `condition` holds (checked every 5 ms); false when `timeout` passed first.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        condition: impl Fn(&MockApnsHandle) -> bool,
+    ) -> bool {
         let deadline = Instant::now() + timeout;
-        loop {
-            if self.count() >= n {
-                return true;
-            }
+        while !condition(self) {
             if Instant::now() >= deadline {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        true
     }
 
     /// Forgets the notifications recorded so far (counters stay).
@@ -358,6 +386,16 @@ impl MockApnsHandle {
                 device_token.to_ascii_lowercase(),
                 unix_ms(SystemTime::now()),
             );
+    }
+
+    /// Binds `device_token` to the app `topic` (a bundle id): pushes to it on another topic
+    /// (other than `topic` plus a push-type suffix) get 400 `DeviceTokenNotForTopic`.
+    pub fn set_device_topic(&self, device_token: &str, topic: &str) {
+        self.mock
+            .device_topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(device_token.to_ascii_lowercase(), topic.to_owned());
     }
 
     /// Stops accepting connections, sends GOAWAY on every connection, lets in-flight streams

@@ -2,6 +2,7 @@
 //! carries it, as in Apple's "Handling notification responses from APNs".
 
 use std::fmt;
+use std::str::FromStr;
 
 use http::StatusCode;
 
@@ -69,6 +70,37 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in the order of the list above.
+    pub const ALL: [Reason; 27] = [
+        Self::BadCollapseId,
+        Self::BadDeviceToken,
+        Self::BadExpirationDate,
+        Self::BadMessageId,
+        Self::BadPriority,
+        Self::BadTopic,
+        Self::DeviceTokenNotForTopic,
+        Self::DuplicateHeaders,
+        Self::InvalidPushType,
+        Self::MissingDeviceToken,
+        Self::MissingTopic,
+        Self::PayloadEmpty,
+        Self::BadPayload,
+        Self::TopicDisallowed,
+        Self::BadCertificate,
+        Self::ExpiredProviderToken,
+        Self::InvalidProviderToken,
+        Self::MissingProviderToken,
+        Self::BadPath,
+        Self::MethodNotAllowed,
+        Self::Unregistered,
+        Self::PayloadTooLarge,
+        Self::TooManyProviderTokenUpdates,
+        Self::TooManyRequests,
+        Self::InternalServerError,
+        Self::ServiceUnavailable,
+        Self::Shutdown,
+    ];
+
     /// The `reason` string of the error body.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -123,8 +155,47 @@ impl Reason {
     }
 }
 
+/// A `reason` string that names no [`Reason`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown APNs reason {0:?}")]
+pub struct UnknownReason(pub String);
+
+impl FromStr for Reason {
+    type Err = UnknownReason;
+
+    /// Reads the exact `reason` string of an APNs error body.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| UnknownReason(s.to_owned()))
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_round_trips_through_its_string() {
+        for reason in Reason::ALL {
+            assert_eq!(reason.as_str().parse::<Reason>(), Ok(reason));
+            assert_eq!(reason.to_string(), reason.as_str());
+        }
+        assert_eq!(Reason::Unregistered.status().as_u16(), 410);
+        assert_eq!(Reason::PayloadTooLarge.status().as_u16(), 413);
+        assert_eq!(Reason::TooManyProviderTokenUpdates.status().as_u16(), 429);
+        assert_eq!(Reason::Shutdown.status().as_u16(), 503);
+        assert_eq!(Reason::BadTopic.status().as_u16(), 400);
+        assert_eq!(
+            "Nope".parse::<Reason>().unwrap_err().to_string(),
+            "unknown APNs reason \"Nope\""
+        );
     }
 }

@@ -28,6 +28,14 @@ pub struct Notification {
     pub payload: Bytes,
     /// When the request was read.
     pub received_at: SystemTime,
+    /// The provider token's key id (`kid`), under token authentication.
+    pub key_id: Option<String>,
+    /// The provider token's `iat` (Unix seconds), under token authentication: shows when
+    /// the client refreshed its token.
+    pub token_issued_at: Option<u64>,
+    /// Which connection carried it: connections are numbered from 1 in the order their TLS
+    /// handshake completed, so a client's pool spread shows.
+    pub connection: u64,
     /// True when the stream was reset instead of answered 200 (the "unknown outcome" fault):
     /// delivered, but the client never heard so.
     pub reset: bool,
@@ -52,8 +60,10 @@ pub struct ApnsStats {
     pub refused_streams: u64,
     /// Streams reset after the request was read and recorded.
     pub resets_after_read: u64,
-    /// GOAWAY frames started (graceful shutdowns of a connection).
+    /// GOAWAY frames started by `goaway_after` or [`Fault::GoAway`](super::Fault::GoAway).
     pub goaways: u64,
+    /// Connections closed (with GOAWAY) for being idle.
+    pub idle_timeouts: u64,
     /// The most streams seen open at once on one connection.
     pub max_concurrent_streams_seen: u64,
 }

@@ -26,6 +26,34 @@ pub const PUSH_TYPES: &[&str] = &[
     "widgets",
 ];
 
+/// Checks what APNs checks of a request before credentials and device state: path and
+/// method, the `apns-*` headers (with `apns-topic` required), the payload. Returns the device
+/// token or the reason.
+///
+/// ```
+/// use http::{HeaderMap, Method};
+/// use testbed::apns::{check_request, Reason};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("apns-topic", "com.example.app".parse().unwrap());
+/// let body = br#"{"aps":{"alert":"hi"}}"#;
+/// assert_eq!(check_request(&Method::POST, "/3/device/0a0b", &headers, body).unwrap(), "0a0b");
+/// headers.insert("apns-priority", "7".parse().unwrap());
+/// let refused = check_request(&Method::POST, "/3/device/0a0b", &headers, body);
+/// assert_eq!(refused.unwrap_err(), Reason::BadPriority);
+/// ```
+pub fn check_request(
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, Reason> {
+    let token = route(method, path)?;
+    let read = self::headers(headers, true)?;
+    payload(body, read.push_type.as_deref())?;
+    Ok(token)
+}
+
 /// The headers of a valid request, read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Headers {
@@ -103,6 +131,10 @@ pub(crate) fn headers(map: &HeaderMap, topic_required: bool) -> Result<Headers, 
         Some("1") => Some(1),
         Some(_) => return Err(Reason::BadPriority),
     };
+    // Apple: background notifications must be sent with priority 5; 10 is an error.
+    if push_type.as_deref() == Some("background") && priority == Some(10) {
+        return Err(Reason::BadPriority);
+    }
     let expiration = text("apns-expiration", Reason::BadExpirationDate)?
         .map(|e| e.parse::<u64>().map_err(|_| Reason::BadExpirationDate))
         .transpose()?;
@@ -236,6 +268,14 @@ mod tests {
             ),
             (
                 &[("apns-topic", "t"), ("apns-priority", "7")],
+                Reason::BadPriority,
+            ),
+            (
+                &[
+                    ("apns-topic", "t"),
+                    ("apns-push-type", "background"),
+                    ("apns-priority", "10"),
+                ],
                 Reason::BadPriority,
             ),
             (

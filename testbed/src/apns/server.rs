@@ -3,11 +3,13 @@
 //! reset after reading, GOAWAY, the stream limit).
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
+use futures::future::{BoxFuture, FutureExt};
+use futures::stream::{FuturesUnordered, StreamExt};
 use h2::server::SendResponse;
 use h2::RecvStream;
 use http::{Request, Response};
@@ -30,6 +32,8 @@ use crate::pki::{root_store, IssuedCert};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// Streams per connection advertised when no fault sets it (APNs advertises about 1000).
 const DEFAULT_MAX_STREAMS: u32 = 1000;
+/// A client that has not finished its TLS handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bodies are read up to this many bytes; a longer one is 413 without reading the rest.
 const MAX_READ: usize = 64 * 1024;
 
@@ -120,6 +124,13 @@ impl ClientCertVerifier for AnyClientCert {
     }
 }
 
+/// What a stream knows of its connection.
+#[derive(Debug, Clone, Copy)]
+struct Connection {
+    id: u64,
+    peer: Peer,
+}
+
 /// Who is at the other end of a connection, as far as certificates go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Peer {
@@ -172,29 +183,31 @@ pub(crate) async fn serve(
     // Dropping the set aborts whatever is left.
 }
 
-async fn serve_connection(
+/// The TLS handshake (bounded in time), with ALPN `h2` required, and the client certificate
+/// judged; `None` when the client is not served.
+async fn accept_tls(
     tcp: TcpStream,
-    tls: Arc<Tls>,
-    mock: Arc<Mock>,
-    mut stop: watch::Receiver<bool>,
-) {
+    tls: &Tls,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Peer)> {
     if let Err(error) = tcp.set_nodelay(true) {
         tracing::debug!(%error, "could not set TCP_NODELAY");
     }
-    let stream = match tls.acceptor.accept(tcp).await {
-        Ok(stream) => stream,
-        Err(error) => {
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
             tracing::debug!(%error, "TLS handshake failed");
-            mock.recorder.count(|s| s.handshake_failures += 1);
-            return;
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            return None;
         }
     };
     let (_, session) = stream.get_ref();
     if session.alpn_protocol() != Some(b"h2".as_slice()) {
         // APNs speaks HTTP/2 only; a client that offered no ALPN gets nothing.
         tracing::debug!("client negotiated no h2, closing");
-        mock.recorder.count(|s| s.handshake_failures += 1);
-        return;
+        return None;
     }
     let peer = match &tls.client_verifier {
         None => Peer::Anonymous,
@@ -208,7 +221,24 @@ async fn serve_connection(
             _ => Peer::NoCertificate,
         },
     };
+    Some((stream, peer))
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    tls: Arc<Tls>,
+    mock: Arc<Mock>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some((stream, peer)) = accept_tls(tcp, &tls).await else {
+        mock.recorder.count(|s| s.handshake_failures += 1);
+        return;
+    };
     mock.recorder.count(|s| s.connections += 1);
+    let origin = Connection {
+        id: mock.next_connection.fetch_add(1, Ordering::SeqCst),
+        peer,
+    };
     let max_streams = mock
         .faults
         .current()
@@ -225,43 +255,40 @@ async fn serve_connection(
             return;
         }
     };
-    let open = Arc::new(AtomicU64::new(0));
+    // The connection's streams run in this task, not spawned, so that their answers can be
+    // batched into one write (see the select below).
+    let mut streams: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
     let mut received: u32 = 0;
     let mut going_away = false;
     let mut stopping = false;
+    let mut idle_since = tokio::time::Instant::now();
     loop {
-        tokio::select! {
-            next = connection.accept() => {
-                let (request, mut respond) = match next {
-                    Some(Ok(stream)) => stream,
-                    Some(Err(error)) => {
-                        tracing::debug!(%error, "connection ended with an error");
-                        break;
-                    }
-                    None => break,
-                };
-                received += 1;
-                mock.recorder.count(|s| s.streams += 1);
-                let fault = mock.faults.next_stream();
-                if fault == Fault::RefusedStream {
-                    respond.send_reset(h2::Reason::REFUSED_STREAM);
-                    mock.recorder.count(|s| s.refused_streams += 1);
-                    continue;
-                }
-                let now_open = open.fetch_add(1, Ordering::SeqCst) + 1;
-                mock.recorder.count(|s| {
-                    s.max_concurrent_streams_seen = s.max_concurrent_streams_seen.max(now_open);
-                });
-                let task_open = Arc::clone(&open);
-                tokio::spawn(handle_stream(Arc::clone(&mock), peer, request, respond, fault, task_open));
-                let goaway_after = mock.faults.current().goaway_after;
-                if !going_away && (fault == Fault::GoAway || goaway_after == Some(received)) {
-                    // GOAWAY(MAX) then, after a PING round trip, GOAWAY(last stream received):
-                    // every stream up to it is served, none above it is.
+        let idle_timeout = mock
+            .faults
+            .current()
+            .idle_timeout_ms
+            .map(Duration::from_millis);
+        let idle_deadline = idle_since + idle_timeout.unwrap_or(Duration::ZERO);
+        let watch_idle = idle_timeout.is_some() && !going_away;
+        let next = tokio::select! {
+            // Take every stream h2 has decoded before running any: their answers are then
+            // queued together and leave in one write when h2 next flushes.
+            biased;
+            next = connection.accept() => next,
+            Some(()) = streams.next(), if !streams.is_empty() => {
+                // Run every stream that can finish now before h2 flushes again.
+                while let Some(Some(())) = streams.next().now_or_never() {}
+                continue;
+            }
+            _ = tokio::time::sleep_until(idle_deadline), if watch_idle => {
+                if streams.is_empty() {
                     connection.graceful_shutdown();
                     going_away = true;
-                    mock.recorder.count(|s| s.goaways += 1);
+                    mock.recorder.count(|s| s.idle_timeouts += 1);
+                } else {
+                    idle_since = tokio::time::Instant::now();
                 }
+                continue;
             }
             _ = stop.changed(), if !stopping => {
                 stopping = true;
@@ -269,21 +296,79 @@ async fn serve_connection(
                     connection.graceful_shutdown();
                     going_away = true;
                 }
+                continue;
             }
+        };
+        let (request, respond) = match next {
+            Some(Ok(stream)) => stream,
+            Some(Err(error)) => {
+                tracing::debug!(%error, "connection ended with an error");
+                break;
+            }
+            None => break,
+        };
+        received += 1;
+        idle_since = tokio::time::Instant::now();
+        let fault = match start_stream(&mock, origin, request, respond) {
+            Started::Refused => Fault::RefusedStream,
+            Started::Serving(fault, stream) => {
+                streams.push(stream);
+                let open = streams.len() as u64;
+                mock.recorder.count(|s| {
+                    s.max_concurrent_streams_seen = s.max_concurrent_streams_seen.max(open);
+                });
+                fault
+            }
+        };
+        let goaway_after = mock.faults.current().goaway_after;
+        if !going_away && (fault == Fault::GoAway || goaway_after == Some(received)) {
+            // GOAWAY(MAX) then, after a PING round trip, GOAWAY(last stream received): every
+            // stream up to it is served, none above it is.
+            connection.graceful_shutdown();
+            going_away = true;
+            mock.recorder.count(|s| s.goaways += 1);
         }
     }
+    // The connection is gone: streams still running (waiting out their latency) finish as
+    // APNs would, recording what they accepted, though no answer can reach the client.
+    drop(connection);
+    while streams.next().await.is_some() {}
+}
+
+/// What became of a new stream.
+enum Started {
+    /// Reset with REFUSED_STREAM.
+    Refused,
+    /// To be served with this fault by this future.
+    Serving(Fault, BoxFuture<'static, ()>),
+}
+
+/// Draws the fault of a new stream and refuses it or returns the future that serves it.
+fn start_stream(
+    mock: &Arc<Mock>,
+    origin: Connection,
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) -> Started {
+    mock.recorder.count(|s| s.streams += 1);
+    let fault = mock.faults.next_stream();
+    if fault == Fault::RefusedStream {
+        respond.send_reset(h2::Reason::REFUSED_STREAM);
+        mock.recorder.count(|s| s.refused_streams += 1);
+        return Started::Refused;
+    }
+    let serve = handle_stream(Arc::clone(mock), origin, request, respond, fault);
+    Started::Serving(fault, Box::pin(serve))
 }
 
 /// Serves one stream: read, validate, apply its fault, answer (or reset).
 async fn handle_stream(
     mock: Arc<Mock>,
-    peer: Peer,
+    connection: Connection,
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     fault: Fault,
-    open: Arc<AtomicU64>,
 ) {
-    let _open = OpenStream(open);
     let (parts, mut body) = request.into_parts();
     let mut payload = BytesMut::new();
     let mut truncated = false;
@@ -306,7 +391,7 @@ async fn handle_stream(
         .get("apns-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let verdict = validate(&mock, peer, &parts, &payload, truncated, received_at);
+    let verdict = validate(&mock, connection, &parts, &payload, truncated, received_at);
 
     let latency = mock.faults.current().latency_ms;
     if latency > 0 {
@@ -349,7 +434,7 @@ async fn handle_stream(
                 .status(200)
                 .header("apns-id", notification.apns_id.as_str());
             if mock.environment == Environment::Sandbox {
-                response = response.header("apns-unique-id", uuid::Uuid::new_v4().to_string());
+                response = response.header("apns-unique-id", new_apns_id().to_lowercase());
             }
             mock.recorder.record(notification);
             let response = response.body(()).unwrap_or_default();
@@ -361,20 +446,11 @@ async fn handle_stream(
     }
 }
 
-/// Decrements a connection's open-stream count when a stream's task ends.
-struct OpenStream(Arc<AtomicU64>);
-
-impl Drop for OpenStream {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 /// The notification a valid request carries, or the reason (and, for 410, the timestamp) it
 /// is refused.
 fn validate(
     mock: &Mock,
-    peer: Peer,
+    connection: Connection,
     parts: &http::request::Parts,
     payload: &Bytes,
     truncated: bool,
@@ -383,12 +459,15 @@ fn validate(
     let plain = |reason| (reason, None);
     let device_token = request::route(&parts.method, parts.uri.path()).map_err(plain)?;
     let authorization = parts.headers.get("authorization").map(|v| v.as_bytes());
-    match (&mock.tokens, peer) {
-        (_, Peer::Certified) => {}
+    let peer = connection.peer;
+    let claims = match (&mock.tokens, peer) {
+        (_, Peer::Certified) => None,
         (_, Peer::BadCertificate) => return Err(plain(Reason::BadCertificate)),
-        (Some(tokens), _) => tokens
-            .check(authorization, unix_ms(received_at) / 1000)
-            .map_err(plain)?,
+        (Some(tokens), _) => Some(
+            tokens
+                .check(authorization, unix_ms(received_at) / 1000)
+                .map_err(plain)?,
+        ),
         // A certificate server without a certificate: APNs falls back to tokens, and this
         // mock has no keys.
         (None, _) => {
@@ -398,7 +477,7 @@ fn validate(
                 Reason::MissingProviderToken
             }))
         }
-    }
+    };
     let single_topic = peer == Peer::Certified && mock.topics.len() == 1;
     let headers = request::headers(&parts.headers, !single_topic).map_err(plain)?;
     let topic = headers
@@ -408,6 +487,11 @@ fn validate(
     if let Some(topic) = &topic {
         if !request::topic_allowed(topic, &mock.topics) {
             return Err(plain(Reason::TopicDisallowed));
+        }
+        if let Some(app) = mock.device_topic(&device_token) {
+            if !request::topic_allowed(topic, std::slice::from_ref(&app)) {
+                return Err(plain(Reason::DeviceTokenNotForTopic));
+            }
         }
     }
     if truncated {
@@ -427,6 +511,9 @@ fn validate(
         expiration: headers.expiration,
         payload: payload.clone(),
         received_at,
+        key_id: claims.as_ref().map(|c| c.kid.clone()),
+        token_issued_at: claims.map(|c| c.iat),
+        connection: connection.id,
         reset: false,
     })
 }
@@ -464,7 +551,12 @@ fn send_error(
     }
 }
 
-/// An `apns-id` as APNs generates them: an upper-case UUID.
+/// An `apns-id` as APNs generates them: an upper-case version-4 UUID. Drawn from fastrand, not
+/// the OS: one `getrandom` call per request was a quarter of the mock's system time.
 fn new_apns_id() -> String {
-    uuid::Uuid::new_v4().to_string().to_uppercase()
+    let bytes = fastrand::u128(..).to_le_bytes();
+    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    id.hyphenated()
+        .encode_upper(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
 }

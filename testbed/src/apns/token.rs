@@ -3,6 +3,7 @@
 //! answers `TooManyProviderTokenUpdates` when a team switches to a new token too soon.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -19,12 +20,37 @@ const FUTURE_SKEW_SECS: u64 = 60;
 /// Verified tokens kept to skip re-verifying their signature on every request.
 const VERIFIED_CACHE: usize = 4096;
 
-/// Checks provider tokens for one mock; shared by all its connections.
-pub(crate) struct TokenVerifier {
+/// Checks provider tokens as APNs does: what the mock runs for every request under token
+/// auth, public so that a client's tests can check the tokens it mints.
+///
+/// ```
+/// use testbed::apns::{TokenAuth, TokenVerifier};
+/// use testbed::pki::ProviderKey;
+///
+/// let key = ProviderKey::generate("KEY1234567").unwrap();
+/// let verifier = TokenVerifier::new(&TokenAuth::new("TEAM123456", [&key]));
+/// let now = 1_700_000_000;
+/// let jwt = key.provider_token("TEAM123456", now - 5).unwrap();
+/// let claims = verifier.check(Some(format!("bearer {jwt}").as_bytes()), now).unwrap();
+/// assert_eq!((claims.kid.as_str(), claims.iat), ("KEY1234567", now - 5));
+/// let old = key.provider_token("TEAM123456", now - 3600).unwrap();
+/// let refused = verifier.check(Some(format!("bearer {old}").as_bytes()), now);
+/// assert_eq!(refused.unwrap_err().as_str(), "ExpiredProviderToken");
+/// ```
+pub struct TokenVerifier {
     team_id: String,
     keys: HashMap<String, UnparsedPublicKey<Vec<u8>>>,
     min_update_interval: Option<Duration>,
     state: Mutex<UpdateState>,
+}
+
+impl fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("team_id", &self.team_id)
+            .field("key_ids", &self.keys.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Default)]
@@ -38,14 +64,17 @@ struct UpdateState {
 }
 
 /// What a JWT holds once decoded.
-#[derive(Clone)]
-struct Claims {
-    kid: String,
-    iat: u64,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// Key id.
+    pub kid: String,
+    /// Issued at, Unix seconds.
+    pub iat: u64,
 }
 
 impl TokenVerifier {
-    pub(crate) fn new(auth: &TokenAuth) -> Self {
+    /// A verifier for `auth`'s team and keys, with its update-interval rule.
+    pub fn new(auth: &TokenAuth) -> Self {
         Self {
             team_id: auth.team_id.clone(),
             keys: auth
@@ -64,8 +93,10 @@ impl TokenVerifier {
     }
 
     /// Checks the `authorization` header value (`None` when absent) at `now_secs` (Unix
-    /// seconds).
-    pub(crate) fn check(&self, authorization: Option<&[u8]>, now_secs: u64) -> Result<(), Reason> {
+    /// seconds) and returns the token's key id and `iat`, or the reason APNs would refuse it
+    /// with. A token accepted once stays accepted until it expires; a new `(kid, iat)` within
+    /// the update interval of the previous new one is `TooManyProviderTokenUpdates`.
+    pub fn check(&self, authorization: Option<&[u8]>, now_secs: u64) -> Result<Claims, Reason> {
         let Some(value) = authorization else {
             return Err(Reason::MissingProviderToken);
         };
@@ -90,9 +121,9 @@ impl TokenVerifier {
             return Err(Reason::ExpiredProviderToken);
         }
         if !known {
-            self.admit(token, claims)?;
+            self.admit(token, claims.clone())?;
         }
-        Ok(())
+        Ok(claims)
     }
 
     /// Verifies form and signature.
