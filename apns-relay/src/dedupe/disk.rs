@@ -95,6 +95,18 @@ impl DiskStore {
         })
     }
 
+    /// Queues a write without waiting for its commit.
+    fn enqueue(&self, op: Op) -> StoreFuture<'_, ()> {
+        let sent = self.tx.send((op, None)).is_ok();
+        Box::pin(async move {
+            if sent {
+                Ok(())
+            } else {
+                Err(gone())
+            }
+        })
+    }
+
     /// Sends a write whose only answer is "committed".
     fn write(&self, op: Op) -> StoreFuture<'_, ()> {
         let (reply, rx) = oneshot::channel();
@@ -297,7 +309,11 @@ impl Store for DiskStore {
     }
 
     fn finish<'a>(&'a self, key: &'a Key, record: &'a Record) -> StoreFuture<'a, ()> {
-        self.write(Op::Finish(key.encode(), self.value(record)))
+        // Only the claim must be durable before a push is written; an outcome is queued and
+        // answered at once. The writer applies operations in queue order, so any later
+        // claim, get or replace of this key sees it; if the process dies before its commit,
+        // the key is still in flight on disk and becomes `unknown` on restart (never resent).
+        self.enqueue(Op::Finish(key.encode(), self.value(record)))
     }
 
     fn replace<'a>(
@@ -317,7 +333,9 @@ impl Store for DiskStore {
     }
 
     fn release<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, ()> {
-        self.write(Op::Release(key.encode()))
+        // As `finish`: ordered by the queue; lost only with the process, which leaves the key
+        // `unknown` (safe, just less informative).
+        self.enqueue(Op::Release(key.encode()))
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {
