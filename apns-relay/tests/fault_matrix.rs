@@ -138,3 +138,26 @@ async fn a_sender_that_sends_every_push_twice_delivers_each_once() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_stream_limit_is_respected() {
+    // 4 connections × 8 streams against 256 pushes in flight: the pool queues instead of
+    // opening streams APNs would refuse.
+    let faults = ApnsFaults {
+        max_concurrent_streams: Some(8),
+        latency_ms: 1,
+        ..ApnsFaults::default()
+    };
+    let h = Harness::new(faults).await;
+    let relay = h.start_relay("").await;
+    let router = Arc::new(h.router_via_relay(relay.relay_addr.unwrap()));
+    let results = blast(&router, 3_000, CONCURRENCY, false).await;
+    let (accepted, _, _) = tally(&results);
+    assert_eq!(accepted, 3_000);
+    let metrics = relay.metrics.render();
+    assert!(
+        !metrics.contains("apns_relay_retries_total{"),
+        "no stream was refused or retried: {metrics}"
+    );
+    relay.shutdown().await;
+}

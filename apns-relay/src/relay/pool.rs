@@ -174,7 +174,31 @@ impl Pool {
             .map_err(|e| format!("HTTP/2 handshake with {}:{}: {e}", t.host, t.port))?;
         let closed = Arc::new(AtomicBool::new(false));
         let kill = Arc::new(Notify::new());
-        if let Some(mut pings) = connection.ping_pong() {
+        let pings = connection.ping_pong();
+        let metrics = self.metrics.clone();
+        metrics.pool_connections.inc();
+        let done = closed.clone();
+        let kill_conn = kill.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                r = &mut connection => if let Err(e) = r { tracing::info!(error = %e, "APNs connection ended") },
+                _ = kill_conn.notified() => {}
+            }
+            done.store(true, Ordering::Release);
+            metrics.pool_connections.dec();
+        });
+        if let Some(mut pings) = pings {
+            // The server sends its SETTINGS first, so once our first PING is answered its
+            // stream limit is known: no burst of streams it would refuse on a new connection.
+            let first =
+                tokio::time::timeout(opts.connect_timeout, pings.ping(h2::Ping::opaque())).await;
+            if !matches!(first, Ok(Ok(_))) {
+                kill.notify_one();
+                return Err(format!(
+                    "{}:{} did not answer the first HTTP/2 PING",
+                    t.host, t.port
+                ));
+            }
             let (interval, kill) = (opts.ping_interval, kill.clone());
             let closed = closed.clone();
             tokio::spawn(async move {
@@ -192,17 +216,6 @@ impl Pool {
                 }
             });
         }
-        let metrics = self.metrics.clone();
-        metrics.pool_connections.inc();
-        let done = closed.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                r = &mut connection => if let Err(e) = r { tracing::info!(error = %e, "APNs connection ended") },
-                _ = kill.notified() => {}
-            }
-            done.store(true, Ordering::Release);
-            metrics.pool_connections.dec();
-        });
         tracing::debug!(host = %t.host, port = t.port, "APNs connection open");
         Ok(Conn {
             send,
