@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests need (one per line, with the tests that use it).
 need_apt=(
+  redis-server                 # apns-relay: shared dedupe store tests
+  curl nghttp2-client          # mock APNs: outside HTTP/2 clients
+  python3-jwt python3-cryptography  # mock APNs: provider tokens checked against PyJWT
 )
 missing=()
 for pkg in "${need_apt[@]}"; do

@@ -1,2 +1,24 @@
-//! An APNs-compatible relay with idempotent retries, an Apple-only CONNECT proxy and a
-//! sender-side router.
+//! An APNs relay for senders far from Apple, with idempotent retries, an Apple-only CONNECT
+//! proxy and a sender-side router.
+//!
+//! - [`relay`]: the terminating relay — APNs-compatible HTTP/2 in, a pool of HTTP/2
+//!   connections to APNs out, and dedupe so that a retry never becomes a duplicate.
+//! - [`dedupe`]: the store of push outcomes (embedded redb file, or Redis for several
+//!   instances).
+//! - [`proxy`]: HTTP CONNECT only to Apple's push hosts, with credentials or per-sender source
+//!   CIDRs.
+//! - [`router`]: what senders run — Apple through the relay or the proxy, every other vendor
+//!   direct.
+//! - [`server`]: runs what a config enables, with metrics, health and graceful shutdown.
+//! - [`config`], [`jwt`], [`tls`], [`metrics`]: the pieces they share.
+
+pub mod config;
+pub mod dedupe;
+pub mod jwt;
+pub mod metrics;
+pub mod ops;
+pub mod proxy;
+pub mod relay;
+pub mod router;
+pub mod server;
+pub mod tls;

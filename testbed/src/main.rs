@@ -6,6 +6,13 @@
 //! ```
 //! prints `listening on http://ADDR` once bound and runs until SIGINT or SIGTERM. Exits 2 on bad
 //! arguments, 1 when the gateway cannot run.
+//!
+//! ```text
+//! testbed mock-apns --listen 127.0.0.1:8443 [--tls-dir DIR] [--client-ca FILE] [--topic T]…
+//! ```
+//! serves the mock APNs (see `testbed::apns`) and prints `listening on https://ADDR`, then
+//! `credentials in DIR` (CA to trust, `.p8` provider key, team and key id).
+//! `testbed apns-token --tls-dir DIR` prints a fresh provider token signed with that key.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -14,6 +21,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use testbed::{parse_duration, FaultConfig, GatewayConfig};
+
+mod mock_apns_cli;
 
 /// Embedded default targets for pushbench.
 #[derive(Debug, Parser)]
@@ -27,6 +36,10 @@ struct Cli {
 enum Command {
     /// Run the reference push gateway (HTTP/1.1 and h2c) until SIGINT or SIGTERM.
     Gateway(GatewayArgs),
+    /// Run the mock APNs (HTTP/2 over TLS, ALPN h2) until SIGINT or SIGTERM.
+    MockApns(mock_apns_cli::MockApnsArgs),
+    /// Print a provider token (JWT) signed with the .p8 key of a mock-apns credentials dir.
+    ApnsToken(mock_apns_cli::ApnsTokenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +101,8 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::MockApns(args) => mock_apns_cli::main(args),
+        Command::ApnsToken(args) => mock_apns_cli::token(args),
     }
 }
 
@@ -106,7 +121,7 @@ fn run_gateway(config: GatewayConfig) -> anyhow::Result<()> {
 }
 
 /// Returns on SIGINT or SIGTERM.
-async fn wait_for_signal() -> anyhow::Result<()> {
+pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -1,0 +1,233 @@
+//! Benchmark: the same HTTP/2-over-TLS APNs client sends pushes straight to the mock APNs and
+//! through the relay (the release `apns-relay` binary, TLS inbound, redb dedupe), flat-out and
+//! at a fixed rate, alternating rounds in one sitting. Latency is measured from each push's
+//! intended start (open model), so a stall shows in the tail.
+//!
+//! ```text
+//! cargo build --release -p apns-relay --bin apns-relay --example relay_bench
+//! target/release/examples/relay_bench --relay-bin target/release/apns-relay
+//! ```
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
+use h2::client::SendRequest;
+use hdrhistogram::Histogram;
+use rustls::pki_types::ServerName;
+use testbed::apns::{self, MockApnsConfig};
+use testbed::pki::{h2_client_config, CertificateAuthority, ProviderKey};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+const TEAM: &str = "TEAM123456";
+
+#[derive(Clone)]
+struct Target {
+    name: &'static str,
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    auth: String,
+}
+
+async fn connect(t: &Target) -> SendRequest<Bytes> {
+    let tcp = TcpStream::connect(t.addr).await.expect("connect");
+    tcp.set_nodelay(true).ok();
+    let tls = TlsConnector::from(t.tls.clone())
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("tls");
+    let (send, conn) = h2::client::handshake(tls).await.expect("h2");
+    tokio::spawn(conn);
+    send
+}
+
+async fn push(send: SendRequest<Bytes>, t: &Target, i: u64) -> u16 {
+    let req = http::Request::post(format!("https://localhost/3/device/{i:064x}"))
+        .header("authorization", &t.auth)
+        .header("apns-topic", "com.example.app")
+        .header("apns-push-type", "alert")
+        .header("apns-id", uuid::Uuid::new_v4().to_string())
+        .body(())
+        .unwrap();
+    let Ok(mut send) = send.ready().await else {
+        return 0;
+    };
+    let Ok((resp, mut body)) = send.send_request(req, false) else {
+        return 0;
+    };
+    if body
+        .send_data(
+            Bytes::from_static(br#"{"aps":{"alert":{"title":"bench","body":"hello"}}}"#),
+            true,
+        )
+        .is_err()
+    {
+        return 0;
+    }
+    match resp.await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let mut b = r.into_body();
+            while let Some(Ok(c)) = b.data().await {
+                let _ = b.flow_control().release_capacity(c.len());
+            }
+            status
+        }
+        Err(_) => 0,
+    }
+}
+
+/// Flat-out: `n` pushes, `conc` in flight over `conns` connections. Returns pushes/s.
+async fn flat_out(t: &Target, n: u64, conc: usize, conns: usize) -> (f64, u64) {
+    let mut senders = Vec::new();
+    for _ in 0..conns {
+        senders.push(connect(t).await);
+    }
+    let start = Instant::now();
+    let ok = stream::iter(0..n)
+        .map(|i| push(senders[i as usize % conns].clone(), t, i))
+        .buffer_unordered(conc)
+        .filter(|s| futures::future::ready(*s == 200))
+        .count()
+        .await as u64;
+    (n as f64 / start.elapsed().as_secs_f64(), n - ok)
+}
+
+/// Fixed rate: `n` pushes at `rate`/s; latency from the intended start, µs.
+async fn paced(t: &Target, n: u64, rate: f64, conns: usize) -> (Histogram<u64>, u64) {
+    let mut senders = Vec::new();
+    for _ in 0..conns {
+        senders.push(connect(t).await);
+    }
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let intended = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(intended).await;
+        let (send, t) = (senders[i as usize % conns].clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let s = push(send, &t, i).await;
+            (s, intended.elapsed())
+        }));
+    }
+    let mut h = Histogram::<u64>::new(3).unwrap();
+    let mut failed = 0;
+    for task in tasks {
+        let (s, d) = task.await.unwrap();
+        if s != 200 {
+            failed += 1;
+        }
+        h.record(d.as_micros() as u64).unwrap();
+    }
+    (h, failed)
+}
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.into())
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let relay_bin = arg("--relay-bin", "target/release/apns-relay");
+    let n: u64 = arg("--n", "20000").parse().unwrap();
+    let rate: f64 = arg("--rate", "5000").parse().unwrap();
+    let rounds: usize = arg("--rounds", "3").parse().unwrap();
+    let conc: usize = arg("--concurrency", "256").parse().unwrap();
+
+    let key = ProviderKey::generate("KEY1234567").unwrap();
+    let mock = apns::spawn(MockApnsConfig::with_token_key(TEAM, &key))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = CertificateAuthority::new("bench relay CA").unwrap();
+    let relay_cert = ca.issue_server(&["localhost"]).unwrap();
+    for (name, text) in [
+        ("apns-ca.pem", mock.ca_pem().to_string()),
+        ("key.p8", key.to_p8_pem()),
+        ("relay.crt", relay_cert.cert_pem.clone()),
+        ("relay.key", relay_cert.key_pem.clone()),
+    ] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let toml = format!(
+        r#"[relay]
+listen = "127.0.0.1:0"
+tls = {{ cert = "relay.crt", key = "relay.key" }}
+[apns]
+endpoint = "{}"
+ca = "apns-ca.pem"
+connections = 4
+token = {{ key = "key.p8", key_id = "KEY1234567", team_id = "{TEAM}" }}
+[dedupe]
+path = "dedupe.redb"
+fsync = {fsync}
+[[senders]]
+name = "bench"
+bearer_token = "bench-token"
+"#,
+        mock.url(),
+        fsync = arg("--fsync", "true"),
+    );
+    std::fs::write(dir.path().join("relay.toml"), toml).unwrap();
+    let mut child = std::process::Command::new(&relay_bin)
+        .args(["serve", "--config"])
+        .arg(dir.path().join("relay.toml"))
+        .env("APNS_RELAY_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("relay binary");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let relay_addr: SocketAddr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("relay="))
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let direct = Target {
+        name: "direct",
+        addr: mock.addr(),
+        tls: Arc::new(h2_client_config(mock.ca_pem(), None).unwrap()),
+        auth: format!("bearer {}", key.provider_token_now(TEAM).unwrap()),
+    };
+    let relay = Target {
+        name: "relay",
+        addr: relay_addr,
+        tls: Arc::new(h2_client_config(&relay_cert.ca_pem, None).unwrap()),
+        auth: "bearer bench-token".into(),
+    };
+    // Warm-up: connections, token, page cache.
+    for t in [&direct, &relay] {
+        flat_out(t, 2000, conc, 4).await;
+    }
+    println!(
+        "round,target,flat_out_per_s,flat_failed,paced_rate,p50_us,p99_us,max_us,paced_failed"
+    );
+    for round in 1..=rounds {
+        for t in [&direct, &relay] {
+            let (tput, ff) = flat_out(t, n, conc, 4).await;
+            let (h, pf) = paced(t, n, rate, 4).await;
+            println!(
+                "{round},{},{tput:.0},{ff},{rate},{},{},{},{pf}",
+                t.name,
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.max()
+            );
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,171 @@
+//! Prometheus metrics of the relay and the proxy, and their text rendering for `/metrics`.
+//!
+//! Counters: pushes by outcome and reason, retries by cause, dedupe hits by the state found,
+//! proxy tunnels by result. Histograms (seconds): latency per leg — `inbound` (the sender's
+//! whole request at the relay), `apns` (one attempt towards APNs), `store` (dedupe claims).
+//! Gauges: pool connections open, streams in flight, pushes in flight, proxy tunnels open.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+fn latency_histogram() -> Histogram {
+    // 50 µs … ~1.6 s.
+    Histogram::new(exponential_buckets(0.00005, 2.0, 16))
+}
+
+/// Every metric the process exports.
+pub struct Metrics {
+    registry: Registry,
+    pushes: Family<Labels, Counter>,
+    retries: Family<Labels, Counter>,
+    dedupe_hits: Family<Labels, Counter>,
+    latency: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Outbound HTTP/2 connections open.
+    pub pool_connections: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Outbound streams in flight.
+    pub pool_streams: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Pushes in flight at the relay.
+    pub pushes_in_flight: Gauge<i64, std::sync::atomic::AtomicI64>,
+    tunnels: Family<Labels, Counter>,
+    /// Proxy tunnels open.
+    pub tunnels_open: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Provider tokens minted.
+    pub token_refreshes: Counter<u64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh set, registered.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("apns_relay");
+        let pushes = Family::<Labels, Counter>::default();
+        let retries = Family::<Labels, Counter>::default();
+        let dedupe_hits = Family::<Labels, Counter>::default();
+        let latency =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let tunnels = Family::<Labels, Counter>::default();
+        let m = Metrics {
+            pool_connections: Gauge::default(),
+            pool_streams: Gauge::default(),
+            pushes_in_flight: Gauge::default(),
+            tunnels_open: Gauge::default(),
+            token_refreshes: Counter::default(),
+            registry: Registry::default(),
+            pushes: pushes.clone(),
+            retries: retries.clone(),
+            dedupe_hits: dedupe_hits.clone(),
+            latency: latency.clone(),
+            tunnels: tunnels.clone(),
+        };
+        registry.register(
+            "pushes",
+            "Pushes answered to senders, by outcome and APNs reason",
+            pushes,
+        );
+        registry.register(
+            "retries",
+            "Attempts towards APNs after the first, by cause",
+            retries,
+        );
+        registry.register(
+            "dedupe_hits",
+            "Sender requests answered from the dedupe store, by state found",
+            dedupe_hits,
+        );
+        registry.register(
+            "leg_latency_seconds",
+            "Latency per leg: inbound, apns, store",
+            latency,
+        );
+        registry.register(
+            "pool_connections",
+            "Outbound HTTP/2 connections open",
+            m.pool_connections.clone(),
+        );
+        registry.register(
+            "pool_streams",
+            "Outbound streams in flight",
+            m.pool_streams.clone(),
+        );
+        registry.register(
+            "pushes_in_flight",
+            "Pushes in flight at the relay",
+            m.pushes_in_flight.clone(),
+        );
+        registry.register("proxy_tunnels", "CONNECT requests, by result", tunnels);
+        registry.register(
+            "proxy_tunnels_open",
+            "CONNECT tunnels open",
+            m.tunnels_open.clone(),
+        );
+        registry.register(
+            "token_refreshes",
+            "Provider tokens minted",
+            m.token_refreshes.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Counts a push answered to a sender.
+    pub fn push(&self, outcome: &str, reason: &str) {
+        self.pushes
+            .get_or_create(&vec![
+                ("outcome", outcome.to_string()),
+                ("reason", reason.to_string()),
+            ])
+            .inc();
+    }
+
+    /// Counts a retry towards APNs.
+    pub fn retry(&self, cause: &str) {
+        self.retries
+            .get_or_create(&vec![("cause", cause.to_string())])
+            .inc();
+    }
+
+    /// Counts a dedupe hit.
+    pub fn dedupe_hit(&self, state: &str) {
+        self.dedupe_hits
+            .get_or_create(&vec![("state", state.to_string())])
+            .inc();
+    }
+
+    /// Records one leg's latency.
+    pub fn latency(&self, leg: &'static str, d: Duration) {
+        self.latency
+            .get_or_create(&vec![("leg", leg.to_string())])
+            .observe(d.as_secs_f64());
+    }
+
+    /// Counts a CONNECT request by result (`ok`, `forbidden`, `auth`, `method`,
+    /// `bad_request`, `upstream`) and, for allowed destinations, the host (from the
+    /// allowlist, so the label set stays small).
+    pub fn tunnel(&self, result: &'static str, host: Option<&str>) {
+        let mut labels = vec![("result", result.to_string())];
+        if let Some(h) = host {
+            labels.push(("host", h.to_string()));
+        }
+        self.tunnels.get_or_create(&labels).inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,434 @@
+//! The sender-side router: what a sender in China runs to push to every vendor. Apple pushes
+//! go through the relay (the relay's dedupe makes the router's retries safe) or through the
+//! CONNECT proxy straight to APNs, as configured; Huawei, Xiaomi, vivo, OPPO, Honor and FCM
+//! pushes go direct to their configured endpoints. One reqwest client carries everything;
+//! its `Proxy::custom` sends only Apple's host names to the proxy.
+//!
+//! Apple notifications are built with a2's payload types ([`apple_payload`]).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rustls::RootCertStore;
+
+use crate::config::{AppleVia, RouterConfig};
+use crate::jwt::{Signer, TokenCache};
+
+/// A router error.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// Bad setup (a key, a CA, a URL): exit 2.
+    #[error("{0}")]
+    Setup(String),
+    /// The push names a vendor with no endpoint configured.
+    #[error("no endpoint configured for vendor `{0}`")]
+    NoVendor(String),
+    /// The push could not be sent and no outcome is known.
+    #[error("{0}")]
+    Transport(String),
+}
+
+/// A vendor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vendor {
+    /// Apple (APNs).
+    Apple,
+    /// Any other vendor, by its config name.
+    Other(&'static str),
+}
+
+impl Vendor {
+    /// Parses `apple`, `huawei`, `xiaomi`, `vivo`, `oppo`, `honor`, `fcm`.
+    pub fn parse(s: &str) -> Option<Vendor> {
+        Some(match s {
+            "apple" => Vendor::Apple,
+            "huawei" => Vendor::Other("huawei"),
+            "xiaomi" => Vendor::Other("xiaomi"),
+            "vivo" => Vendor::Other("vivo"),
+            "oppo" => Vendor::Other("oppo"),
+            "honor" => Vendor::Other("honor"),
+            "fcm" => Vendor::Other("fcm"),
+            _ => return None,
+        })
+    }
+}
+
+/// One push to send.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// Vendor.
+    pub vendor: Vendor,
+    /// Device token.
+    pub device_token: String,
+    /// JSON payload (for Apple: built with [`apple_payload`]).
+    pub payload: Bytes,
+    /// Apple: `apns-topic`.
+    pub topic: Option<String>,
+    /// Apple: `apns-id`; the router makes one when absent, so its retries keep one identity.
+    pub apns_id: Option<uuid::Uuid>,
+    /// Apple: `apns-collapse-id`.
+    pub collapse_id: Option<String>,
+    /// Apple: `apns-push-type`.
+    pub push_type: Option<String>,
+    /// Apple: `apns-priority`.
+    pub priority: Option<u8>,
+    /// Relay: allow resending a push whose outcome is unknown (may duplicate it).
+    pub resend_unknown: bool,
+}
+
+impl Notification {
+    /// An Apple push of `payload` to `device_token` on `topic`.
+    pub fn apple(device_token: &str, topic: &str, payload: String) -> Notification {
+        Notification {
+            vendor: Vendor::Apple,
+            device_token: device_token.into(),
+            payload: payload.into(),
+            topic: Some(topic.into()),
+            apns_id: None,
+            collapse_id: None,
+            push_type: Some("alert".into()),
+            priority: None,
+            resend_unknown: false,
+        }
+    }
+}
+
+/// The final outcome at the sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// HTTP status of the last answer.
+    pub status: u16,
+    /// `accepted`, `rejected` or `unknown`.
+    pub outcome: String,
+    /// The APNs (or vendor) reason, if any.
+    pub reason: String,
+    /// Attempts towards APNs as the relay reports them (1 elsewhere).
+    pub attempts: u32,
+    /// Sends the router made (its own retries towards the relay).
+    pub sends: u32,
+    /// `relay`, `proxy` or `direct`.
+    pub path: &'static str,
+    /// The push's apns-id (Apple).
+    pub apns_id: Option<uuid::Uuid>,
+    /// Whether the relay answered from its dedupe store.
+    pub dedupe: Option<String>,
+}
+
+/// The router; see the module doc.
+pub struct Router {
+    config: RouterConfig,
+    client: reqwest::Client,
+    apple: reqwest::Client,
+    tokens: Option<TokenCache>,
+}
+
+fn add_roots(roots: &mut RootCertStore, path: &std::path::Path) -> Result<(), RouterError> {
+    for c in crate::tls::load_certs(path).map_err(|e| RouterError::Setup(e.to_string()))? {
+        roots
+            .add(c)
+            .map_err(|e| RouterError::Setup(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+impl Router {
+    /// A router from its config.
+    pub fn new(config: RouterConfig) -> Result<Router, RouterError> {
+        let a = &config.apple;
+        let mut roots = RootCertStore::empty();
+        let custom: Vec<_> = [&a.relay_ca, &a.apns_ca, &a.proxy_ca]
+            .into_iter()
+            .flatten()
+            .collect();
+        for path in &custom {
+            add_roots(&mut roots, path)?;
+        }
+        for c in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(c);
+        }
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RouterError::Setup(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls.clone())
+            .timeout(config.request_timeout)
+            .pool_max_idle_per_host(64);
+        if a.via == AppleVia::Proxy {
+            let url = a.proxy_url.clone().unwrap_or_default();
+            let apple: HashSet<String> = a
+                .apple_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect();
+            let mut proxy_url: reqwest::Url = url
+                .parse()
+                .map_err(|e| RouterError::Setup(format!("apple.proxy_url: {e}")))?;
+            if let (Some(user), Some(pass)) = (&a.proxy_user, &a.proxy_password) {
+                let _ = proxy_url.set_username(user);
+                let _ = proxy_url.set_password(Some(pass));
+            }
+            let proxy = reqwest::Proxy::custom(move |url| {
+                let host = url.host_str()?.trim_end_matches('.').to_ascii_lowercase();
+                apple.contains(&host).then(|| proxy_url.clone())
+            });
+            builder = builder.proxy(proxy);
+        } else {
+            builder = builder.no_proxy();
+        }
+        let client = builder
+            .build()
+            .map_err(|e| RouterError::Setup(format!("http client: {e}")))?;
+        let tokens = match (&a.token, a.via) {
+            (Some(t), AppleVia::Proxy | AppleVia::Direct) => Some(TokenCache::new(
+                Signer::from_p8_file(&t.key, &t.key_id, &t.team_id)
+                    .map_err(|e| RouterError::Setup(e.to_string()))?,
+                t.refresh,
+                t.min_refresh_gap,
+            )),
+            _ => None,
+        };
+        // An h2c relay (loopback) needs HTTP/2 prior knowledge, which would break HTTP/1.1
+        // vendor endpoints, so it gets a client of its own.
+        let apple = if a.via == AppleVia::Relay
+            && a.relay_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("http://"))
+        {
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(tls)
+                .http2_prior_knowledge()
+                .no_proxy()
+                .timeout(config.request_timeout)
+                .build()
+                .map_err(|e| RouterError::Setup(format!("http client: {e}")))?
+        } else {
+            client.clone()
+        };
+        Ok(Router {
+            config,
+            client,
+            apple,
+            tokens,
+        })
+    }
+
+    /// Sends one push and returns its final outcome. Towards the relay, transport failures
+    /// and "not delivered" answers (503 `rejected`) are retried with the same apns-id until
+    /// `retry_for` has passed: the relay's dedupe makes that safe.
+    pub async fn send(&self, n: &Notification) -> Result<Delivery, RouterError> {
+        match n.vendor {
+            Vendor::Apple => self.send_apple(n).await,
+            Vendor::Other(name) => self.send_vendor(name, n).await,
+        }
+    }
+
+    async fn send_apple(&self, n: &Notification) -> Result<Delivery, RouterError> {
+        let a = &self.config.apple;
+        let apns_id = n.apns_id.unwrap_or_else(uuid::Uuid::new_v4);
+        let (base, path) = match a.via {
+            AppleVia::Relay => (a.relay_url.clone().unwrap_or_default(), "relay"),
+            AppleVia::Proxy => (a.apns_url.clone(), "proxy"),
+            AppleVia::Direct => (a.apns_url.clone(), "direct"),
+        };
+        let url = format!("{}/3/device/{}", base.trim_end_matches('/'), n.device_token);
+        let deadline = Instant::now() + self.config.retry_for;
+        let mut sends = 0;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            sends += 1;
+            let mut req = self
+                .apple
+                .post(&url)
+                .header("apns-id", apns_id.hyphenated().to_string())
+                .body(n.payload.clone());
+            if let Some(t) = &n.topic {
+                req = req.header("apns-topic", t);
+            }
+            if let Some(c) = &n.collapse_id {
+                req = req.header("apns-collapse-id", c);
+            }
+            if let Some(t) = &n.push_type {
+                req = req.header("apns-push-type", t);
+            }
+            if let Some(p) = n.priority {
+                req = req.header("apns-priority", p.to_string());
+            }
+            req = match (a.via, &self.tokens) {
+                (AppleVia::Relay, _) => {
+                    let mut r = req.bearer_auth(a.relay_token.clone().unwrap_or_default());
+                    if n.resend_unknown {
+                        r = r.header(crate::relay::inbound::RESEND_UNKNOWN, "1");
+                    }
+                    r
+                }
+                (_, Some(tokens)) => req.header(http::header::AUTHORIZATION, tokens.get().header),
+                (_, None) => req,
+            };
+            let retry_safe = a.via == AppleVia::Relay;
+            match req.send().await {
+                Ok(res) => {
+                    let status = res.status().as_u16();
+                    let h = res.headers();
+                    let get = |name: &str| {
+                        h.get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    };
+                    let outcome = get("apns-relay-outcome").unwrap_or_else(|| {
+                        if status == 200 {
+                            "accepted".into()
+                        } else {
+                            "rejected".into()
+                        }
+                    });
+                    let attempts = get("apns-relay-attempts")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(1);
+                    let dedupe = get("apns-relay-dedupe");
+                    let body = res.bytes().await.unwrap_or_default();
+                    let not_delivered = outcome == "rejected" && matches!(status, 429 | 500 | 503);
+                    if retry_safe && not_delivered && Instant::now() < deadline {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                    return Ok(Delivery {
+                        status,
+                        outcome,
+                        reason: crate::relay::reason_of(&body),
+                        attempts,
+                        sends,
+                        path,
+                        apns_id: Some(apns_id),
+                        dedupe,
+                    });
+                }
+                Err(e) => {
+                    // Through the relay any failure may be retried (the relay dedupes); to
+                    // APNs directly only a failure to connect is safe.
+                    let safe = retry_safe || e.is_connect();
+                    if safe && Instant::now() < deadline {
+                        tracing::debug!(error = %e, sends, "retrying the push");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                    if !safe {
+                        return Ok(Delivery {
+                            status: 0,
+                            outcome: "unknown".into(),
+                            reason: error_chain(&e),
+                            attempts: 1,
+                            sends,
+                            path,
+                            apns_id: Some(apns_id),
+                            dedupe: None,
+                        });
+                    }
+                    return Err(RouterError::Transport(format!(
+                        "{url}: {}",
+                        error_chain(&e)
+                    )));
+                }
+            }
+        }
+    }
+
+    async fn send_vendor(
+        &self,
+        name: &'static str,
+        n: &Notification,
+    ) -> Result<Delivery, RouterError> {
+        let ep = self
+            .config
+            .vendors
+            .get(name)
+            .ok_or_else(|| RouterError::NoVendor(name.into()))?;
+        let url = ep.url.replace("{token}", &n.device_token);
+        let mut req = self
+            .client
+            .post(&url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(n.payload.clone());
+        if let Some(b) = &ep.bearer {
+            req = req.bearer_auth(b);
+        }
+        let res = req
+            .send()
+            .await
+            .map_err(|e| RouterError::Transport(format!("{url}: {}", error_chain(&e))))?;
+        let status = res.status().as_u16();
+        let body = res.bytes().await.unwrap_or_default();
+        Ok(Delivery {
+            status,
+            outcome: if (200..300).contains(&status) {
+                "accepted".into()
+            } else {
+                "rejected".into()
+            },
+            reason: String::from_utf8_lossy(&body).chars().take(200).collect(),
+            attempts: 1,
+            sends: 1,
+            path: "direct",
+            apns_id: None,
+            dedupe: None,
+        })
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// An Apple payload built with a2's types: alert title/body, optional badge and sound, and
+/// custom data merged at the top level.
+pub fn apple_payload(
+    title: Option<&str>,
+    body: Option<&str>,
+    badge: Option<u32>,
+    sound: Option<&str>,
+    data: Option<&serde_json::Value>,
+) -> Result<String, RouterError> {
+    use a2::request::notification::{
+        DefaultNotificationBuilder, NotificationBuilder, NotificationOptions,
+    };
+    use a2::request::payload::PayloadLike;
+    let mut b = DefaultNotificationBuilder::new();
+    if let Some(t) = title {
+        b = b.set_title(t);
+    }
+    if let Some(t) = body {
+        b = b.set_body(t);
+    }
+    if let Some(n) = badge {
+        b = b.set_badge(n);
+    }
+    if let Some(s) = sound {
+        b = b.set_sound(s);
+    }
+    let mut payload = b.build("", NotificationOptions::default());
+    if let Some(serde_json::Value::Object(map)) = data {
+        for (k, v) in map {
+            payload
+                .add_custom_data(k.as_str(), v)
+                .map_err(|e| RouterError::Setup(format!("custom data `{k}`: {e}")))?;
+        }
+    }
+    payload
+        .to_json_string()
+        .map_err(|e| RouterError::Setup(e.to_string()))
+}

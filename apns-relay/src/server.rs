@@ -1,0 +1,180 @@
+//! `apns-relay serve`: starts what the config enables — the relay, the proxy, the operations
+//! listener — and shuts them down gracefully: stop accepting, GOAWAY to senders, wait for
+//! pushes in flight (bounded by `relay.drain_timeout`), then stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::dedupe;
+use crate::jwt::{Signer, TokenCache};
+use crate::metrics::Metrics;
+use crate::proxy::Proxy;
+use crate::relay::inbound::{Inbound, Senders};
+use crate::relay::pool::{Pool, PoolOptions, Target};
+use crate::relay::retry::RetryPolicy;
+use crate::relay::Relay;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Bad material named by the config (key, certificate, URL): exit 2.
+    #[error("{0}")]
+    Config(String),
+    /// A runtime failure (a port in use, the store unreachable): exit 1.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// A running server.
+pub struct Running {
+    /// The relay's listen address, if enabled.
+    pub relay_addr: Option<SocketAddr>,
+    /// The proxy's listen address, if enabled.
+    pub proxy_addr: Option<SocketAddr>,
+    /// The operations listener's address, if enabled.
+    pub ops_addr: Option<SocketAddr>,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    relay: Option<Arc<Relay>>,
+    drain: Duration,
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError::Runtime(format!("{what}: cannot listen on {addr}: {e}")))
+}
+
+/// Starts everything the config enables.
+pub async fn start(config: &Config) -> Result<Running, StartError> {
+    let cfg_err = |e: &dyn std::fmt::Display| StartError::Config(e.to_string());
+    let metrics = Arc::new(Metrics::new());
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let senders = Arc::new(Senders::new(&config.senders));
+    let mut running = Running {
+        relay_addr: None,
+        proxy_addr: None,
+        ops_addr: None,
+        metrics: metrics.clone(),
+        shutdown,
+        tasks: Vec::new(),
+        relay: None,
+        drain: Duration::ZERO,
+    };
+    if let Some(rc) = &config.relay {
+        let apns = &config.apns;
+        let client_cert = apns
+            .certificate
+            .as_ref()
+            .map(|c| (c.cert.as_path(), c.key.as_path()));
+        let tls =
+            crate::tls::client_config(apns.ca.as_deref(), client_cert).map_err(|e| cfg_err(&e))?;
+        let target = Target::from_url(&apns.endpoint, tls)
+            .map_err(|e| StartError::Config(format!("apns.endpoint: {e}")))?;
+        let options = PoolOptions {
+            connections: apns.connections,
+            ping_interval: apns.ping_interval,
+            connect_timeout: apns.connect_timeout,
+            request_timeout: apns.request_timeout,
+        };
+        let tokens = match &apns.token {
+            Some(t) => Some(TokenCache::new(
+                Signer::from_p8_file(&t.key, &t.key_id, &t.team_id).map_err(|e| cfg_err(&e))?,
+                t.refresh,
+                t.min_refresh_gap,
+            )),
+            None => None,
+        };
+        let store = dedupe::open(&config.dedupe)
+            .await
+            .map_err(|e| StartError::Runtime(e.to_string()))?;
+        let relay = Arc::new(Relay::new(
+            Pool::new(target, options, metrics.clone()),
+            store,
+            tokens,
+            RetryPolicy::new(config.retry.clone()),
+            config.dedupe.in_flight_lease,
+            &apns.endpoint,
+            metrics.clone(),
+        ));
+        relay.adopt_shared_token().await;
+        let acceptor = match &rc.tls {
+            Some(t) => Some(TlsAcceptor::from(
+                crate::tls::server_config(t, &[b"h2"]).map_err(|e| cfg_err(&e))?,
+            )),
+            None => None,
+        };
+        let listener = bind(rc.listen, "relay").await?;
+        running.relay_addr = listener.local_addr().ok();
+        let inbound = Arc::new(Inbound::new(relay.clone(), senders.clone(), rc.max_payload));
+        tasks.push(tokio::spawn(inbound.serve(
+            listener,
+            acceptor,
+            rx.clone(),
+            rc.drain_timeout,
+        )));
+        running.relay = Some(relay);
+        running.drain = rc.drain_timeout;
+        tracing::info!(addr = ?running.relay_addr, endpoint = %apns.endpoint, "relay listening");
+    }
+    if let Some(pc) = &config.proxy {
+        let acceptor = match &pc.tls {
+            Some(t) => Some(TlsAcceptor::from(
+                crate::tls::server_config(t, &[b"http/1.1"]).map_err(|e| cfg_err(&e))?,
+            )),
+            None => None,
+        };
+        let listener = bind(pc.listen, "proxy").await?;
+        running.proxy_addr = listener.local_addr().ok();
+        let proxy = Arc::new(Proxy::new(pc, &config.senders, metrics.clone()));
+        tasks.push(tokio::spawn(proxy.serve(listener, acceptor, rx.clone())));
+        tracing::info!(addr = ?running.proxy_addr, "proxy listening");
+    }
+    if let Some(oc) = &config.ops {
+        let listener = bind(oc.listen, "ops").await?;
+        running.ops_addr = listener.local_addr().ok();
+        let store = running.relay.as_ref().map(|r| r.store().clone());
+        tasks.push(tokio::spawn(crate::ops::serve(
+            listener,
+            metrics.clone(),
+            store,
+            rx.clone(),
+        )));
+    }
+    running.tasks = tasks;
+    Ok(running)
+}
+
+impl Running {
+    /// Graceful shutdown; see the module doc.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let deadline = Instant::now() + self.drain + Duration::from_secs(1);
+        for t in self.tasks {
+            let _ = tokio::time::timeout_at(deadline.into(), t).await;
+        }
+        if let Some(relay) = &self.relay {
+            while relay.in_flight() > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if relay.in_flight() > 0 {
+                tracing::warn!(
+                    left = relay.in_flight(),
+                    "drain timeout with pushes in flight"
+                );
+            }
+            let _ = relay.store().ping().await;
+        }
+        tracing::info!("stopped");
+    }
+}

@@ -1,0 +1,163 @@
+//! The fault matrix: 10,000 pushes per case through the relay to a real mock APNs (TLS,
+//! HTTP/2) that injects one fault. In every case the mock records no apns-id twice and every
+//! push has a final outcome at the sender.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use testbed::apns::ApnsFaults;
+
+/// Runs one case; returns the harness, (accepted, rejected, unknown) and the relay's metrics.
+async fn run(faults: ApnsFaults, twice: bool) -> (Harness, (usize, usize, usize), String) {
+    let h = Harness::new(faults).await;
+    let relay = h.start_relay("").await;
+    let router = Arc::new(h.router_via_relay(relay.relay_addr.unwrap()));
+    let results = tokio::time::timeout(timeout(), blast(&router, N, CONCURRENCY, twice))
+        .await
+        .expect("run timed out");
+    assert_eq!(results.len(), if twice { 2 * N } else { N });
+    let t = tally(&results);
+    assert_no_duplicates(&h.mock);
+    let metrics = relay.metrics.render();
+    relay.shutdown().await;
+    (h, t, metrics)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_after_request_written_ends_unknown_never_resent() {
+    let faults = ApnsFaults {
+        reset_after_read_rate: 0.05,
+        seed: 7,
+        ..ApnsFaults::default()
+    };
+    let (h, (accepted, rejected, unknown), _) = run(faults, false).await;
+    assert!(unknown > 0, "the fault never fired");
+    assert_eq!(rejected, 0);
+    assert_eq!(accepted + unknown, N);
+    // The mock recorded every push exactly once: the unknown ones were delivered, not resent.
+    assert_eq!(h.mock.count(), N);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goaway_streams_above_last_stream_id_are_retried() {
+    let faults = ApnsFaults {
+        goaway_after: Some(500),
+        ..ApnsFaults::default()
+    };
+    let (h, (accepted, _, _), metrics) = run(faults, false).await;
+    assert_eq!(accepted, N);
+    assert_eq!(h.mock.count(), N);
+    assert!(
+        metrics.contains(r#"apns_relay_retries_total{cause="goaway"}"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_stream_is_retried() {
+    let faults = ApnsFaults {
+        refused_stream_rate: 0.05,
+        seed: 3,
+        ..ApnsFaults::default()
+    };
+    let (h, (accepted, _, _), metrics) = run(faults, false).await;
+    assert_eq!(accepted, N);
+    assert_eq!(h.mock.count(), N);
+    assert!(
+        metrics.contains(r#"apns_relay_retries_total{cause="refused_stream"}"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_429_is_retried() {
+    let (h, (accepted, _, _), metrics) = run(
+        ApnsFaults {
+            rate_429: 0.05,
+            seed: 4,
+            ..ApnsFaults::default()
+        },
+        false,
+    )
+    .await;
+    assert_eq!(accepted, N);
+    assert_eq!(h.mock.count(), N);
+    assert!(
+        metrics.contains(r#"apns_relay_retries_total{cause="status_429"}"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_500_is_retried() {
+    let (h, (accepted, _, _), metrics) = run(
+        ApnsFaults {
+            rate_500: 0.05,
+            seed: 5,
+            ..ApnsFaults::default()
+        },
+        false,
+    )
+    .await;
+    assert_eq!(accepted, N);
+    assert_eq!(h.mock.count(), N);
+    assert!(
+        metrics.contains(r#"apns_relay_retries_total{cause="status_500"}"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_503_is_retried() {
+    let (h, (accepted, _, _), metrics) = run(
+        ApnsFaults {
+            rate_503: 0.05,
+            seed: 6,
+            ..ApnsFaults::default()
+        },
+        false,
+    )
+    .await;
+    assert_eq!(accepted, N);
+    assert_eq!(h.mock.count(), N);
+    assert!(
+        metrics.contains(r#"apns_relay_retries_total{cause="status_503"}"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_sends_every_push_twice_delivers_each_once() {
+    let (h, (accepted, _, _), metrics) = run(ApnsFaults::default(), true).await;
+    assert_eq!(accepted, 2 * N, "both copies report the one outcome");
+    assert_eq!(h.mock.count(), N);
+    assert!(
+        metrics.contains("apns_relay_dedupe_hits_total"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_stream_limit_is_respected() {
+    // 4 connections × 8 streams against 256 pushes in flight: the pool queues instead of
+    // opening streams APNs would refuse.
+    let faults = ApnsFaults {
+        max_concurrent_streams: Some(8),
+        latency_ms: 1,
+        ..ApnsFaults::default()
+    };
+    let h = Harness::new(faults).await;
+    let relay = h.start_relay("").await;
+    let router = Arc::new(h.router_via_relay(relay.relay_addr.unwrap()));
+    let results = blast(&router, 3_000, CONCURRENCY, false).await;
+    let (accepted, _, _) = tally(&results);
+    assert_eq!(accepted, 3_000);
+    let metrics = relay.metrics.render();
+    assert!(
+        !metrics.contains("apns_relay_retries_total{"),
+        "no stream was refused or retried: {metrics}"
+    );
+    relay.shutdown().await;
+}

@@ -1,0 +1,228 @@
+//! Malformed sender requests get APNs-style errors from the relay itself (nothing reaches
+//! APNs), the relay keeps serving afterwards, and garbage on the socket is harmless.
+
+mod common;
+
+use common::*;
+use testbed::apns::ApnsFaults;
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_apns_errors_and_never_reach_apns() {
+    let h = Harness::new(ApnsFaults::default()).await;
+    let relay = h.start_relay("").await;
+    let base = format!("http://{}", relay.relay_addr.unwrap());
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let good_dev = device(1);
+    let auth = format!("bearer {SENDER_TOKEN}");
+    let ok_headers =
+        |r: reqwest::RequestBuilder| r.header("authorization", &auth).header("apns-topic", TOPIC);
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
+        (
+            "GET",
+            client.get(format!("{base}/3/device/{good_dev}")),
+            405,
+            "MethodNotAllowed",
+        ),
+        (
+            "path",
+            ok_headers(client.post(format!("{base}/4/device/{good_dev}"))).body("{}"),
+            404,
+            "BadPath",
+        ),
+        (
+            "token",
+            ok_headers(client.post(format!("{base}/3/device/not-hex!"))).body("{}"),
+            400,
+            "BadDeviceToken",
+        ),
+        (
+            "no auth",
+            client
+                .post(format!("{base}/3/device/{good_dev}"))
+                .header("apns-topic", TOPIC)
+                .body("{}"),
+            403,
+            "MissingProviderToken",
+        ),
+        (
+            "bad auth",
+            client
+                .post(format!("{base}/3/device/{good_dev}"))
+                .header("authorization", "bearer nope")
+                .body("{}"),
+            403,
+            "InvalidProviderToken",
+        ),
+        (
+            "apns-id",
+            ok_headers(client.post(format!("{base}/3/device/{good_dev}")))
+                .header("apns-id", "xyz")
+                .body("{}"),
+            400,
+            "BadMessageId",
+        ),
+        (
+            "priority",
+            ok_headers(client.post(format!("{base}/3/device/{good_dev}")))
+                .header("apns-priority", "7")
+                .body("{}"),
+            400,
+            "BadPriority",
+        ),
+        (
+            "expiration",
+            ok_headers(client.post(format!("{base}/3/device/{good_dev}")))
+                .header("apns-expiration", "soon")
+                .body("{}"),
+            400,
+            "BadExpirationDate",
+        ),
+        (
+            "push type",
+            ok_headers(client.post(format!("{base}/3/device/{good_dev}")))
+                .header("apns-push-type", "shout")
+                .body("{}"),
+            400,
+            "InvalidPushType",
+        ),
+        (
+            "collapse id",
+            ok_headers(client.post(format!("{base}/3/device/{good_dev}")))
+                .header("apns-collapse-id", "c".repeat(65))
+                .body("{}"),
+            400,
+            "BadCollapseId",
+        ),
+        (
+            "topic",
+            client
+                .post(format!("{base}/3/device/{good_dev}"))
+                .header("authorization", &auth)
+                .body("{}"),
+            400,
+            "MissingTopic",
+        ),
+        (
+            "empty",
+            ok_headers(client.post(format!("{base}/3/device/{good_dev}"))),
+            400,
+            "PayloadEmpty",
+        ),
+        (
+            "large",
+            ok_headers(client.post(format!("{base}/3/device/{good_dev}"))).body(vec![b'x'; 6000]),
+            413,
+            "PayloadTooLarge",
+        ),
+    ];
+    for (name, req, status, reason) in cases {
+        let res = req.send().await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(res.status().as_u16(), status, "{name}");
+        assert_eq!(res.headers()["apns-relay-outcome"], "rejected", "{name}");
+        assert!(res.headers().contains_key("apns-id"), "{name}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["reason"], reason, "{name}");
+    }
+    // Garbage instead of an HTTP/2 preface, then a half-open connection: no panic, no effect.
+    let mut raw = tokio::net::TcpStream::connect(relay.relay_addr.unwrap())
+        .await
+        .unwrap();
+    raw.write_all(b"\x16\x03\x01garbage\r\n\r\n").await.unwrap();
+    drop(raw);
+    assert_eq!(h.mock.count(), 0, "nothing malformed reached APNs");
+    // The relay still serves a good push, and echoes its apns-id.
+    let id = uuid::Uuid::new_v4().to_string();
+    let res = ok_headers(client.post(format!("{base}/3/device/{good_dev}")))
+        .header("apns-id", &id)
+        .body(r#"{"aps":{"alert":"hi"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["apns-id"], id.as_str());
+    assert_eq!(res.headers()["apns-relay-outcome"], "accepted");
+    assert_eq!(res.headers()["apns-relay-attempts"], "1");
+    assert_eq!(h.mock.count(), 1);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apns_rejections_are_stored_and_replayed_to_retries() {
+    let h = Harness::new(ApnsFaults::default()).await;
+    h.mock.unregister(&device(7));
+    let relay = h.start_relay("[ops]\nlisten = \"127.0.0.1:0\"\n").await;
+    let router = h.router_via_relay(relay.relay_addr.unwrap());
+    let note = notification(7);
+    let first = router.send(&note).await.unwrap();
+    assert_eq!(
+        (first.status, first.outcome.as_str(), first.reason.as_str()),
+        (410, "rejected", "Unregistered")
+    );
+    let again = router.send(&note).await.unwrap();
+    assert_eq!(again.status, 410);
+    assert_eq!(again.dedupe.as_deref(), Some("done"));
+    // /metrics and /healthz on the ops listener.
+    let ops = format!("http://{}", relay.ops_addr.unwrap());
+    let metrics = reqwest::get(format!("{ops}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"apns_relay_pushes_total{outcome="rejected",reason="Unregistered"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("apns_relay_leg_latency_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("apns_relay_pool_connections 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        reqwest::get(format!("{ops}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_is_resent_only_with_a_collapse_id_or_the_senders_permission() {
+    use testbed::apns::Fault;
+    let h = Harness::new(ApnsFaults::default()).await;
+    let relay = h.start_relay("").await;
+    let router = h.router_via_relay(relay.relay_addr.unwrap());
+    // Default: written, reset, unknown — and a retry of it gets the stored unknown.
+    h.mock.push_faults([Fault::ResetAfterRead]);
+    let plain = notification(1);
+    let d = router.send(&plain).await.unwrap();
+    assert_eq!((d.outcome.as_str(), d.attempts), ("unknown", 1), "{d:?}");
+    let d = router.send(&plain).await.unwrap();
+    assert_eq!(
+        (d.outcome.as_str(), d.dedupe.as_deref()),
+        ("unknown", Some("unknown")),
+        "{d:?}"
+    );
+    // A collapse id makes a second copy harmless: resent, and the device shows one.
+    h.mock.push_faults([Fault::ResetAfterRead]);
+    let mut collapsing = notification(2);
+    collapsing.collapse_id = Some("score".into());
+    let d = router.send(&collapsing).await.unwrap();
+    assert_eq!((d.outcome.as_str(), d.attempts), ("accepted", 2), "{d:?}");
+    assert_eq!(h.mock.displayed(&device(2)).len(), 1);
+    // The sender's permission: the stored unknown of push 1 is sent again.
+    let mut allowed = plain.clone();
+    allowed.resend_unknown = true;
+    let d = router.send(&allowed).await.unwrap();
+    assert_eq!(d.outcome, "accepted", "{d:?}");
+    relay.shutdown().await;
+}
