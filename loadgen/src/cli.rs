@@ -52,11 +52,15 @@ pub enum Command {
     },
     /// Print the JSON Schema of scenario files.
     Schema,
+    /// A device swarm shard (started by `loadgen run`; speaks JSON lines on stdin/stdout).
+    #[command(name = "__shard", hide = true)]
+    Shard,
 }
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
     match cli.command {
+        Command::Shard => crate::swarm::shard::process_main(),
         Command::Schema => {
             println!("{:#}", crate::scenario::json_schema());
             exit::OK
