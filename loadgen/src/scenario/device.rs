@@ -450,6 +450,21 @@ pub struct SwarmOptions {
     pub source_addresses: Option<u32>,
 }
 
+/// The embedded gateway's rooms.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedRooms {
+    /// Rooms (default 1).
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// Run each room as a process of its own (needed beyond ~18k connections per room).
+    #[serde(default)]
+    pub processes: bool,
+    /// Heartbeat period the rooms announce; silent connections close after 3 of them.
+    #[serde(default)]
+    pub heartbeat: Option<Dur>,
+}
+
 /// Variables every device template may read.
 pub const DEVICE_VARS: &[&str] = &[
     "base_url",

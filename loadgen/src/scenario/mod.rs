@@ -75,6 +75,9 @@ pub struct Target {
     /// Accept invalid TLS certificates (self-signed staging hosts).
     #[serde(default)]
     pub insecure: bool,
+    /// The embedded gateway's rooms (device connections); default one in-process room.
+    #[serde(default)]
+    pub rooms: Option<device::EmbeddedRooms>,
 }
 
 /// The embedded targets.
