@@ -122,8 +122,18 @@ fn healthy_gateway_5k_devices_lose_nothing() {
         assert_eq!(count(&run, "connections_opened"), 5000);
         assert_eq!(count(&run, "connections_failed"), 0);
         assert_eq!(metric(&run, "ws_connecting")["count"], 5000);
-        assert!(metric(&run, "broadcast_completion")["count"].as_u64().unwrap() >= 3);
-        assert!(metric(&run, "delivery_latency{journey=unicast}")["count"].as_u64().unwrap() > 500);
+        assert!(
+            metric(&run, "broadcast_completion")["count"]
+                .as_u64()
+                .unwrap()
+                >= 3
+        );
+        assert!(
+            metric(&run, "delivery_latency{journey=unicast}")["count"]
+                .as_u64()
+                .unwrap()
+                > 500
+        );
         assert!(metric(&run, "heartbeat_rtt")["count"].as_u64().unwrap() > 5000);
         assert!(metric(&run, "connections_active")["max"].as_u64().unwrap() >= 5000);
         gw.shutdown().await;
@@ -152,7 +162,10 @@ fn injected_drops_and_duplicates_are_counted_exactly() {
         assert!(stats.injected_push_drops > 20, "{stats:?}");
         assert!(stats.injected_push_duplicates > 20, "{stats:?}");
         assert_eq!(count(&run, "delivery_lost"), stats.injected_push_drops);
-        assert_eq!(count(&run, "delivery_duplicates"), stats.injected_push_duplicates);
+        assert_eq!(
+            count(&run, "delivery_duplicates"),
+            stats.injected_push_duplicates
+        );
         assert_eq!(count(&run, "delivery_unexpected"), 0);
         assert_eq!(
             count(&run, "delivery_received") + count(&run, "delivery_lost"),

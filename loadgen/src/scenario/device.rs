@@ -690,3 +690,84 @@ impl super::load::Checker<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn err(text: &str) -> String {
+        crate::scenario::load_str(Path::new("d.yaml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    const GOOD: &str = r#"version: 1
+name: d
+target: { base_url: "http://127.0.0.1:1" }
+duration: 5s
+devices:
+  - name: phones
+    count: 10
+    connect: { url: "ws://127.0.0.1:2/ws" }
+    send_on_connect:
+      - send: '{"type":"hello","user":"{{user}}"}'
+        expect: { json: /type, equals: welcome }
+        capture: { conn: { json: /conn } }
+    heartbeat: { every: 1s, send: 'ping {{conn}}', expect: { contains: pong } }
+    push:
+      match: { regex: '^PUSH' }
+      id: { regex: 'id=(\w+)' }
+      ack: 'ACK {{msg.id}}'
+senders:
+  - name: s
+    rate: { per_second: 1 }
+    steps:
+      - post: "{{base_url}}/push"
+        json: { user: "{{random_device}}", id: "{{msg_id}}" }
+        track: { unicast: "{{random_device}}" }
+"#;
+
+    #[test]
+    fn a_device_journey_loads() {
+        let s = crate::scenario::load_str(Path::new("d.yaml"), GOOD).unwrap();
+        assert_eq!(s.devices.len(), 1);
+        assert!(s.devices[0].push.is_some());
+    }
+
+    #[test]
+    fn device_errors_are_located_and_say_what_was_expected() {
+        let e = err(&GOOD.replace("    count: 10\n", "    count: 10\n    countt: 3\n"));
+        assert!(e.starts_with("d.yaml:8:5: "), "{e}");
+        assert!(e.contains("unknown field `countt`"), "{e}");
+        let e = err(&GOOD.replace("'ping {{conn}}'", "'ping {{nope}}'"));
+        assert!(e.starts_with("d.yaml:13:"), "{e}");
+        assert!(
+            e.contains("devices[0].heartbeat.send: variable `nope` is not set"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "connect: { url: \"ws://127.0.0.1:2/ws\" }",
+            "connect: { url: \"ws://127.0.0.1:2/ws\", framing: newline }",
+        ));
+        assert!(e.starts_with("d.yaml:8:"), "{e}");
+        assert!(e.contains("framing is for tcp://"), "{e}");
+        let e = err(&GOOD.replace("    count: 10\n", ""));
+        assert!(e.contains("expected exactly one of `count`"), "{e}");
+        let e = err(&GOOD.replace("match: { regex: '^PUSH' }", "match: { regex: '^PUSH(' }"));
+        assert!(e.starts_with("d.yaml:15:"), "{e}");
+        assert!(e.contains("invalid regular expression"), "{e}");
+    }
+
+    #[test]
+    fn tracking_needs_devices() {
+        let no_devices = GOOD.split("devices:").next().unwrap().to_string()
+            + "senders:"
+            + GOOD.split("senders:").nth(1).unwrap();
+        let e = err(&no_devices.replace("{{random_device}}", "u1"));
+        assert!(e.starts_with("d.yaml:"), "{e}");
+        assert!(
+            e.contains("track: delivery tracking needs device journeys"),
+            "{e}"
+        );
+    }
+}
