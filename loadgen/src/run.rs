@@ -91,13 +91,20 @@ pub async fn execute(plan: Plan, opts: &RunOptions, stop: Stop) -> Result<Outcom
     let tls = Tls::new(scenario.target.insecure)
         .map_err(|e| RunError::Harness(format!("TLS setup: {e}")))?;
     let globals = Arc::new(HashMap::from([("base_url".to_string(), base_url.clone())]));
+    let launched = crate::swarm::launch(&plan)
+        .await
+        .map_err(RunError::Harness)?;
     let origin = Instant::now();
     let started_at = chrono::Utc::now();
     let recorders = Arc::new(Recorders::new(origin));
     let mut builder = RunBuilder::new(&scenario.name, started_at, origin);
-    let swarm = crate::swarm::start(&plan, &base_url, recorders.clone())
-        .await
-        .map_err(RunError::Harness)?;
+    let swarm = match launched {
+        Some(l) => Some(
+            crate::swarm::begin(l, &plan, &base_url, recorders.clone())
+                .map_err(RunError::Harness)?,
+        ),
+        None => None,
+    };
     let hooks = swarm.as_ref().map(|s| s.hooks());
     let journeys: Vec<Arc<Journey>> = scenario
         .senders

@@ -78,6 +78,8 @@ pub struct TrackMsg {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "ev", rename_all = "snake_case")]
 pub enum Event {
+    /// The shard process is up and reads commands (sent before the plan).
+    Up,
     /// The plan was accepted; the shard's open-file limit.
     Ready {
         /// Soft RLIMIT_NOFILE after raising it.

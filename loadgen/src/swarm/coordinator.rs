@@ -173,19 +173,78 @@ pub struct SwarmSetup {
     pub base_url: String,
     /// Accept any TLS certificate.
     pub insecure: bool,
-    /// Shard processes (0 = in-process).
-    pub shards: u32,
     /// Source addresses.
     pub sources: u32,
 }
 
-impl Swarm {
-    /// Starts the shards and the event pump.
-    pub async fn start(
+/// Shards started but not yet given their plan: process start-up (seconds for a debug build)
+/// happens before the run's clock starts, so device schedules are not squeezed by it.
+#[derive(Debug)]
+pub struct Launched {
+    shards: u32,
+    in_process: bool,
+    links: Vec<mpsc::UnboundedSender<Command>>,
+    receivers: Vec<Option<mpsc::UnboundedReceiver<Command>>>,
+    ev_tx: mpsc::UnboundedSender<(u32, Incoming)>,
+    ev_rx: mpsc::UnboundedReceiver<(u32, Incoming)>,
+    children: Vec<tokio::process::Child>,
+}
+
+impl Launched {
+    /// Starts `shards` shard processes (0: one shard inside this process) and waits until
+    /// each reads commands.
+    pub async fn launch(shards: u32) -> Result<Launched, String> {
+        let in_process = shards == 0;
+        let n = shards.max(1);
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(u32, Incoming)>();
+        let mut links = Vec::new();
+        let mut receivers = Vec::new();
+        let mut children = Vec::new();
+        for k in 0..n {
+            let (tx, rx) = mpsc::unbounded_channel::<Command>();
+            links.push(tx);
+            if in_process {
+                receivers.push(Some(rx));
+            } else {
+                children.push(spawn_child(k, rx, ev_tx.clone())?);
+                receivers.push(None);
+            }
+        }
+        if !in_process {
+            let bound = tokio::time::Instant::now() + Duration::from_secs(60);
+            let mut up = 0;
+            while up < n {
+                match tokio::time::timeout_at(bound, ev_rx.recv()).await {
+                    Ok(Some((_, Incoming::Event(Event::Up)))) => up += 1,
+                    Ok(Some((k, Incoming::Exited(why)))) => {
+                        return Err(format!("swarm shard {k} did not start ({why})"))
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => {
+                        return Err("swarm shards did not start within 60s".to_string())
+                    }
+                }
+            }
+        }
+        Ok(Launched {
+            shards: n,
+            in_process,
+            links,
+            receivers,
+            ev_tx,
+            ev_rx,
+            children,
+        })
+    }
+
+    /// Gives every shard its plan (the run's clock is `recorders`' origin) and starts the
+    /// event pump.
+    pub fn begin(
+        mut self,
         setup: SwarmSetup,
         scripts: &[super::script::Script],
         recorders: Arc<Recorders>,
-    ) -> Result<Swarm, String> {
+    ) -> Swarm {
         let origin = recorders.origin();
         let origin_unix_ns = unix_ns().saturating_sub(origin.elapsed().as_nanos() as u64);
         let users = super::script::all_users(scripts, &setup.base_url);
@@ -193,13 +252,9 @@ impl Swarm {
         for (g, u) in users.iter().enumerate() {
             by_user.entry(u.clone()).or_default().push(g as u32);
         }
-        let in_process = setup.shards == 0;
-        let n = setup.shards.max(1);
+        let n = self.shards;
         let sources: Vec<std::net::Ipv4Addr> =
             (0..setup.sources).map(super::net::source_address).collect();
-        let (ev_tx, ev_rx) = mpsc::unbounded_channel::<(u32, Incoming)>();
-        let mut links = Vec::new();
-        let mut children = Vec::new();
         for k in 0..n {
             let plan = ShardPlan {
                 scenario_path: setup.scenario_path.clone(),
@@ -212,54 +267,57 @@ impl Swarm {
                 sources: sources.clone(),
                 insecure: setup.insecure,
             };
-            let (tx, rx) = mpsc::unbounded_channel::<Command>();
-            if in_process {
+            if self.in_process {
+                let Some(rx) = self.receivers[k as usize].take() else {
+                    continue;
+                };
                 let fd = super::net::raise_fd_limit();
-                let etx = ev_tx.clone();
+                let etx = self.ev_tx.clone();
                 let emit = move |ev: Event| {
                     let _ = etx.send((k, Incoming::Event(ev)));
                 };
-                let etx = ev_tx.clone();
+                let etx = self.ev_tx.clone();
                 tokio::spawn(async move {
                     super::shard::serve(plan, rx, emit, fd).await;
                     let _ = etx.send((k, Incoming::Exited("finished".into())));
                 });
             } else {
-                children.push(spawn_child(k, plan, rx, ev_tx.clone())?);
+                let _ = self.links[k as usize].send(Command::Plan(plan));
             }
-            links.push(tx);
         }
-        drop(ev_tx);
         let hooks = Arc::new(DeliveryHooks {
             tag: format!("m{:06x}", fastrand::u32(..0xff_ffff)),
             counter: AtomicU64::new(0),
             users,
             by_user,
             shards: n,
-            links,
+            links: self.links,
             connected: Mutex::new(Connected::default()),
             broadcasts: Mutex::new(HashMap::new()),
             max_deadline_ns: AtomicU64::new(0),
         });
         let done = Arc::new(tokio::sync::Notify::new());
         let remaining = Arc::new(AtomicU64::new(u64::from(n)));
+        drop(self.ev_tx);
         let pump = tokio::spawn(pump(
-            ev_rx,
+            self.ev_rx,
             hooks.clone(),
             recorders.handle(),
             origin,
             done.clone(),
             remaining.clone(),
         ));
-        Ok(Swarm {
+        Swarm {
             hooks,
             pump,
             done,
             remaining,
-            children,
-        })
+            children: self.children,
+        }
     }
+}
 
+impl Swarm {
     /// The senders' delivery helpers.
     pub fn hooks(&self) -> Arc<DeliveryHooks> {
         self.hooks.clone()
@@ -303,7 +361,6 @@ impl Swarm {
 
 fn spawn_child(
     k: u32,
-    plan: ShardPlan,
     mut rx: mpsc::UnboundedReceiver<Command>,
     ev_tx: mpsc::UnboundedSender<(u32, Incoming)>,
 ) -> Result<tokio::process::Child, String> {
@@ -320,12 +377,7 @@ fn spawn_child(
     let mut stdin = child.stdin.take().ok_or("swarm: shard stdin")?;
     let stdout = child.stdout.take().ok_or("swarm: shard stdout")?;
     tokio::spawn(async move {
-        let first = Command::Plan(plan);
-        let mut cmd = Some(first);
-        loop {
-            let Some(c) = cmd.take().or(rx.recv().await) else {
-                break;
-            };
+        while let Some(c) = rx.recv().await {
             let Ok(mut line) = serde_json::to_string(&c) else {
                 continue;
             };
@@ -363,6 +415,7 @@ async fn pump(
     let lost_key = MetricKey::new("swarm_shards_lost");
     while let Some((k, inc)) = rx.recv().await {
         match inc {
+            Incoming::Event(Event::Up) => {}
             Incoming::Event(Event::Ready { fd_limit, devices }) => {
                 tracing::info!("shard {k}: {devices} devices, open-file limit {fd_limit}");
             }

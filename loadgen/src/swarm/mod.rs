@@ -53,29 +53,35 @@ pub fn layout(plan: &Plan) -> (u32, u32) {
     (shards, sources)
 }
 
-/// Starts the swarm of `plan` (when it has device journeys).
-pub async fn start(
-    plan: &Plan,
-    base_url: &str,
-    recorders: Arc<crate::collect::Recorders>,
-) -> Result<Option<Swarm>, String> {
+/// Starts the shards of `plan` (when it has device journeys), before the run's clock starts.
+pub async fn launch(plan: &Plan) -> Result<Option<coordinator::Launched>, String> {
     if plan.scenario.devices.is_empty() {
         return Ok(None);
     }
+    let (shards, _) = layout(plan);
+    coordinator::Launched::launch(shards).await.map(Some)
+}
+
+/// Gives the launched shards their plan and starts the swarm on the run's clock.
+pub fn begin(
+    launched: coordinator::Launched,
+    plan: &Plan,
+    base_url: &str,
+    recorders: Arc<crate::collect::Recorders>,
+) -> Result<Swarm, String> {
     let text = std::fs::read_to_string(&plan.path)
         .map_err(|e| format!("{}: cannot read scenario file: {e}", plan.path.display()))?;
     let scripts = Script::compile_all(&plan.scenario.devices, plan.duration);
-    let (shards, sources) = layout(plan);
+    let (_, sources) = layout(plan);
     let setup = coordinator::SwarmSetup {
         scenario_path: plan.path.display().to_string(),
         scenario_text: text,
         duration: plan.duration,
         base_url: base_url.to_string(),
         insecure: plan.scenario.target.insecure,
-        shards,
         sources,
     };
-    Swarm::start(setup, &scripts, recorders).await.map(Some)
+    Ok(launched.begin(setup, &scripts, recorders))
 }
 
 /// The longest tracked-delivery deadline of the plan's senders (how long the swarm outlives

@@ -367,7 +367,10 @@ impl Scheduler {
         }
         for (j, script) in ctx.table.scripts.iter().enumerate() {
             let target = match &script.count {
+                // Past its end a schedule holds its last level: devices stay up until the
+                // shard is stopped, after the last delivery deadlines.
                 Some(schedule) => {
+                    let t = t.min(schedule.length().as_secs_f64());
                     (schedule.level_at(t).floor().max(0.0) as u32).min(script.planned)
                 }
                 None => script.arrivals.partition_point(|a| *a <= t) as u32,
@@ -434,10 +437,6 @@ pub fn process_main() -> i32 {
         }
         // stdin closed: the coordinator is gone or done; the channel closing stops the shard.
     });
-    let Ok(plan) = first_rx.recv() else {
-        eprintln!("shard: no plan on stdin");
-        return 1;
-    };
     let out = Arc::new(Mutex::new(std::io::BufWriter::new(std::io::stdout())));
     let emit = move |ev: Event| {
         if let Ok(line) = serde_json::to_string(&ev) {
@@ -445,6 +444,11 @@ pub fn process_main() -> i32 {
             let _ = writeln!(o, "{line}");
             let _ = o.flush();
         }
+    };
+    emit(Event::Up);
+    let Ok(plan) = first_rx.recv() else {
+        eprintln!("shard: no plan on stdin");
+        return 1;
     };
     runtime.block_on(serve(plan, rx, emit, fd_limit));
     runtime.shutdown_timeout(Duration::from_secs(1));
