@@ -508,10 +508,14 @@ async fn read_step(
     Ok(())
 }
 
+/// Writes what the last read or timer queued. The write future is boxed: it is short-lived
+/// and would otherwise stay in every idle connection's task.
 async fn flush(link: &mut Link, st: &mut State) -> Result<(), Cause> {
     if !st.out.is_empty() {
         let out = std::mem::take(&mut st.out);
-        link.io.write_all(&out).await.map_err(|e| io_cause(&e))?;
+        Box::pin(link.io.write_all(&out))
+            .await
+            .map_err(|e| io_cause(&e))?;
     }
     Ok(())
 }
@@ -674,7 +678,7 @@ async fn hold(
     flush(link, st).await?;
     loop {
         if ctx.stop.is_stopped() || !slot.wanted.load(Ordering::Acquire) {
-            close(script, ctx, slot, link, st).await;
+            Box::pin(close(script, ctx, slot, link, st)).await;
             return Ok(Ended::Stopped);
         }
         let wake = [next_hb, end_at, churn_at, st.pong_due.map(|p| p.0)]
@@ -692,7 +696,7 @@ async fn hold(
                     return Err("heartbeat".into());
                 }
                 if end_at.is_some_and(|t| t <= now) {
-                    close(script, ctx, slot, link, st).await;
+                    Box::pin(close(script, ctx, slot, link, st)).await;
                     return Ok(Ended::Clean);
                 }
                 if churn_at.is_some_and(|t| t <= now) {
@@ -731,4 +735,44 @@ async fn close(script: &Script, ctx: &ShardCtx, slot: &Slot, link: &mut Link, st
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), flush(link, st)).await;
     link.io.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::device::Device;
+
+    /// The task each device lives in: its size is paid once per connection for the whole
+    /// run, so it must stay small (the one-shot connect future is boxed).
+    #[test]
+    fn the_long_lived_device_task_is_small() {
+        let device: Device = serde_norway::from_str(
+            "name: d\ncount: 1\nconnect: { url: \"ws://127.0.0.1:1/ws\" }\n",
+        )
+        .unwrap();
+        let scripts = Script::compile_all(&[device], Duration::from_secs(1));
+        let table = super::super::shard::DeviceTable::build(scripts, 0, 1, "");
+        let origin = Instant::now();
+        let ctx = Arc::new(ShardCtx {
+            tracker: std::sync::Mutex::new(super::super::tracker::DeliveryTracker::new(origin)),
+            recorders: crate::collect::Recorders::new(origin),
+            base_url: String::new(),
+            sources: Vec::new(),
+            stop: crate::stop::Stop::new(),
+            conn_events: std::sync::Mutex::new((Vec::new(), Vec::new())),
+            active: std::sync::atomic::AtomicU64::new(0),
+            http: reqwest::Client::new(),
+            tls: tokio_rustls::TlsConnector::from(
+                crate::engine::conn::Tls::new(true).unwrap().http1_config(),
+            ),
+            table,
+        });
+        let slot = ctx.table.slots[0].clone();
+        let task = run(ctx, slot);
+        let size = std::mem::size_of_val(&task);
+        eprintln!("device task future: {size} bytes");
+        // Debug builds lay futures out larger than release builds; an unboxed connect and
+        // handshake future would add several KiB.
+        assert!(size <= 1536, "device task future is {size} bytes");
+    }
 }
