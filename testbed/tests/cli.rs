@@ -88,7 +88,7 @@ async fn gateway_answers_and_stops_on_sigterm() {
         .expect("JSON");
     assert_eq!(
         faults,
-        serde_json::json!({ "latency_ms": 2.0, "jitter_ms": 1.0, "error_rate": 0.0, "error_status": 503, "stall_ms": 0 })
+        serde_json::json!({ "latency_ms": 2.0, "jitter_ms": 1.0, "error_rate": 0.0, "error_status": 503, "stall_ms": 0, "push_drop_rate": 0.0, "push_duplicate_rate": 0.0, "push_delay_rate": 0.0, "push_delay_ms": 0.0, "conn_reset_rate": 0.0, "refuse_rate": 0.0 })
     );
     let stats = client
         .get(format!("{}/stats", gateway.base_url))
