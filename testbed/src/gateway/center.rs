@@ -172,6 +172,8 @@ struct RemoteRoom {
 #[derive(Debug, Default)]
 struct RemoteShared {
     alive: AtomicBool,
+    /// Set by [`Center::shutdown`]: the link closing is then expected.
+    closing: AtomicBool,
     next_seq: AtomicU64,
     stats_waiters: Mutex<HashMap<u64, oneshot::Sender<RoomCounters>>>,
     last: Mutex<RoomCounters>,
@@ -352,6 +354,7 @@ impl Center {
             match link {
                 RoomLink::Local(room) => room.stop(),
                 RoomLink::Remote(room) => {
+                    room.shared.closing.store(true, Relaxed);
                     room.send(&ToRoom::Shutdown, &[]);
                     let child = room
                         .child
@@ -571,7 +574,12 @@ async fn read_control(
     }
     shared.alive.store(false, Relaxed);
     directory.forget_room(index);
-    tracing::warn!(room = index, "room process link closed");
+    if !shared.closing.load(Relaxed) {
+        tracing::warn!(
+            room = index,
+            "room process link closed; its devices are gone"
+        );
+    }
 }
 
 #[cfg(test)]
