@@ -30,3 +30,4 @@ mod timer;
 
 pub use duration::{parse_duration, DurationError};
 pub use gateway::{spawn, FaultConfig, FaultConfigError, GatewayConfig, GatewayHandle, Stats};
+pub use gateway::{RoomAddr, RoomCommand, RoomCounters, RoomsConfig};
