@@ -73,7 +73,7 @@ pub async fn execute(plan: Plan, opts: &RunOptions, stop: Stop) -> Result<Outcom
             let gw = testbed::gateway::spawn(testbed::gateway::GatewayConfig {
                 listen: ([127, 0, 0, 1], 0).into(),
                 faults,
-                ..Default::default()
+                rooms: crate::target::rooms(scenario.target.rooms.as_ref()),
             })
             .await
             .map_err(|e| RunError::Harness(format!("cannot start the embedded gateway: {e}")))?;

@@ -114,7 +114,7 @@ fn healthy_gateway_5k_devices_lose_nothing() {
         );
         let run = run_loadgen(&d, &gw, &scenario).await;
         let expected = count(&run, "delivery_expected");
-        assert!(expected > 5000 * 3, "{expected}");
+        assert!(expected > 5000 * 2, "{expected}");
         assert_eq!(count(&run, "delivery_received"), expected);
         assert_eq!(count(&run, "delivery_lost"), 0);
         assert_eq!(count(&run, "delivery_duplicates"), 0);
@@ -128,12 +128,11 @@ fn healthy_gateway_5k_devices_lose_nothing() {
                 .unwrap()
                 >= 3
         );
-        assert!(
-            metric(&run, "delivery_latency{journey=unicast}")["count"]
-                .as_u64()
-                .unwrap()
-                > 500
+        assert_eq!(
+            metric(&run, "delivery_latency")["count"].as_u64().unwrap(),
+            expected
         );
+        assert!(count(&run, "delivery_received{journey=unicast}") > 100);
         assert!(metric(&run, "heartbeat_rtt")["count"].as_u64().unwrap() > 5000);
         assert!(metric(&run, "connections_active")["max"].as_u64().unwrap() >= 5000);
         gw.shutdown().await;
@@ -232,13 +231,13 @@ fn failures_are_counted_per_cause_and_the_run_goes_on() {
         );
         let run = run_loadgen(&d, &gw, &scenario).await;
         let stats = gw.fetch_stats().await;
-        let failed = |cause: &str| count(&run, &format!("connections_failed{{journey=phones,cause={cause}}}"));
+        let failed = |cause: &str| count(&run, &format!("connections_failed{{cause={cause},journey=phones}}"));
         assert!(stats.injected_refusals > 0 && stats.injected_resets > 0, "{stats:?}");
         assert_eq!(failed("refused"), stats.injected_refusals);
         assert_eq!(failed("reset"), stats.injected_resets);
-        assert_eq!(count(&run, "connections_failed{journey=sloppy,cause=malformed}"), 5);
-        assert_eq!(count(&run, "connections_failed{journey=nowhere,cause=connect}"), 5);
-        assert_eq!(count(&run, "connections_failed{journey=broken,cause=malformed}"), 5);
+        assert_eq!(count(&run, "connections_failed{cause=malformed,journey=sloppy}"), 5);
+        assert_eq!(count(&run, "connections_failed{cause=connect,journey=nowhere}"), 5);
+        assert_eq!(count(&run, "connections_failed{cause=malformed,journey=broken}"), 5);
         // The run went on: pushes still reached the devices that were up.
         assert!(count(&run, "delivery_received") > 100);
         gw.shutdown().await;
@@ -270,6 +269,60 @@ fn two_shard_processes_merge_into_one_run() {
             assert!(metric(&run, &key)["max"].as_u64().unwrap() >= 290, "{key}");
         }
         assert!(metric(&run, "connections_active")["max"].as_u64().unwrap() >= 590);
+        gw.shutdown().await;
+    });
+}
+
+/// A shard process that dies mid-run is reported; the run goes on and its record is written.
+#[test]
+fn a_crashed_shard_is_reported_and_the_run_goes_on() {
+    runtime().block_on(async {
+        let gw = gateway_with(FaultConfig::default()).await;
+        let d = Dir::new();
+        let scenario = format!(
+            "version: 1\nname: crash\ntarget: {{ base_url: \"{}\" }}\nswarm: {{ shards: 2 }}\ndevices:\n{}",
+            gw.base_url(),
+            phones("phones", 200, "1s", "7s", "ws"),
+        );
+        d.write("s.yaml", &scenario);
+        let mut child = d
+            .command(&["run", "s.yaml", "--out", "out", "--quiet"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // Wait for both shard processes and their devices, then kill one shard by its pid.
+        let children = format!("/proc/{pid}/task/{pid}/children");
+        let mut shards = Vec::new();
+        for _ in 0..200 {
+            shards = std::fs::read_to_string(&children)
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(|s| s.parse::<i32>().unwrap())
+                .collect();
+            if shards.len() == 2 && gw.fetch_stats().await.connections >= 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(shards.len(), 2, "shard processes: {shards:?}");
+        std::process::Command::new("kill")
+            .args(["-9", &shards[1].to_string()])
+            .status()
+            .unwrap();
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("ended before finishing"),
+            "{}",
+            stderr(&out)
+        );
+        let run = d.run_record().unwrap();
+        assert_eq!(count(&run, "swarm_shards_lost"), 1);
+        // The surviving shard's devices are all in the record.
+        assert!(count(&run, "connections_opened{journey=phones}") >= 100);
         gw.shutdown().await;
     });
 }
