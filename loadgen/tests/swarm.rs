@@ -285,7 +285,7 @@ fn a_crashed_shard_is_reported_and_the_run_goes_on() {
             phones("phones", 200, "1s", "7s", "ws"),
         );
         d.write("s.yaml", &scenario);
-        let mut child = d
+        let child = d
             .command(&["run", "s.yaml", "--out", "out", "--quiet"])
             .stderr(std::process::Stdio::piped())
             .spawn()
