@@ -84,6 +84,11 @@ pub struct Keys {
 }
 
 impl Keys {
+    /// `connections_failed{journey}` (for a zero count before any failure).
+    pub fn failed_any(&self) -> MetricKey {
+        self.failed.clone()
+    }
+
     /// `connections_failed{journey,cause}`.
     pub fn failed(&self, cause: &str) -> MetricKey {
         self.failed.clone().with_tag("cause", cause)

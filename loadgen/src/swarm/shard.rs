@@ -268,6 +268,10 @@ pub async fn serve(
         devices: ctx.table.slots.len() as u64,
     });
     let gauge = MetricKey::new(names::CONNECTIONS_ACTIVE).with_tag("shard", plan.shard.to_string());
+    for s in &ctx.table.scripts {
+        // Present from the start, so `connections_failed: [count == 0]` can be checked.
+        ctx.record(|r| r.add(&s.keys.failed_any(), Instant::now(), 0));
+    }
     let mut schedule = Scheduler::new(&ctx.table);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

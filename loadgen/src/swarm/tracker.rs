@@ -254,6 +254,10 @@ impl DeliveryTracker {
         let keys = &self.keys[&m.journey];
         self.rec.add(&keys.expected, now, expected);
         self.rec.add(&keys.lost, now, lost);
+        // Present even when nothing went wrong, so `count == 0` thresholds can be checked.
+        for k in [&keys.duplicates, &keys.redelivered, &keys.unexpected] {
+            self.rec.add(k, now, 0);
+        }
         if !matches!(m.target, Target::Unicast { .. }) {
             self.settled_broadcasts.push((m.id.clone(), last, received));
         }
