@@ -20,9 +20,9 @@ SOURCES=$(( (N + 16000) / 16000 ))
 
 # RSS (KiB) of a process and all its descendants.
 tree_rss() {
-  local pids; pids=$(pstree -p "$1" 2>/dev/null | grep -o '([0-9]*)' | tr -d '()' | tr '\n' ' ')
+  local pids; pids=$(pstree -p -T "$1" 2>/dev/null | grep -o '([0-9]*)' | tr -d '()' | tr '\n' ' ')
   [ -n "$pids" ] || { echo 0; return; }
-  ps -o rss= -p "${pids// /,}" 2>/dev/null | awk '{s+=$1} END {print s+0}'
+  ps -o rss= -p "$(echo $pids | tr ' ' ',')" 2>/dev/null | awk '{s+=$1} END {print s+0}'
 }
 
 start_rooms() {
@@ -112,7 +112,7 @@ wait_for_zero
 
 # 3. Tsung: the same number of idle WebSocket connections.
 if command -v tsung >/dev/null; then
-  x="$OUT/tsung.xml"; TN=$(( N < 60000 ? N : 60000 ))
+  x="$OUT/tsung.xml"; TN=$(( N < 18000 ? N : 18000 ))   # one Erlang VM: the 20k open-file limit
   python3 - "$x" "$PORT" "$TN" "$RATE" "$SOURCES" <<'PY'
 import sys, urllib.request, json
 path, port, n, rate, sources = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])

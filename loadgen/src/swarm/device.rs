@@ -426,6 +426,11 @@ async fn dispatch(
     url: &str,
     source: &crate::scenario::CaptureSource,
 ) -> Result<String, Cause> {
+    let _slot = ctx
+        .dispatch_slots
+        .acquire()
+        .await
+        .map_err(|_| Cow::Borrowed("dispatch"))?;
     let resp = ctx
         .http
         .get(url)
@@ -762,6 +767,7 @@ mod tests {
             conn_events: std::sync::Mutex::new((Vec::new(), Vec::new())),
             active: std::sync::atomic::AtomicU64::new(0),
             http: reqwest::Client::new(),
+            dispatch_slots: tokio::sync::Semaphore::new(1),
             tls: tokio_rustls::TlsConnector::from(
                 crate::engine::conn::Tls::new(true).unwrap().http1_config(),
             ),

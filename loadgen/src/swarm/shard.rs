@@ -182,6 +182,9 @@ pub struct ShardCtx {
     pub active: AtomicU64,
     /// Dispatch calls.
     pub http: reqwest::Client,
+    /// Bounds concurrent dispatch calls (and so the sockets held open to the gateway's HTTP
+    /// API, whose process has its own open-file limit).
+    pub dispatch_slots: tokio::sync::Semaphore,
     /// wss:// connections.
     pub tls: tokio_rustls::TlsConnector,
 }
@@ -214,6 +217,9 @@ pub fn origin_from_unix(origin_unix_ns: u64) -> Instant {
     let ago = Duration::from_nanos(unix_ns().saturating_sub(origin_unix_ns));
     now.checked_sub(ago).unwrap_or(now)
 }
+
+/// Most dispatch calls in flight per shard.
+pub const DISPATCH_CONCURRENCY: usize = 64;
 
 /// How often the schedule, tracking deadlines and connection events are looked at.
 const TICK: Duration = Duration::from_millis(50);
@@ -258,8 +264,10 @@ pub async fn serve(
         active: AtomicU64::new(0),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(DISPATCH_CONCURRENCY)
             .build()
             .unwrap_or_default(),
+        dispatch_slots: tokio::sync::Semaphore::new(DISPATCH_CONCURRENCY),
         tls,
         table,
     });
