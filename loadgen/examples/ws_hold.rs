@@ -26,7 +26,10 @@ async fn device(
     user: String,
     source: Option<std::net::Ipv4Addr>,
     seen: Seen,
+    dispatch: Arc<tokio::sync::Semaphore>,
 ) -> Option<()> {
+    // Bounded like loadgen's dispatch calls: the gateway's HTTP process has a file limit.
+    let permit = dispatch.acquire_owned().await.ok()?;
     let disp: serde_json::Value = http
         .get(format!("{base}/dispatch?user={user}"))
         .send()
@@ -35,6 +38,7 @@ async fn device(
         .json()
         .await
         .ok()?;
+    drop(permit);
     let url: http::Uri = disp["ws"].as_str()?.parse().ok()?;
     let addr: std::net::SocketAddr = format!("{}:{}", url.host()?, url.port_u16()?)
         .parse()
@@ -120,7 +124,11 @@ fn main() {
     let seen: Seen = Arc::new(Mutex::new(HashMap::new()));
     rt.block_on(async {
         let start = Instant::now();
-        let http = reqwest::Client::new();
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap();
+        let dispatch = Arc::new(tokio::sync::Semaphore::new(64));
         for i in 0..count {
             let g = offset + i;
             let src = (sources > 1).then(|| loadgen::swarm::net::source_address(g % sources));
@@ -130,6 +138,7 @@ fn main() {
                 format!("idle-{g}"),
                 src,
                 seen.clone(),
+                dispatch.clone(),
             ));
         }
         eprintln!("spawned {count} devices in {:?}", start.elapsed());
