@@ -1,6 +1,6 @@
 //! Injected faults: latency with jitter, error responses at a given rate, and stalls on the HTTP
 //! side; dropped, duplicated and delayed pushes, connection resets and refused hellos on the
-//! long-connection side (the rooms roll those per delivery with [`PushFault::roll`]).
+//! long-connection side (the rooms roll those per delivery with `PushFault::roll`).
 //!
 //! [`FaultConfig`] is the serde form, settable at spawn, from the command line, from
 //! [`GatewayHandle::set_faults`](super::GatewayHandle::set_faults) and through
