@@ -732,3 +732,35 @@ async fn five_thousand_devices_get_one_broadcast_each_with_no_loss() {
         (DEVICES as u64, 0, 0)
     );
 }
+
+#[tokio::test]
+async fn delayed_pushes_are_held_then_delivered_once() {
+    let gateway = start_with(
+        RoomsConfig::default(),
+        FaultConfig {
+            push_delay_rate: 1.0,
+            push_delay_ms: 300.0,
+            ..FaultConfig::default()
+        },
+    )
+    .await;
+    let room = gateway.room_addrs().remove(0);
+    let mut device = Device::tcp(room.tcp).await;
+    device.hello("u1", &[]).await;
+    let sent = Instant::now();
+    post(&gateway, "/push", json!({"user": "u1", "id": "late"})).await;
+    let push = device.recv().await;
+    assert!(
+        sent.elapsed() >= Duration::from_millis(300),
+        "held for the delay"
+    );
+    assert_eq!(
+        (&push["id"], &push["redelivery"]),
+        (&json!("late"), &json!(false))
+    );
+    device.send(json!({"type": "ack", "id": "late"})).await;
+    assert_eq!(
+        device.next_within(Duration::from_millis(200)).await,
+        Next::Silent
+    );
+}

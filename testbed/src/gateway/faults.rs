@@ -1,6 +1,6 @@
 //! Injected faults: latency with jitter, error responses at a given rate, and stalls on the HTTP
 //! side; dropped, duplicated and delayed pushes, connection resets and refused hellos on the
-//! long-connection side (the rooms roll those per delivery with [`PushFault::roll`]).
+//! long-connection side (the rooms roll those per delivery with `PushFault::roll`).
 //!
 //! [`FaultConfig`] is the serde form, settable at spawn, from the command line, from
 //! [`GatewayHandle::set_faults`](super::GatewayHandle::set_faults) and through
@@ -180,8 +180,9 @@ pub(crate) struct PushFault {
     pub drop: bool,
     /// Send it twice back to back.
     pub duplicate: bool,
-    /// Hold it this long first.
-    pub delay: Option<Duration>,
+    /// Hold it this many microseconds first (0: send at once). Kept small because it travels
+    /// in every connection's command channel.
+    pub delay_us: u32,
 }
 
 impl PushFault {
@@ -197,8 +198,12 @@ impl PushFault {
         Self {
             drop: false,
             duplicate: hit(config.push_duplicate_rate),
-            delay: (config.push_delay_ms > 0.0 && hit(config.push_delay_rate))
-                .then(|| Duration::from_secs_f64(config.push_delay_ms / 1e3)),
+            // At most an hour (validated), which fits in u32 microseconds.
+            delay_us: if config.push_delay_ms > 0.0 && hit(config.push_delay_rate) {
+                (config.push_delay_ms * 1e3) as u32
+            } else {
+                0
+            },
         }
     }
 }

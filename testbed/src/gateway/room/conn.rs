@@ -362,13 +362,14 @@ impl Conn {
     fn command(&mut self, command: Command) -> Result<(), End> {
         match command {
             Command::Push(frame, fault) => {
-                match fault.delay {
-                    Some(delay) => self.delayed.push(Delayed {
+                if fault.delay_us > 0 {
+                    self.delayed.push(Delayed {
                         frame,
-                        due: Instant::now() + delay,
+                        due: Instant::now() + Duration::from_micros(u64::from(fault.delay_us)),
                         duplicate: fault.duplicate,
-                    }),
-                    None => self.deliver(frame, fault.duplicate),
+                    });
+                } else {
+                    self.deliver(frame, fault.duplicate);
                 }
                 Ok(())
             }

@@ -6,7 +6,7 @@
 //! A room runs inside the gateway's process or as a process of its own (the same binary
 //! re-executed, see [`run_process`] and [`RoomCommand`]), talking to the center over a
 //! loopback control link (`control`). This module owns one room's registry (connections by
-//! id, user and topic) and its counters; [`conn`] serves one connection; [`wire`] and [`ws`]
+//! id, user and topic) and its counters; `conn` serves one connection; [`wire`] and `ws`
 //! are the framings.
 
 mod conn;

@@ -4,7 +4,7 @@
 //!
 //! The WebSocket side is a minimal RFC 6455 server: it keeps no buffer per connection beyond a
 //! partial frame, so that 100k idle connections cost a few KB each (tokio-tungstenite keeps a
-//! 128 KiB read buffer per connection by default). Handshake parsing is in [`super::ws`].
+//! 128 KiB read buffer per connection by default). Handshake parsing is in `ws`.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
