@@ -52,11 +52,29 @@ pub enum Command {
     },
     /// Print the JSON Schema of scenario files.
     Schema,
+    /// A device swarm shard (started by `loadgen run`; speaks JSON lines on stdin/stdout).
+    #[command(name = "__shard", hide = true)]
+    Shard,
+    /// A room process of the embedded gateway (started by `loadgen run` for `target.rooms`).
+    #[command(name = "__room", hide = true)]
+    Room {
+        /// Arguments as the gateway passes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
     match cli.command {
+        Command::Shard => crate::swarm::shard::process_main(),
+        Command::Room { args } => {
+            if testbed::gateway::room::run_process(args) == std::process::ExitCode::SUCCESS {
+                exit::OK
+            } else {
+                exit::HARNESS
+            }
+        }
         Command::Schema => {
             println!("{:#}", crate::scenario::json_schema());
             exit::OK

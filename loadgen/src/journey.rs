@@ -113,6 +113,8 @@ pub struct Journey {
     errors_base: MetricKey,
     globals: Arc<HashMap<String, String>>,
     feeders: Arc<Feeders>,
+    /// Delivery tracking helpers, when the scenario has a device swarm.
+    delivery: Option<Arc<crate::swarm::DeliveryHooks>>,
 }
 
 #[derive(Debug)]
@@ -156,7 +158,15 @@ impl Journey {
             sender,
             globals,
             feeders,
+            delivery: None,
         }
+    }
+
+    /// Gives the journey the swarm's delivery helpers: `{{msg_id}}`, `{{random_device}}` and
+    /// `track:` on request steps.
+    pub fn with_delivery(mut self, hooks: Option<Arc<crate::swarm::DeliveryHooks>>) -> Journey {
+        self.delivery = hooks;
+        self
     }
 
     /// The journey's name.
@@ -195,6 +205,11 @@ impl Vars {
     /// Sets a variable.
     pub fn set(&mut self, name: &str, value: String) {
         self.local.insert(name.to_string(), value);
+    }
+
+    /// Unsets a variable.
+    pub fn unset(&mut self, name: &str) {
+        self.local.remove(name);
     }
 }
 
@@ -340,6 +355,13 @@ pub async fn run_iteration<T: Transport>(
 ) -> bool {
     vars.iteration += 1;
     journey.feeders.fill(vars);
+    if let Some(h) = &journey.delivery {
+        vars.set("msg_id", h.next_msg_id());
+        match h.random_device() {
+            Some(u) => vars.set("random_device", u),
+            None => vars.unset("random_device"),
+        }
+    }
     let mut ok = true;
     let mut step_start = intended;
     for (i, step) in journey.sender.steps.iter().enumerate() {
@@ -374,6 +396,7 @@ pub async fn run_iteration<T: Transport>(
                 break;
             }
         };
+        let sent_ns = crate::swarm::shard::unix_ns();
         let result = transport.send(&req.name, prepared, journey.timeout).await;
         let done = Instant::now();
         let latency = done.saturating_duration_since(step_start);
@@ -397,6 +420,9 @@ pub async fn run_iteration<T: Transport>(
             ok = false;
             break;
         }
+        if let (Some(t), Some(h)) = (&req.track, &journey.delivery) {
+            track(journey.name(), t, h, vars, sent_ns);
+        }
         think(req.think.as_ref(), stop).await;
         step_start = Instant::now();
     }
@@ -409,6 +435,31 @@ pub async fn run_iteration<T: Transport>(
     );
     rec.add(&journey.iterations, done, 1);
     ok
+}
+
+/// Registers a successful send's delivery expectation with the swarm.
+fn track(
+    journey: &str,
+    t: &crate::scenario::device::Track,
+    hooks: &crate::swarm::DeliveryHooks,
+    vars: &Vars,
+    sent_ns: u64,
+) {
+    use crate::swarm::control::Target;
+    let id = match &t.id {
+        Some(id) => id.render(vars).ok(),
+        None => vars.var("msg_id").map(str::to_string),
+    };
+    let target = if let Some(u) = &t.unicast {
+        u.render(vars).ok().map(|user| Target::Unicast { user })
+    } else if let Some(topic) = &t.topic {
+        topic.render(vars).ok().map(|topic| Target::Topic { topic })
+    } else {
+        Some(Target::Broadcast)
+    };
+    if let (Some(id), Some(target)) = (id, target) {
+        hooks.track(journey, target, id, sent_ns, t.within());
+    }
 }
 
 fn record_error(

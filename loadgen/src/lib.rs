@@ -14,4 +14,5 @@ pub mod progress;
 pub mod run;
 pub mod scenario;
 pub mod stop;
+pub mod swarm;
 pub mod target;

@@ -270,10 +270,17 @@ impl Plan {
                 })
             })
             .collect();
+        let device_stages = scenario.devices.iter().filter_map(|d| match &d.count {
+            Some(Shape::Staged(st)) => {
+                Some(Schedule::staged(st.start as f64, &st.stages, bound).length())
+            }
+            _ => None,
+        });
         let longest = closed
             .iter()
             .map(|c| c.users.length())
             .chain(open.iter().map(|o| o.rate.length()))
+            .chain(device_stages)
             .max()
             .unwrap_or_default();
         let duration = bound.unwrap_or(longest);
@@ -382,6 +389,7 @@ impl Plan {
                 (total * steps).round()
             );
         }
+        crate::swarm::describe(self, &mut out);
         if !self.thresholds.is_empty() {
             let _ = writeln!(out, "\nthresholds:");
             for t in &self.thresholds {

@@ -73,6 +73,7 @@ pub async fn execute(plan: Plan, opts: &RunOptions, stop: Stop) -> Result<Outcom
             let gw = testbed::gateway::spawn(testbed::gateway::GatewayConfig {
                 listen: ([127, 0, 0, 1], 0).into(),
                 faults,
+                rooms: crate::target::rooms(scenario.target.rooms.as_ref()),
             })
             .await
             .map_err(|e| RunError::Harness(format!("cannot start the embedded gateway: {e}")))?;
@@ -91,22 +92,31 @@ pub async fn execute(plan: Plan, opts: &RunOptions, stop: Stop) -> Result<Outcom
     let tls = Tls::new(scenario.target.insecure)
         .map_err(|e| RunError::Harness(format!("TLS setup: {e}")))?;
     let globals = Arc::new(HashMap::from([("base_url".to_string(), base_url.clone())]));
-    let journeys: Vec<Arc<Journey>> = scenario
-        .senders
-        .iter()
-        .map(|s| {
-            Arc::new(Journey::new(
-                s.clone(),
-                globals.clone(),
-                plan.feeders.clone(),
-            ))
-        })
-        .collect();
-
+    let launched = crate::swarm::launch(&plan)
+        .await
+        .map_err(RunError::Harness)?;
     let origin = Instant::now();
     let started_at = chrono::Utc::now();
     let recorders = Arc::new(Recorders::new(origin));
     let mut builder = RunBuilder::new(&scenario.name, started_at, origin);
+    let swarm = match launched {
+        Some(l) => Some(
+            crate::swarm::begin(l, &plan, &base_url, recorders.clone())
+                .map_err(RunError::Harness)?,
+        ),
+        None => None,
+    };
+    let hooks = swarm.as_ref().map(|s| s.hooks());
+    let journeys: Vec<Arc<Journey>> = scenario
+        .senders
+        .iter()
+        .map(|s| {
+            Arc::new(
+                Journey::new(s.clone(), globals.clone(), plan.feeders.clone())
+                    .with_delivery(hooks.clone()),
+            )
+        })
+        .collect();
     let mut tasks = tokio::task::JoinSet::new();
     for o in &plan.open {
         let pool = engine::open::PoolConfig {
@@ -150,7 +160,8 @@ pub async fn execute(plan: Plan, opts: &RunOptions, stop: Stop) -> Result<Outcom
     loop {
         let open_done = tasks.is_empty();
         let goose_done = goose.as_ref().is_none_or(|g| g.is_finished());
-        if open_done && goose_done {
+        // Devices hold their connections until the deadline.
+        if open_done && goose_done && swarm.is_none() {
             break;
         }
         tokio::select! {
@@ -182,6 +193,11 @@ pub async fn execute(plan: Plan, opts: &RunOptions, stop: Stop) -> Result<Outcom
             Ok(Err(e)) => goose_result = Err(engine::closed::GooseFailed(e.to_string())),
             Err(_) => {}
         }
+    }
+    if let Some(s) = swarm {
+        // Pushes sent just before the end get their delivery deadline.
+        let wait = crate::swarm::longest_deadline(&plan) + Duration::from_secs(1);
+        s.finish(wait).await;
     }
     let elapsed = origin.elapsed();
     builder.absorb(recorders.harvest());

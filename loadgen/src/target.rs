@@ -16,6 +16,38 @@ pub fn faults(f: Option<&Faults>) -> testbed::gateway::FaultConfig {
         if let Some(s) = f.error_status {
             out.error_status = s;
         }
+        out.push_drop_rate = f.push_drop_rate.unwrap_or(0.0);
+        out.push_duplicate_rate = f.push_duplicate_rate.unwrap_or(0.0);
+        out.push_delay_rate = f.push_delay_rate.unwrap_or(0.0);
+        out.push_delay_ms = ms(f.push_delay);
+        out.conn_reset_rate = f.conn_reset_rate.unwrap_or(0.0);
+        out.refuse_rate = f.refuse_rate.unwrap_or(0.0);
+    }
+    out
+}
+
+/// The embedded gateway's rooms from the scenario's `target.rooms`: room processes are this
+/// executable's hidden `__room` subcommand.
+pub fn rooms(r: Option<&crate::scenario::device::EmbeddedRooms>) -> testbed::RoomsConfig {
+    let mut out = testbed::RoomsConfig::default();
+    if let Some(r) = r {
+        if let Some(n) = r.count {
+            out.count = n as usize;
+        }
+        if let Some(h) = r.heartbeat {
+            out.heartbeat = h.get();
+        }
+        if r.processes {
+            match std::env::current_exe() {
+                Ok(program) => {
+                    out.processes = Some(testbed::RoomCommand {
+                        program,
+                        args: vec!["__room".into()],
+                    })
+                }
+                Err(e) => tracing::warn!("cannot find loadgen to start room processes: {e}"),
+            }
+        }
     }
     out
 }

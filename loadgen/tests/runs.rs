@@ -191,6 +191,7 @@ fn open_model_latency_grows_when_the_gateway_stalls() {
         .block_on(testbed::gateway::spawn(testbed::gateway::GatewayConfig {
             listen: ([127, 0, 0, 1], 0).into(),
             faults: Default::default(),
+            ..Default::default()
         }))
         .unwrap();
     let d = Dir::new();

@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 pub mod builder;
+pub mod delta;
 pub mod hist;
 pub mod key;
 pub mod recorder;
@@ -37,6 +38,7 @@ pub mod summary;
 pub mod threshold;
 
 pub use builder::RunBuilder;
+pub use delta::Delta;
 pub use hist::Summary;
 pub use key::{KeyError, MetricKey};
 pub use recorder::Recorder;

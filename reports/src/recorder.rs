@@ -195,6 +195,16 @@ impl Recorder {
         }
     }
 
+    /// The recorded metrics, by reference (for [`Delta`](crate::delta::Delta)).
+    pub(crate) fn metrics_ref(&self) -> impl Iterator<Item = (&MetricKey, &Seconds)> {
+        self.metrics.iter()
+    }
+
+    /// Sets one metric's seconds (for [`Delta`](crate::delta::Delta)).
+    pub(crate) fn insert_seconds(&mut self, key: MetricKey, seconds: Seconds) {
+        self.metrics.insert(key, seconds);
+    }
+
     /// The recorded metrics, consumed (for the builder).
     pub(crate) fn into_metrics(self) -> impl Iterator<Item = (MetricKey, Seconds)> {
         self.metrics.into_iter()

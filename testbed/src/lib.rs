@@ -3,7 +3,9 @@
 //!
 //! Today this is the HTTP side of a reference push gateway ([`gateway`]): devices, users and
 //! topics held in memory, pushes and broadcasts counted, and faults (latency, jitter, error
-//! responses, stalls) injected on request. The binary `testbed` serves it from the command line:
+//! responses, stalls) injected on request. Its long-connection side ([`gateway::room`]) hands
+//! out rooms through `GET /dispatch` and holds devices over WebSocket and length-prefixed TCP
+//! (protocol in `testbed/PROTOCOL.md`), in this process or in room processes. The binary `testbed` serves it from the command line:
 //!
 //! ```text
 //! testbed gateway --listen 127.0.0.1:8080 --latency 5ms --latency-jitter 2ms --error-rate 0.01
@@ -37,3 +39,4 @@ mod timer;
 
 pub use duration::{parse_duration, DurationError};
 pub use gateway::{spawn, FaultConfig, FaultConfigError, GatewayConfig, GatewayHandle, Stats};
+pub use gateway::{RoomAddr, RoomCommand, RoomCounters, RoomsConfig};

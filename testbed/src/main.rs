@@ -3,6 +3,7 @@
 //! ```text
 //! testbed gateway --listen 127.0.0.1:8080 [--latency 5ms] [--latency-jitter 2ms]
 //!                 [--error-rate 0.01] [--error-status 503]
+//!                 [--rooms 6 --room-processes] [--heartbeat 30s] [--push-drop-rate 0.01] …
 //! ```
 //! prints `listening on http://ADDR` once bound and runs until SIGINT or SIGTERM. Exits 2 on bad
 //! arguments, 1 when the gateway cannot run.
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use testbed::{parse_duration, FaultConfig, GatewayConfig};
+use testbed::{parse_duration, FaultConfig, GatewayConfig, RoomCommand, RoomsConfig};
 
 mod mock_apns_cli;
 
@@ -40,6 +41,13 @@ enum Command {
     MockApns(mock_apns_cli::MockApnsArgs),
     /// Print a provider token (JWT) signed with the .p8 key of a mock-apns credentials dir.
     ApnsToken(mock_apns_cli::ApnsTokenArgs),
+    /// A room process of `gateway --room-processes` (started by the gateway, not by hand).
+    #[command(hide = true)]
+    Room {
+        /// `--control ADDR --index N`, as the gateway passes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -59,6 +67,45 @@ struct GatewayArgs {
     /// Status of injected errors (400-599).
     #[arg(long, value_name = "STATUS", default_value_t = 503)]
     error_status: u16,
+    /// Rooms holding device connections (WebSocket and TCP listeners each); 0 for none.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    rooms: usize,
+    /// Run each room as a process of its own (needed beyond ~18k connections per room).
+    #[arg(long)]
+    room_processes: bool,
+    /// Address the rooms listen on (each on free ports).
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    room_host: std::net::IpAddr,
+    /// Heartbeat period announced to devices.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    heartbeat: Duration,
+    /// Heartbeats missed before a silent connection is closed with `idle`.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    missed_heartbeats: u32,
+    /// An unacked push is redelivered after this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "5s")]
+    ack_timeout: Duration,
+    /// Redeliveries of one push on one connection at most.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    max_redeliveries: u32,
+    /// Fraction of (push, connection) deliveries dropped for good.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    push_drop_rate: f64,
+    /// Fraction of deliveries sent twice.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    push_duplicate_rate: f64,
+    /// Fraction of deliveries held --push-delay first.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    push_delay_rate: f64,
+    /// How long a delayed delivery is held.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0ms")]
+    push_delay: Duration,
+    /// Fraction of connections reset (TCP RST) per second.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    conn_reset_rate: f64,
+    /// Fraction of hellos refused.
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    refuse_rate: f64,
 }
 
 impl GatewayArgs {
@@ -69,7 +116,33 @@ impl GatewayArgs {
             error_rate: self.error_rate,
             error_status: self.error_status,
             stall_ms: 0,
+            push_drop_rate: self.push_drop_rate,
+            push_duplicate_rate: self.push_duplicate_rate,
+            push_delay_rate: self.push_delay_rate,
+            push_delay_ms: self.push_delay.as_secs_f64() * 1e3,
+            conn_reset_rate: self.conn_reset_rate,
+            refuse_rate: self.refuse_rate,
         }
+    }
+
+    fn rooms(&self) -> anyhow::Result<RoomsConfig> {
+        let processes = if self.room_processes {
+            let program =
+                std::env::current_exe().context("cannot find this program to start rooms")?;
+            Some(RoomCommand::testbed(program))
+        } else {
+            None
+        };
+        Ok(RoomsConfig {
+            count: self.rooms,
+            host: self.room_host,
+            processes,
+            heartbeat: self.heartbeat,
+            missed_heartbeats: self.missed_heartbeats,
+            ack_timeout: self.ack_timeout,
+            max_redeliveries: self.max_redeliveries,
+            ..RoomsConfig::default()
+        })
     }
 }
 
@@ -89,9 +162,17 @@ fn main() -> ExitCode {
                 eprintln!("testbed: {error}");
                 return ExitCode::from(2);
             }
+            let rooms = match args.rooms() {
+                Ok(rooms) => rooms,
+                Err(error) => {
+                    eprintln!("testbed: {error:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let config = GatewayConfig {
                 listen: args.listen,
                 faults,
+                rooms,
             };
             match run_gateway(config) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -103,6 +184,7 @@ fn main() -> ExitCode {
         }
         Command::MockApns(args) => mock_apns_cli::main(args),
         Command::ApnsToken(args) => mock_apns_cli::token(args),
+        Command::Room { args } => testbed::gateway::room::run_process(args),
     }
 }
 
@@ -114,6 +196,9 @@ fn run_gateway(config: GatewayConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("could not listen on {listen}"))?;
         println!("listening on {}", gateway.base_url());
+        for room in gateway.room_addrs() {
+            tracing::info!(room = %room.name, ws = %room.ws, tcp = %room.tcp, "room ready");
+        }
         wait_for_signal().await?;
         gateway.shutdown().await;
         Ok(())

@@ -88,7 +88,7 @@ async fn gateway_answers_and_stops_on_sigterm() {
         .expect("JSON");
     assert_eq!(
         faults,
-        serde_json::json!({ "latency_ms": 2.0, "jitter_ms": 1.0, "error_rate": 0.0, "error_status": 503, "stall_ms": 0 })
+        serde_json::json!({ "latency_ms": 2.0, "jitter_ms": 1.0, "error_rate": 0.0, "error_status": 503, "stall_ms": 0, "push_drop_rate": 0.0, "push_duplicate_rate": 0.0, "push_delay_rate": 0.0, "push_delay_ms": 0.0, "conn_reset_rate": 0.0, "refuse_rate": 0.0 })
     );
     let stats = client
         .get(format!("{}/stats", gateway.base_url))
@@ -165,5 +165,114 @@ fn busy_port_exits_1() {
     assert!(
         stderr.starts_with(&format!("testbed: could not listen on {addr}: ")),
         "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn room_processes_from_the_command_line_dispatch_and_stop_on_sigterm() {
+    let mut gateway = start(&[
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--rooms",
+        "2",
+        "--room-processes",
+        "--push-drop-rate",
+        "0.5",
+    ]);
+    let client = reqwest::Client::new();
+    let dispatched: serde_json::Value = client
+        .get(format!("{}/dispatch?user=alice", gateway.base_url))
+        .send()
+        .await
+        .expect("dispatch")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(
+        dispatched["ws"]
+            .as_str()
+            .is_some_and(|ws| ws.starts_with("ws://127.0.0.1:") && ws.ends_with("/ws")),
+        "{dispatched}"
+    );
+    let faults: serde_json::Value = client
+        .get(format!("{}/admin/faults", gateway.base_url))
+        .send()
+        .await
+        .expect("faults")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(faults["push_drop_rate"], 0.5);
+    let stats: serde_json::Value = client
+        .get(format!("{}/stats", gateway.base_url))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        (&stats["rooms"], &stats["connections"]),
+        (&2.into(), &0.into())
+    );
+
+    let pid = gateway.child.id();
+    let children = Command::new("pgrep")
+        .args(["-P", &pid.to_string()])
+        .output()
+        .expect("pgrep runs");
+    let rooms: Vec<String> = String::from_utf8_lossy(&children.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(rooms.len(), 2, "two room processes: {rooms:?}");
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs")
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gateway.child.try_wait().expect("wait").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The room processes end with the gateway.
+    for room in rooms {
+        while std::path::Path::new(&format!("/proc/{room}/status")).exists()
+            && std::fs::read_to_string(format!("/proc/{room}/status"))
+                .is_ok_and(|s| !s.contains("State:\tZ"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "room process {room} outlived the gateway"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn bad_room_flags_and_room_arguments_exit_2() {
+    let output = run(&[
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--push-duplicate-rate",
+        "1.5",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "testbed: push_duplicate_rate must be between 0 and 1, got 1.5\n"
+    );
+    let output = run(&["room", "--index", "0"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "room: --control ADDR is required\n"
     );
 }

@@ -70,7 +70,12 @@ async fn health_and_stats() {
     assert_eq!(stats.status, 200);
     assert_eq!(
         stats.body,
-        json!({ "devices": 0, "users": 0, "pushes": 0, "broadcasts": 0, "requests": 2, "injected_errors": 0 })
+        json!({
+            "devices": 0, "users": 0, "pushes": 0, "broadcasts": 0, "requests": 2, "injected_errors": 0,
+            "connections": 0, "pushes_delivered": 0, "acks": 0, "redelivered": 0,
+            "injected_push_drops": 0, "injected_push_duplicates": 0, "injected_resets": 0,
+            "injected_refusals": 0, "rooms": 1
+        })
     );
     assert_eq!(gateway.stats().requests, 2);
 }
@@ -173,7 +178,10 @@ async fn push_to_a_users_devices() {
         (unknown.status, unknown.body),
         (
             404,
-            error("unknown_user", "user `u1` has no registered device")
+            error(
+                "unknown_user",
+                "user `u1` has no registered device and no connection"
+            )
         )
     );
     for _ in 0..2 {
@@ -277,7 +285,9 @@ async fn broadcast_to_a_topic_or_everyone() {
             pushes: 0,
             broadcasts: 4,
             requests: 7,
-            injected_errors: 0
+            injected_errors: 0,
+            rooms: 1,
+            ..Stats::default()
         }
     );
 }
@@ -411,12 +421,12 @@ async fn unknown_paths_404_and_wrong_methods_405_with_allow() {
 async fn admin_faults_read_replace_and_reject() {
     let gateway = start(FaultConfig::default()).await;
     let client = reqwest::Client::new();
-    let defaults = json!({ "latency_ms": 0.0, "jitter_ms": 0.0, "error_rate": 0.0, "error_status": 503, "stall_ms": 0 });
+    let defaults = json!({ "latency_ms": 0.0, "jitter_ms": 0.0, "error_rate": 0.0, "error_status": 503, "stall_ms": 0, "push_drop_rate": 0.0, "push_duplicate_rate": 0.0, "push_delay_rate": 0.0, "push_delay_ms": 0.0, "conn_reset_rate": 0.0, "refuse_rate": 0.0 });
     let read = call(&client, &gateway, Method::GET, "/admin/faults", None).await;
     assert_eq!((read.status, read.body), (200, defaults));
 
     let set = r#"{"latency_ms": 1.5, "jitter_ms": 0.5, "error_rate": 0.0, "error_status": 500}"#;
-    let expected = json!({ "latency_ms": 1.5, "jitter_ms": 0.5, "error_rate": 0.0, "error_status": 500, "stall_ms": 0 });
+    let expected = json!({ "latency_ms": 1.5, "jitter_ms": 0.5, "error_rate": 0.0, "error_status": 500, "stall_ms": 0, "push_drop_rate": 0.0, "push_duplicate_rate": 0.0, "push_delay_rate": 0.0, "push_delay_ms": 0.0, "conn_reset_rate": 0.0, "refuse_rate": 0.0 });
     let answer = call(&client, &gateway, Method::POST, "/admin/faults", Some(set)).await;
     assert_eq!((answer.status, &answer.body), (200, &expected));
     let read = call(&client, &gateway, Method::GET, "/admin/faults", None).await;
@@ -428,9 +438,11 @@ async fn admin_faults_read_replace_and_reject() {
         (r#"{"error_status": 200}"#, "error_status must be an HTTP error status between 400 and 599, got 200"),
         (r#"{"latency_ms": -1}"#, "latency_ms must be between 0 and 3600000 milliseconds, got -1"),
         (r#"{"stall_ms": 3600001}"#, "stall_ms must be at most 3600000 milliseconds, got 3600001"),
+        (r#"{"push_drop_rate": 1.5}"#, "push_drop_rate must be between 0 and 1, got 1.5"),
+        (r#"{"push_delay_ms": -2}"#, "push_delay_ms must be between 0 and 3600000 milliseconds, got -2"),
         (
             r#"{"latency": 5}"#,
-            "invalid JSON body: unknown field `latency`, expected one of `latency_ms`, `jitter_ms`, `error_rate`, `error_status`, `stall_ms` at line 1 column 10",
+            "invalid JSON body: unknown field `latency`, expected one of `latency_ms`, `jitter_ms`, `error_rate`, `error_status`, `stall_ms`, `push_drop_rate`, `push_duplicate_rate`, `push_delay_rate`, `push_delay_ms`, `conn_reset_rate`, `refuse_rate` at line 1 column 10",
         ),
     ];
     for (body, message) in rejected {

@@ -56,6 +56,13 @@ impl Tls {
     }
 }
 
+impl Tls {
+    /// The HTTP/1.1 client configuration (also used for `wss://` device connections).
+    pub fn http1_config(&self) -> Arc<rustls::ClientConfig> {
+        self.config_h1.clone()
+    }
+}
+
 #[derive(Debug)]
 struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
 

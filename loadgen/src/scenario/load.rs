@@ -90,14 +90,14 @@ fn strip_marks(message: &str) -> String {
     out
 }
 
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     path: &'a Path,
     text: &'a str,
 }
 
 impl Checker<'_> {
     /// An error located at the first occurrence of `needle` (after `anchor`, when given).
-    fn err(&self, anchor: Option<&str>, needle: &str, message: String) -> ScenarioError {
+    pub(super) fn err(&self, anchor: Option<&str>, needle: &str, message: String) -> ScenarioError {
         let start = anchor.and_then(|a| self.text.find(a)).unwrap_or(0);
         let at = self.text[start..]
             .find(needle)
@@ -131,11 +131,12 @@ impl Checker<'_> {
             return Err(self.err(None, "name", "name: must not be empty".into()));
         }
         self.check_target(s)?;
-        if s.senders.is_empty() {
+        self.check_devices(s)?;
+        if s.senders.is_empty() && s.devices.is_empty() {
             return Err(self.err(
                 None,
                 "senders",
-                "senders: at least one sender journey is needed".into(),
+                "senders: at least one sender or device journey is needed".into(),
             ));
         }
         let mut names = BTreeSet::new();
@@ -321,7 +322,7 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn check_stages(
+    pub(super) fn check_stages(
         &self,
         anchor: Option<&str>,
         field: &str,
@@ -355,6 +356,10 @@ impl Checker<'_> {
         i: usize,
     ) -> Result<(), ScenarioError> {
         let mut known: BTreeSet<String> = BTreeSet::from(["base_url".to_string()]);
+        if !s.devices.is_empty() {
+            // Delivery tracking helpers, set by the swarm for every iteration.
+            known.extend(["msg_id".to_string(), "random_device".to_string()]);
+        }
         let feeders: BTreeSet<&str> = s.data.keys().map(String::as_str).collect();
         let is_known = |known: &BTreeSet<String>, v: &str| {
             known.contains(v)

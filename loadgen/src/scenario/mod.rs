@@ -5,6 +5,7 @@
 //! messages (serde's "unknown field `x`, expected one of …") and `loadgen schema` all come
 //! from them.
 
+pub mod device;
 pub mod duration;
 mod load;
 pub mod step;
@@ -45,7 +46,14 @@ pub struct Scenario {
     #[serde(default)]
     pub data: BTreeMap<String, Feeder>,
     /// Sender journeys: scripted HTTP calls to the gateway's API.
+    #[serde(default)]
     pub senders: Vec<Sender>,
+    /// Device journeys: long-lived WebSocket or TCP connections (the device swarm).
+    #[serde(default)]
+    pub devices: Vec<device::Device>,
+    /// How the device swarm runs (shard processes, source addresses).
+    #[serde(default)]
+    pub swarm: Option<device::SwarmOptions>,
     /// Pass/fail criteria, k6 style: metric (with optional `{tag=value}`) → expressions.
     #[serde(default)]
     pub thresholds: BTreeMap<ThresholdKey, Vec<ThresholdExpr>>,
@@ -67,6 +75,9 @@ pub struct Target {
     /// Accept invalid TLS certificates (self-signed staging hosts).
     #[serde(default)]
     pub insecure: bool,
+    /// The embedded gateway's rooms (device connections); default one in-process room.
+    #[serde(default)]
+    pub rooms: Option<device::EmbeddedRooms>,
 }
 
 /// The embedded targets.
@@ -93,6 +104,24 @@ pub struct Faults {
     /// The status of injected errors (default 503).
     #[serde(default)]
     pub error_status: Option<u16>,
+    /// Fraction of (push, connection) deliveries dropped for good.
+    #[serde(default)]
+    pub push_drop_rate: Option<f64>,
+    /// Fraction of deliveries sent twice.
+    #[serde(default)]
+    pub push_duplicate_rate: Option<f64>,
+    /// Fraction of deliveries held `push_delay` first.
+    #[serde(default)]
+    pub push_delay_rate: Option<f64>,
+    /// How long a delayed delivery is held.
+    #[serde(default)]
+    pub push_delay: Option<Dur>,
+    /// Fraction of device connections reset per second.
+    #[serde(default)]
+    pub conn_reset_rate: Option<f64>,
+    /// Fraction of hellos refused.
+    #[serde(default)]
+    pub refuse_rate: Option<f64>,
 }
 
 /// A load shape: a constant level (`users: 50`), or stages (k6 style).

@@ -86,6 +86,9 @@ struct RawStep {
     /// Pause after this step.
     #[serde(default)]
     think: Option<Think>,
+    /// Devices that must then receive a push (delivery tracking; needs `devices:`).
+    #[serde(default)]
+    track: Option<super::device::Track>,
 }
 
 /// A journey step.
@@ -117,6 +120,8 @@ pub struct Request {
     pub capture: Vec<(String, Capture)>,
     /// Pause after the step.
     pub think: Option<Think>,
+    /// Delivery expectation registered when the step succeeds.
+    pub track: Option<super::device::Track>,
 }
 
 /// A request body.
@@ -157,7 +162,8 @@ impl<'de> Deserialize<'de> for Step {
                 || raw.expect.is_some()
                 || !raw.headers.is_empty()
                 || !raw.capture.is_empty()
-                || raw.think.is_some();
+                || raw.think.is_some()
+                || raw.track.is_some();
             if extra {
                 return Err(de::Error::custom(
                     "a `let` step takes only `let` (and `name`); put headers, bodies, expectations and captures on a request step",
@@ -184,6 +190,7 @@ impl<'de> Deserialize<'de> for Step {
             expect: raw.expect.unwrap_or_default(),
             capture: raw.capture.into_iter().collect(),
             think: raw.think,
+            track: raw.track,
         })))
     }
 }

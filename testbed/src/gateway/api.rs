@@ -5,8 +5,9 @@
 //! | --- | --- |
 //! | `/devices` | `POST` register a device |
 //! | `/devices/{id}` | `GET` read, `DELETE` remove |
-//! | `/push` | `POST` push to a user's devices |
+//! | `/push` | `POST` push to a user's devices (registered, and connected to a room) |
 //! | `/broadcast` | `POST` push to a topic's devices, or to all |
+//! | `/dispatch?user=U` | `GET` the room for a user's long connection |
 //! | `/stats` | `GET` counters |
 //! | `/healthz` | `GET` liveness (no faults) |
 //! | `/admin/faults` | `GET` read, `POST` replace the faults (no faults) |
@@ -24,6 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::faults::{FaultConfig, Plan};
+use super::room::wire::PushSpec;
 use super::state::NewDevice;
 use super::Gateway;
 use crate::timer;
@@ -84,6 +86,7 @@ enum Route<'a> {
     Device(&'a str),
     Push,
     Broadcast,
+    Dispatch,
     Stats,
     Healthz,
     AdminFaults,
@@ -95,6 +98,7 @@ impl<'a> Route<'a> {
             "/devices" => Route::Devices,
             "/push" => Route::Push,
             "/broadcast" => Route::Broadcast,
+            "/dispatch" => Route::Dispatch,
             "/stats" => Route::Stats,
             "/healthz" => Route::Healthz,
             "/admin/faults" => Route::AdminFaults,
@@ -113,7 +117,7 @@ impl<'a> Route<'a> {
         match self {
             Route::Devices | Route::Push | Route::Broadcast => "POST",
             Route::Device(_) => "GET, DELETE",
-            Route::Stats | Route::Healthz => "GET",
+            Route::Dispatch | Route::Stats | Route::Healthz => "GET",
             Route::AdminFaults => "GET, POST",
         }
     }
@@ -153,35 +157,84 @@ async fn serve(
         (Route::Push, &Method::POST) => {
             let request: PushRequest = read_json(parts, body).await?;
             require_non_empty("user", &request.user)?;
-            let devices = state.push(&request.user).ok_or_else(|| ApiError {
-                status: StatusCode::NOT_FOUND,
-                code: "unknown_user",
-                message: format!("user `{}` has no registered device", request.user),
-                allow: None,
-            })?;
             let id = request.id.unwrap_or_else(new_message_id);
+            let registered = state.devices_of(&request.user);
+            let online = gateway.center.unicast(
+                &request.user,
+                PushSpec {
+                    id: &id,
+                    kind: "unicast",
+                    topic: None,
+                    sent_at_ns: request.sent_at_ns,
+                    body: request.body.as_ref(),
+                },
+            );
+            if registered + online == 0 {
+                return Err(ApiError {
+                    status: StatusCode::NOT_FOUND,
+                    code: "unknown_user",
+                    message: format!(
+                        "user `{}` has no registered device and no connection",
+                        request.user
+                    ),
+                    allow: None,
+                });
+            }
+            state.count_push();
             Ok(json(
                 StatusCode::ACCEPTED,
                 &PushAccepted {
                     id: &id,
                     user: &request.user,
-                    devices,
+                    devices: registered + online,
                 },
             ))
         }
         (Route::Broadcast, &Method::POST) => {
             let request: BroadcastRequest = read_json(parts, body).await?;
-            let recipients = state.broadcast(request.topic.as_deref());
             let id = request.id.unwrap_or_else(new_message_id);
+            let registered = state.broadcast(request.topic.as_deref());
+            let online = gateway.center.broadcast(
+                request.topic.as_deref(),
+                PushSpec {
+                    id: &id,
+                    kind: "broadcast",
+                    topic: request.topic.as_deref(),
+                    sent_at_ns: request.sent_at_ns,
+                    body: request.body.as_ref(),
+                },
+            );
             Ok(json(
                 StatusCode::ACCEPTED,
                 &BroadcastAccepted {
                     id: &id,
-                    recipients,
+                    recipients: registered + online,
                 },
             ))
         }
-        (Route::Stats, &Method::GET) => Ok(json(StatusCode::OK, &state.stats())),
+        (Route::Dispatch, &Method::GET) => {
+            let user = query_param(parts.uri.query().unwrap_or(""), "user")
+                .filter(|u| !u.trim().is_empty())
+                .ok_or_else(|| {
+                    ApiError::bad_request("query parameter `user` is required".to_owned())
+                })?;
+            let room = gateway.center.dispatch(&user).ok_or_else(|| ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "no_room",
+                message: "no room is running".to_owned(),
+                allow: None,
+            })?;
+            Ok(json(
+                StatusCode::OK,
+                &Dispatched {
+                    user: &user,
+                    room: &room.name,
+                    ws: format!("ws://{}/ws", room.ws),
+                    tcp: room.tcp.to_string(),
+                },
+            ))
+        }
+        (Route::Stats, &Method::GET) => Ok(json(StatusCode::OK, &gateway.stats().await)),
         (Route::Healthz, &Method::GET) => Ok(json(StatusCode::OK, &Health { ok: true })),
         (Route::AdminFaults, &Method::GET) => Ok(json(StatusCode::OK, &gateway.faults.current())),
         (Route::AdminFaults, &Method::POST) => {
@@ -189,7 +242,7 @@ async fn serve(
             config
                 .validate()
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            gateway.faults.set(config);
+            gateway.set_faults(config);
             Ok(json(StatusCode::OK, &gateway.faults.current()))
         }
         (route, method) => Err(ApiError::method_not_allowed(
@@ -217,11 +270,8 @@ struct RegisterRequest {
 struct PushRequest {
     user: String,
     id: Option<String>,
-    // Accepted and checked as JSON; delivered by the long-connection side.
-    #[serde(rename = "body")]
-    _body: Option<serde_json::Value>,
-    #[serde(rename = "sent_at_ns")]
-    _sent_at_ns: Option<u64>,
+    body: Option<serde_json::Value>,
+    sent_at_ns: Option<u64>,
 }
 
 /// `POST /broadcast` body.
@@ -230,10 +280,17 @@ struct PushRequest {
 struct BroadcastRequest {
     topic: Option<String>,
     id: Option<String>,
-    #[serde(rename = "body")]
-    _body: Option<serde_json::Value>,
-    #[serde(rename = "sent_at_ns")]
-    _sent_at_ns: Option<u64>,
+    body: Option<serde_json::Value>,
+    sent_at_ns: Option<u64>,
+}
+
+/// `GET /dispatch` answer.
+#[derive(Serialize)]
+struct Dispatched<'a> {
+    user: &'a str,
+    room: &'a str,
+    ws: String,
+    tcp: String,
 }
 
 #[derive(Serialize)]
@@ -319,6 +376,38 @@ fn require_non_empty(field: &str, value: &str) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+/// The first value of `name` in a query string, percent-decoded (`+` reads as a space).
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(key) == name).then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn new_message_id() -> String {
@@ -438,5 +527,17 @@ mod tests {
         assert_eq!(Route::parse("/admin/faults"), Some(Route::AdminFaults));
         assert_eq!(Route::parse("/push/"), None);
         assert_eq!(Route::parse("/"), None);
+        assert_eq!(Route::parse("/dispatch"), Some(Route::Dispatch));
+    }
+
+    #[test]
+    fn query_parameters_are_percent_decoded() {
+        assert_eq!(
+            query_param("a=1&user=u%201+x", "user").as_deref(),
+            Some("u 1 x")
+        );
+        assert_eq!(query_param("user=%zz%4", "user").as_deref(), Some("%zz%4"));
+        assert_eq!(query_param("users=1", "user"), None);
+        assert_eq!(query_param("user", "user").as_deref(), Some(""));
     }
 }

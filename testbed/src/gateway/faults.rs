@@ -1,4 +1,6 @@
-//! Injected faults: latency with jitter, error responses at a given rate, and stalls.
+//! Injected faults: latency with jitter, error responses at a given rate, and stalls on the HTTP
+//! side; dropped, duplicated and delayed pushes, connection resets and refused hellos on the
+//! long-connection side (the rooms roll those per delivery with `PushFault::roll`).
 //!
 //! [`FaultConfig`] is the serde form, settable at spawn, from the command line, from
 //! [`GatewayHandle::set_faults`](super::GatewayHandle::set_faults) and through
@@ -33,6 +35,19 @@ pub struct FaultConfig {
     /// When above zero, requests arriving in the next `stall_ms` milliseconds are held until
     /// that window ends, then this goes back to 0 by itself.
     pub stall_ms: u64,
+    /// Probability that one (push, connection) delivery is dropped for good: never sent, never
+    /// redelivered.
+    pub push_drop_rate: f64,
+    /// Probability that one delivery is sent twice back to back (both `redelivery: false`).
+    pub push_duplicate_rate: f64,
+    /// Probability that one delivery is held `push_delay_ms` before it is sent.
+    pub push_delay_rate: f64,
+    /// How long a delayed delivery is held, in milliseconds.
+    pub push_delay_ms: f64,
+    /// Fraction of connections reset (TCP RST, no close frame) per second.
+    pub conn_reset_rate: f64,
+    /// Probability that a hello is refused (`error` with code `refused`, then close).
+    pub refuse_rate: f64,
 }
 
 impl Default for FaultConfig {
@@ -43,6 +58,12 @@ impl Default for FaultConfig {
             error_rate: 0.0,
             error_status: 503,
             stall_ms: 0,
+            push_drop_rate: 0.0,
+            push_duplicate_rate: 0.0,
+            push_delay_rate: 0.0,
+            push_delay_ms: 0.0,
+            conn_reset_rate: 0.0,
+            refuse_rate: 0.0,
         }
     }
 }
@@ -66,6 +87,12 @@ pub enum FaultConfigError {
     /// `stall_ms` above an hour.
     #[error("stall_ms must be at most 3600000 milliseconds, got {0}")]
     Stall(u64),
+    /// A long-connection fault rate (named) outside `0..=1`.
+    #[error("{0} must be between 0 and 1, got {1}")]
+    Rate(&'static str, f64),
+    /// `push_delay_ms` negative, not finite or above an hour.
+    #[error("push_delay_ms must be between 0 and 3600000 milliseconds, got {0}")]
+    PushDelay(f64),
 }
 
 impl FaultConfig {
@@ -87,7 +114,26 @@ impl FaultConfig {
         if self.stall_ms as f64 > MAX_FAULT_MS {
             return Err(FaultConfigError::Stall(self.stall_ms));
         }
+        for (name, rate) in self.rates() {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(FaultConfigError::Rate(name, rate));
+            }
+        }
+        if !in_range(self.push_delay_ms) {
+            return Err(FaultConfigError::PushDelay(self.push_delay_ms));
+        }
         Ok(())
+    }
+
+    /// The long-connection fault rates, by field name.
+    fn rates(&self) -> [(&'static str, f64); 5] {
+        [
+            ("push_drop_rate", self.push_drop_rate),
+            ("push_duplicate_rate", self.push_duplicate_rate),
+            ("push_delay_rate", self.push_delay_rate),
+            ("conn_reset_rate", self.conn_reset_rate),
+            ("refuse_rate", self.refuse_rate),
+        ]
     }
 
     /// The nearest valid configuration: out-of-range numbers are clamped (NaN becomes 0) and an
@@ -100,20 +146,64 @@ impl FaultConfig {
                 ms.clamp(0.0, MAX_FAULT_MS)
             }
         };
+        let clamp_rate = |rate: f64| {
+            if rate.is_nan() {
+                0.0
+            } else {
+                rate.clamp(0.0, 1.0)
+            }
+        };
         Self {
             latency_ms: clamp_ms(self.latency_ms),
             jitter_ms: clamp_ms(self.jitter_ms),
-            error_rate: if self.error_rate.is_nan() {
-                0.0
-            } else {
-                self.error_rate.clamp(0.0, 1.0)
-            },
+            error_rate: clamp_rate(self.error_rate),
             error_status: if (400..=599).contains(&self.error_status) {
                 self.error_status
             } else {
                 503
             },
             stall_ms: self.stall_ms.min(MAX_FAULT_MS as u64),
+            push_drop_rate: clamp_rate(self.push_drop_rate),
+            push_duplicate_rate: clamp_rate(self.push_duplicate_rate),
+            push_delay_rate: clamp_rate(self.push_delay_rate),
+            push_delay_ms: clamp_ms(self.push_delay_ms),
+            conn_reset_rate: clamp_rate(self.conn_reset_rate),
+            refuse_rate: clamp_rate(self.refuse_rate),
+        }
+    }
+}
+
+/// What the faults decided for one (push, connection) delivery.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct PushFault {
+    /// Never send it, never redeliver it.
+    pub drop: bool,
+    /// Send it twice back to back.
+    pub duplicate: bool,
+    /// Hold it this many microseconds first (0: send at once). Kept small because it travels
+    /// in every connection's command channel.
+    pub delay_us: u32,
+}
+
+impl PushFault {
+    /// Rolls the dice for one delivery under `config`.
+    pub fn roll(config: &FaultConfig) -> Self {
+        let hit = |rate: f64| rate > 0.0 && fastrand::f64() < rate;
+        if hit(config.push_drop_rate) {
+            return Self {
+                drop: true,
+                ..Self::default()
+            };
+        }
+        Self {
+            drop: false,
+            duplicate: hit(config.push_duplicate_rate),
+            // At most an hour (validated), which fits in u32 microseconds.
+            delay_us: if config.push_delay_ms > 0.0 && hit(config.push_delay_rate) {
+                (config.push_delay_ms * 1e3) as u32
+            } else {
+                0
+            },
         }
     }
 }

@@ -1,12 +1,20 @@
-//! The reference push gateway, HTTP side: an in-memory registry of devices, users and topics,
-//! served over HTTP/1.1 and h2c on one port, with injectable faults.
+//! The reference push gateway, shaped like a real one: the HTTP API (an in-memory registry of
+//! devices, users and topics, served over HTTP/1.1 and h2c on one port, with injectable faults)
+//! is the center, which also answers the dispatcher (`GET /dispatch?user=U`) and routes
+//! unicasts and broadcasts to the [`room`]s holding the devices' long connections (WebSocket
+//! and length-prefixed TCP; protocol in `testbed/PROTOCOL.md`).
 //!
-//! [`spawn`] binds the listener and serves in background Tokio tasks; the returned
-//! [`GatewayHandle`] reads the counters, changes the faults and shuts the gateway down. The
-//! routes are in [`api`], the registry in `state`, the faults in [`faults`].
+//! [`spawn`] binds the listener, starts the rooms (in this process, or as room processes) and
+//! serves in background Tokio tasks; the returned [`GatewayHandle`] reads the counters, changes
+//! the faults and shuts the gateway down. The routes are in [`api`], the registry in `state`,
+//! the faults in [`faults`], the routing to rooms in `center`, the control link to room
+//! processes in `control`.
 
 pub mod api;
+mod center;
+mod control;
 pub mod faults;
+pub mod room;
 mod state;
 
 use std::convert::Infallible;
@@ -22,9 +30,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+pub use center::RoomAddr;
 pub use faults::{FaultConfig, FaultConfigError};
+pub use room::{RoomCommand, RoomCounters, RoomsConfig};
 pub use state::Stats;
 
+use center::Center;
 use faults::Faults;
 use state::State;
 
@@ -39,14 +50,17 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     /// Faults in force from the start.
     pub faults: FaultConfig,
+    /// The rooms holding device connections.
+    pub rooms: RoomsConfig,
 }
 
 impl Default for GatewayConfig {
-    /// A free port on 127.0.0.1, no faults.
+    /// A free port on 127.0.0.1, no faults, one in-process room.
     fn default() -> Self {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             faults: FaultConfig::default(),
+            rooms: RoomsConfig::default(),
         }
     }
 }
@@ -55,7 +69,23 @@ impl Default for GatewayConfig {
 #[derive(Debug)]
 pub(crate) struct Gateway {
     state: State,
-    faults: Faults,
+    faults: Arc<Faults>,
+    center: Center,
+}
+
+impl Gateway {
+    /// Replaces the faults here and in every room process.
+    fn set_faults(&self, config: FaultConfig) {
+        self.faults.set(config);
+        self.center.set_faults(self.faults.current());
+    }
+
+    /// Every counter, with fresh ones from the room processes.
+    async fn stats(&self) -> Stats {
+        self.state
+            .stats()
+            .with_rooms(self.center.counters().await, self.center.room_count())
+    }
 }
 
 /// Binds `config.listen` and serves the gateway in background tasks on the current Tokio
@@ -70,9 +100,12 @@ pub async fn spawn(config: GatewayConfig) -> io::Result<GatewayHandle> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    let faults = Arc::new(Faults::new(config.faults));
+    let center = Center::start(&config.rooms, &faults).await?;
     let gateway = Arc::new(Gateway {
         state: State::default(),
-        faults: Faults::new(config.faults),
+        faults,
+        center,
     });
     let (shutdown, stop) = watch::channel(false);
     let server = tokio::spawn(serve(listener, Arc::clone(&gateway), stop));
@@ -112,9 +145,24 @@ impl GatewayHandle {
         format!("http://{addr}")
     }
 
-    /// A snapshot of the gateway's counters.
+    /// A snapshot of the gateway's counters; room processes' counters are their last report
+    /// (at most ~250 ms old; [`fetch_stats`](Self::fetch_stats) asks them).
     pub fn stats(&self) -> Stats {
-        self.gateway.state.stats()
+        self.gateway.state.stats().with_rooms(
+            self.gateway.center.counters_now(),
+            self.gateway.center.room_count(),
+        )
+    }
+
+    /// The gateway's counters, asking every room process for its current ones (as
+    /// `GET /stats` does).
+    pub async fn fetch_stats(&self) -> Stats {
+        self.gateway.stats().await
+    }
+
+    /// Where each room listens, in room order (what `/dispatch` hands out).
+    pub fn room_addrs(&self) -> Vec<RoomAddr> {
+        self.gateway.center.room_addrs()
     }
 
     /// The faults in force (`stall_ms` reads 0 once a stall window has ended).
@@ -126,12 +174,14 @@ impl GatewayHandle {
     /// the nearest valid one (an invalid `error_status` becomes 503); check with
     /// [`FaultConfig::validate`] first to reject them instead.
     pub fn set_faults(&self, faults: FaultConfig) {
-        self.gateway.faults.set(faults);
+        self.gateway.set_faults(faults);
     }
 
     /// Stops accepting connections, lets in-flight requests finish for up to a second, closes
-    /// every connection and returns once the listener is closed.
+    /// every connection (device connections with `shutdown`), stops the room processes and
+    /// returns once the listener is closed.
     pub async fn shutdown(mut self) {
+        self.gateway.center.shutdown().await;
         self.shutdown.send_replace(true);
         if let Some(server) = self.server.take() {
             if let Err(error) = server.await {

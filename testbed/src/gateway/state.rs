@@ -13,6 +13,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+use super::room::RoomCounters;
+
 /// Counters of one gateway, as served by `GET /stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -28,6 +30,40 @@ pub struct Stats {
     pub requests: u64,
     /// Requests answered with an injected error.
     pub injected_errors: u64,
+    /// Device connections open now, in all rooms.
+    pub connections: u64,
+    /// Push frames written to devices, including redeliveries and injected duplicates.
+    pub pushes_delivered: u64,
+    /// Acks received from devices.
+    pub acks: u64,
+    /// Redeliveries of pushes not acked within the ack timeout.
+    pub redelivered: u64,
+    /// (push, connection) deliveries dropped by the `push_drop_rate` fault.
+    pub injected_push_drops: u64,
+    /// Deliveries sent twice by the `push_duplicate_rate` fault.
+    pub injected_push_duplicates: u64,
+    /// Connections reset by the `conn_reset_rate` fault.
+    pub injected_resets: u64,
+    /// Hellos refused by the `refuse_rate` fault.
+    pub injected_refusals: u64,
+    /// Rooms running.
+    pub rooms: u64,
+}
+
+impl Stats {
+    /// Adds the rooms' counters to the HTTP side's.
+    pub(crate) fn with_rooms(mut self, counters: RoomCounters, rooms: usize) -> Self {
+        self.connections = counters.connections;
+        self.pushes_delivered = counters.pushes_delivered;
+        self.acks = counters.acks;
+        self.redelivered = counters.redelivered;
+        self.injected_push_drops = counters.injected_push_drops;
+        self.injected_push_duplicates = counters.injected_push_duplicates;
+        self.injected_resets = counters.injected_resets;
+        self.injected_refusals = counters.injected_refusals;
+        self.rooms = rooms as u64;
+        self
+    }
 }
 
 /// A registered device.
@@ -133,15 +169,15 @@ impl State {
         Some(device)
     }
 
-    /// Counts a push to `user` and returns the number of that user's devices, or `None` (and
-    /// counts nothing) when the user has no device.
-    pub fn push(&self, user: &str) -> Option<usize> {
-        let devices = self
-            .users
-            .read(user, |map| map.get(user).map(Vec::len))
-            .filter(|&n| n > 0)?;
+    /// The number of devices registered for `user`.
+    pub fn devices_of(&self, user: &str) -> usize {
+        self.users
+            .read(user, |map| map.get(user).map_or(0, Vec::len))
+    }
+
+    /// Counts an accepted push.
+    pub fn count_push(&self) {
         self.pushes.fetch_add(1, Relaxed);
-        Some(devices)
     }
 
     /// Counts a broadcast and returns its recipients: the devices subscribed to `topic`, or
@@ -175,6 +211,7 @@ impl State {
             broadcasts: self.broadcasts.load(Relaxed),
             requests: self.requests.load(Relaxed),
             injected_errors: self.injected_errors.load(Relaxed),
+            ..Stats::default()
         }
     }
 }
@@ -240,8 +277,9 @@ mod tests {
         assert_eq!(a.topics, ["news", "sport"]);
         assert_ne!(a.device_id, b.device_id);
         assert_eq!(state.device(&c.device_id), Some(Arc::clone(&c)));
-        assert_eq!(state.push("u1"), Some(2));
-        assert_eq!(state.push("nobody"), None);
+        assert_eq!(state.devices_of("u1"), 2);
+        assert_eq!(state.devices_of("nobody"), 0);
+        state.count_push();
         assert_eq!(state.broadcast(Some("news")), 2);
         assert_eq!(state.broadcast(Some("weather")), 0);
         assert_eq!(state.broadcast(None), 3);
@@ -256,7 +294,7 @@ mod tests {
         assert_eq!(state.broadcast(Some("news")), 1);
         assert_eq!(state.broadcast(Some("sport")), 0);
         state.remove(&b.device_id);
-        assert_eq!(state.push("u1"), None);
+        assert_eq!(state.devices_of("u1"), 0);
         let stats = state.stats();
         assert_eq!((stats.devices, stats.users), (1, 1));
     }

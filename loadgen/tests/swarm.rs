@@ -1,0 +1,328 @@
+//! The device swarm against the real reference gateway (dispatcher + rooms over WebSocket and
+//! raw TCP), started in the test process on loopback; loadgen runs as its real binary.
+
+mod common;
+use common::*;
+
+use std::time::Duration;
+
+use testbed::gateway::{self, FaultConfig, GatewayConfig, GatewayHandle};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn gateway_with(faults: FaultConfig) -> GatewayHandle {
+    gateway::spawn(GatewayConfig {
+        faults,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// The device journey of the reference protocol (see protocol.md), `n` devices ramped over
+/// `ramp`, held for `hold`.
+fn phones(name: &str, n: u32, ramp: &str, hold: &str, transport: &str) -> String {
+    let (address, url) = match transport {
+        "tcp" => ("/tcp", "\n      url: \"tcp://{{address}}\""),
+        _ => ("/ws", ""),
+    };
+    format!(
+        r#"  - name: {name}
+    count: {{ stages: [ {{ to: {n}, over: {ramp} }}, {{ hold: {hold} }} ] }}
+    user: "{name}-{{{{device.index}}}}"
+    topics: [news]
+    connect:
+      dispatch: {{ get: "{{{{base_url}}}}/dispatch?user={{{{user}}}}", address: {{ json: {address} }} }}{url}
+    send_on_connect:
+      - send: '{{"type":"hello","user":"{{{{user}}}}","topics":["news"]}}'
+        expect: {{ json: /type, equals: welcome }}
+    heartbeat: {{ every: 2s, jitter: 500ms, send: '{{"type":"ping","seq":1}}', expect: {{ json: /type, equals: pong }}, within: 5s }}
+    push:
+      match: {{ json: /type, equals: push }}
+      id: {{ json: /id }}
+      sent_at: {{ json: /sent_at_ns, unit: ns }}
+      ack: '{{"type":"ack","id":"{{{{msg.id}}}}"}}'
+      redelivery: {{ json: /redelivery, equals: true }}
+    error: {{ match: {{ json: /type, equals: error }}, cause: {{ json: /code }} }}
+"#
+    )
+}
+
+/// Unicast to random connected devices at `rate`/s and a broadcast each second, both from
+/// `start` on (after the devices are up), tracked.
+fn senders(start: &str, rate: u32, rest: &str) -> String {
+    format!(
+        r#"senders:
+  - name: unicast
+    rate: {{ stages: [ {{ hold: {start} }}, {{ to: {rate}, over: 1s }}, {{ hold: {rest} }} ] }}
+    pool: {{ connections: 8 }}
+    steps:
+      - post: "{{{{base_url}}}}/push"
+        json: {{ user: "{{{{random_device}}}}", id: "{{{{msg_id}}}}", sent_at_ns: "{{{{now_ns}}}}", body: "hi" }}
+        expect: {{ status: 202 }}
+        track: {{ unicast: "{{{{random_device}}}}", within: 3s }}
+  - name: broadcast
+    rate: {{ stages: [ {{ hold: {start} }}, {{ to: 1, over: 1s }}, {{ hold: {rest} }} ] }}
+    pool: {{ connections: 1 }}
+    steps:
+      - post: "{{{{base_url}}}}/broadcast"
+        json: {{ id: "{{{{msg_id}}}}", sent_at_ns: "{{{{now_ns}}}}", body: "all" }}
+        expect: {{ status: 202 }}
+        track: {{ broadcast: true, within: 3s }}
+"#
+    )
+}
+
+fn count(run: &serde_json::Value, key: &str) -> u64 {
+    run["metrics"][key]["value"].as_u64().unwrap_or(0)
+}
+
+/// Runs loadgen on `scenario` (with `BASE` replaced) in a blocking thread.
+async fn run_loadgen(d: &Dir, gw: &GatewayHandle, scenario: &str) -> serde_json::Value {
+    let text = scenario.replace("BASE", &gw.base_url());
+    d.write("s.yaml", &text);
+    let mut cmd = d.command(&["run", "s.yaml", "--out", "out", "--quiet"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stderr(&out),
+        stdout(&out)
+    );
+    d.run_record().expect("run.json")
+}
+
+/// 5k devices, unicast + broadcast against a healthy gateway: nothing lost, nothing twice.
+#[test]
+fn healthy_gateway_5k_devices_lose_nothing() {
+    runtime().block_on(async {
+        let gw = gateway_with(FaultConfig::default()).await;
+        let d = Dir::new();
+        let scenario = format!(
+            "version: 1\nname: healthy\ntarget: {{ base_url: \"BASE\" }}\ndevices:\n{}{}",
+            phones("phones", 5000, "3s", "6s", "ws"),
+            senders("4s", 300, "4s")
+        );
+        let run = run_loadgen(&d, &gw, &scenario).await;
+        let expected = count(&run, "delivery_expected");
+        assert!(expected > 5000 * 2, "{expected}");
+        assert_eq!(count(&run, "delivery_received"), expected);
+        assert_eq!(count(&run, "delivery_lost"), 0);
+        assert_eq!(count(&run, "delivery_duplicates"), 0);
+        assert_eq!(count(&run, "delivery_unexpected"), 0);
+        assert_eq!(count(&run, "connections_opened"), 5000);
+        assert_eq!(count(&run, "connections_failed"), 0);
+        assert_eq!(metric(&run, "ws_connecting")["count"], 5000);
+        assert!(
+            metric(&run, "broadcast_completion")["count"]
+                .as_u64()
+                .unwrap()
+                >= 3
+        );
+        assert_eq!(
+            metric(&run, "delivery_latency")["count"].as_u64().unwrap(),
+            expected
+        );
+        assert!(count(&run, "delivery_received{journey=unicast}") > 100);
+        assert!(metric(&run, "heartbeat_rtt")["count"].as_u64().unwrap() > 5000);
+        assert!(metric(&run, "connections_active")["max"].as_u64().unwrap() >= 5000);
+        gw.shutdown().await;
+    });
+}
+
+/// With 1% of deliveries dropped and 1% duplicated by the gateway, loadgen's counts equal the
+/// gateway's injected counters exactly.
+#[test]
+fn injected_drops_and_duplicates_are_counted_exactly() {
+    runtime().block_on(async {
+        let gw = gateway_with(FaultConfig {
+            push_drop_rate: 0.01,
+            push_duplicate_rate: 0.01,
+            ..Default::default()
+        })
+        .await;
+        let d = Dir::new();
+        let scenario = format!(
+            "version: 1\nname: faults\ntarget: {{ base_url: \"BASE\" }}\ndevices:\n{}{}",
+            phones("phones", 2000, "2s", "6s", "ws"),
+            senders("3s", 300, "4s")
+        );
+        let run = run_loadgen(&d, &gw, &scenario).await;
+        let stats = gw.fetch_stats().await;
+        assert!(stats.injected_push_drops > 20, "{stats:?}");
+        assert!(stats.injected_push_duplicates > 20, "{stats:?}");
+        assert_eq!(count(&run, "delivery_lost"), stats.injected_push_drops);
+        assert_eq!(
+            count(&run, "delivery_duplicates"),
+            stats.injected_push_duplicates
+        );
+        assert_eq!(count(&run, "delivery_unexpected"), 0);
+        assert_eq!(
+            count(&run, "delivery_received") + count(&run, "delivery_lost"),
+            count(&run, "delivery_expected")
+        );
+        gw.shutdown().await;
+    });
+}
+
+/// A server that answers every connection with a length prefix above any limit.
+async fn garbage_server() -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = s.write_all(&[0xff, 0xff, 0xff, 0xff, b'x']).await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Refused hellos, resets, malformed frames (ours and the server's) and an unreachable room
+/// are each counted under their cause, and the run goes on.
+#[test]
+fn failures_are_counted_per_cause_and_the_run_goes_on() {
+    runtime().block_on(async {
+        let gw = gateway_with(FaultConfig {
+            refuse_rate: 0.2,
+            conn_reset_rate: 0.05,
+            ..Default::default()
+        })
+        .await;
+        let garbage = garbage_server().await;
+        let d = Dir::new();
+        let mut devices = phones("phones", 300, "1s", "6s", "ws");
+        devices.push_str("    reconnect: { backoff: { initial: 50ms, max: 500ms } }\n");
+        devices.push_str(&format!(
+            r#"  - name: sloppy
+    count: 5
+    connect: {{ url: "ws://{host}/ws" }}
+    send_on_connect:
+      - send: 'hello?'
+        expect: {{ json: /type, equals: welcome }}
+    error: {{ match: {{ json: /type, equals: error }}, cause: {{ json: /code }} }}
+  - name: nowhere
+    count: 5
+    connect: {{ url: "ws://127.0.0.1:1/ws", timeout: 2s }}
+  - name: broken
+    count: 5
+    connect: {{ url: "tcp://{garbage}" }}
+    send_on_connect:
+      - send: '{{"type":"hello","user":"b"}}'
+        expect: {{ json: /type, equals: welcome }}
+"#,
+            host = gw.room_addrs()[0].ws,
+        ));
+        let scenario = format!(
+            "version: 1\nname: causes\ntarget: {{ base_url: \"BASE\" }}\nduration: 7s\ndevices:\n{devices}{}",
+            senders("2s", 50, "4s")
+        );
+        let run = run_loadgen(&d, &gw, &scenario).await;
+        let stats = gw.fetch_stats().await;
+        let failed = |cause: &str| count(&run, &format!("connections_failed{{cause={cause},journey=phones}}"));
+        assert!(stats.injected_refusals > 0 && stats.injected_resets > 0, "{stats:?}");
+        assert_eq!(failed("refused"), stats.injected_refusals);
+        assert_eq!(failed("reset"), stats.injected_resets);
+        assert_eq!(count(&run, "connections_failed{cause=malformed,journey=sloppy}"), 5);
+        assert_eq!(count(&run, "connections_failed{cause=connect,journey=nowhere}"), 5);
+        assert_eq!(count(&run, "connections_failed{cause=malformed,journey=broken}"), 5);
+        // The run went on: pushes still reached the devices that were up.
+        assert!(count(&run, "delivery_received") > 100);
+        gw.shutdown().await;
+    });
+}
+
+/// Two shard processes, WebSocket and raw TCP devices: metrics of both merge into the run.
+#[test]
+fn two_shard_processes_merge_into_one_run() {
+    runtime().block_on(async {
+        let gw = gateway_with(FaultConfig::default()).await;
+        let d = Dir::new();
+        let scenario = format!(
+            "version: 1\nname: shards\ntarget: {{ base_url: \"BASE\" }}\nswarm: {{ shards: 2 }}\ndevices:\n{}{}{}",
+            phones("ws", 300, "1s", "5s", "ws"),
+            phones("tcp", 300, "1s", "5s", "tcp"),
+            senders("2s", 100, "3s")
+        );
+        let run = run_loadgen(&d, &gw, &scenario).await;
+        assert_eq!(count(&run, "connections_opened"), 600);
+        assert_eq!(metric(&run, "tcp_connecting")["count"], 300);
+        assert_eq!(metric(&run, "ws_connecting")["count"], 300);
+        assert!(count(&run, "delivery_expected") > 600);
+        assert_eq!(count(&run, "delivery_lost"), 0);
+        assert_eq!(count(&run, "delivery_duplicates"), 0);
+        assert_eq!(count(&run, "swarm_shards_lost"), 0);
+        for shard in ["0", "1"] {
+            let key = format!("connections_active{{shard={shard}}}");
+            assert!(metric(&run, &key)["max"].as_u64().unwrap() >= 290, "{key}");
+        }
+        assert!(metric(&run, "connections_active")["max"].as_u64().unwrap() >= 590);
+        gw.shutdown().await;
+    });
+}
+
+/// A shard process that dies mid-run is reported; the run goes on and its record is written.
+#[test]
+fn a_crashed_shard_is_reported_and_the_run_goes_on() {
+    runtime().block_on(async {
+        let gw = gateway_with(FaultConfig::default()).await;
+        let d = Dir::new();
+        let scenario = format!(
+            "version: 1\nname: crash\ntarget: {{ base_url: \"{}\" }}\nswarm: {{ shards: 2 }}\ndevices:\n{}",
+            gw.base_url(),
+            phones("phones", 200, "1s", "7s", "ws"),
+        );
+        d.write("s.yaml", &scenario);
+        let child = d
+            .command(&["run", "s.yaml", "--out", "out", "--quiet"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // Wait for both shard processes and their devices, then kill one shard by its pid.
+        let children = format!("/proc/{pid}/task/{pid}/children");
+        let mut shards = Vec::new();
+        for _ in 0..200 {
+            shards = std::fs::read_to_string(&children)
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(|s| s.parse::<i32>().unwrap())
+                .collect();
+            if shards.len() == 2 && gw.fetch_stats().await.connections >= 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(shards.len(), 2, "shard processes: {shards:?}");
+        std::process::Command::new("kill")
+            .args(["-9", &shards[1].to_string()])
+            .status()
+            .unwrap();
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("ended before finishing"),
+            "{}",
+            stderr(&out)
+        );
+        let run = d.run_record().unwrap();
+        assert_eq!(count(&run, "swarm_shards_lost"), 1);
+        // The surviving shard's devices are all in the record.
+        assert!(count(&run, "connections_opened{journey=phones}") >= 100);
+        gw.shutdown().await;
+    });
+}
