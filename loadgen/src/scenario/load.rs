@@ -131,11 +131,11 @@ impl Checker<'_> {
             return Err(self.err(None, "name", "name: must not be empty".into()));
         }
         self.check_target(s)?;
-        if s.senders.is_empty() {
+        if s.senders.is_empty() && s.replay.is_none() {
             return Err(self.err(
                 None,
                 "senders",
-                "senders: at least one sender journey is needed".into(),
+                "senders: at least one sender journey (or a `replay:` section) is needed".into(),
             ));
         }
         let mut names = BTreeSet::new();

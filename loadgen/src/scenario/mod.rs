@@ -7,6 +7,7 @@
 
 pub mod duration;
 mod load;
+pub mod replay;
 pub mod step;
 pub mod template;
 
@@ -45,7 +46,11 @@ pub struct Scenario {
     #[serde(default)]
     pub data: BTreeMap<String, Feeder>,
     /// Sender journeys: scripted HTTP calls to the gateway's API.
+    #[serde(default)]
     pub senders: Vec<Sender>,
+    /// Recorded traffic to replay against the target (with or without senders).
+    #[serde(default)]
+    pub replay: Option<replay::ReplaySpec>,
     /// Pass/fail criteria, k6 style: metric (with optional `{tag=value}`) → expressions.
     #[serde(default)]
     pub thresholds: BTreeMap<ThresholdKey, Vec<ThresholdExpr>>,
