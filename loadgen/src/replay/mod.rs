@@ -95,7 +95,7 @@ impl ReplayPlan {
             .files
             .iter()
             .map(|f| {
-                if Path::new(f).is_absolute() {
+                if Path::new(f).is_absolute() || base_dir == Path::new(".") {
                     f.clone()
                 } else {
                     base_dir.join(f).display().to_string()
