@@ -269,7 +269,8 @@ impl Plan {
     /// plus one timeout.
     fn set_replay(&mut self, replay: crate::replay::ReplayPlan) {
         if self.scenario.duration.is_none() {
-            self.duration = self.duration.max(replay.length + replay.timeout);
+            let bound = (replay.length + replay.timeout).as_secs_f64().ceil();
+            self.duration = self.duration.max(Duration::from_secs(bound as u64));
         }
         self.replay = Some(Arc::new(replay));
     }

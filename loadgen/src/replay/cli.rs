@@ -4,6 +4,7 @@
 //! `loadgen run`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
@@ -365,7 +366,9 @@ fn run_plan(plan: Plan, out: Option<PathBuf>, quiet: bool) -> i32 {
         eprintln!(
             "replaying {} requests over {} (run bounded at {})",
             r.planned_requests,
-            crate::scenario::duration::format_duration(r.length),
+            crate::scenario::duration::format_duration(Duration::from_millis(
+                r.length.as_millis() as u64
+            )),
             crate::scenario::duration::format_duration(plan.duration)
         );
     }

@@ -186,7 +186,9 @@ impl ReplayPlan {
         let mut out = format!(
             "\nreplay: {} requests over {} from {}\n  speed {}x{}{}{}, {} connections{}\n",
             self.planned_requests,
-            crate::scenario::duration::format_duration(self.length),
+            crate::scenario::duration::format_duration(Duration::from_millis(
+                self.length.as_millis() as u64
+            )),
             files.join(", "),
             t.speed,
             t.max_wait.map_or(String::new(), |m| format!(
