@@ -164,8 +164,7 @@ impl<R: Read> GorReader<R> {
             Err(e) => return Some(Err(e)),
         }
         self.number += 1;
-        let start = self.pos;
-        let offset = self.base + start as u64;
+        let offset = self.base + self.pos as u64;
         match self.parse_record(offset) {
             Ok(mut r) => {
                 r.number = self.number;
@@ -177,7 +176,7 @@ impl<R: Read> GorReader<R> {
                 Some(Err(e))
             }
             Err(Bad::Malformed(message)) => {
-                self.resync(start);
+                self.resync();
                 Some(Err(ReadError::Malformed {
                     path: self.path.clone(),
                     at: Location::Record {
@@ -209,20 +208,19 @@ impl<R: Read> GorReader<R> {
         }
     }
 
-    /// After a malformed record starting at `start`: continue after the next separator.
-    fn resync(&mut self, start: usize) {
-        let mut from = start + 1;
+    /// After a malformed record (which starts at `pos`: a failed parse does not move it,
+    /// though a refill may have moved the buffer): continue after the next separator.
+    fn resync(&mut self) {
+        let mut from = 1;
         loop {
-            if let Some(i) = memchr::memmem::find(&self.buf[from.min(self.buf.len())..], SEPARATOR)
-            {
-                self.pos = from + i + SEPARATOR.len();
-                return;
+            let a = self.avail();
+            if from < a.len() {
+                if let Some(i) = memchr::memmem::find(&a[from..], SEPARATOR) {
+                    self.pos += from + i + SEPARATOR.len();
+                    return;
+                }
             }
-            from = self
-                .buf
-                .len()
-                .saturating_sub(SEPARATOR.len() - 1)
-                .max(start + 1);
+            from = a.len().saturating_sub(SEPARATOR.len() - 1).max(1);
             match self.fill_more() {
                 Ok(true) => {}
                 _ => {

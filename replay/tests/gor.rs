@@ -330,3 +330,45 @@ fn writer_output_reads_back() {
     assert_eq!(gor::parse_response_status(&recs[1].message).unwrap(), 201);
     assert_eq!((recs[1].ts_ns, recs[1].latency_ns), (50, Some(8)));
 }
+
+#[test]
+fn long_files_keep_offsets_and_resync_across_buffer_refills() {
+    // Well past the 64 KiB read size, so the reader's buffer is refilled and compacted.
+    let mut text = String::new();
+    let body = "b".repeat(3000);
+    for i in 0..100 {
+        text += &rec(
+            &format!("1 id{i} {} -1", 1000 + i),
+            &format!("POST /p/{i} HTTP/1.1\r\nContent-Length: 3000\r\n\r\n{body}"),
+        );
+    }
+    let bad_offset = text.len();
+    text += &rec("x bad 5000 -1", "GET / HTTP/1.1\r\n\r\n");
+    for i in 100..150 {
+        text += &rec(
+            &format!("1 id{i} {} -1", 1000 + i),
+            &format!("POST /p/{i} HTTP/1.1\r\nContent-Length: 3000\r\n\r\n{body}"),
+        );
+    }
+    let mut r = GorReader::new(text.as_bytes(), Path::new("long.gor"));
+    let mut ok = 0;
+    let mut errors = Vec::new();
+    while let Some(rec) = r.next_record() {
+        match rec {
+            Ok(rec) => {
+                assert_eq!(rec.body.len(), 3000);
+                ok += 1;
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    assert_eq!(ok, 150);
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].starts_with(&format!(
+            "long.gor: record 101 (byte offset {bad_offset}): bad header"
+        )),
+        "{}",
+        errors[0]
+    );
+}
