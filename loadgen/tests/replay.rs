@@ -465,3 +465,52 @@ fn record_then_replay_round_trip() {
         a[6].0
     );
 }
+
+#[test]
+fn access_logs_and_vegeta_targets_replay() {
+    let d = Dir::new();
+    d.write(
+        "access.log",
+        "127.0.0.1 - - [25/Nov/2026:10:00:00 +0000] \"GET /healthz HTTP/1.1\" 200 11 \"-\" \"curl/8\"
+127.0.0.1 - - [25/Nov/2026:10:00:00 +0000] \"GET /stats HTTP/1.1\" 200 90 \"-\" \"curl/8\"
+127.0.0.1 - - [25/Nov/2026:10:00:01 +0000] \"GET /healthz HTTP/1.1\" 200 11
+",
+    );
+    let out = d.loadgen(&[
+        "replay",
+        "access.log",
+        "--target",
+        "embedded",
+        "--out",
+        "out",
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let run = d.run_record().unwrap();
+    assert_eq!(metric(&run, "http_reqs")["value"], 3);
+    assert_eq!(run["meta"]["replay"]["files"][0]["format"], "access-log");
+    assert_eq!(run["meta"]["replay"]["planned_length_s"], 1.0);
+    // Access-log statuses are not compared: the log has no bodies or headers to resend.
+    assert!(run["metrics"]["replay_status_mismatch"].is_null());
+
+    d.write("body.json", "{\"user\":\"v1\"}");
+    d.write("targets.txt", "POST http://gw/devices\nContent-Type: application/json\n@body.json\n\nGET http://gw/devices/v1\n");
+    let out = d.loadgen(&[
+        "replay",
+        "targets.txt",
+        "--target",
+        "embedded",
+        "--out",
+        "out",
+        "--quiet",
+        "--untimed-rate",
+        "20",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let run = d.run_record().unwrap();
+    assert_eq!(
+        metric(&run, "http_reqs{journey=replay,step=POST}")["value"],
+        1
+    );
+    assert_eq!(run["meta"]["replay"]["planned_length_s"], 0.05);
+}
