@@ -514,3 +514,22 @@ fn access_logs_and_vegeta_targets_replay() {
     );
     assert_eq!(run["meta"]["replay"]["planned_length_s"], 0.05);
 }
+
+/// The shipped example replays a real `loadgen record` recording against the embedded
+/// gateway with every status as recorded.
+#[test]
+fn shipped_replay_scenario_matches_the_recorded_statuses() {
+    let d = Dir::new();
+    let file =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/replay.yaml");
+    let out = d.loadgen(&["run", file.to_str().unwrap(), "--out", "out", "--quiet"]);
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(99)),
+        "{}",
+        stderr(&out)
+    );
+    let run = d.run_record().unwrap();
+    assert_eq!(metric(&run, "http_reqs")["value"], 43);
+    assert_eq!(metric(&run, "replay_status_mismatch")["value"], 0);
+    assert_eq!(metric(&run, "http_req_failed")["value"], 0);
+}
