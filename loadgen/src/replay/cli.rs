@@ -308,7 +308,8 @@ fn scenario_json(a: &ReplayArgs) -> Result<serde_json::Value, String> {
     }))
 }
 
-/// Flag-made scenario errors name the flag: map serde's field paths back to flags.
+/// A flag value the scenario types refuse (a bad duration or speed): serde's message, which
+/// names the field (`speed`, `max_wait`, …), without its JSON position.
 fn flag_error(e: serde_json::Error) -> String {
     let m = e.to_string();
     let m = m.split(" at line ").next().unwrap_or(&m).to_string();
