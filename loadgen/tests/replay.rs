@@ -533,3 +533,48 @@ fn shipped_replay_scenario_matches_the_recorded_statuses() {
     assert_eq!(metric(&run, "replay_status_mismatch")["value"], 0);
     assert_eq!(metric(&run, "http_req_failed")["value"], 0);
 }
+
+#[test]
+fn record_refuses_bad_input_with_exit_2() {
+    let d = Dir::new();
+    let out = d.loadgen(&[
+        "record",
+        "--listen",
+        "localhost",
+        "--upstream",
+        "http://127.0.0.1:9",
+        "--out",
+        "x.gor",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("error: --listen localhost: expected IP:PORT"),
+        "{}",
+        stderr(&out)
+    );
+    let out = d.loadgen(&[
+        "record",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "http://127.0.0.1:9",
+        "--out",
+        "x.gor",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("error: --upstream http://127.0.0.1:9 is unreachable"),
+        "{}",
+        stderr(&out)
+    );
+    let out = d.loadgen(&[
+        "record",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "ftp://x",
+        "--out",
+        "x.gor",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
