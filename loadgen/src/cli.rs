@@ -62,6 +62,11 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Replay recorded traffic (GoReplay .gor, HAR, access logs, Vegeta targets) against a
+    /// target; `replay inspect FILE…` shows what a recording holds.
+    Replay(Box<crate::replay::cli::ReplayCommand>),
+    /// A reverse proxy that forwards traffic to an upstream and records it as GoReplay .gor.
+    Record(crate::record::RecordArgs),
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -75,6 +80,8 @@ pub fn main(cli: Cli) -> i32 {
                 exit::HARNESS
             }
         }
+        Command::Replay(cmd) => crate::replay::cli::main(*cmd),
+        Command::Record(args) => crate::record::main(args),
         Command::Schema => {
             println!("{:#}", crate::scenario::json_schema());
             exit::OK
@@ -146,7 +153,7 @@ fn fail(code: i32, message: &str) -> i32 {
 }
 
 /// Ctrl-C or SIGTERM stops the load (the record is still written); a second one exits at once.
-fn install_signal_handler(stop: Stop) {
+pub(crate) fn install_signal_handler(stop: Stop) {
     let result = ctrlc::set_handler(move || {
         if stop.is_stopped() && stop.reason().as_deref() != Some("duration reached") {
             eprintln!("\nsecond interrupt: exiting without a record");

@@ -11,6 +11,8 @@ pub mod feeder;
 pub mod journey;
 pub mod plan;
 pub mod progress;
+pub mod record;
+pub mod replay;
 pub mod run;
 pub mod scenario;
 pub mod stop;

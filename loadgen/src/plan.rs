@@ -20,6 +20,9 @@ pub enum PlanError {
     /// A data feeder.
     #[error(transparent)]
     Feeder(#[from] FeederError),
+    /// The recording of a `replay:` section.
+    #[error(transparent)]
+    Replay(#[from] crate::replay::ReplayPlanError),
 }
 
 /// A piecewise-linear level over time: users, or iterations per second.
@@ -205,6 +208,8 @@ pub struct Plan {
     pub feeders: Arc<Feeders>,
     /// Thresholds to evaluate at the end.
     pub thresholds: Vec<reports::threshold::Threshold>,
+    /// Recorded traffic to replay.
+    pub replay: Option<Arc<crate::replay::ReplayPlan>>,
 }
 
 impl Plan {
@@ -230,7 +235,44 @@ impl Plan {
                 }
             }
         }
-        Ok(Plan::new(scenario, path.to_path_buf(), feeders))
+        let replay = match &scenario.replay {
+            Some(spec) => Some(crate::replay::ReplayPlan::new(spec, base_dir).map_err(
+                |e| match e {
+                    crate::replay::ReplayPlanError::Option(m) => {
+                        PlanError::Scenario(scenario::located(path, &text, "replay:", m))
+                    }
+                    other => PlanError::Replay(other),
+                },
+            )?),
+            None => None,
+        };
+        let mut plan = Plan::new(scenario, path.to_path_buf(), feeders);
+        if let Some(r) = replay {
+            plan.set_replay(r);
+        }
+        Ok(plan)
+    }
+
+    /// A plan for a scenario built in code (`loadgen replay`), with its replay checked.
+    pub fn with_replay(
+        scenario: Scenario,
+        path: PathBuf,
+        replay: crate::replay::ReplayPlan,
+    ) -> Result<Plan, PlanError> {
+        let feeders = Feeders::load(&scenario.data, Path::new("."))?;
+        let mut plan = Plan::new(scenario, path, feeders);
+        plan.set_replay(replay);
+        Ok(plan)
+    }
+
+    /// Adds the replay; without a `duration` the run lasts until its last request is due
+    /// plus one timeout.
+    fn set_replay(&mut self, replay: crate::replay::ReplayPlan) {
+        if self.scenario.duration.is_none() {
+            let bound = (replay.length + replay.timeout).as_secs_f64().ceil();
+            self.duration = self.duration.max(Duration::from_secs(bound as u64));
+        }
+        self.replay = Some(Arc::new(replay));
     }
 
     fn new(scenario: Scenario, path: PathBuf, feeders: Feeders) -> Plan {
@@ -303,6 +345,7 @@ impl Plan {
             open,
             feeders: Arc::new(feeders),
             thresholds,
+            replay: None,
         }
     }
 
@@ -390,6 +433,9 @@ impl Plan {
             );
         }
         crate::swarm::describe(self, &mut out);
+        if let Some(r) = &self.replay {
+            out.push_str(&r.describe());
+        }
         if !self.thresholds.is_empty() {
             let _ = writeln!(out, "\nthresholds:");
             for t in &self.thresholds {

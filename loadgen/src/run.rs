@@ -134,6 +134,15 @@ pub async fn execute(plan: Plan, opts: &RunOptions, stop: Stop) -> Result<Outcom
             stop.clone(),
         ));
     }
+    if let Some(r) = &plan.replay {
+        tasks.spawn(crate::replay::run(
+            r.clone(),
+            base_url.clone(),
+            tls.clone(),
+            recorders.clone(),
+            stop.clone(),
+        ));
+    }
     let goose = plan.closed.as_ref().map(|c| {
         let js = c
             .senders
@@ -255,6 +264,7 @@ fn meta(plan: &Plan, base_url: &str, stopped_early: Option<&str>) -> serde_json:
         "planned_duration_s": plan.duration.as_secs_f64(),
         "users_peak": plan.closed.as_ref().map(|c| c.users.peak()),
         "senders": senders,
+        "replay": plan.replay.as_ref().map(|r| r.meta()),
         "stopped_early": stopped_early,
         "loadgen_version": env!("CARGO_PKG_VERSION"),
         "host": std::env::var("HOSTNAME").ok(),

@@ -267,7 +267,16 @@ impl Conn {
                 None => self.origin.host.clone(),
             };
             let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-            builder.uri(path).header(http::header::HOST, host)
+            // A request that names its own Host (replay's `--host`) keeps it.
+            if req
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("host"))
+            {
+                builder.uri(path)
+            } else {
+                builder.uri(path).header(http::header::HOST, host)
+            }
         };
         for (name, value) in &req.headers {
             builder = builder.header(name.as_str(), value.as_str());

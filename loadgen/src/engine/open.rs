@@ -6,6 +6,10 @@
 //! A ticker puts due iterations on a bounded queue; workers (one per HTTP/1.1 connection, or
 //! `streams` per HTTP/2 connection) take them in order. When the queue is full the iteration
 //! is not started and counts in `dropped_iterations`.
+//!
+//! Replay uses the same pool and workers through [`run_prebuilt`]: its pacer puts pre-built
+//! requests ([`Fire`]) on the queue at their scheduled instants instead of the ticker's
+//! arrivals.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,23 +58,9 @@ pub async fn run(
     recorders: Arc<Recorders>,
     stop: Stop,
 ) -> OpenOutcome {
-    let workers = if pool.http2 {
-        pool.connections * pool.streams
-    } else {
-        pool.connections
-    };
     let (tx, rx) = flume::bounded::<Job>(pool.queue.max(1));
-    let shared: Vec<Arc<tokio::sync::Mutex<HashMap<Origin, Conn>>>> = (0..pool.connections)
-        .map(|_| Arc::new(tokio::sync::Mutex::new(HashMap::new())))
-        .collect();
-    let mut tasks = Vec::with_capacity(workers);
-    for w in 0..workers {
-        let transport = PoolTransport {
-            http2: pool.http2,
-            tls: tls.clone(),
-            own: None,
-            shared: pool.http2.then(|| shared[w % pool.connections].clone()),
-        };
+    let mut tasks = Vec::new();
+    for (w, transport) in transports(&pool, &tls).into_iter().enumerate() {
         tasks.push(tokio::spawn(worker(
             w as u64 + 1,
             journey.clone(),
@@ -87,6 +77,99 @@ pub async fn run(
         let _ = t.await;
     }
     outcome
+}
+
+/// One transport per worker: its own HTTP/1.1 connection, or a share of its group's HTTP/2
+/// connection.
+fn transports(pool: &PoolConfig, tls: &Tls) -> Vec<PoolTransport> {
+    let workers = if pool.http2 {
+        pool.connections * pool.streams
+    } else {
+        pool.connections
+    };
+    let shared: Vec<Arc<tokio::sync::Mutex<HashMap<Origin, Conn>>>> = (0..pool.connections)
+        .map(|_| Arc::new(tokio::sync::Mutex::new(HashMap::new())))
+        .collect();
+    (0..workers)
+        .map(|w| PoolTransport {
+            http2: pool.http2,
+            tls: tls.clone(),
+            own: None,
+            shared: pool.http2.then(|| shared[w % pool.connections].clone()),
+        })
+        .collect()
+}
+
+/// A pre-built request for [`run_prebuilt`], due at `intended`.
+#[derive(Debug)]
+pub struct Fire<T> {
+    /// When it is due; its latency is measured from here.
+    pub intended: Instant,
+    /// The request.
+    pub request: Prepared,
+    /// Handed back with the outcome.
+    pub context: T,
+}
+
+/// What became of one [`Fire`].
+#[derive(Debug)]
+pub struct Fired<T> {
+    /// The request's context.
+    pub context: T,
+    /// When it was due.
+    pub intended: Instant,
+    /// When a worker took it and started sending.
+    pub sent: Instant,
+    /// When the whole response was read (or the request failed).
+    pub done: Instant,
+    /// The response, or why there is none.
+    pub result: Result<Response, TransportError>,
+}
+
+/// Runs the pool's workers on pre-built requests: each request on `queue` (put there at its
+/// instant by the caller's pacer, which counts what did not fit) is sent as it is taken, and
+/// its outcome goes to `done` with the worker's thread recorder. Returns when the queue is
+/// closed and drained, or when `stop` is pulled.
+pub async fn run_prebuilt<T, F>(
+    queue: flume::Receiver<Fire<T>>,
+    pool: PoolConfig,
+    tls: Tls,
+    timeout: Duration,
+    recorders: Arc<Recorders>,
+    stop: Stop,
+    done: F,
+) where
+    T: Send + 'static,
+    F: Fn(Fired<T>, &std::sync::Mutex<reports::Recorder>) + Send + Sync + 'static,
+{
+    let done = Arc::new(done);
+    let mut tasks = Vec::new();
+    for mut transport in transports(&pool, &tls) {
+        let (queue, recorders, stop, done) =
+            (queue.clone(), recorders.clone(), stop.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let fire = tokio::select! {
+                    f = queue.recv_async() => match f { Ok(f) => f, Err(_) => break },
+                    _ = stop.wait() => break,
+                };
+                let sent = Instant::now();
+                let result = transport.send("", fire.request, timeout).await;
+                let fired = Fired {
+                    context: fire.context,
+                    intended: fire.intended,
+                    sent,
+                    done: Instant::now(),
+                    result,
+                };
+                done(fired, &recorders.for_thread());
+            }
+        }));
+    }
+    drop(queue);
+    for t in tasks {
+        let _ = t.await;
+    }
 }
 
 /// Puts each iteration on the queue at its instant; catches up in a batch after a late wake.

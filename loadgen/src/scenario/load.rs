@@ -132,11 +132,12 @@ impl Checker<'_> {
         }
         self.check_target(s)?;
         self.check_devices(s)?;
-        if s.senders.is_empty() && s.devices.is_empty() {
+        if s.senders.is_empty() && s.devices.is_empty() && s.replay.is_none() {
             return Err(self.err(
                 None,
                 "senders",
-                "senders: at least one sender or device journey is needed".into(),
+                "senders: at least one sender or device journey (or a `replay:` section) is needed"
+                    .into(),
             ));
         }
         let mut names = BTreeSet::new();

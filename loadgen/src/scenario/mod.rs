@@ -8,6 +8,7 @@
 pub mod device;
 pub mod duration;
 mod load;
+pub mod replay;
 pub mod step;
 pub mod template;
 
@@ -54,6 +55,9 @@ pub struct Scenario {
     /// How the device swarm runs (shard processes, source addresses).
     #[serde(default)]
     pub swarm: Option<device::SwarmOptions>,
+    /// Recorded traffic to replay against the target (with or without senders).
+    #[serde(default)]
+    pub replay: Option<replay::ReplaySpec>,
     /// Pass/fail criteria, k6 style: metric (with optional `{tag=value}`) → expressions.
     #[serde(default)]
     pub thresholds: BTreeMap<ThresholdKey, Vec<ThresholdExpr>>,

@@ -1,0 +1,497 @@
+//! Replaying recorded traffic on the open-rate driver: the replay plan (a scenario's
+//! `replay:` section or `loadgen replay`'s flags, checked by reading the whole recording
+//! once), and the engine that plays it.
+//!
+//! A pacer thread walks the transformed stream and puts each request on the driver's queue at
+//! its scheduled instant (a thread, not a Tokio timer: the timer wheel has 1 ms ticks and the
+//! send-time goal is under 1 ms). The driver's workers send it; latency counts from the
+//! scheduled instant, and `replay_send_lag` records how late each request left. A replayed
+//! status is compared with the recorded response when the recording has one.
+
+pub mod cli;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::replay::{Item, Paced, ReadOptions, ReadStats, Recording, Transforms};
+use reports::{MetricKey, Recorder};
+
+use crate::collect::Recorders;
+use crate::engine::conn::Tls;
+use crate::engine::open::{self, Fire, Fired, OpenOutcome, PoolConfig};
+use crate::journey::{self, names, Prepared, TransportError};
+use crate::scenario::replay::ReplaySpec;
+use crate::scenario::Pool;
+use crate::stop::Stop;
+
+/// The `journey` tag of replayed requests.
+pub const JOURNEY: &str = "replay";
+
+/// Metric names replay adds to the common ones.
+pub mod metric {
+    /// How late each request left: |actual − scheduled| send time, µs.
+    pub const SEND_LAG: &str = "replay_send_lag";
+    /// Replayed status ≠ recorded status, over requests with a recorded response.
+    pub const STATUS_MISMATCH: &str = "replay_status_mismatch";
+    /// WebSocket device sessions in the recording that were not played.
+    pub const SESSIONS_NOT_PLAYED: &str = "replay_sessions_not_played";
+}
+
+/// A replay that cannot be planned (bad input, exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayPlanError {
+    /// An option is invalid; the message names the field.
+    #[error("{0}")]
+    Option(String),
+    /// The recording cannot be read.
+    #[error(transparent)]
+    Read(#[from] ::replay::ReadError),
+}
+
+/// A checked replay.
+#[derive(Debug)]
+pub struct ReplayPlan {
+    /// The recording.
+    pub recording: Recording,
+    /// Its transforms.
+    pub transforms: Transforms,
+    /// The connection pool.
+    pub pool: Pool,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Compare replayed statuses with recorded ones.
+    pub compare_status: bool,
+    /// Requests that will be sent.
+    pub planned_requests: u64,
+    /// Device sessions in the stream (not played until the device swarm can take them).
+    pub planned_sessions: u64,
+    /// Offset of the last request from the start.
+    pub length: Duration,
+    /// Reader counts of one pass.
+    pub read_stats: ReadStats,
+}
+
+impl ReplayPlan {
+    /// Checks `spec` (files relative to `base_dir`) and reads the recording once through its
+    /// transforms, so a malformed record is reported before anything is sent.
+    pub fn new(spec: &ReplaySpec, base_dir: &Path) -> Result<ReplayPlan, ReplayPlanError> {
+        let opt = |m: String| ReplayPlanError::Option(m);
+        let format = match &spec.format {
+            Some(f) => Some(f.parse().map_err(|e| opt(format!("replay.format: {e}")))?),
+            None => None,
+        };
+        let defaults = ReadOptions::default();
+        let read = ReadOptions {
+            format,
+            skip_malformed: spec.skip_malformed,
+            reorder_window: spec.reorder_window.unwrap_or(defaults.reorder_window),
+            untimed_rate: spec.untimed_rate.unwrap_or(defaults.untimed_rate),
+        };
+        if spec.files.is_empty() {
+            return Err(opt("replay.files: name at least one recording file".into()));
+        }
+        let files: Vec<String> = spec
+            .files
+            .iter()
+            .map(|f| {
+                if Path::new(f).is_absolute() || base_dir == Path::new(".") {
+                    f.clone()
+                } else {
+                    base_dir.join(f).display().to_string()
+                }
+            })
+            .collect();
+        let recording = Recording::open(&files, read)?;
+        let regex = |field: &str, re: &str| {
+            regex::Regex::new(re).map_err(|e| opt(format!("{field}: bad regex `{re}`: {e}")))
+        };
+        let filter = spec.filter.clone().unwrap_or_default();
+        let rewrite = spec.rewrite.clone().unwrap_or_default();
+        let window = spec.window.clone().unwrap_or_default();
+        let transforms = Transforms {
+            from: window.from.map(|d| d.get()),
+            to: window.to.map(|d| d.get()),
+            methods: filter
+                .methods
+                .iter()
+                .map(|m| m.to_ascii_uppercase())
+                .collect(),
+            hosts: filter.hosts.clone(),
+            path: filter
+                .path
+                .as_deref()
+                .map(|r| regex("replay.filter.path", r))
+                .transpose()?,
+            exclude_path: filter
+                .exclude_path
+                .as_deref()
+                .map(|r| regex("replay.filter.exclude_path", r))
+                .transpose()?,
+            rewrite_path: rewrite
+                .path
+                .iter()
+                .map(|p| Ok((regex("replay.rewrite.path", &p.pattern)?, p.to.clone())))
+                .collect::<Result<_, ReplayPlanError>>()?,
+            host: rewrite.host.clone(),
+            set_headers: rewrite.set_headers.clone().into_iter().collect(),
+            remove_headers: rewrite.remove_headers.clone(),
+            speed: spec.speed.map_or(1.0, |s| s.0),
+            max_wait: spec.max_wait.map(|d| d.get()),
+            loops: spec.loops.unwrap_or(1),
+            rate_cap: spec.rate_cap,
+        };
+        transforms
+            .validate()
+            .map_err(|e| opt(format!("replay: {e}")))?;
+        let pool = spec.pool.clone().unwrap_or_default();
+        if pool.connections == 0 || pool.streams == 0 {
+            return Err(opt(
+                "replay.pool: `connections` and `streams` must be at least 1".into(),
+            ));
+        }
+        // One pass: counts, length, and every read error before the run.
+        let mut paced = Paced::new(&recording, transforms.clone())?;
+        let (mut requests, mut sessions, mut length) = (0u64, 0u64, Duration::ZERO);
+        for s in paced.by_ref() {
+            let s = s?;
+            match s.item {
+                Item::Request(_) => requests += 1,
+                Item::Session(_) => sessions += 1,
+            }
+            length = length.max(s.offset);
+        }
+        Ok(ReplayPlan {
+            read_stats: paced.stats().clone(),
+            recording,
+            transforms,
+            pool,
+            timeout: spec.timeout.map_or(Duration::from_secs(30), |d| d.get()),
+            compare_status: spec.compare_status,
+            planned_requests: requests,
+            planned_sessions: sessions,
+            length,
+        })
+    }
+
+    /// The replay's part of `loadgen check`.
+    pub fn describe(&self) -> String {
+        let t = &self.transforms;
+        let files: Vec<String> = self
+            .recording
+            .files()
+            .iter()
+            .map(|(p, f)| format!("{} ({})", p.display(), f.name()))
+            .collect();
+        let mut out = format!(
+            "\nreplay: {} requests over {} from {}\n  speed {}x{}{}{}, {} connections{}\n",
+            self.planned_requests,
+            crate::scenario::duration::format_duration(Duration::from_millis(
+                self.length.as_millis() as u64
+            )),
+            files.join(", "),
+            t.speed,
+            t.max_wait.map_or(String::new(), |m| format!(
+                ", max wait {}",
+                crate::scenario::duration::format_duration(m)
+            )),
+            if t.loops > 1 {
+                format!(", {} loops", t.loops)
+            } else {
+                String::new()
+            },
+            t.rate_cap
+                .map_or(String::new(), |r| format!(", at most {r}/s")),
+            self.pool.connections,
+            if self.pool.http2 {
+                " (HTTP/2)"
+            } else {
+                " (HTTP/1.1)"
+            },
+        );
+        let s = &self.read_stats;
+        if s.out_of_order > 0 || s.malformed > 0 {
+            out += &format!(
+                "  {} out-of-order records, {} malformed skipped\n",
+                s.out_of_order, s.malformed
+            );
+        }
+        if self.planned_sessions > 0 {
+            out += &format!(
+                "  {} WebSocket device sessions are not played (that waits for the device swarm)\n",
+                self.planned_sessions
+            );
+        }
+        out
+    }
+
+    /// What the run record's `meta.replay` holds.
+    pub fn meta(&self) -> serde_json::Value {
+        let s = &self.read_stats;
+        serde_json::json!({
+            "files": self.recording.files().iter().map(|(p, f)| serde_json::json!({"path": p.display().to_string(), "format": f.name()})).collect::<Vec<_>>(),
+            "planned_requests": self.planned_requests,
+            "planned_length_s": self.length.as_secs_f64(),
+            "planned_rate": if self.length.is_zero() { 0.0 } else { self.planned_requests as f64 / self.length.as_secs_f64() },
+            "speed": self.transforms.speed,
+            "loops": self.transforms.loops,
+            "sessions_not_played": self.planned_sessions,
+            "out_of_order": s.out_of_order,
+            "late": s.late,
+            "malformed_skipped": s.malformed,
+            "recorded_responses": s.responses_matched,
+        })
+    }
+}
+
+/// The metric keys of one method.
+struct MethodKeys {
+    duration: MetricKey,
+    reqs: MetricKey,
+    failed: MetricKey,
+    errors: MetricKey,
+}
+
+struct Keys {
+    methods: Vec<(&'static str, MethodKeys)>,
+    lag: MetricKey,
+    mismatch: MetricKey,
+    dropped: MetricKey,
+    sessions: MetricKey,
+}
+
+impl Keys {
+    fn new() -> Keys {
+        let tagged = |n: &str| MetricKey::new(n).with_tag("journey", JOURNEY);
+        let methods = [
+            "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "OTHER",
+        ]
+        .into_iter()
+        .map(|m| {
+            let k = |n: &str| tagged(n).with_tag("step", m);
+            (
+                m,
+                MethodKeys {
+                    duration: k(names::HTTP_REQ_DURATION),
+                    reqs: k(names::HTTP_REQS),
+                    failed: k(names::HTTP_REQ_FAILED),
+                    errors: k(names::HTTP_ERRORS),
+                },
+            )
+        })
+        .collect();
+        Keys {
+            methods,
+            lag: tagged(metric::SEND_LAG),
+            mismatch: tagged(metric::STATUS_MISMATCH),
+            dropped: tagged(names::DROPPED_ITERATIONS),
+            sessions: tagged(metric::SESSIONS_NOT_PLAYED),
+        }
+    }
+
+    fn method_index(&self, method: &str) -> usize {
+        self.methods
+            .iter()
+            .position(|(m, _)| *m == method)
+            .unwrap_or(self.methods.len() - 1)
+    }
+}
+
+/// What a fired request carries back.
+struct Ctx {
+    method: usize,
+    expect: Option<u16>,
+}
+
+/// Headers the driver sets itself (or that describe the recorded connection, not the request).
+const HOP_BY_HOP: [&str; 10] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "expect",
+];
+
+/// Plays `plan` against `base_url` until the stream ends or `stop` is pulled.
+pub async fn run(
+    plan: Arc<ReplayPlan>,
+    base_url: String,
+    tls: Tls,
+    recorders: Arc<Recorders>,
+    stop: Stop,
+) -> OpenOutcome {
+    let keys = Arc::new(Keys::new());
+    let (tx, rx) = flume::bounded::<Fire<Ctx>>(plan.pool.queue.max(1));
+    let pool = PoolConfig {
+        connections: plan.pool.connections,
+        http2: plan.pool.http2,
+        streams: plan.pool.streams,
+        queue: plan.pool.queue,
+    };
+    let pacer = {
+        let (plan, keys, recorders, stop) =
+            (plan.clone(), keys.clone(), recorders.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("replay-pacer".into())
+            .spawn(move || pace(&plan, &base_url, &keys, &tx, &recorders, &stop))
+    };
+    let pacer = match pacer {
+        Ok(p) => p,
+        Err(e) => {
+            stop.stop(&format!("cannot start the replay pacer: {e}"));
+            return OpenOutcome::default();
+        }
+    };
+    let record_keys = keys.clone();
+    open::run_prebuilt(
+        rx,
+        pool,
+        tls,
+        plan.timeout,
+        recorders,
+        stop,
+        move |fired, rec| record(&record_keys, fired, rec),
+    )
+    .await;
+    tokio::task::spawn_blocking(move || pacer.join().unwrap_or_default())
+        .await
+        .unwrap_or_default()
+}
+
+/// The pacer: each request onto the queue at its instant; a full queue drops it.
+fn pace(
+    plan: &ReplayPlan,
+    base_url: &str,
+    keys: &Keys,
+    tx: &flume::Sender<Fire<Ctx>>,
+    recorders: &Recorders,
+    stop: &Stop,
+) -> OpenOutcome {
+    let recorder = recorders.handle();
+    let mut outcome = OpenOutcome::default();
+    let paced = match Paced::new(&plan.recording, plan.transforms.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            stop.stop(&format!("recording: {e}"));
+            return outcome;
+        }
+    };
+    let start = Instant::now();
+    let base = base_url.trim_end_matches('/');
+    for s in paced {
+        let s = match s {
+            Ok(s) => s,
+            Err(e) => {
+                stop.stop(&format!("recording: {e}"));
+                break;
+            }
+        };
+        let due = start + s.offset;
+        if !sleep_until(due, stop) {
+            break;
+        }
+        let r = match s.item {
+            Item::Request(r) => r,
+            Item::Session(_) => {
+                journey::lock(&recorder).add(&keys.sessions, due, 1);
+                continue;
+            }
+        };
+        let method = keys.method_index(&r.method);
+        let expect = r
+            .recorded
+            .filter(|rec| rec.comparable && plan.compare_status)
+            .map(|rec| rec.status);
+        let Ok(http_method) = http::Method::from_bytes(r.method.as_bytes()) else {
+            let k = &keys.methods[method].1;
+            journey::lock(&recorder).add(&k.errors.clone().with_tag("cause", "bad_method"), due, 1);
+            continue;
+        };
+        let mut headers: Vec<(String, String)> = r
+            .headers
+            .into_iter()
+            .filter(|(n, _)| !HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(n)))
+            .collect();
+        if let Some(h) = &plan.transforms.host {
+            headers.push(("host".into(), h.clone()));
+        }
+        let sep = if r.path.starts_with('/') { "" } else { "/" };
+        let fire = Fire {
+            intended: due,
+            request: Prepared {
+                method: http_method,
+                url: format!("{base}{sep}{}", r.path),
+                headers,
+                body: (!r.body.is_empty()).then_some(r.body),
+            },
+            context: Ctx { method, expect },
+        };
+        outcome.scheduled += 1;
+        let dropped = match tx.try_send(fire) {
+            Ok(()) => false,
+            Err(flume::TrySendError::Full(_)) => true,
+            Err(flume::TrySendError::Disconnected(_)) => break,
+        };
+        outcome.dropped += u64::from(dropped);
+        journey::lock(&recorder).count(&keys.dropped, due, dropped);
+    }
+    outcome
+}
+
+/// Sleeps until `due` in short steps so a stop is seen; false when stopped.
+fn sleep_until(due: Instant, stop: &Stop) -> bool {
+    loop {
+        if stop.is_stopped() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= due {
+            return true;
+        }
+        std::thread::sleep((due - now).min(Duration::from_millis(50)));
+    }
+}
+
+fn record(keys: &Keys, f: Fired<Ctx>, rec: &std::sync::Mutex<Recorder>) {
+    let k = &keys.methods[f.context.method].1;
+    let latency = f.done.saturating_duration_since(f.intended);
+    let lag = f.sent.saturating_duration_since(f.intended);
+    let (cause, mismatch): (Option<String>, Option<bool>) = match &f.result {
+        Ok(resp) => match f.context.expect {
+            Some(s) => (
+                (resp.status != s).then(|| format!("status {}", resp.status)),
+                Some(resp.status != s),
+            ),
+            None => (
+                (!(200..400).contains(&resp.status)).then(|| format!("status {}", resp.status)),
+                None,
+            ),
+        },
+        Err(e) => (Some(transport_cause(e).to_string()), None),
+    };
+    let mut r = journey::lock(rec);
+    r.record(&k.duration, f.done, latency.as_micros() as u64);
+    r.add(&k.reqs, f.done, 1);
+    r.count(&k.failed, f.done, cause.is_some());
+    r.record(&keys.lag, f.sent, lag.as_micros() as u64);
+    if let Some(m) = mismatch {
+        r.count(&keys.mismatch, f.done, m);
+    }
+    if let Some(c) = cause {
+        r.add(&k.errors.clone().with_tag("cause", c), f.done, 1);
+    }
+}
+
+fn transport_cause(e: &TransportError) -> &'static str {
+    match e {
+        TransportError::Connect(_) => "connect",
+        TransportError::Timeout => "timeout",
+        TransportError::Io(_) => "io",
+        TransportError::BadUrl(_) => "bad_url",
+    }
+}
