@@ -11,6 +11,7 @@ pub mod feeder;
 pub mod journey;
 pub mod plan;
 pub mod progress;
+pub mod report_cmd;
 pub mod run;
 pub mod scenario;
 pub mod stop;

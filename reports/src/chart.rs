@@ -213,13 +213,14 @@ fn thin(points: &[(f64, f64)], width: usize) -> Vec<(f64, f64)> {
     }
     let (x0, x1) = (points[0].0, points[points.len() - 1].0);
     let span = (x1 - x0).max(f64::MIN_POSITIVE);
+    let column_of = |x: f64| ((((x - x0) / span) * width as f64) as usize).min(width - 1);
     let mut out = Vec::with_capacity(2 * width + 2);
     let mut i = 0;
     while i < points.len() {
-        let column = (((points[i].0 - x0) / span) * width as f64) as usize;
+        let column = column_of(points[i].0);
         let mut j = i;
         let (mut lo, mut hi) = (i, i);
-        while j < points.len() && (((points[j].0 - x0) / span) * width as f64) as usize == column {
+        while j < points.len() && column_of(points[j].0) == column {
             if points[j].1 < points[lo].1 {
                 lo = j;
             }

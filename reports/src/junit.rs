@@ -49,8 +49,12 @@ pub fn render(run: &Run, comparison: Option<&Comparison>) -> String {
             );
         } else {
             let message = match v.observed {
-                Some(raw) => format!(
+                Some(raw) if raw.to_string() != observed => format!(
                     "{} {}: observed {observed} (raw {raw}), which does not hold",
+                    v.metric, v.expr
+                ),
+                Some(_) => format!(
+                    "{} {}: observed {observed}, which does not hold",
                     v.metric, v.expr
                 ),
                 None => format!("{} {}: {observed}", v.metric, v.expr),

@@ -43,7 +43,7 @@ pub mod recorder;
 pub mod render;
 pub mod run;
 pub mod summary;
-mod text;
+pub mod text;
 pub mod threshold;
 
 pub use builder::RunBuilder;

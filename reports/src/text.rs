@@ -59,6 +59,7 @@ pub fn value(unit: Unit, v: f64) -> String {
 pub fn delta(c: &Check) -> String {
     let mut out = String::new();
     match c.delta {
+        Some(0.0) => out.push_str("±0.0%"),
         Some(d) => {
             let _ = write!(out, "{:+.1}%", d * 100.0);
         }
