@@ -359,7 +359,8 @@ fn counter_line(run: &Run, key: &MetricKey, name: String) -> Line {
         };
     };
     let last = points.iter().map(|p| p.t).max().unwrap_or(0);
-    let end = last.max(run.duration_s.floor() as u32);
+    // The last whole or partial second of the run.
+    let end = last.max((run.duration_s.ceil() as u32).saturating_sub(1));
     let mut values = vec![0.0; end as usize + 1];
     for p in points {
         values[p.t as usize] += p.value as f64;
