@@ -257,6 +257,14 @@ fn run_writes_reports_and_gates_on_the_baseline() {
     d.write("slow.yaml", &QUICK.replace("LATENCY", "30ms"));
     let out = d.loadgen(&["run", "fast.yaml", "--out", "base", "--quiet"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The record carries the exact load shape that baselines compare.
+    let base: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.path().join("base/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        base["meta"]["load_shape"],
+        serde_json::json!({"users": null, "rates": [{"sender": "unicast", "segments": [[0.0, 2.0, 100.0, 100.0]]}]})
+    );
 
     let out = d.loadgen(&[
         "run",
