@@ -315,3 +315,45 @@ for tag in sorted(totals):
         .count();
     assert_eq!(seen, hist_metrics, "{stdout}");
 }
+
+/// Interval lines are byte for byte what the crate's own `IntervalLogWriter` writes.
+#[test]
+fn hlog_lines_match_the_crate_writer() {
+    use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+    let run = fixture_run("push-fanout", 4, 1.0, 3);
+    let ours = String::from_utf8(render(Format::Hlog, &run, None).unwrap()).unwrap();
+    let mut points = Vec::new();
+    for (key, s) in &run.series {
+        if let Series::Histogram(ps) = s {
+            points.extend(ps.iter().map(|p| (p.t, key.clone(), p.hist.clone())));
+        }
+    }
+    points.sort();
+    let mut buf = Vec::new();
+    let mut ser = hdrhistogram::serialization::V2DeflateSerializer::new();
+    let mut w = IntervalLogWriterBuilder::new()
+        .with_max_value_divisor(1000.0)
+        .begin_log_with(&mut buf, &mut ser)
+        .unwrap();
+    for (t, key, text) in &points {
+        let h = reports::hist::decode(text).unwrap();
+        let tag = reports::hlog::tag_for(key);
+        w.write_histogram(
+            &h,
+            std::time::Duration::from_secs(u64::from(*t)),
+            std::time::Duration::from_secs(1),
+            Tag::new(&tag),
+        )
+        .unwrap();
+    }
+    drop(w);
+    let theirs = String::from_utf8(buf).unwrap();
+    let strip = |s: &str| {
+        s.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&ours), strip(&theirs));
+    assert_eq!(strip(&ours).len(), points.len());
+}
