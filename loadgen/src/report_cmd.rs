@@ -61,12 +61,10 @@ impl ReportError {
     }
 }
 
-/// The baseline flags shared by `run`, `report` and `report compare`.
+/// How to compare with a baseline: the flags of `report compare`, and of `run` and `report`
+/// next to `--baseline`.
 #[derive(Debug, Clone, Args)]
-pub struct BaselineArgs {
-    /// Compare with this baseline run record; exit 99 when a metric regressed.
-    #[arg(long, value_name = "BASE.json")]
-    pub baseline: Option<PathBuf>,
+pub struct CompareFlags {
     /// Noise band: relative changes within it are Unchanged.
     #[arg(long, value_name = "PERCENT", default_value = "5%", value_parser = parse_noise)]
     pub noise: f64,
@@ -81,7 +79,7 @@ pub struct BaselineArgs {
     pub force: bool,
 }
 
-impl BaselineArgs {
+impl CompareFlags {
     /// The comparison options these flags give.
     pub fn options(&self) -> CompareOptions {
         CompareOptions {
@@ -91,7 +89,20 @@ impl BaselineArgs {
             force: self.force,
         }
     }
+}
 
+/// The baseline flags of `run` (and `replay`) and `report`.
+#[derive(Debug, Clone, Args)]
+pub struct BaselineArgs {
+    /// Compare with this baseline run record; exit 99 when a metric regressed.
+    #[arg(long, value_name = "BASE.json")]
+    pub baseline: Option<PathBuf>,
+    /// How to compare.
+    #[command(flatten)]
+    pub compare: CompareFlags,
+}
+
+impl BaselineArgs {
     /// Reads the baseline named by `--baseline`, if any.
     pub fn load(&self) -> Result<Option<Baseline>, ReportError> {
         self.baseline
@@ -100,7 +111,7 @@ impl BaselineArgs {
                 Ok(Baseline {
                     run: load_run(path)?,
                     path: path.to_path_buf(),
-                    options: self.options(),
+                    options: self.compare.options(),
                 })
             })
             .transpose()
@@ -182,18 +193,9 @@ pub enum ReportAction {
         /// Output file (default: standard output).
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
-        /// Noise band: relative changes within it are Unchanged.
-        #[arg(long, value_name = "PERCENT", default_value = "5%", value_parser = parse_noise)]
-        noise: f64,
-        /// Latency changes smaller than this are Unchanged (e.g. 50us, 1ms).
-        #[arg(long, value_name = "DURATION", default_value = "50us", value_parser = parse_floor)]
-        noise_floor: f64,
-        /// Fewer samples than this on either side makes a check Inconclusive.
-        #[arg(long, value_name = "N", default_value_t = 100)]
-        min_samples: u64,
-        /// Compare even runs of different scenarios or load shapes.
-        #[arg(long)]
-        force: bool,
+        /// How to compare.
+        #[command(flatten)]
+        flags: CompareFlags,
     },
     /// Merge run records exactly (histograms added) into one; thresholds are evaluated again.
     Merge {
@@ -354,20 +356,12 @@ fn execute(args: ReportArgs) -> Result<i32, ReportError> {
             new,
             format,
             output,
-            noise,
-            noise_floor,
-            min_samples,
-            force,
+            flags,
         }) => {
             let baseline = Baseline {
                 run: load_run(&base)?,
                 path: base,
-                options: CompareOptions {
-                    noise,
-                    floor_us: noise_floor,
-                    min_samples,
-                    force,
-                },
+                options: flags.options(),
             };
             let new_run = load_run(&new)?;
             let c = baseline.compare(&new_run)?;
