@@ -107,9 +107,15 @@ impl Chart {
         // X ticks.
         for tick in self.x_ticks(x_max) {
             let x = sx(tick);
+            // The last label ends at its tick, so it stays inside the picture.
+            let anchor = if tick >= x_max {
+                " style=\"text-anchor:end\""
+            } else {
+                ""
+            };
             let _ = write!(
                 svg,
-                "<line class=\"grid\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" y2=\"{:.1}\"/><text class=\"xtick\" x=\"{x:.1}\" y=\"{:.1}\">{}</text>",
+                "<line class=\"grid\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" y2=\"{:.1}\"/><text class=\"xtick\"{anchor} x=\"{x:.1}\" y=\"{:.1}\">{}</text>",
                 HEIGHT - BOTTOM,
                 HEIGHT - BOTTOM + 16.0,
                 xml(&x_label(self.x, tick))

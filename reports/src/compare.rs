@@ -3,7 +3,8 @@
 //!
 //! Histograms are compared at p50, p95 and p99, counters by their rate (per second, or the
 //! hit fraction of hit/miss counters), gauges by their peak. Each delta is judged against a
-//! noise band (relative, with an absolute floor for tiny latencies) and in the metric's
+//! noise band (relative, with an absolute floor: a set one for tiny latencies, three standard
+//! deviations of Poisson counts or binomial fractions for counters) and in the metric's
 //! direction: latency and errors up are worse, throughput up is better. A metric with too few
 //! samples on either side is `Inconclusive`, never a regression. Runs of different scenarios
 //! or load shapes are refused unless forced: their deltas would measure the change of load,
@@ -263,13 +264,8 @@ fn check_metric(
     opts: &CompareOptions,
 ) -> Vec<Check> {
     let direction = direction(key, b);
-    let check = |stat: &str, unit: Unit, bv: f64, nv: f64, samples: (u64, u64)| {
+    let check = |stat: &str, unit: Unit, (bv, nv): (f64, f64), floor: f64, samples: (u64, u64)| {
         let delta = (bv != 0.0).then(|| nv / bv - 1.0);
-        let floor = if unit == Unit::Micros {
-            opts.floor_us
-        } else {
-            0.0
-        };
         let (change, note) = if samples.0.min(samples.1) < opts.min_samples {
             (
                 Change::Inconclusive,
@@ -297,22 +293,41 @@ fn check_metric(
         (Metric::Histogram(bh), Metric::Histogram(nh)) => {
             let (bs, ns) = (&bh.summary, &nh.summary);
             let samples = (bs.count, ns.count);
+            let floor = opts.floor_us;
             vec![
-                check("p50", Unit::Micros, bs.p50 as f64, ns.p50 as f64, samples),
-                check("p95", Unit::Micros, bs.p95 as f64, ns.p95 as f64, samples),
-                check("p99", Unit::Micros, bs.p99 as f64, ns.p99 as f64, samples),
+                check(
+                    "p50",
+                    Unit::Micros,
+                    (bs.p50 as f64, ns.p50 as f64),
+                    floor,
+                    samples,
+                ),
+                check(
+                    "p95",
+                    Unit::Micros,
+                    (bs.p95 as f64, ns.p95 as f64),
+                    floor,
+                    samples,
+                ),
+                check(
+                    "p99",
+                    Unit::Micros,
+                    (bs.p99 as f64, ns.p99 as f64),
+                    floor,
+                    samples,
+                ),
             ]
         }
         (Metric::Counter(bc), Metric::Counter(nc)) => match (bc.total, nc.total) {
             (Some(bt), Some(nt)) => {
                 let frac = |v: u64, t: u64| if t == 0 { 0.0 } else { v as f64 / t as f64 };
-                vec![check(
-                    "rate",
-                    Unit::Fraction,
-                    frac(bc.value, bt),
-                    frac(nc.value, nt),
-                    (bt, nt),
-                )]
+                let (bf, nf) = (frac(bc.value, bt), frac(nc.value, nt));
+                // Binomial noise: three standard errors of the larger fraction over the
+                // smaller number of trials (at least 3 trials' worth when both are 0).
+                let trials = bt.min(nt).max(1) as f64;
+                let p = bf.max(nf);
+                let floor = 3.0 * (p * (1.0 - p)).max(1.0 / trials).sqrt() / trials.sqrt();
+                vec![check("rate", Unit::Fraction, (bf, nf), floor, (bt, nt))]
             }
             _ => {
                 let per_s = |v: u64, run: &Run| {
@@ -322,22 +337,22 @@ fn check_metric(
                         0.0
                     }
                 };
-                // A count is its own sample size; an absent event is not too few samples.
+                // Counts of independent events are Poisson: a change within three standard
+                // deviations (of the larger count) is noise, so 0 errors then 3 is not a
+                // regression but 0 then 50 is. An absent event is not too few samples.
+                let larger = (bc.value as f64 * new.duration_s / base.duration_s.max(1e-9))
+                    .max(nc.value as f64);
+                let floor = 3.0 * larger.sqrt() / new.duration_s.max(1e-9);
                 let enough = (u64::MAX, u64::MAX);
-                vec![check(
-                    "rate",
-                    Unit::PerSecond,
-                    per_s(bc.value, base),
-                    per_s(nc.value, new),
-                    enough,
-                )]
+                let rates = (per_s(bc.value, base), per_s(nc.value, new));
+                vec![check("rate", Unit::PerSecond, rates, floor, enough)]
             }
         },
         (Metric::Gauge(bg), Metric::Gauge(ng)) => vec![check(
             "peak",
             Unit::Level,
-            bg.max as f64,
-            ng.max as f64,
+            (bg.max as f64, ng.max as f64),
+            0.0,
             (u64::MAX, u64::MAX),
         )],
         _ => Vec::new(),

@@ -85,15 +85,26 @@ fn verdicts_follow_each_metrics_direction() {
         (reqs.change, reqs.direction),
         (Change::Regressed, Direction::HigherIsBetter)
     );
-    let errors = verdict(&c, "http_errors", "rate");
-    assert_eq!(
-        (errors.change, errors.direction),
-        (Change::Improved, Direction::LowerIsBetter)
-    );
+    // A handful of errors either way is Poisson noise...
+    assert_eq!(verdict(&c, "http_errors", "rate").change, Change::Unchanged);
     assert_eq!(
         verdict(&c, "connections_active", "peak").change,
         Change::Unchanged
     );
+    // ...a hundred is not.
+    let mut failing = base.clone();
+    let errors = reports::MetricKey::new("http_errors");
+    if let Some(reports::Metric::Counter(e)) = failing.metrics.get_mut(&errors) {
+        e.value = 100;
+    }
+    let c = compare(&base, &failing, &CompareOptions::default()).unwrap();
+    let e = verdict(&c, "http_errors", "rate");
+    assert_eq!(
+        (e.change, e.direction),
+        (Change::Regressed, Direction::LowerIsBetter)
+    );
+    let c = compare(&failing, &base, &CompareOptions::default()).unwrap();
+    assert_eq!(verdict(&c, "http_errors", "rate").change, Change::Improved);
 }
 
 #[test]
