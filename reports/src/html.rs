@@ -2,7 +2,8 @@
 //! inline script for hover read-outs; nothing fetched, so it opens offline).
 //!
 //! It shows the verdicts first (thresholds, baseline), then charts — throughput, latency
-//! percentiles over time per latency metric, the latency distribution as an HdrHistogram
+//! percentiles (p50, p90, p99) over time per latency metric (the max would flatten them; the
+//! tail up to the max is in the percentile plot), the latency distribution as an HdrHistogram
 //! percentile plot, errors, active connections and end-to-end delivery when present — then
 //! every metric's summary and the scenario and environment metadata. Every string from the
 //! run is escaped.
@@ -248,10 +249,6 @@ fn charts(run: &Run) -> Vec<Chart> {
                 Line {
                     name: "p99".into(),
                     points: pick(|p| p.p99 as f64),
-                },
-                Line {
-                    name: "max".into(),
-                    points: pick(|p| p.max as f64),
                 },
             ],
         });
