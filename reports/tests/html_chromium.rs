@@ -13,11 +13,14 @@ use common::fixture_run;
 use reports::{compare, render, CompareOptions, Format};
 use serde_json::{json, Value};
 
-/// chromedriver on a loopback port, killed when dropped (it takes its Chromium with it).
+/// chromedriver on a loopback port. Dropped (also when an assertion fails), it ends the
+/// session, which quits Chromium, then kills chromedriver: killing chromedriver alone would
+/// leave Chromium running.
 struct Driver {
     child: Child,
     base: String,
     http: reqwest::blocking::Client,
+    session: Option<String>,
 }
 
 impl Driver {
@@ -41,6 +44,7 @@ impl Driver {
                 .no_proxy()
                 .build()
                 .unwrap(),
+            session: None,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -78,6 +82,12 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        if let Some(id) = self.session.take() {
+            let _ = self
+                .http
+                .delete(format!("{}/session/{id}", self.base))
+                .send();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -93,7 +103,7 @@ fn html_report_renders_in_headless_chromium_without_errors() {
     std::fs::write(&page, render(Format::Html, &new, Some(&c)).unwrap()).unwrap();
     let profile = dir.path().join("profile");
 
-    let driver = Driver::start();
+    let mut driver = Driver::start();
     let session = driver.post(
         "/session",
         json!({"capabilities": {"alwaysMatch": {
@@ -109,6 +119,7 @@ fn html_report_renders_in_headless_chromium_without_errors() {
         }}}),
     );
     let id = session["sessionId"].as_str().unwrap().to_string();
+    driver.session = Some(id.clone());
     let s = |path: &str| format!("/session/{id}{path}");
 
     driver.post(
@@ -189,9 +200,4 @@ fn html_report_renders_in_headless_chromium_without_errors() {
         .filter(|e| e["level"] == "SEVERE")
         .collect();
     assert!(severe.is_empty(), "console errors: {severe:?}");
-
-    let _ = driver
-        .http
-        .delete(format!("{}{}", driver.base, s("")))
-        .send();
 }
