@@ -10,7 +10,10 @@ need_apt=(
   redis-server                 # apns-relay: shared dedupe store tests
   curl nghttp2-client          # mock APNs: outside HTTP/2 clients
   python3-jwt python3-cryptography  # mock APNs: provider tokens checked against PyJWT
+  chromium chromium-driver     # reports: the HTML report opened in headless Chromium
 )
+# reports: .hlog files are read back with HdrHistogram's Python reader (PyPI hdrhistogram).
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 missing=()
 for pkg in "${need_apt[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -20,6 +23,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! python3 -c "import hdrh.log" >/dev/null 2>&1; then
+  python3 -m pip install --quiet hdrhistogram \
+    || python3 -m pip install --quiet --break-system-packages hdrhistogram
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::plan::Plan;
 use crate::progress;
+use crate::report_cmd::{self, BaselineArgs, ReportArgs, ReportSpec};
 use crate::run::{self, RunError, RunOptions};
 use crate::stop::Stop;
 
@@ -44,7 +45,15 @@ pub enum Command {
         /// No live progress.
         #[arg(long, short)]
         quiet: bool,
+        /// Also write FORMAT (html, md, junit, hlog, json, text) to FILE; repeatable.
+        #[arg(long = "report", value_name = "FORMAT=FILE")]
+        reports: Vec<ReportSpec>,
+        /// Baseline comparison (exit 99 on a regression).
+        #[command(flatten)]
+        baseline: BaselineArgs,
     },
+    /// Render a run record (html, md, junit, hlog, json), compare runs, merge runs.
+    Report(ReportArgs),
     /// Validate a scenario file and print the planned schedule; sends nothing.
     Check {
         /// The scenario file.
@@ -93,10 +102,21 @@ pub fn main(cli: Cli) -> i32 {
             }
             Err(e) => fail(exit::BAD_INPUT, &e.to_string()),
         },
-        Command::Run { file, out, quiet } => {
+        Command::Report(args) => report_cmd::main(args),
+        Command::Run {
+            file,
+            out,
+            quiet,
+            reports,
+            baseline,
+        } => {
             let plan = match Plan::from_file(&file) {
                 Ok(p) => p,
                 Err(e) => return fail(exit::BAD_INPUT, &e.to_string()),
+            };
+            let baseline = match baseline.load() {
+                Ok(b) => b,
+                Err(e) => return fail(e.exit_code(), &e.to_string()),
             };
             let stop = Stop::new();
             install_signal_handler(stop.clone());
@@ -133,10 +153,20 @@ pub fn main(cli: Cli) -> i32 {
                         );
                     }
                     eprintln!("run record: {}", outcome.path.display());
-                    if outcome.passed {
+                    let regressed =
+                        match report_cmd::finish_run(&outcome.run, &reports, baseline.as_ref()) {
+                            Ok(c) => c.is_some_and(|c| c.regressed()),
+                            Err(e) => return fail(e.exit_code(), &e.to_string()),
+                        };
+                    if !outcome.passed {
+                        eprintln!("thresholds failed");
+                    }
+                    if regressed {
+                        eprintln!("baseline regressed");
+                    }
+                    if outcome.passed && !regressed {
                         exit::OK
                     } else {
-                        eprintln!("thresholds failed");
                         exit::THRESHOLD
                     }
                 }

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod progress;
 pub mod record;
 pub mod replay;
+pub mod report_cmd;
 pub mod run;
 pub mod scenario;
 pub mod stop;

@@ -265,9 +265,29 @@ fn meta(plan: &Plan, base_url: &str, stopped_early: Option<&str>) -> serde_json:
         "users_peak": plan.closed.as_ref().map(|c| c.users.peak()),
         "senders": senders,
         "replay": plan.replay.as_ref().map(|r| r.meta()),
+        "load_shape": load_shape(plan),
         "stopped_early": stopped_early,
         "loadgen_version": env!("CARGO_PKG_VERSION"),
         "host": std::env::var("HOSTNAME").ok(),
+    })
+}
+
+/// The planned load exactly, as schedule segments `[start_s, end_s, from, to]`: a baseline
+/// comparison refuses runs whose shapes differ (`reports::compare::SHAPE_FIELDS`).
+fn load_shape(plan: &Plan) -> serde_json::Value {
+    let rates: Vec<serde_json::Value> = plan
+        .open
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "sender": plan.scenario.senders[o.sender].name,
+                "segments": o.rate.segments,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "users": plan.closed.as_ref().map(|c| &c.users.segments),
+        "rates": rates,
     })
 }
 

@@ -6,7 +6,9 @@
 //! [`RunBuilder::finish`] produces the [`Run`], which serialises to versioned JSON with
 //! histograms in HdrHistogram V2 compressed form, so runs from several shards or processes
 //! merge exactly ([`Run::merge`]). [`threshold`] evaluates gates such as `p(99) < 250ms`;
-//! [`summary`] renders the terminal table.
+//! [`summary`] renders the terminal table; [`markdown`], [`html`], [`junit`] and [`hlog`]
+//! render the reports for people and CI ([`render`] picks one by name), and [`compare`]
+//! judges a run against a baseline.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -30,17 +32,27 @@
 
 pub mod builder;
 pub mod delta;
+mod chart;
+pub mod compare;
 pub mod hist;
+pub mod hlog;
+pub mod html;
+pub mod junit;
 pub mod key;
+pub mod markdown;
 pub mod recorder;
+pub mod render;
 pub mod run;
 pub mod summary;
+pub mod text;
 pub mod threshold;
 
 pub use builder::RunBuilder;
 pub use delta::Delta;
+pub use compare::{compare, Change, CompareOptions, Comparison};
 pub use hist::Summary;
 pub use key::{KeyError, MetricKey};
 pub use recorder::Recorder;
+pub use render::{render, Format, RenderError};
 pub use run::{GaugeMetric, GaugePoint, MergeError, Metric, Run, RunError, Selected, Series};
 pub use threshold::{evaluate, Expr, Threshold, Verdict};

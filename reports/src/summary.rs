@@ -67,7 +67,7 @@ fn push_table(out: &mut String, rows: &[Vec<String>]) {
 }
 
 /// Keys in table order: plain names first, then tagged keys, each sorted.
-fn ordered(run: &Run) -> Vec<(&MetricKey, &Metric)> {
+pub(crate) fn ordered(run: &Run) -> Vec<(&MetricKey, &Metric)> {
     let mut keys: Vec<_> = run.metrics.iter().collect();
     keys.sort_by_key(|(k, _)| (!k.tags.is_empty(), *k));
     keys
@@ -84,7 +84,7 @@ fn rate_is_fraction(run: &Run, metric: &str) -> bool {
         .is_some_and(|(_, m)| matches!(m, Metric::Counter(c) if c.total.is_some()))
 }
 
-fn observed_text(run: &Run, v: &Verdict) -> String {
+pub(crate) fn observed_text(run: &Run, v: &Verdict) -> String {
     let Some(observed) = v.observed else {
         return v.message.clone().unwrap_or_default();
     };
