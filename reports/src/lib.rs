@@ -31,9 +31,9 @@
 #![deny(missing_docs)]
 
 pub mod builder;
-pub mod delta;
 mod chart;
 pub mod compare;
+pub mod delta;
 pub mod hist;
 pub mod hlog;
 pub mod html;
@@ -48,8 +48,8 @@ pub mod text;
 pub mod threshold;
 
 pub use builder::RunBuilder;
-pub use delta::Delta;
 pub use compare::{compare, Change, CompareOptions, Comparison};
+pub use delta::Delta;
 pub use hist::Summary;
 pub use key::{KeyError, MetricKey};
 pub use recorder::Recorder;
