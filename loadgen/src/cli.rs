@@ -118,62 +118,73 @@ pub fn main(cli: Cli) -> i32 {
                 Ok(b) => b,
                 Err(e) => return fail(e.exit_code(), &e.to_string()),
             };
-            let stop = Stop::new();
-            install_signal_handler(stop.clone());
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    return fail(
-                        exit::HARNESS,
-                        &format!("cannot start the async runtime: {e}"),
-                    )
-                }
-            };
-            let opts = RunOptions {
-                out,
-                progress: progress::Mode::detect(quiet),
-            };
-            let name = plan.scenario.name.clone();
-            eprintln!(
-                "running `{name}` for up to {}",
+            let banner = format!(
+                "running `{}` for up to {}",
+                plan.scenario.name,
                 crate::scenario::duration::format_duration(plan.duration)
             );
-            match runtime.block_on(run::execute(plan, &opts, stop)) {
-                Ok(outcome) => {
-                    println!(
-                        "{}",
-                        reports::summary::render_table(&outcome.run, &Default::default())
-                    );
-                    if let Some(why) = &outcome.stopped_early {
-                        eprintln!(
-                            "stopped early: {why}; the record holds what was measured until then"
-                        );
-                    }
-                    eprintln!("run record: {}", outcome.path.display());
-                    let regressed =
-                        match report_cmd::finish_run(&outcome.run, &reports, baseline.as_ref()) {
-                            Ok(c) => c.is_some_and(|c| c.regressed()),
-                            Err(e) => return fail(e.exit_code(), &e.to_string()),
-                        };
-                    if !outcome.passed {
-                        eprintln!("thresholds failed");
-                    }
-                    if regressed {
-                        eprintln!("baseline regressed");
-                    }
-                    if outcome.passed && !regressed {
-                        exit::OK
-                    } else {
-                        exit::THRESHOLD
-                    }
-                }
-                Err(RunError::BadInput(m)) => fail(exit::BAD_INPUT, &m),
-                Err(RunError::Harness(m)) => fail(exit::HARNESS, &m),
+            execute_plan(plan, out, quiet, &reports, baseline.as_ref(), &banner)
+        }
+    }
+}
+
+/// Runs a loaded plan as `loadgen run` and `loadgen replay` do: progress, summary table,
+/// run record, `--report` outputs, baseline comparison and the exit code (0, 99, 1 or 2).
+pub(crate) fn execute_plan(
+    plan: Plan,
+    out: Option<std::path::PathBuf>,
+    quiet: bool,
+    reports: &[ReportSpec],
+    baseline: Option<&report_cmd::Baseline>,
+    banner: &str,
+) -> i32 {
+    let stop = Stop::new();
+    install_signal_handler(stop.clone());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(
+                exit::HARNESS,
+                &format!("cannot start the async runtime: {e}"),
+            )
+        }
+    };
+    let opts = RunOptions {
+        out,
+        progress: progress::Mode::detect(quiet),
+    };
+    eprintln!("{banner}");
+    match runtime.block_on(run::execute(plan, &opts, stop)) {
+        Ok(outcome) => {
+            println!(
+                "{}",
+                reports::summary::render_table(&outcome.run, &Default::default())
+            );
+            if let Some(why) = &outcome.stopped_early {
+                eprintln!("stopped early: {why}; the record holds what was measured until then");
+            }
+            eprintln!("run record: {}", outcome.path.display());
+            let regressed = match report_cmd::finish_run(&outcome.run, reports, baseline) {
+                Ok(c) => c.is_some_and(|c| c.regressed()),
+                Err(e) => return fail(e.exit_code(), &e.to_string()),
+            };
+            if !outcome.passed {
+                eprintln!("thresholds failed");
+            }
+            if regressed {
+                eprintln!("baseline regressed");
+            }
+            if outcome.passed && !regressed {
+                exit::OK
+            } else {
+                exit::THRESHOLD
             }
         }
+        Err(RunError::BadInput(m)) => fail(exit::BAD_INPUT, &m),
+        Err(RunError::Harness(m)) => fail(exit::HARNESS, &m),
     }
 }
 

@@ -10,9 +10,6 @@ use clap::{Args, Subcommand};
 
 use crate::cli::exit;
 use crate::plan::Plan;
-use crate::progress;
-use crate::run::{self, RunError, RunOptions};
-use crate::stop::Stop;
 
 /// `loadgen replay`.
 #[derive(Debug, Args)]
@@ -80,6 +77,13 @@ pub struct ReplayArgs {
     /// No live progress.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Also write a report at the end: `FORMAT=FILE` with FORMAT one of html, md, junit,
+    /// hlog, json, text (repeatable).
+    #[arg(long = "report", value_name = "FORMAT=FILE")]
+    pub reports: Vec<crate::report_cmd::ReportSpec>,
+    /// Compare with a baseline run.
+    #[command(flatten)]
+    pub baseline: crate::report_cmd::BaselineArgs,
     /// Name of the run in the record.
     #[arg(long, default_value = "replay")]
     pub name: String,
@@ -340,57 +344,27 @@ fn replay(args: ReplayArgs) -> i32 {
     if sessions > 0 {
         eprintln!("note: {sessions} WebSocket device sessions in the recording are not played (that waits for the device swarm)");
     }
-    run_plan(plan, args.out, args.quiet)
-}
-
-/// Runs a plan as `loadgen run` does: progress, summary table, record, exit code.
-fn run_plan(plan: Plan, out: Option<PathBuf>, quiet: bool) -> i32 {
-    let stop = Stop::new();
-    crate::cli::install_signal_handler(stop.clone());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            return fail(
-                exit::HARNESS,
-                &format!("cannot start the async runtime: {e}"),
-            )
-        }
+    let baseline = match args.baseline.load() {
+        Ok(b) => b,
+        Err(e) => return fail(e.exit_code(), &e.to_string()),
     };
-    let opts = RunOptions {
-        out,
-        progress: progress::Mode::detect(quiet),
-    };
-    if let Some(r) = &plan.replay {
-        eprintln!(
+    let banner = match &plan.replay {
+        Some(r) => format!(
             "replaying {} requests over {} (run bounded at {})",
             r.planned_requests,
             crate::scenario::duration::format_duration(Duration::from_millis(
                 r.length.as_millis() as u64
             )),
             crate::scenario::duration::format_duration(plan.duration)
-        );
-    }
-    match runtime.block_on(run::execute(plan, &opts, stop)) {
-        Ok(outcome) => {
-            println!(
-                "{}",
-                reports::summary::render_table(&outcome.run, &Default::default())
-            );
-            if let Some(why) = &outcome.stopped_early {
-                eprintln!("stopped early: {why}; the record holds what was measured until then");
-            }
-            eprintln!("run record: {}", outcome.path.display());
-            if outcome.passed {
-                exit::OK
-            } else {
-                eprintln!("thresholds failed");
-                exit::THRESHOLD
-            }
-        }
-        Err(RunError::BadInput(m)) => fail(exit::BAD_INPUT, &m),
-        Err(RunError::Harness(m)) => fail(exit::HARNESS, &m),
-    }
+        ),
+        None => String::new(),
+    };
+    crate::cli::execute_plan(
+        plan,
+        args.out,
+        args.quiet,
+        &args.reports,
+        baseline.as_ref(),
+        &banner,
+    )
 }
