@@ -31,6 +31,7 @@
 //! `testbed mock-apns --listen ADDR`; [`pki`] makes the test CA, certificates and provider keys
 //! that it and its clients use.
 
+mod accept;
 pub mod apns;
 pub mod duration;
 pub mod gateway;

@@ -21,7 +21,6 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::record::Notification;
@@ -149,38 +148,19 @@ pub(crate) async fn serve(
     listener: TcpListener,
     tls: Tls,
     mock: Arc<Mock>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let tls = Arc::new(tls);
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            // An error means the handle is gone: stop as well.
-            _ = stop.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_connection(
-                        stream,
-                        Arc::clone(&tls),
-                        Arc::clone(&mock),
-                        stop.clone(),
-                    ));
-                }
-                Err(error) => {
-                    // Usually out of file descriptors: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while connections.join_next().await.is_some() {}
+    let connection_stop = stop.clone();
+    crate::accept::accept_until_stopped(listener, stop, SHUTDOWN_GRACE, |stream| {
+        serve_connection(
+            stream,
+            Arc::clone(&tls),
+            Arc::clone(&mock),
+            connection_stop.clone(),
+        )
     })
     .await;
-    // Dropping the set aborts whatever is left.
 }
 
 /// The TLS handshake (bounded in time), with ALPN `h2` required, and the client certificate

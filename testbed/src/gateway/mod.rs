@@ -28,7 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 pub use center::RoomAddr;
 pub use faults::{FaultConfig, FaultConfigError};
@@ -198,43 +198,18 @@ impl Drop for GatewayHandle {
 }
 
 /// Accepts connections until told to stop, then drains them.
-async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+async fn serve(listener: TcpListener, gateway: Arc<Gateway>, stop: watch::Receiver<bool>) {
     let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            // An error means the handle is gone: stop as well.
-            _ = stop.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    connections.spawn(serve_connection(
-                        stream,
-                        Arc::clone(&gateway),
-                        Arc::clone(&builder),
-                        stop.clone(),
-                    ));
-                }
-                Err(error) => {
-                    // Usually out of file descriptors: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while connections.join_next().await.is_some() {}
+    let connection_stop = stop.clone();
+    crate::accept::accept_until_stopped(listener, stop, SHUTDOWN_GRACE, |stream| {
+        serve_connection(
+            stream,
+            Arc::clone(&gateway),
+            Arc::clone(&builder),
+            connection_stop.clone(),
+        )
     })
     .await;
-    if drained.is_err() {
-        tracing::debug!(
-            remaining = connections.len(),
-            "closing connections with requests in flight"
-        );
-    }
-    // Dropping the set aborts whatever is left.
 }
 
 /// Serves one connection (HTTP/1.1 with keep-alive, or h2c with prior knowledge) until it
