@@ -1,5 +1,5 @@
 //! Benchmark: the same HTTP/2-over-TLS APNs client sends pushes straight to the mock APNs and
-//! through the relay (the release `apns-relay` binary, TLS inbound, redb dedupe), flat-out and
+//! through the relay (the release `apns-relay` binary, TLS inbound, fjall dedupe), flat-out and
 //! at a fixed rate, alternating rounds in one sitting. Latency is measured from each push's
 //! intended start (open model), so a stall shows in the tail.
 //!
@@ -126,6 +126,33 @@ async fn paced(t: &Target, n: u64, rate: f64, conns: usize) -> (Histogram<u64>, 
     (h, failed)
 }
 
+/// CPU time (user + system) a process has used, in microseconds, from `/proc/PID/stat`.
+fn cpu_us(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let ticks_per_s = 100; // USER_HZ on Linux
+    f.iter().sum::<u64>() * 1_000_000 / ticks_per_s
+}
+
+/// Read and write system calls a process has made, from `/proc/PID/io`.
+fn syscalls(pid: u32) -> (u64, u64) {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("syscr:"), field("syscw:"))
+}
+
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -168,7 +195,7 @@ ca = "apns-ca.pem"
 connections = 4
 token = {{ key = "key.p8", key_id = "KEY1234567", team_id = "{TEAM}" }}
 [dedupe]
-path = "dedupe.redb"
+path = "dedupe"
 fsync = {fsync}
 [[senders]]
 name = "bench"
@@ -178,7 +205,17 @@ bearer_token = "bench-token"
         fsync = arg("--fsync", "true"),
     );
     std::fs::write(dir.path().join("relay.toml"), toml).unwrap();
-    let mut child = std::process::Command::new(&relay_bin)
+    // `--relay-cpu N` pins the relay to CPU N (run this bench itself under `taskset` on
+    // another CPU), the way a deployed relay has its own machine.
+    let relay_cpu = arg("--relay-cpu", "");
+    let mut command = if relay_cpu.is_empty() {
+        std::process::Command::new(&relay_bin)
+    } else {
+        let mut c = std::process::Command::new("taskset");
+        c.args(["-c", &relay_cpu]).arg(&relay_bin);
+        c
+    };
+    let mut child = command
         .args(["serve", "--config"])
         .arg(dir.path().join("relay.toml"))
         .env("APNS_RELAY_LOG", "warn")
@@ -213,14 +250,22 @@ bearer_token = "bench-token"
         flat_out(t, 2000, conc, 4).await;
     }
     println!(
-        "round,target,flat_out_per_s,flat_failed,paced_rate,p50_us,p99_us,max_us,paced_failed"
+        "round,target,flat_out_per_s,flat_failed,bench_cpu_us_per_push,relay_cpu_us_per_push,relay_reads_per_push,relay_writes_per_push,paced_rate,p50_us,p99_us,max_us,paced_failed"
     );
+    let (me, relay_pid) = (std::process::id(), child.id());
     for round in 1..=rounds {
         for t in [&direct, &relay] {
+            let (cpu_me, cpu_relay) = (cpu_us(me), cpu_us(relay_pid));
+            let io = syscalls(relay_pid);
             let (tput, ff) = flat_out(t, n, conc, 4).await;
+            let io_after = syscalls(relay_pid);
+            let reads = (io_after.0 - io.0) as f64 / n as f64;
+            let writes = (io_after.1 - io.1) as f64 / n as f64;
+            let per_push = |before: u64, pid: u32| (cpu_us(pid) - before) as f64 / n as f64;
+            let (bench_cpu, relay_cpu) = (per_push(cpu_me, me), per_push(cpu_relay, relay_pid));
             let (h, pf) = paced(t, n, rate, 4).await;
             println!(
-                "{round},{},{tput:.0},{ff},{rate},{},{},{},{pf}",
+                "{round},{},{tput:.0},{ff},{bench_cpu:.1},{relay_cpu:.1},{reads:.2},{writes:.2},{rate},{},{},{},{pf}",
                 t.name,
                 h.value_at_quantile(0.5),
                 h.value_at_quantile(0.99),

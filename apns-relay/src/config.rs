@@ -185,7 +185,7 @@ impl Default for RetryConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DedupeBackend {
-    /// Embedded redb file on disk.
+    /// Embedded fjall database (a directory) on disk.
     Disk,
     /// A Redis server shared by several relay instances.
     Redis,
@@ -198,12 +198,12 @@ pub struct DedupeConfig {
     /// `disk` (default) or `redis`.
     #[serde(default = "defaults::backend")]
     pub backend: DedupeBackend,
-    /// Disk: the redb file.
+    /// Disk: the database directory (created if missing).
     #[serde(default = "defaults::dedupe_path")]
     pub path: PathBuf,
-    /// Disk: flush each group commit to the disk (survives a power cut). `false` hands it to
-    /// the OS only (survives a killed relay, not a power cut) and is much faster on a busy
-    /// disk.
+    /// Disk: sync each group commit to the disk (survives a power cut; `syncfs` of the
+    /// store's filesystem, so give it one of its own). `false` writes it to the OS only
+    /// (survives a killed relay, not a power cut) and is faster on a busy disk.
     #[serde(default = "defaults::fsync")]
     pub fsync: bool,
     /// Redis: `redis://host:port/db` or `redis+unix:///path`.
@@ -371,7 +371,7 @@ mod defaults {
         DedupeBackend::Disk
     }
     pub fn dedupe_path() -> PathBuf {
-        PathBuf::from("apns-relay-dedupe.redb")
+        PathBuf::from("apns-relay-dedupe")
     }
     pub fn fsync() -> bool {
         true

@@ -3,7 +3,7 @@
 //!
 //! - [`relay`]: the terminating relay — APNs-compatible HTTP/2 in, a pool of HTTP/2
 //!   connections to APNs out, and dedupe so that a retry never becomes a duplicate.
-//! - [`dedupe`]: the store of push outcomes (embedded redb file, or Redis for several
+//! - [`dedupe`]: the store of push outcomes (embedded fjall database, or Redis for several
 //!   instances).
 //! - [`proxy`]: HTTP CONNECT only to Apple's push hosts, with credentials or per-sender source
 //!   CIDRs.

@@ -114,7 +114,7 @@ async fn relay_authenticates_to_apns_with_its_own_certificate() {
     std::fs::write(dir.path().join("apns.key"), &relay_identity.key_pem).unwrap();
     let toml = format!(
         "[relay]\nlisten = \"127.0.0.1:0\"\n[apns]\nendpoint = \"{}\"\nca = \"apns-ca.pem\"\n\
-         certificate = {{ cert = \"apns.crt\", key = \"apns.key\" }}\n[dedupe]\npath = \"d.redb\"\n\
+         certificate = {{ cert = \"apns.crt\", key = \"apns.key\" }}\n[dedupe]\npath = \"d\"\n\
          [[senders]]\nname = \"s\"\nbearer_token = \"{SENDER_TOKEN}\"\n",
         mock.url()
     );

@@ -62,7 +62,7 @@ fn a_missing_key_file_is_a_config_error() {
     let path = dir.path().join("relay.toml");
     std::fs::write(
         &path,
-        "[relay]\nlisten = \"127.0.0.1:0\"\n[apns]\ntoken = { key = \"missing.p8\", key_id = \"K\", team_id = \"T\" }\n[dedupe]\npath = \"d.redb\"\n",
+        "[relay]\nlisten = \"127.0.0.1:0\"\n[apns]\ntoken = { key = \"missing.p8\", key_id = \"K\", team_id = \"T\" }\n[dedupe]\npath = \"d\"\n",
     )
     .unwrap();
     let out = bin()

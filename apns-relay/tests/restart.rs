@@ -66,7 +66,7 @@ async fn two_relays_sharing_redis_deliver_a_push_sent_to_both_once() {
     let extra = format!("[dedupe]\nbackend = \"redis\"\nurl = \"{}\"\n", redis.url);
     let toml = h
         .relay_toml("127.0.0.1:0", "")
-        .replace("[dedupe]\npath = \"dedupe.redb\"\n", &extra);
+        .replace("[dedupe]\npath = \"dedupe\"\n", &extra);
     let a = apns_relay::server::start(&h.config(&toml)).await.unwrap();
     let b = apns_relay::server::start(&h.config(&toml)).await.unwrap();
     let ra = Arc::new(h.router_via_relay(a.relay_addr.unwrap()));

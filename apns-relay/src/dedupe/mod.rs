@@ -2,7 +2,7 @@
 //! apns-id), so that a sender's retry never becomes a second notification.
 //!
 //! A key moves `new → in-flight → done(status, reason) | unknown`. [`Store`] is the backend
-//! trait: [`disk::DiskStore`] (an embedded redb file, the default: one relay instance, survives
+//! trait: [`disk::DiskStore`] (an embedded fjall database, the default: one relay instance, survives
 //! a restart) and [`redis::RedisStore`] (several relay instances share one Redis). Both keep a
 //! TTL per key. Waiting for an in-flight key is the relay's job (it knows which keys it owns);
 //! the store only answers atomically.

@@ -69,7 +69,7 @@ budget_ratio = 0.5
 budget_min_per_second = 200
 
 [dedupe]
-path = "dedupe.redb"
+path = "dedupe"
 
 [[senders]]
 name = "cn-app"
