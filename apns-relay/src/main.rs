@@ -256,6 +256,7 @@ async fn send(args: SendArgs) -> ExitCode {
             }
         }
         Err(e @ apns_relay::router::RouterError::NoVendor(_)) => fail(2, &e),
+        Err(e @ apns_relay::router::RouterError::BadPush(_)) => fail(2, &e),
         Err(e) => fail(1, &e),
     }
 }
