@@ -221,3 +221,49 @@ pub fn answer(status: u16, body: &serde_json::Value) -> Answer {
         Answer::Rejected { status, reason }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(code: u16, status: &str, error_code: &str) -> serde_json::Value {
+        serde_json::json!({"error": {"code": code, "message": "m", "status": status, "details": [
+            {"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": error_code}]}})
+    }
+
+    #[test]
+    fn answers_map_to_outcomes() {
+        let ok = serde_json::json!({"name": "projects/p/messages/1"});
+        assert_eq!(
+            answer(200, &ok),
+            Answer::Accepted {
+                status: 200,
+                id: Some("projects/p/messages/1".into())
+            }
+        );
+        assert_eq!(
+            answer(404, &error(404, "NOT_FOUND", "UNREGISTERED")),
+            Answer::Rejected {
+                status: 404,
+                reason: "UNREGISTERED: m".into()
+            }
+        );
+        assert!(matches!(
+            answer(429, &error(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED")),
+            Answer::Retryable { .. }
+        ));
+        assert!(matches!(
+            answer(503, &error(503, "UNAVAILABLE", "UNAVAILABLE")),
+            Answer::Retryable { .. }
+        ));
+        let unauth = serde_json::json!({"error": {"code": 401, "status": "UNAUTHENTICATED"}});
+        assert!(matches!(answer(401, &unauth), Answer::Unauthorized { .. }));
+        assert!(matches!(
+            answer(
+                401,
+                &error(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR")
+            ),
+            Answer::Rejected { .. }
+        ));
+    }
+}

@@ -134,3 +134,37 @@ pub fn answer(status: u16, body: &serde_json::Value) -> Answer {
         _ => Answer::Rejected { status, reason },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_map_to_outcomes() {
+        let hw = |code: &str| serde_json::json!({"code": code, "msg": "m", "requestId": "r1"});
+        assert_eq!(
+            answer(200, &hw("80000000")),
+            Answer::Accepted {
+                status: 200,
+                id: Some("r1".into())
+            }
+        );
+        assert!(matches!(
+            answer(401, &hw("80200003")),
+            Answer::Unauthorized { .. }
+        ));
+        assert!(matches!(
+            answer(400, &hw("80300007")),
+            Answer::Rejected { .. }
+        ));
+        assert!(matches!(
+            answer(503, &serde_json::Value::Null),
+            Answer::Retryable { .. }
+        ));
+        // A 200 without the success code is not a success.
+        assert!(matches!(
+            answer(200, &hw("80100000")),
+            Answer::Rejected { .. }
+        ));
+    }
+}

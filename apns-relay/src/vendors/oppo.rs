@@ -138,3 +138,35 @@ pub fn answer(status: u16, body: &serde_json::Value) -> Answer {
         _ => Answer::Rejected { status, reason },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_is_lower_hex_sha256_of_the_concatenation() {
+        // printf '%s' "appkey1501484120000master" | sha256sum
+        assert_eq!(
+            sign("appkey", 1501484120000, "master"),
+            "8faeb27a26502a300f6e2aa9f46d481c445ce7a0ad5c23a241a117fe1230189e"
+        );
+    }
+
+    #[test]
+    fn answers_map_to_outcomes() {
+        let ok = serde_json::json!({"code": 0, "message": "Success", "data": {"messageId": "m1"}});
+        assert_eq!(
+            answer(200, &ok),
+            Answer::Accepted {
+                status: 200,
+                id: Some("m1".into())
+            }
+        );
+        let token = serde_json::json!({"code": 11, "message": "Invalid AuthToken"});
+        assert!(matches!(answer(200, &token), Answer::Unauthorized { .. }));
+        let flow = serde_json::json!({"code": -2, "message": "Service in Flow Control"});
+        assert!(matches!(answer(200, &flow), Answer::Retryable { .. }));
+        let quota = serde_json::json!({"code": 33, "message": "The number of messages exceeds the daily limit"});
+        assert!(matches!(answer(200, &quota), Answer::Rejected { .. }));
+    }
+}

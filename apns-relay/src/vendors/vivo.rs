@@ -140,3 +140,40 @@ pub fn answer(status: u16, body: &serde_json::Value) -> Answer {
         _ => Answer::Rejected { status, reason },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_is_lower_hex_md5_of_the_concatenation() {
+        // printf '%s' "1000425509283-3767-4b9e-83fe-b6e55ac6243e1501484120000secret" | md5sum
+        let s = sign(
+            10004,
+            "25509283-3767-4b9e-83fe-b6e55ac6243e",
+            1501484120000,
+            "secret",
+        );
+        assert_eq!(s, "1fd1ef0cacdec2165c2d08c3c52f3eb0");
+    }
+
+    #[test]
+    fn answers_map_to_outcomes() {
+        let ok = serde_json::json!({"result": 0, "desc": "请求成功", "taskId": "12"});
+        assert_eq!(
+            answer(200, &ok),
+            Answer::Accepted {
+                status: 200,
+                id: Some("12".into())
+            }
+        );
+        let auth = serde_json::json!({"result": 10000, "desc": "权限认证失败"});
+        assert!(matches!(answer(200, &auth), Answer::Unauthorized { .. }));
+        let quota = serde_json::json!({"result": 10070, "desc": "发送总量超出限制"});
+        assert!(matches!(answer(200, &quota), Answer::Rejected { .. }));
+        assert!(matches!(
+            answer(500, &serde_json::Value::Null),
+            Answer::Retryable { .. }
+        ));
+    }
+}

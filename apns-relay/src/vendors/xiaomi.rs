@@ -85,3 +85,32 @@ pub fn answer(status: u16, body: &serde_json::Value) -> Answer {
         Answer::Rejected { status, reason }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_map_to_outcomes() {
+        let ok = serde_json::json!({"result": "ok", "code": 0, "data": {"id": "sdm1"}});
+        assert_eq!(
+            answer(200, &ok),
+            Answer::Accepted {
+                status: 200,
+                id: Some("sdm1".into())
+            }
+        );
+        let auth = serde_json::json!({"result": "error", "code": 21301, "reason": "Authentication failed"});
+        assert_eq!(
+            answer(200, &auth),
+            Answer::Rejected {
+                status: 200,
+                reason: "21301: Authentication failed".into()
+            }
+        );
+        assert!(matches!(
+            answer(503, &serde_json::Value::Null),
+            Answer::Retryable { .. }
+        ));
+    }
+}

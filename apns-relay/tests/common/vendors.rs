@@ -567,7 +567,10 @@ async fn vivo(ca: &CertificateAuthority) -> (SocketAddr, Arc<Log>) {
             if (ts / 1000).abs_diff(now_secs()) > 600 {
                 return err(10205, "timestamp不合法");
             }
-            let want = apns_relay::vendors::vivo::sign(VIVO_APP_ID, VIVO_KEY, ts as u128, VIVO_SECRET);
+            // vivo: lower-case hex MD5 of appId + appKey + timestamp + appSecret.
+            use md5::Digest;
+            let digest = md5::Md5::digest(format!("{VIVO_APP_ID}{VIVO_KEY}{ts}{VIVO_SECRET}").as_bytes());
+            let want: String = digest.iter().map(|b| format!("{b:02x}")).collect();
             if body["sign"] != want.as_str() {
                 l.refused.fetch_add(1, Ordering::SeqCst);
                 return err(10206, "sign不合法");
@@ -641,7 +644,10 @@ async fn oppo(ca: &CertificateAuthority) -> (SocketAddr, Arc<Log>) {
             if (ts / 1000).abs_diff(now_secs()) > 600 {
                 return err(19, "Invalid Timestamp");
             }
-            if get(&form, "sign") != Some(apns_relay::vendors::oppo::sign(OPPO_KEY, ts as u128, OPPO_MASTER).as_str()) {
+            // OPPO: lower-case hex SHA-256 of app_key + timestamp + master_secret.
+            let digest = ring::digest::digest(&ring::digest::SHA256, format!("{OPPO_KEY}{ts}{OPPO_MASTER}").as_bytes());
+            let want: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            if get(&form, "sign") != Some(want.as_str()) {
                 l.refused.fetch_add(1, Ordering::SeqCst);
                 return err(16, "Invalid Signature");
             }
