@@ -119,7 +119,8 @@ pub struct Delivery {
     pub outcome: String,
     /// The APNs (or vendor) reason, if any.
     pub reason: String,
-    /// Attempts towards APNs as the relay reports them (1 elsewhere).
+    /// Attempts towards APNs as the relay reports them (1 to APNs direct; to other vendors,
+    /// the sends the router made).
     pub attempts: u32,
     /// Sends the router made (its own retries towards the relay).
     pub sends: u32,

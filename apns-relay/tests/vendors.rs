@@ -205,3 +205,17 @@ async fn a_generic_vendors_entry_for_a_native_vendor_is_refused() {
         )
     );
 }
+
+#[tokio::test]
+async fn resends_after_a_lost_answer_are_delivered_once_by_vivo_and_oppo() {
+    // vivo (requestId) and OPPO (app_message_id) drop a repeated push id; the router keeps the
+    // id across its resends, so a push whose answer was lost is still shown once.
+    let e = env("", |t| t).await;
+    for v in ["vivo", "oppo"] {
+        let log = e.stand_ins.log(v);
+        log.lose_answers(2);
+        let d = e.router.send(&push(v, "device-6")).await.unwrap();
+        assert_eq!((d.outcome.as_str(), d.sends), ("accepted", 3), "{v}: {d:?}");
+        assert_eq!(log.pushes().len(), 1, "{v}");
+    }
+}

@@ -75,6 +75,10 @@ pub struct Content {
     pub body: Option<String>,
     /// Custom key/value data (non-string JSON values as their JSON text).
     pub data: BTreeMap<String, String>,
+    /// This push's identity, the same on every resend: vivo (`requestId`) and OPPO
+    /// (`app_message_id`) deliver a push with a repeated id only once, so the router's resends
+    /// after a lost answer do not duplicate it there.
+    pub push_id: String,
 }
 
 impl Content {
@@ -89,7 +93,10 @@ impl Content {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        let mut c = Content::default();
+        let mut c = Content {
+            push_id: uuid::Uuid::new_v4().simple().to_string(),
+            ..Content::default()
+        };
         if let Some(aps) = map.get("aps") {
             match aps.get("alert") {
                 Some(serde_json::Value::String(s)) => c.body = Some(s.clone()),

@@ -6,8 +6,9 @@
 //! - Send (unicast notification): `POST {base}/server/v1/message/notification/unicast`,
 //!   form-encoded `auth_token` and `message`, a JSON object `{"target_type": 2 (registration
 //!   id), "target_value", "notification": {"title", "content", "click_action_type": 0 (open the
-//!   app), "action_parameters" (custom data, a JSON string), "channel_id"}}` → `{"code": 0,
-//!   "data": {"messageId"}}`.
+//!   app), "action_parameters" (custom data, a JSON string), "channel_id", "app_message_id"
+//!   (OPPO pushes one id to one target once, so resends keep it)}}` → `{"code": 0, "data":
+//!   {"messageId"}}`.
 //! - Answer: `code` 0 is success; 11 (invalid auth_token) means a new token; -1 (service
 //!   unavailable) and -2 (flow control), and HTTP 5xx, are temporary; everything else (33 over
 //!   the daily quota, 10000 invalid registration id, …) is final.
@@ -89,6 +90,7 @@ impl Oppo {
             "title": title,
             "content": text,
             "click_action_type": 0,
+            "app_message_id": content.push_id,
         });
         if !content.data.is_empty() {
             notification["action_parameters"] = serde_json::Value::String(content.data_json());

@@ -7,7 +7,8 @@
 //!   it hourly.
 //! - Send: `POST {base}/message/send`, header `authToken`, JSON `{"appId", "regId",
 //!   "notifyType" (1–4), "title", "content", "skipType" (1 opens the app), "requestId"
-//!   (unique per push), "pushMode", "clientCustomMap"}` → `{"result": 0, "taskId"}`.
+//!   (unique per push; vivo drops a repeated one, so resends keep it), "pushMode",
+//!   "clientCustomMap"}` → `{"result": 0, "taskId"}`.
 //! - Answer: `result` 0 is success; 10000 (permission authentication failed: a bad or expired
 //!   authToken) means a new token; HTTP 5xx is temporary; every other result (10302 invalid
 //!   regId, 10070 daily quota exceeded, …) is final.
@@ -98,7 +99,7 @@ impl Vivo {
             "title": title,
             "content": text,
             "skipType": 1,
-            "requestId": uuid::Uuid::new_v4().simple().to_string(),
+            "requestId": content.push_id,
             "pushMode": c.push_mode,
         });
         if !content.data.is_empty() {

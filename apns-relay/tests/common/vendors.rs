@@ -35,6 +35,7 @@ pub struct Log {
     pub pushes: Mutex<Vec<Pushed>>,
     tokens: Mutex<HashSet<String>>,
     throttle: AtomicUsize,
+    lose_answers: AtomicUsize,
     request_ids: Mutex<HashSet<String>>,
 }
 
@@ -56,6 +57,20 @@ impl Log {
     }
     fn valid(&self, token: Option<&str>) -> bool {
         token.is_some_and(|t| self.tokens.lock().unwrap().contains(t))
+    }
+    /// The next `n` accepted pushes are answered with a temporary server error, as if the
+    /// answer were lost after the vendor took the push.
+    pub fn lose_answers(&self, n: usize) {
+        self.lose_answers.store(n, Ordering::SeqCst);
+    }
+    fn answer_lost(&self) -> bool {
+        self.lose_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+    /// Whether `id` is new (vendors that de-duplicate deliver a repeated id once).
+    fn first_time(&self, id: &str) -> bool {
+        self.request_ids.lock().unwrap().insert(id.to_string())
     }
     fn throttled(&self) -> bool {
         self.throttle
@@ -609,13 +624,16 @@ async fn vivo(ca: &CertificateAuthority) -> (SocketAddr, Arc<Log>) {
             return (200, json!({"result": 10302, "desc": "regId不合法", "invalidUser": {"status": 1, "userid": reg}}));
         }
         // vivo de-duplicates on requestId: a repeated one is not delivered twice.
-        if l.request_ids.lock().unwrap().insert(request_id.to_string()) {
+        if l.first_time(request_id) {
             l.record(Pushed {
                 device: reg.into(),
                 title: title.into(),
                 body: content.into(),
                 data: body.get("clientCustomMap").map(Value::to_string).unwrap_or_default(),
             });
+        }
+        if l.answer_lost() {
+            return (500, json!("Internet server error!"));
         }
         (200, json!({"result": 0, "desc": "请求成功", "taskId": uuid::Uuid::new_v4().simple().to_string()}))
     }))
@@ -687,12 +705,19 @@ async fn oppo(ca: &CertificateAuthority) -> (SocketAddr, Arc<Log>) {
         if target.starts_with("unregistered") {
             return err(10000, "Invalid RegistrationId");
         }
-        l.record(Pushed {
-            device: target.into(),
-            title: title.into(),
-            body: content.into(),
-            data: n["action_parameters"].as_str().unwrap_or("").into(),
-        });
+        // OPPO pushes one app_message_id to one target once.
+        let dedupe = n["app_message_id"].as_str().map(|id| format!("{target}/{id}"));
+        if dedupe.is_none_or(|k| l.first_time(&k)) {
+            l.record(Pushed {
+                device: target.into(),
+                title: title.into(),
+                body: content.into(),
+                data: n["action_parameters"].as_str().unwrap_or("").into(),
+            });
+        }
+        if l.answer_lost() {
+            return err(-1, "Service Currently Unavailable");
+        }
         (200, json!({"code": 0, "message": "Success", "data": {"messageId": uuid::Uuid::new_v4().simple().to_string()}}))
     }))
     .await;
