@@ -193,15 +193,8 @@ impl Inbound {
         req: Request<Incoming>,
         cert_sender: Option<usize>,
     ) -> Response<Full<Bytes>> {
-        let apns_id = req
-            .headers()
-            .get("apns-id")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| uuid::Uuid::parse_str(v).ok())
-            .unwrap_or_else(uuid::Uuid::new_v4)
-            .hyphenated()
-            .to_string();
-        match parse(&self.senders, self.max_payload, req, cert_sender, &apns_id).await {
+        let apns_id = apns_id_of(req.headers());
+        match Self::parse(&self.senders, self.max_payload, req, cert_sender, &apns_id).await {
             Ok(push) => {
                 let reply = self.relay.push(push).await;
                 respond(&reply, &apns_id)
@@ -218,45 +211,17 @@ impl Inbound {
             }
         }
     }
-}
 
-/// Checks one inbound request exactly as the relay does before anything reaches APNs (method,
-/// path, device token, sender credentials, APNs headers, payload size): `Ok` is the push the
-/// relay would hand to [`Relay::push`], `Err` the status and APNs reason it would answer.
-/// Reads the body, touches nothing else; the relay's fuzz target drives it.
-pub async fn check_request<B>(
-    senders: &Senders,
-    max_payload: usize,
-    req: Request<B>,
-) -> Result<Push, (StatusCode, &'static str)>
-where
-    B: hyper::body::Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let apns_id = req
-        .headers()
-        .get("apns-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| uuid::Uuid::parse_str(v).ok())
-        .unwrap_or_else(uuid::Uuid::new_v4)
-        .hyphenated()
-        .to_string();
-    parse(senders, max_payload, req, None, &apns_id)
-        .await
-        .map_err(|Rejection(status, reason)| (status, reason))
-}
-
-async fn parse<B>(
-    senders: &Senders,
-    max_payload: usize,
-    req: Request<B>,
-    cert_sender: Option<usize>,
-    apns_id: &str,
-) -> Result<Push, Rejection>
-where
-    B: hyper::body::Body<Data = Bytes>,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+    async fn parse<B>(
+        senders: &Senders,
+        max_payload: usize,
+        req: Request<B>,
+        cert_sender: Option<usize>,
+        apns_id: &str,
+    ) -> Result<Push, Rejection>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         use StatusCode as S;
         if req.method() != Method::POST {
@@ -371,6 +336,36 @@ where
             resend_unknown,
         })
     }
+}
+
+/// Checks one inbound request exactly as the relay does before anything reaches APNs (method,
+/// path, device token, sender credentials, APNs headers, payload size): `Ok` is the push the
+/// relay would hand to [`Relay::push`], `Err` the status and APNs reason it would answer.
+/// Reads the body, touches nothing else; the relay's fuzz target drives it.
+pub async fn check_request<B>(
+    senders: &Senders,
+    max_payload: usize,
+    req: Request<B>,
+) -> Result<Push, (StatusCode, &'static str)>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let apns_id = apns_id_of(req.headers());
+    Inbound::parse(senders, max_payload, req, None, &apns_id)
+        .await
+        .map_err(|Rejection(status, reason)| (status, reason))
+}
+
+/// The request's `apns-id` if it is a UUID, else a new one (APNs generates one when absent).
+fn apns_id_of(headers: &HeaderMap) -> String {
+    headers
+        .get("apns-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| uuid::Uuid::parse_str(v).ok())
+        .unwrap_or_else(uuid::Uuid::new_v4)
+        .hyphenated()
+        .to_string()
 }
 
 fn respond(reply: &Reply, apns_id: &str) -> Response<Full<Bytes>> {
