@@ -9,6 +9,8 @@
 //!   CIDRs.
 //! - [`router`]: what senders run — Apple through the relay or the proxy, every other vendor
 //!   direct.
+//! - [`vendors`]: the other vendors' own push APIs (FCM, Huawei, Xiaomi, vivo, OPPO), which
+//!   the router speaks directly.
 //! - [`server`]: runs what a config enables, with metrics, health and graceful shutdown.
 //! - [`config`], [`jwt`], [`tls`], [`metrics`]: the pieces they share.
 
@@ -22,3 +24,4 @@ pub mod relay;
 pub mod router;
 pub mod server;
 pub mod tls;
+pub mod vendors;

@@ -249,6 +249,12 @@ async fn send(args: SendArgs) -> ExitCode {
                 },
                 d.dedupe.map(|s| format!(" dedupe={s}")).unwrap_or_default(),
             );
+            if let Some(id) = &d.message_id {
+                println!("message-id={id}");
+            }
+            if d.retryable {
+                println!("retryable: the vendor asks to send it again later");
+            }
             if d.outcome == "accepted" {
                 ExitCode::SUCCESS
             } else {
@@ -256,6 +262,7 @@ async fn send(args: SendArgs) -> ExitCode {
             }
         }
         Err(e @ apns_relay::router::RouterError::NoVendor(_)) => fail(2, &e),
+        Err(e @ apns_relay::router::RouterError::BadPush(_)) => fail(2, &e),
         Err(e) => fail(1, &e),
     }
 }

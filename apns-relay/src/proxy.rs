@@ -45,10 +45,14 @@ pub struct Proxy {
 
 /// Why a CONNECT was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refusal {
+pub enum Refusal {
+    /// Not CONNECT: 405.
     Method,
+    /// No valid credentials and a source address outside every sender's CIDRs: 407.
     Auth,
+    /// An IP literal, a host not allowed, or a port not allowed for the host: 403.
     Forbidden,
+    /// No authority or no port: 400.
     BadRequest,
 }
 
@@ -131,7 +135,9 @@ impl Proxy {
             .await;
     }
 
-    fn check(&self, req: &Request<Incoming>, peer: IpAddr) -> Result<(String, u16), Refusal> {
+    /// Decides one request from `peer`: the allowed destination (normalised host, port) or
+    /// why it is refused. Pure; the proxy's fuzz target drives it.
+    pub fn check<B>(&self, req: &Request<B>, peer: IpAddr) -> Result<(String, u16), Refusal> {
         if req.method() != Method::CONNECT {
             return Err(Refusal::Method);
         }

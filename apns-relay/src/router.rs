@@ -1,8 +1,9 @@
 //! The sender-side router: what a sender in China runs to push to every vendor. Apple pushes
 //! go through the relay (the relay's dedupe makes the router's retries safe) or through the
-//! CONNECT proxy straight to APNs, as configured; Huawei, Xiaomi, vivo, OPPO, Honor and FCM
-//! pushes go direct to their configured endpoints. One reqwest client carries everything;
-//! its `Proxy::custom` sends only Apple's host names to the proxy.
+//! CONNECT proxy straight to APNs, as configured; Huawei, Xiaomi, vivo, OPPO and FCM pushes go
+//! direct to the vendors' own APIs ([`crate::vendors`]), and Honor's to a configured URL as
+//! generic JSON. One reqwest client carries everything; its `Proxy::custom` sends only
+//! Apple's host names to the proxy.
 //!
 //! Apple notifications are built with a2's payload types ([`apple_payload`]).
 
@@ -15,6 +16,7 @@ use rustls::RootCertStore;
 
 use crate::config::{AppleVia, RouterConfig};
 use crate::jwt::{Signer, TokenCache};
+use crate::vendors::{Answer, Content, VendorError, Vendors};
 
 /// A router error.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,19 @@ pub enum RouterError {
     /// The push could not be sent and no outcome is known.
     #[error("{0}")]
     Transport(String),
+    /// The push cannot be expressed in the vendor's format (exit 2).
+    #[error("{0}")]
+    BadPush(String),
+}
+
+impl From<VendorError> for RouterError {
+    fn from(e: VendorError) -> RouterError {
+        match e {
+            VendorError::Setup(s) => RouterError::Setup(s),
+            VendorError::BadPush(s) => RouterError::BadPush(s),
+            VendorError::Transport(s) => RouterError::Transport(s),
+        }
+    }
 }
 
 /// A vendor.
@@ -104,7 +119,8 @@ pub struct Delivery {
     pub outcome: String,
     /// The APNs (or vendor) reason, if any.
     pub reason: String,
-    /// Attempts towards APNs as the relay reports them (1 elsewhere).
+    /// Attempts towards APNs as the relay reports them (1 to APNs direct; to other vendors,
+    /// the sends the router made).
     pub attempts: u32,
     /// Sends the router made (its own retries towards the relay).
     pub sends: u32,
@@ -114,6 +130,12 @@ pub struct Delivery {
     pub apns_id: Option<uuid::Uuid>,
     /// Whether the relay answered from its dedupe store.
     pub dedupe: Option<String>,
+    /// Not delivered, and the same push may be sent again later (a vendor throttled it or
+    /// failed temporarily, and the router's `retry_for` ran out).
+    pub retryable: bool,
+    /// The vendor's id for an accepted message (FCM's message name, Huawei's request id,
+    /// Xiaomi's message id, vivo's task id, OPPO's message id).
+    pub message_id: Option<String>,
 }
 
 /// The router; see the module doc.
@@ -122,6 +144,7 @@ pub struct Router {
     client: reqwest::Client,
     apple: reqwest::Client,
     tokens: Option<TokenCache>,
+    vendors: Vendors,
 }
 
 fn add_roots(roots: &mut RootCertStore, path: &std::path::Path) -> Result<(), RouterError> {
@@ -138,7 +161,7 @@ impl Router {
     pub fn new(config: RouterConfig) -> Result<Router, RouterError> {
         let a = &config.apple;
         let mut roots = RootCertStore::empty();
-        let custom: Vec<_> = [&a.relay_ca, &a.apns_ca, &a.proxy_ca]
+        let custom: Vec<_> = [&a.relay_ca, &a.apns_ca, &a.proxy_ca, &config.vendor_ca]
             .into_iter()
             .flatten()
             .collect();
@@ -211,11 +234,13 @@ impl Router {
         } else {
             client.clone()
         };
+        let vendors = Vendors::new(&config)?;
         Ok(Router {
             config,
             client,
             apple,
             tokens,
+            vendors,
         })
     }
 
@@ -308,6 +333,8 @@ impl Router {
                         path,
                         apns_id: Some(apns_id),
                         dedupe,
+                        retryable: false,
+                        message_id: None,
                     });
                 }
                 Err(e) => {
@@ -330,6 +357,8 @@ impl Router {
                             path,
                             apns_id: Some(apns_id),
                             dedupe: None,
+                            retryable: false,
+                            message_id: None,
                         });
                     }
                     return Err(RouterError::Transport(format!(
@@ -341,11 +370,63 @@ impl Router {
         }
     }
 
+    /// A push to a vendor's own API. Retryable answers (throttling, temporary server errors)
+    /// are resent with backoff until `retry_for` has passed; the vendors say to do so.
+    async fn send_native(
+        &self,
+        name: &'static str,
+        n: &Notification,
+    ) -> Result<Delivery, RouterError> {
+        let content = Content::from_payload(&n.payload)?;
+        let deadline = Instant::now() + self.config.retry_for;
+        let mut pause = Duration::from_millis(20);
+        let mut sends = 0;
+        loop {
+            sends += 1;
+            let answer = self
+                .vendors
+                .send(&self.client, name, &n.device_token, &content)
+                .await?;
+            let mut message_id = None;
+            let (status, outcome, reason, retryable) = match answer {
+                Answer::Accepted { status, id } => {
+                    message_id = id;
+                    (status, "accepted", String::new(), false)
+                }
+                Answer::Retryable { status, reason } if Instant::now() < deadline => {
+                    tracing::debug!(vendor = name, status, %reason, sends, "retrying the push");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+                Answer::Retryable { status, reason } => (status, "rejected", reason, true),
+                Answer::Rejected { status, reason } | Answer::Unauthorized { status, reason } => {
+                    (status, "rejected", reason, false)
+                }
+            };
+            return Ok(Delivery {
+                status,
+                outcome: outcome.into(),
+                reason,
+                attempts: sends,
+                sends,
+                path: "direct",
+                apns_id: None,
+                dedupe: None,
+                retryable,
+                message_id,
+            });
+        }
+    }
+
     async fn send_vendor(
         &self,
         name: &'static str,
         n: &Notification,
     ) -> Result<Delivery, RouterError> {
+        if self.vendors.has(name) {
+            return self.send_native(name, n).await;
+        }
         let ep = self
             .config
             .vendors
@@ -379,6 +460,8 @@ impl Router {
             path: "direct",
             apns_id: None,
             dedupe: None,
+            retryable: false,
+            message_id: None,
         })
     }
 }

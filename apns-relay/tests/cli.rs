@@ -168,3 +168,69 @@ fn the_shipped_sample_configs_are_valid() {
     );
     apns_relay::config::RouterConfig::load(&deploy.join("router.toml")).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_pushes_to_each_vendor_direct_and_a_push_it_cannot_express_exits_2() {
+    let stand_ins = common::vendors::StandIns::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let router = dir.path().join("router.toml");
+    std::fs::write(
+        &router,
+        format!(
+            "{}\n[apple]\nvia = \"relay\"\nrelay_url = \"http://127.0.0.1:9\"\n",
+            stand_ins.router_toml(dir.path())
+        ),
+    )
+    .unwrap();
+    for v in ["fcm", "huawei", "xiaomi", "vivo", "oppo"] {
+        let router = router.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            bin()
+                .args(["send", "--config"])
+                .arg(&router)
+                .args([
+                    "--vendor", v, "--to", "device-1", "--title", "Hi", "--body", "there",
+                ])
+                .args(["--data", r#"{"order":"42"}"#])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{v}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.starts_with("accepted status=200 path=direct attempts=1"),
+            "{v}: {text}"
+        );
+        assert!(text.contains("message-id="), "{v}: {text}");
+        let pushed = stand_ins.log(v).pushes();
+        assert_eq!(pushed.len(), 1, "{v}");
+        assert_eq!(
+            (pushed[0].title.as_str(), pushed[0].body.as_str()),
+            ("Hi", "there"),
+            "{v}"
+        );
+        assert!(pushed[0].data.contains("42"), "{v}: {:?}", pushed[0]);
+    }
+    let out = tokio::task::spawn_blocking(move || {
+        bin()
+            .args(["send", "--config"])
+            .arg(&router)
+            .args(["--vendor", "oppo", "--to", "device-1", "--body", "no title"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "apns-relay: oppo: a notification needs a non-empty title and body"
+    );
+}

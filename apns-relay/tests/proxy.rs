@@ -4,8 +4,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use apns_relay::config::RouterConfig;
@@ -194,56 +193,15 @@ async fn refuses_everything_but_apple_push_hosts_with_credentials() {
     drop(env.dir);
 }
 
-/// A vendor's stand-in: an HTTP/1.1 server counting POSTs.
-async fn stand_in() -> (SocketAddr, Arc<AtomicUsize>) {
-    use hyper::service::service_fn;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let c = c.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let c = c.clone();
-                    async move {
-                        if req.method() == http::Method::POST && req.uri().path().contains("/push/")
-                        {
-                            c.fetch_add(1, Ordering::SeqCst);
-                        }
-                        Ok::<_, std::convert::Infallible>(http::Response::new(
-                            http_body_util::Full::new(bytes::Bytes::from("{}")),
-                        ))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
-    (addr, count)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn router_sends_only_apple_through_the_proxy_and_other_vendors_direct() {
     let env = proxy_env("60s").await;
-    let vendors = ["huawei", "xiaomi", "vivo", "oppo", "fcm"];
-    let mut stand_ins = Vec::new();
-    let mut vendor_toml = String::new();
-    for v in vendors {
-        let (addr, count) = stand_in().await;
-        vendor_toml.push_str(&format!(
-            "[vendors.{v}]\nurl = \"http://{addr}/push/{{token}}\"\n"
-        ));
-        stand_ins.push((v, count));
-    }
+    // Every other vendor's stand-in speaks its vendor's real API, over TLS, and refuses a
+    // request that the real service would refuse.
+    let stand_ins = common::vendors::StandIns::start().await;
+    let vendor_toml = stand_ins.router_toml(env.dir.path());
     let toml = format!(
-        r#"
+        r#"{vendor_toml}
 [apple]
 via = "proxy"
 proxy_url = "http://{proxy}"
@@ -252,8 +210,7 @@ proxy_password = "pw"
 apns_url = "https://api.push.apple.com"
 apns_ca = "apns-ca.pem"
 token = {{ key = "key.p8", key_id = "KEY1234567", team_id = "{TEAM}" }}
-
-{vendor_toml}"#,
+"#,
         proxy = env.proxy.proxy_addr.unwrap()
     );
     let path = env.dir.path().join("router.toml");
@@ -263,9 +220,18 @@ token = {{ key = "key.p8", key_id = "KEY1234567", team_id = "{TEAM}" }}
         let d = router.send(&notification(i)).await.unwrap();
         assert_eq!((d.outcome.as_str(), d.path), ("accepted", "proxy"), "{d:?}");
     }
-    for (v, _) in &stand_ins {
+    let vendors = ["huawei", "xiaomi", "vivo", "oppo", "fcm"];
+    for v in vendors {
         for i in 0..10 {
-            let mut n = Notification::apple(&device(i), TOPIC, r#"{"title":"hi"}"#.into());
+            let payload = apns_relay::router::apple_payload(
+                Some("hi"),
+                Some(&format!("push {i}")),
+                None,
+                None,
+                Some(&serde_json::json!({"order": i})),
+            )
+            .unwrap();
+            let mut n = Notification::apple(&format!("{v}-device-{i}"), TOPIC, payload);
             n.vendor = Vendor::parse(v).unwrap();
             let d = router.send(&n).await.unwrap();
             assert_eq!(
@@ -276,8 +242,20 @@ token = {{ key = "key.p8", key_id = "KEY1234567", team_id = "{TEAM}" }}
         }
     }
     assert_eq!(env.mock.count(), 40);
-    for (v, count) in &stand_ins {
-        assert_eq!(count.load(Ordering::SeqCst), 10, "{v}");
+    for v in vendors {
+        let log = stand_ins.log(v);
+        let pushes = log.pushes();
+        assert_eq!(pushes.len(), 10, "{v}");
+        assert_eq!(pushes[3].device, format!("{v}-device-3"), "{v}");
+        assert_eq!(
+            (pushes[3].title.as_str(), pushes[3].body.as_str()),
+            ("hi", "push 3"),
+            "{v}"
+        );
+        assert!(pushes[3].data.contains("order"), "{v}: {:?}", pushes[3]);
+        // One access token for all ten pushes (Xiaomi has none: its secret is the credential).
+        let tokens = if v == "xiaomi" { 0 } else { 1 };
+        assert_eq!(log.auth_calls.load(Ordering::SeqCst), tokens, "{v}");
     }
     // The proxy saw Apple's host only, and refused nothing (no vendor push tried it).
     let metrics = env.proxy.metrics.render();

@@ -57,13 +57,13 @@ async fn sigkill_mid_run_then_restart_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_sharing_redis_deliver_a_push_sent_to_both_once() {
-    let redis = RedisServer::start().await;
+    let redis = testbed::redis_server::RedisServer::start().await.unwrap();
     let h = Harness::new(ApnsFaults {
         latency_ms: 1,
         ..ApnsFaults::default()
     })
     .await;
-    let extra = format!("[dedupe]\nbackend = \"redis\"\nurl = \"{}\"\n", redis.url);
+    let extra = format!("[dedupe]\nbackend = \"redis\"\nurl = \"{}\"\n", redis.url());
     let toml = h
         .relay_toml("127.0.0.1:0", "")
         .replace("[dedupe]\npath = \"dedupe\"\n", &extra);

@@ -1,6 +1,9 @@
 //! The `testbed` binary, run for real: it binds, prints its address, answers, and exits on
 //! SIGTERM; bad arguments exit 2 with one clear sentence.
 
+mod http_client;
+use http_client::http_client;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -70,7 +73,7 @@ async fn gateway_answers_and_stops_on_sigterm() {
         "{}",
         gateway.base_url
     );
-    let client = reqwest::Client::new();
+    let client = http_client();
     let started = Instant::now();
     let health = client
         .get(format!("{}/healthz", gateway.base_url))
@@ -180,7 +183,7 @@ async fn room_processes_from_the_command_line_dispatch_and_stop_on_sigterm() {
         "--push-drop-rate",
         "0.5",
     ]);
-    let client = reqwest::Client::new();
+    let client = http_client();
     let dispatched: serde_json::Value = client
         .get(format!("{}/dispatch?user=alice", gateway.base_url))
         .send()

@@ -1,6 +1,9 @@
 //! The reference gateway's HTTP API over real loopback connections: every route's happy path,
 //! every error status with its JSON body, HTTP/1.1 and h2c, and the injected faults.
 
+mod http_client;
+use http_client::http_client;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -62,7 +65,7 @@ fn error(code: &str, message: &str) -> Value {
 #[tokio::test]
 async fn health_and_stats() {
     let gateway = start(FaultConfig::default()).await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     let health = call(&client, &gateway, Method::GET, "/healthz", None).await;
     assert_eq!((health.status, health.body), (200, json!({ "ok": true })));
     assert_eq!(health.headers["content-type"], "application/json");
@@ -83,7 +86,7 @@ async fn health_and_stats() {
 #[tokio::test]
 async fn device_lifecycle() {
     let gateway = start(FaultConfig::default()).await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     let created = call(
         &client,
         &gateway,
@@ -165,7 +168,7 @@ async fn device_lifecycle() {
 #[tokio::test]
 async fn push_to_a_users_devices() {
     let gateway = start(FaultConfig::default()).await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     let unknown = call(
         &client,
         &gateway,
@@ -223,7 +226,7 @@ async fn push_to_a_users_devices() {
 #[tokio::test]
 async fn broadcast_to_a_topic_or_everyone() {
     let gateway = start(FaultConfig::default()).await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     for body in [
         r#"{"user": "a", "topics": ["news"]}"#,
         r#"{"user": "b", "topics": ["news", "sport"]}"#,
@@ -295,7 +298,7 @@ async fn broadcast_to_a_topic_or_everyone() {
 #[tokio::test]
 async fn bad_bodies_are_400_with_the_reason() {
     let gateway = start(FaultConfig::default()).await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     let cases = [
         ("/devices", "{", "invalid JSON body: EOF while parsing an object at line 1 column 1"),
         ("/devices", r#"{"topics": []}"#, "invalid JSON body: missing field `user` at line 1 column 14"),
@@ -320,7 +323,7 @@ async fn bad_bodies_are_400_with_the_reason() {
 #[tokio::test]
 async fn content_type_must_be_json_when_present() {
     let gateway = start(FaultConfig::default()).await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     let url = format!("{}/devices", gateway.base_url());
     let plain = client
         .post(&url)
@@ -358,7 +361,7 @@ async fn content_type_must_be_json_when_present() {
 #[tokio::test]
 async fn bodies_over_one_mebibyte_are_413() {
     let gateway = start(FaultConfig::default()).await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     let expected = error(
         "payload_too_large",
         "request body exceeds the limit of 1048576 bytes",
@@ -390,7 +393,7 @@ async fn bodies_over_one_mebibyte_are_413() {
 #[tokio::test]
 async fn unknown_paths_404_and_wrong_methods_405_with_allow() {
     let gateway = start(FaultConfig::default()).await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     for path in ["/", "/nope", "/devices/", "/devices/a/b", "/admin"] {
         let answer = call(&client, &gateway, Method::GET, path, None).await;
         assert_eq!(
@@ -420,7 +423,7 @@ async fn unknown_paths_404_and_wrong_methods_405_with_allow() {
 #[tokio::test]
 async fn admin_faults_read_replace_and_reject() {
     let gateway = start(FaultConfig::default()).await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     let defaults = json!({ "latency_ms": 0.0, "jitter_ms": 0.0, "error_rate": 0.0, "error_status": 503, "stall_ms": 0, "push_drop_rate": 0.0, "push_duplicate_rate": 0.0, "push_delay_rate": 0.0, "push_delay_ms": 0.0, "conn_reset_rate": 0.0, "refuse_rate": 0.0 });
     let read = call(&client, &gateway, Method::GET, "/admin/faults", None).await;
     assert_eq!((read.status, read.body), (200, defaults));
@@ -517,7 +520,7 @@ async fn injected_error_rate_is_respected() {
         ..FaultConfig::default()
     })
     .await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     let url = format!("{}/stats", gateway.base_url());
     let workers: Vec<_> = (0..8)
         .map(|_| {
@@ -568,7 +571,7 @@ async fn injected_errors_skip_the_action_and_spare_health_and_admin() {
         ..FaultConfig::default()
     })
     .await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     let answer = call(
         &client,
         &gateway,
@@ -633,7 +636,7 @@ async fn time_requests(
 #[tokio::test]
 async fn jitter_spreads_latency_above_the_fixed_part() {
     let gateway = start(FaultConfig::default()).await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     time_requests(&client, &gateway, 5).await;
     gateway.set_faults(FaultConfig {
         latency_ms: 2.0,
@@ -666,7 +669,7 @@ async fn jitter_spreads_latency_above_the_fixed_part() {
 async fn stall_holds_requests_until_the_window_ends() {
     const STALL: Duration = Duration::from_millis(500);
     let gateway = start(FaultConfig::default()).await;
-    let client = reqwest::Client::new();
+    let client = http_client();
     let before_set = Instant::now();
     let answer = call(
         &client,
@@ -739,7 +742,7 @@ async fn stall_holds_requests_until_the_window_ends() {
 async fn shutdown_and_drop_close_the_listener() {
     let gateway = start(FaultConfig::default()).await;
     let addr = gateway.addr();
-    let client = reqwest::Client::new();
+    let client = http_client();
     assert_eq!(
         call(&client, &gateway, Method::GET, "/healthz", None)
             .await

@@ -8,6 +8,9 @@
 //!
 //! Alone in its own test binary so that no other test competes for the CPU while it measures.
 
+mod http_client;
+use http_client::http_client;
+
 use std::time::{Duration, Instant};
 
 use testbed::{FaultConfig, GatewayConfig};
@@ -50,7 +53,7 @@ async fn fixed_latency_median_is_within_three_percent() {
     })
     .await
     .expect("gateway starts");
-    let client = reqwest::Client::new();
+    let client = http_client();
     let base = gateway.base_url();
 
     let (_, idle_round_trip) =

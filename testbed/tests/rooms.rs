@@ -4,6 +4,9 @@
 //! acks and redelivery, idle close, malformed input, injected faults counted exactly, room
 //! processes, and 5k connections.
 
+mod http_client;
+use http_client::http_client;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -32,7 +35,7 @@ async fn start() -> GatewayHandle {
 }
 
 async fn post(gateway: &GatewayHandle, path: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
+    let response = http_client()
         .post(format!("{}{path}", gateway.base_url()))
         .json(&body)
         .send()
@@ -43,7 +46,9 @@ async fn post(gateway: &GatewayHandle, path: &str, body: Value) -> (u16, Value) 
 }
 
 async fn get(gateway: &GatewayHandle, path: &str) -> (u16, Value) {
-    let response = reqwest::get(format!("{}{path}", gateway.base_url()))
+    let response = http_client()
+        .get(format!("{}{path}", gateway.base_url()))
+        .send()
         .await
         .expect("answered");
     let status = response.status().as_u16();
@@ -303,7 +308,9 @@ async fn refused_hellos_are_answered_then_closed_and_counted() {
     }
     assert_eq!(gateway.fetch_stats().await.injected_refusals, 3);
     // A plain HTTP request on the WebSocket port is refused at the handshake.
-    let answer = reqwest::get(format!("http://{}/ws", room.ws))
+    let answer = http_client()
+        .get(format!("http://{}/ws", room.ws))
+        .send()
         .await
         .expect("answered");
     assert_eq!(answer.status().as_u16(), 426);

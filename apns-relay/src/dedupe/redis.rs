@@ -180,56 +180,15 @@ impl Store for RedisStore {
 mod tests {
     use super::*;
 
-    /// A real redis-server on a Unix socket in a temp dir, killed on drop.
-    struct Server {
-        child: std::process::Child,
-        url: String,
-        _dir: tempfile::TempDir,
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    async fn redis_server() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("redis.sock");
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--unixsocket",
-            ])
-            .arg(&sock)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/test.sh installs it)");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !sock.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Server {
-            child,
-            url: format!("redis+unix://{}", sock.display()),
-            _dir: dir,
-        }
+    /// A real redis-server (testbed's helper, shared with the integration tests).
+    async fn redis_server() -> testbed::redis_server::RedisServer {
+        testbed::redis_server::RedisServer::start().await.unwrap()
     }
 
     #[tokio::test]
     async fn contract_holds() {
         let server = redis_server().await;
-        let store = RedisStore::connect(&server.url, "t:", Duration::from_secs(60))
+        let store = RedisStore::connect(server.url(), "t:", Duration::from_secs(60))
             .await
             .unwrap();
         super::super::contract::check(&store).await;
@@ -238,10 +197,10 @@ mod tests {
     #[tokio::test]
     async fn two_instances_see_one_claim() {
         let server = redis_server().await;
-        let a = RedisStore::connect(&server.url, "t:", Duration::from_secs(60))
+        let a = RedisStore::connect(server.url(), "t:", Duration::from_secs(60))
             .await
             .unwrap();
-        let b = RedisStore::connect(&server.url, "t:", Duration::from_secs(60))
+        let b = RedisStore::connect(server.url(), "t:", Duration::from_secs(60))
             .await
             .unwrap();
         let k = Key::new("t", "aa", "1");
@@ -258,7 +217,7 @@ mod tests {
     #[tokio::test]
     async fn ttl_expires_keys() {
         let server = redis_server().await;
-        let store = RedisStore::connect(&server.url, "t:", Duration::from_millis(20))
+        let store = RedisStore::connect(server.url(), "t:", Duration::from_millis(20))
             .await
             .unwrap();
         let k = Key::new("t", "aa", "1");

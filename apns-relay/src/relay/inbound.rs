@@ -193,15 +193,8 @@ impl Inbound {
         req: Request<Incoming>,
         cert_sender: Option<usize>,
     ) -> Response<Full<Bytes>> {
-        let apns_id = req
-            .headers()
-            .get("apns-id")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| uuid::Uuid::parse_str(v).ok())
-            .unwrap_or_else(uuid::Uuid::new_v4)
-            .hyphenated()
-            .to_string();
-        match self.parse(req, cert_sender, &apns_id).await {
+        let apns_id = apns_id_of(req.headers());
+        match Self::parse(&self.senders, self.max_payload, req, cert_sender, &apns_id).await {
             Ok(push) => {
                 let reply = self.relay.push(push).await;
                 respond(&reply, &apns_id)
@@ -219,12 +212,17 @@ impl Inbound {
         }
     }
 
-    async fn parse(
-        &self,
-        req: Request<Incoming>,
+    async fn parse<B>(
+        senders: &Senders,
+        max_payload: usize,
+        req: Request<B>,
         cert_sender: Option<usize>,
         apns_id: &str,
-    ) -> Result<Push, Rejection> {
+    ) -> Result<Push, Rejection>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         use StatusCode as S;
         if req.method() != Method::POST {
             return Err(Rejection(S::METHOD_NOT_ALLOWED, "MethodNotAllowed"));
@@ -239,9 +237,9 @@ impl Inbound {
         let token = token.to_string();
         let h = req.headers();
         let sender = cert_sender
-            .map(|i| &self.senders.list[i])
-            .or_else(|| self.senders.by_bearer(h.get(RELAY_AUTHORIZATION)))
-            .or_else(|| self.senders.by_bearer(h.get(http::header::AUTHORIZATION)));
+            .map(|i| &senders.list[i])
+            .or_else(|| senders.by_bearer(h.get(RELAY_AUTHORIZATION)))
+            .or_else(|| senders.by_bearer(h.get(http::header::AUTHORIZATION)));
         let Some(sender) = sender else {
             let any =
                 h.contains_key(http::header::AUTHORIZATION) || h.contains_key(RELAY_AUTHORIZATION);
@@ -259,7 +257,7 @@ impl Inbound {
             Credentials::Passthrough => {
                 let own = h.get(http::header::AUTHORIZATION).filter(|_| {
                     // The sender's relay token is never forwarded as its provider token.
-                    self.senders
+                    senders
                         .by_bearer(h.get(http::header::AUTHORIZATION))
                         .is_none()
                 });
@@ -314,7 +312,7 @@ impl Inbound {
             HeaderValue::from_str(apns_id)
                 .map_err(|_| Rejection(S::BAD_REQUEST, "BadMessageId"))?,
         );
-        let body = Limited::new(req.into_body(), self.max_payload)
+        let body = Limited::new(req.into_body(), max_payload)
             .collect()
             .await
             .map_err(|e| {
@@ -338,6 +336,36 @@ impl Inbound {
             resend_unknown,
         })
     }
+}
+
+/// Checks one inbound request exactly as the relay does before anything reaches APNs (method,
+/// path, device token, sender credentials, APNs headers, payload size): `Ok` is the push the
+/// relay would hand to [`Relay::push`], `Err` the status and APNs reason it would answer.
+/// Reads the body, touches nothing else; the relay's fuzz target drives it.
+pub async fn check_request<B>(
+    senders: &Senders,
+    max_payload: usize,
+    req: Request<B>,
+) -> Result<Push, (StatusCode, &'static str)>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let apns_id = apns_id_of(req.headers());
+    Inbound::parse(senders, max_payload, req, None, &apns_id)
+        .await
+        .map_err(|Rejection(status, reason)| (status, reason))
+}
+
+/// The request's `apns-id` if it is a UUID, else a new one (APNs generates one when absent).
+fn apns_id_of(headers: &HeaderMap) -> String {
+    headers
+        .get("apns-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| uuid::Uuid::parse_str(v).ok())
+        .unwrap_or_else(uuid::Uuid::new_v4)
+        .hyphenated()
+        .to_string()
 }
 
 fn respond(reply: &Reply, apns_id: &str) -> Response<Full<Bytes>> {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod vendors;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,54 +184,6 @@ pub const CONCURRENCY: usize = 256;
 
 pub fn timeout() -> Duration {
     Duration::from_secs(120)
-}
-
-/// A real redis-server on a Unix socket in a temp dir, killed on drop.
-pub struct RedisServer {
-    child: std::process::Child,
-    pub url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl RedisServer {
-    pub async fn start() -> RedisServer {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("redis.sock");
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--unixsocket",
-            ])
-            .arg(&sock)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/test.sh installs it)");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !sock.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        RedisServer {
-            child,
-            url: format!("redis+unix://{}", sock.display()),
-            _dir: dir,
-        }
-    }
 }
 
 /// The `apns-relay` binary serving `config`; returns the child and the relay address it
