@@ -173,6 +173,79 @@ fn malformed_recordings_exit_2_naming_the_place_or_are_skipped() {
     assert!(stderr(&out).contains("--target"), "{}", stderr(&out));
 }
 
+/// `inspect --html` writes one self-contained page: the summary and path tables and an
+/// inline SVG requests-per-second chart with one point per second of the recording.
+#[test]
+fn inspect_html_is_one_self_contained_page_with_a_rate_chart() {
+    let d = Dir::new();
+    let mut text = String::new();
+    // 7 seconds: 1, 2, … 7 requests in second s (28 in all).
+    let mut n = 0;
+    for sec in 0..7 {
+        for k in 0..=sec {
+            text += &gor(
+                &format!("h{n}"),
+                sec * 1000 + k * 100,
+                &get(&format!("/devices/{n}")),
+                Some(200),
+            );
+            n += 1;
+        }
+    }
+    d.write("h.gor", &text);
+    let out = d.loadgen(&["replay", "inspect", "h.gor", "--html", "inspect.html"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("requests  28 over"),
+        "{}",
+        stdout(&out)
+    );
+    let page = std::fs::read_to_string(d.path().join("inspect.html")).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(
+        page.contains("<svg class=\"chart\" id=\"requests-per-second\""),
+        "{page}"
+    );
+    // One path in the chart, one vertex per second.
+    let path = page
+        .split("<path class=\"line\" d=\"")
+        .nth(1)
+        .and_then(|p| p.split('"').next())
+        .expect("a chart line");
+    assert_eq!(path.matches(['M', 'L']).count(), 7, "{path}");
+    assert!(
+        page.contains(
+            "\"points\":[[0.0,1.0],[1.0,2.0],[2.0,3.0],[3.0,4.0],[4.0,5.0],[5.0,6.0],[6.0,7.0]]"
+        ),
+        "{page}"
+    );
+    // The terminal's tables.
+    assert!(
+        page.contains("<th>requests</th><td style=\"text-align:left\">28 over"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td>/devices/{n}</td><td>GET</td><td>28</td><td>100.0%</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<th>status</th><td style=\"text-align:left\">200 28 (100.0%)"),
+        "{page}"
+    );
+    // Nothing to fetch.
+    for external in ["http://", "https://", " src=", "@import", "url("] {
+        assert!(!page.contains(external), "{external} in {page}");
+    }
+    // An unwritable page is a one-line error, exit 2.
+    let out = d.loadgen(&["replay", "inspect", "h.gor", "--html", "no/such/dir/x.html"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("error: no/such/dir/x.html: cannot write the HTML page"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn inspect_shows_groups_rate_status_and_order() {
     let d = Dir::new();

@@ -60,6 +60,10 @@ pub struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also write the inspection as a self-contained HTML page (summary, path groups, a
+    /// requests-per-second chart).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// `loadgen replay FILE... --target URL`.
@@ -197,6 +201,14 @@ fn inspect(args: InspectArgs) -> i32 {
     };
     let result =
         ::replay::Recording::open(&args.files, opts).and_then(|r| ::replay::Inspection::of(&r));
+    if let (Ok(i), Some(path)) = (&result, &args.html) {
+        if let Err(e) = std::fs::write(path, super::inspect_html::render(i)) {
+            return fail(
+                exit::BAD_INPUT,
+                &format!("{}: cannot write the HTML page: {e}", path.display()),
+            );
+        }
+    }
     match result {
         Ok(i) if args.json => {
             let mut v = serde_json::to_value(&i).unwrap_or_default();

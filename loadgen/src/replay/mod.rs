@@ -10,6 +10,7 @@
 //! device sessions (HAR) are handed at their instant to [`ws`], which plays them on Tokio.
 
 pub mod cli;
+pub mod inspect_html;
 pub mod ws;
 
 use std::path::Path;
