@@ -173,6 +173,79 @@ fn malformed_recordings_exit_2_naming_the_place_or_are_skipped() {
     assert!(stderr(&out).contains("--target"), "{}", stderr(&out));
 }
 
+/// `inspect --html` writes one self-contained page: the summary and path tables and an
+/// inline SVG requests-per-second chart with one point per second of the recording.
+#[test]
+fn inspect_html_is_one_self_contained_page_with_a_rate_chart() {
+    let d = Dir::new();
+    let mut text = String::new();
+    // 7 seconds: 1, 2, … 7 requests in second s (28 in all).
+    let mut n = 0;
+    for sec in 0..7 {
+        for k in 0..=sec {
+            text += &gor(
+                &format!("h{n}"),
+                sec * 1000 + k * 100,
+                &get(&format!("/devices/{n}")),
+                Some(200),
+            );
+            n += 1;
+        }
+    }
+    d.write("h.gor", &text);
+    let out = d.loadgen(&["replay", "inspect", "h.gor", "--html", "inspect.html"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("requests  28 over"),
+        "{}",
+        stdout(&out)
+    );
+    let page = std::fs::read_to_string(d.path().join("inspect.html")).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    assert!(
+        page.contains("<svg class=\"chart\" id=\"requests-per-second\""),
+        "{page}"
+    );
+    // One path in the chart, one vertex per second.
+    let path = page
+        .split("<path class=\"line\" d=\"")
+        .nth(1)
+        .and_then(|p| p.split('"').next())
+        .expect("a chart line");
+    assert_eq!(path.matches(['M', 'L']).count(), 7, "{path}");
+    assert!(
+        page.contains(
+            "\"points\":[[0.0,1.0],[1.0,2.0],[2.0,3.0],[3.0,4.0],[4.0,5.0],[5.0,6.0],[6.0,7.0]]"
+        ),
+        "{page}"
+    );
+    // The terminal's tables.
+    assert!(
+        page.contains("<th>requests</th><td style=\"text-align:left\">28 over"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td>/devices/{n}</td><td>GET</td><td>28</td><td>100.0%</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<th>status</th><td style=\"text-align:left\">200 28 (100.0%)"),
+        "{page}"
+    );
+    // Nothing to fetch.
+    for external in ["http://", "https://", " src=", "@import", "url("] {
+        assert!(!page.contains(external), "{external} in {page}");
+    }
+    // An unwritable page is a one-line error, exit 2.
+    let out = d.loadgen(&["replay", "inspect", "h.gor", "--html", "no/such/dir/x.html"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("error: no/such/dir/x.html: cannot write the HTML page"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn inspect_shows_groups_rate_status_and_order() {
     let d = Dir::new();
@@ -211,34 +284,161 @@ fn inspect_shows_groups_rate_status_and_order() {
     assert_eq!(v["reader"]["out_of_order"], 1);
 }
 
+/// A HAR entry with Chrome's `_webSocketMessages` as a browser writes it (wall-clock times).
+fn ws_entry(at: &str, t0: f64, url: &str, msgs: &[(&str, f64, &str)]) -> String {
+    let msgs: Vec<String> = msgs
+        .iter()
+        .map(|(kind, dt, data)| {
+            format!(
+                r#"{{"type":"{kind}","time":{},"opcode":1,"data":{}}}"#,
+                t0 + dt,
+                serde_json::Value::from(*data)
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"startedDateTime":"{at}","request":{{"method":"GET","url":"{url}","headers":[{{"name":"Host","value":"prod.example"}},{{"name":"Sec-WebSocket-Extensions","value":"permessage-deflate"}},{{"name":"Origin","value":"https://app.example"}}]}},"response":{{"status":101}},"_resourceType":"websocket","_webSocketMessages":[{}]}}"#,
+        msgs.join(",")
+    )
+}
+
+/// HAR WebSocket sessions play against the reference gateway's rooms: each opens at its
+/// recorded start, sends its recorded messages (hello, ping, ack), and what the server sends
+/// back is counted against the recording.
 #[test]
-fn har_websocket_sessions_are_reported_not_played() {
+fn har_websocket_sessions_play_against_the_gateway_rooms() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let gw = testbed::gateway::spawn(testbed::gateway::GatewayConfig::default())
+            .await
+            .unwrap();
+        let room = gw.room_addrs()[0].ws;
+        let d = Dir::new();
+        // 2026-11-25T10:00:00Z as Unix seconds.
+        let t0 = 1_795_600_800.0;
+        let one = ws_entry(
+            "2026-11-25T10:00:00.100Z",
+            t0 + 0.1,
+            "wss://prod.example/ws",
+            &[
+                ("send", 0.05, r#"{"type":"hello","user":"har-1","topics":["news"]}"#),
+                ("receive", 0.06, r#"{"type":"welcome","conn":"c1","room":"room-0","heartbeat_s":30}"#),
+                ("send", 0.3, r#"{"type":"ping","seq":7}"#),
+                ("receive", 0.31, r#"{"type":"pong","seq":7}"#),
+                ("send", 0.4, r#"{"type":"ack","id":"p-1"}"#),
+            ],
+        );
+        // Recorded with a push the gateway will not send now: one session off the recording.
+        let two = ws_entry(
+            "2026-11-25T10:00:00.200Z",
+            t0 + 0.2,
+            "ws://prod.example/ws",
+            &[
+                ("send", 0.0, r#"{"type":"hello","user":"har-2","topics":[]}"#),
+                ("receive", 0.01, r#"{"type":"welcome","conn":"c2","room":"room-0","heartbeat_s":30}"#),
+                ("receive", 0.2, r#"{"type":"push","id":"p-9","kind":"unicast","topic":null,"sent_at_ns":null,"body":{},"redelivery":false}"#),
+            ],
+        );
+        d.write(
+            "s.har",
+            &format!(
+                r#"{{"log":{{"entries":[
+ {{"startedDateTime":"2026-11-25T10:00:00.000Z","request":{{"method":"GET","url":"http://prod.example/healthz","headers":[]}},"response":{{"status":200}}}},
+ {one},
+ {two}]}}}}"#
+            ),
+        );
+        let out = d.loadgen(&["replay", "inspect", "s.har"]);
+        assert!(
+            stdout(&out).contains("websocket 2 device sessions, 8 messages"),
+            "{}",
+            stdout(&out)
+        );
+        let out = d.loadgen(&[
+            "replay",
+            "s.har",
+            "--target",
+            &gw.base_url(),
+            "--ws-target",
+            &format!("ws://{room}"),
+            "--out",
+            "out",
+            "--quiet",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let run = d.run_record().unwrap();
+        assert_eq!(metric(&run, "http_reqs")["value"], 1);
+        assert_eq!(metric(&run, "replay_ws_sessions")["value"], 2);
+        assert_eq!(metric(&run, "ws_connecting")["count"], 2);
+        assert_eq!(metric(&run, "replay_ws_sent")["value"], 4);
+        assert_eq!(metric(&run, "replay_ws_not_sent")["value"], 0);
+        // welcome + pong, and the second session's welcome (its push never comes).
+        assert_eq!(metric(&run, "replay_ws_received")["value"], 3);
+        assert_eq!(metric(&run, "replay_ws_recorded_received")["value"], 4);
+        let mismatch = metric(&run, "replay_ws_receive_mismatch");
+        assert_eq!(
+            (mismatch["value"].as_u64(), mismatch["total"].as_u64()),
+            (Some(1), Some(2))
+        );
+        assert_eq!(run["meta"]["replay"]["ws_sessions"], 2);
+        // The recorded ack reached the gateway as a well-formed frame after a valid hello.
+        assert_eq!(gw.fetch_stats().await.acks, 1);
+        gw.shutdown().await;
+    });
+}
+
+/// A WebSocket entry whose URL is not ws/wss/http/https, and a bad `--ws-target`: one line
+/// naming the entry or the flag, exit 2, nothing sent.
+#[test]
+fn bad_websocket_sessions_and_targets_are_one_line_errors() {
     let d = Dir::new();
     d.write(
         "s.har",
-        r#"{"log":{"entries":[
- {"startedDateTime":"2026-11-25T10:00:00.000Z","request":{"method":"GET","url":"http://gw/healthz","headers":[]},"response":{"status":200}},
- {"startedDateTime":"2026-11-25T10:00:00.100Z","request":{"method":"GET","url":"ws://gw/ws","headers":[]},"response":{"status":101},
-  "_webSocketMessages":[{"type":"send","time":0.1,"opcode":1,"data":"hi"}]}]}}"#,
-    );
-    let out = d.loadgen(&["replay", "inspect", "s.har"]);
-    assert!(
-        stdout(&out).contains("websocket 1 device sessions, 1 messages"),
-        "{}",
-        stdout(&out)
+        &format!(
+            r#"{{"log":{{"entries":[{}]}}}}"#,
+            ws_entry(
+                "2026-11-25T10:00:00.100Z",
+                0.0,
+                "ftp://prod.example/ws",
+                &[("send", 0.1, "hi")]
+            )
+        ),
     );
     let out = d.loadgen(&[
-        "replay", "s.har", "--target", "embedded", "--out", "out", "--quiet",
+        "replay",
+        "s.har",
+        "--target",
+        "http://127.0.0.1:9",
+        "--quiet",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("s.har"), "{err}");
+    assert!(err.contains("log.entries[0]"), "{err}");
     assert!(
-        stderr(&out).contains("1 WebSocket device sessions in the recording are not played"),
-        "{}",
-        stderr(&out)
+        err.contains("scheme `ftp` is not http(s) or ws(s)"),
+        "{err}"
     );
-    let run = d.run_record().unwrap();
-    assert_eq!(metric(&run, "replay_sessions_not_played")["value"], 1);
-    assert_eq!(metric(&run, "http_reqs")["value"], 1);
+    d.write("ok.har", r#"{"log":{"entries":[{"startedDateTime":"2026-11-25T10:00:00.000Z","request":{"method":"GET","url":"http://gw/healthz","headers":[]}}]}}"#);
+    let out = d.loadgen(&[
+        "replay",
+        "ok.har",
+        "--target",
+        "http://127.0.0.1:9",
+        "--ws-target",
+        "tcp://127.0.0.1:9",
+        "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: replay.ws_target: expected a ws://, wss://, http:// or https:// URL, got `tcp://127.0.0.1:9`"
+    );
 }
 
 #[test]

@@ -430,16 +430,25 @@ impl Header {
 fn parse_header(line: &[u8]) -> Result<Header, Bad> {
     let text = std::str::from_utf8(line).unwrap_or("");
     let text = text.strip_suffix('\r').unwrap_or(text);
-    let shown: String = String::from_utf8_lossy(line).chars().take(80).collect();
+    // Built only on the error path: this runs once per record.
     let bad = |why: &str| {
+        let shown: String = String::from_utf8_lossy(line).chars().take(80).collect();
         Bad::Malformed(format!(
             "bad header `{shown}`: {why} (expected `TYPE ID TIMESTAMP_NS [LATENCY_NS]`)"
         ))
     };
-    let fields: Vec<&str> = text.split(' ').collect();
-    if fields.len() != 3 && fields.len() != 4 {
-        return Err(bad(&format!("{} fields", fields.len())));
+    let mut fields = [""; 4];
+    let mut n = 0;
+    for f in text.split(' ') {
+        if n < 4 {
+            fields[n] = f;
+        }
+        n += 1;
     }
+    if n != 3 && n != 4 {
+        return Err(bad(&format!("{n} fields")));
+    }
+    let fields = &fields[..n];
     let kind = match fields[0] {
         "1" => Kind::Request,
         "2" => Kind::Response,

@@ -225,52 +225,52 @@ impl Inspection {
         }
     }
 
-    /// The report for a terminal.
-    pub fn render_text(&self) -> String {
-        let mut out = String::new();
+    /// The summary rows the terminal and the HTML page show, in order: `(label, value)`.
+    /// The `rate` row holds the peak; the terminal adds its sparkline, the page its chart.
+    pub fn summary(&self) -> Vec<(&'static str, String)> {
+        let mut rows = Vec::new();
         for (f, fmt) in &self.files {
-            let _ = writeln!(out, "file      {f} ({fmt})");
+            rows.push(("file", format!("{f} ({fmt})")));
         }
         let s = &self.stats;
         let span = self.span_s();
-        let _ = writeln!(
-            out,
-            "requests  {}{}",
-            self.requests,
-            if span > 0.0 {
-                format!(
-                    " over {}, mean {:.1}/s",
-                    human_s(span),
-                    self.requests as f64 / span
-                )
-            } else {
-                String::new()
-            }
-        );
+        rows.push((
+            "requests",
+            format!(
+                "{}{}",
+                self.requests,
+                if span > 0.0 {
+                    format!(
+                        " over {}, mean {:.1}/s",
+                        human_s(span),
+                        self.requests as f64 / span
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+        ));
         if let (Some(a), Some(b)) = (self.first_ns, self.last_ns) {
-            let _ = writeln!(out, "span      {} – {}", utc(a), utc(b));
+            rows.push(("span", format!("{} – {}", utc(a), utc(b))));
         }
         if !self.per_second.is_empty() {
             let peak = self.per_second.iter().max().copied().unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "rate      {}  peak {peak}/s ({} per column)",
-                sparkline(&self.per_second, 60),
-                human_s(self.per_second.len().div_ceil(60).max(1) as f64)
-            );
+            rows.push(("rate", format!("peak {peak}/s")));
         }
         let b = &self.body_sizes;
-        let _ = writeln!(
-            out,
-            "bodies    min {} B, p50 {} B, p99 {} B, max {} B, total {}",
-            b.min,
-            b.p50,
-            b.p99,
-            b.max,
-            human_bytes(b.total)
-        );
+        rows.push((
+            "bodies",
+            format!(
+                "min {} B, p50 {} B, p99 {} B, max {} B, total {}",
+                b.min,
+                b.p50,
+                b.p99,
+                b.max,
+                human_bytes(b.total)
+            ),
+        ));
         if self.statuses.is_empty() {
-            let _ = writeln!(out, "status    (no recorded responses)");
+            rows.push(("status", "(no recorded responses)".into()));
         } else {
             let total: u64 = self.statuses.values().sum();
             let mix: Vec<String> = self
@@ -278,7 +278,7 @@ impl Inspection {
                 .iter()
                 .map(|(s, n)| format!("{s} {n} ({:.1}%)", *n as f64 * 100.0 / total as f64))
                 .collect();
-            let _ = writeln!(out, "status    {}", mix.join(", "));
+            rows.push(("status", mix.join(", ")));
         }
         let gaps: Vec<String> = self
             .longest_gaps
@@ -292,52 +292,90 @@ impl Inspection {
                 )
             })
             .collect();
-        let _ = writeln!(
-            out,
-            "gaps      {} of 1s or more{}",
-            self.gaps_over_1s,
-            if gaps.is_empty() {
-                String::new()
-            } else {
-                format!("; longest {}", gaps.join(", "))
-            }
-        );
-        let _ = writeln!(
-            out,
-            "order     {} out of order in their file, {} replayed late (beyond the reorder window or across files)",
-            s.out_of_order, s.late
-        );
+        rows.push((
+            "gaps",
+            format!(
+                "{} of 1s or more{}",
+                self.gaps_over_1s,
+                if gaps.is_empty() {
+                    String::new()
+                } else {
+                    format!("; longest {}", gaps.join(", "))
+                }
+            ),
+        ));
+        rows.push((
+            "order",
+            format!(
+                "{} out of order in their file, {} replayed late (beyond the reorder window or across files)",
+                s.out_of_order, s.late
+            ),
+        ));
         if s.responses > 0 || s.replayed_responses > 0 {
-            let _ = writeln!(
-                out,
-                "responses {} recorded ({} matched to their request), {} replayed (type 3, ignored)",
-                s.responses, s.responses_matched, s.replayed_responses
-            );
+            rows.push((
+                "responses",
+                format!(
+                    "{} recorded ({} matched to their request), {} replayed (type 3, ignored)",
+                    s.responses, s.responses_matched, s.replayed_responses
+                ),
+            ));
         }
         if s.separator_framed > 0 {
-            let _ = writeln!(
-                out,
-                "framing   {} records ended at the separator, not their HTTP length",
-                s.separator_framed
-            );
+            rows.push((
+                "framing",
+                format!(
+                    "{} records ended at the separator, not their HTTP length",
+                    s.separator_framed
+                ),
+            ));
         }
         if s.malformed > 0 {
-            let _ = writeln!(
-                out,
-                "malformed {} skipped, e.g. {}",
-                s.malformed,
-                s.malformed_examples.first().map_or("", String::as_str)
-            );
+            rows.push((
+                "malformed",
+                format!(
+                    "{} skipped, e.g. {}",
+                    s.malformed,
+                    s.malformed_examples.first().map_or("", String::as_str)
+                ),
+            ));
         }
         if self.sessions > 0 {
-            let _ = writeln!(
-                out,
-                "websocket {} device sessions, {} messages",
-                self.sessions, self.session_messages
-            );
+            rows.push((
+                "websocket",
+                format!(
+                    "{} device sessions, {} messages",
+                    self.sessions, self.session_messages
+                ),
+            ));
+        }
+        rows
+    }
+
+    /// The path groups the reports list (the most requested first), and how many more there
+    /// are.
+    pub fn top_groups(&self) -> (&[Group], usize) {
+        let n = self.groups.len().min(TOP_GROUPS);
+        (&self.groups[..n], self.groups.len() - n)
+    }
+
+    /// The report for a terminal.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        for (label, value) in self.summary() {
+            if label == "rate" {
+                let _ = writeln!(
+                    out,
+                    "rate      {}  {value} ({} per column)",
+                    sparkline(&self.per_second, 60),
+                    human_s(self.per_second.len().div_ceil(60).max(1) as f64)
+                );
+            } else {
+                let _ = writeln!(out, "{label:<9} {value}");
+            }
         }
         let _ = writeln!(out, "\n{:>8} {:>6}  {:<7} path", "requests", "%", "method");
-        for g in self.groups.iter().take(40) {
+        let (top, more) = self.top_groups();
+        for g in top {
             let _ = writeln!(
                 out,
                 "{:>8} {:>5.1}%  {:<7} {}",
@@ -347,12 +385,15 @@ impl Inspection {
                 g.template
             );
         }
-        if self.groups.len() > 40 {
-            let _ = writeln!(out, "   … {} more groups", self.groups.len() - 40);
+        if more > 0 {
+            let _ = writeln!(out, "   … {more} more groups");
         }
         out
     }
 }
+
+/// Path groups listed by the reports.
+const TOP_GROUPS: usize = 40;
 
 /// A sparkline of `values` in at most `width` columns (each the sum of its buckets).
 pub fn sparkline(values: &[u64], width: usize) -> String {

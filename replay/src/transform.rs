@@ -137,7 +137,10 @@ impl Transforms {
 
     /// Applies the rewrites to a kept item.
     fn rewrite(&self, item: &mut Item) {
-        let Item::Request(r) = item else { return };
+        let r = match item {
+            Item::Request(r) => r,
+            Item::Session(s) => return self.rewrite_session(s),
+        };
         for (re, with) in &self.rewrite_path {
             if let std::borrow::Cow::Owned(p) = re.replace_all(&r.path, with.as_str()) {
                 r.path = p;
@@ -157,6 +160,36 @@ impl Transforms {
         for (name, value) in &self.set_headers {
             r.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
             r.headers.push((name.clone(), value.clone()));
+        }
+    }
+}
+
+impl Transforms {
+    /// A session's URL path and handshake headers get the path and header rewrites (its host
+    /// is the WebSocket target's, chosen by the player).
+    fn rewrite_session(&self, s: &mut crate::item::DeviceSession) {
+        let at = s.url.find("://").map_or(0, |i| i + 3);
+        if let Some(p) = s.url[at..].find(['/', '?']) {
+            let (origin, path) = s.url.split_at(at + p);
+            let mut path = path.to_string();
+            for (re, with) in &self.rewrite_path {
+                if let std::borrow::Cow::Owned(p) = re.replace_all(&path, with.as_str()) {
+                    path = p;
+                }
+            }
+            s.url = format!("{origin}{path}");
+        }
+        if !self.remove_headers.is_empty() {
+            s.headers.retain(|(n, _)| {
+                !self
+                    .remove_headers
+                    .iter()
+                    .any(|x| x.eq_ignore_ascii_case(n))
+            });
+        }
+        for (name, value) in &self.set_headers {
+            s.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            s.headers.push((name.clone(), value.clone()));
         }
     }
 }

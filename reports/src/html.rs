@@ -60,6 +60,16 @@ svg.addEventListener('mouseleave',hide);})(figs[i]);
 })();
 "#;
 
+/// A self-contained page around `body` (HTML, already escaped) with the report's style and
+/// the chart hover script, for other pages built from [`crate::chart::Chart`]s (such as a
+/// recording's inspection).
+pub fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><link rel=\"icon\" href=\"data:,\"><title>{}</title><style>{STYLE}</style></head><body>\n{body}<script>{SCRIPT}</script>\n</body></html>\n",
+        xml(title)
+    )
+}
+
 /// Renders `run` (and its comparison with a baseline, when given) as one HTML page.
 pub fn render(run: &Run, comparison: Option<&Comparison>) -> String {
     let mut out = String::with_capacity(64 * 1024);

@@ -31,7 +31,7 @@
 #![deny(missing_docs)]
 
 pub mod builder;
-mod chart;
+pub mod chart;
 pub mod compare;
 pub mod delta;
 pub mod hist;

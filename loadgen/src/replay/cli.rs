@@ -60,6 +60,10 @@ pub struct InspectArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also write the inspection as a self-contained HTML page (summary, path groups, a
+    /// requests-per-second chart).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// `loadgen replay FILE... --target URL`.
@@ -147,6 +151,10 @@ pub struct ReplayArgs {
     /// Per-request timeout.
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
+    /// Where the recording's WebSocket device sessions connect (`ws://host:port`, `wss://…`),
+    /// with each session's recorded path; default: the target as `ws(s)://`.
+    #[arg(long, value_name = "URL")]
+    pub ws_target: Option<String>,
     /// Do not compare replayed statuses with recorded responses.
     #[arg(long)]
     pub no_status_compare: bool,
@@ -193,6 +201,14 @@ fn inspect(args: InspectArgs) -> i32 {
     };
     let result =
         ::replay::Recording::open(&args.files, opts).and_then(|r| ::replay::Inspection::of(&r));
+    if let (Ok(i), Some(path)) = (&result, &args.html) {
+        if let Err(e) = std::fs::write(path, super::inspect_html::render(i)) {
+            return fail(
+                exit::BAD_INPUT,
+                &format!("{}: cannot write the HTML page: {e}", path.display()),
+            );
+        }
+    }
     match result {
         Ok(i) if args.json => {
             let mut v = serde_json::to_value(&i).unwrap_or_default();
@@ -275,7 +291,8 @@ fn scenario_json(a: &ReplayArgs) -> Result<serde_json::Value, String> {
         "pool": { "connections": a.connections, "http2": a.http2, "streams": a.streams, "queue": a.queue },
         "compare_status": !a.no_status_compare,
     });
-    let fields: [(&str, Option<serde_json::Value>); 12] = [
+    let fields: [(&str, Option<serde_json::Value>); 13] = [
+        ("ws_target", a.ws_target.clone().map(Into::into)),
         ("format", a.read.format.clone().map(Into::into)),
         ("reorder_window", a.read.reorder_window.map(Into::into)),
         ("untimed_rate", a.read.untimed_rate.map(Into::into)),
@@ -336,22 +353,23 @@ fn replay(args: ReplayArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(exit::BAD_INPUT, &e.to_string()),
     };
-    let sessions = plan.planned_sessions;
     let plan = match Plan::with_replay(scenario, PathBuf::from("(command line)"), plan) {
         Ok(p) => p,
         Err(e) => return fail(exit::BAD_INPUT, &e.to_string()),
     };
-    if sessions > 0 {
-        eprintln!("note: {sessions} WebSocket device sessions in the recording are not played (that waits for the device swarm)");
-    }
     let baseline = match args.baseline.load() {
         Ok(b) => b,
         Err(e) => return fail(e.exit_code(), &e.to_string()),
     };
     let banner = match &plan.replay {
         Some(r) => format!(
-            "replaying {} requests over {} (run bounded at {})",
+            "replaying {} requests{} over {} (run bounded at {})",
             r.planned_requests,
+            if r.planned_sessions > 0 {
+                format!(" and {} WebSocket sessions", r.planned_sessions)
+            } else {
+                String::new()
+            },
             crate::scenario::duration::format_duration(Duration::from_millis(
                 r.length.as_millis() as u64
             )),

@@ -6,9 +6,12 @@
 //! its scheduled instant (a thread, not a Tokio timer: the timer wheel has 1 ms ticks and the
 //! send-time goal is under 1 ms). The driver's workers send it; latency counts from the
 //! scheduled instant, and `replay_send_lag` records how late each request left. A replayed
-//! status is compared with the recorded response when the recording has one.
+//! status is compared with the recorded response when the recording has one. WebSocket
+//! device sessions (HAR) are handed at their instant to [`ws`], which plays them on Tokio.
 
 pub mod cli;
+pub mod inspect_html;
+pub mod ws;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -34,8 +37,7 @@ pub mod metric {
     pub const SEND_LAG: &str = "replay_send_lag";
     /// Replayed status ≠ recorded status, over requests with a recorded response.
     pub const STATUS_MISMATCH: &str = "replay_status_mismatch";
-    /// WebSocket device sessions in the recording that were not played.
-    pub const SESSIONS_NOT_PLAYED: &str = "replay_sessions_not_played";
+    pub use super::ws::metric::*;
 }
 
 /// A replay that cannot be planned (bad input, exit 2).
@@ -64,8 +66,14 @@ pub struct ReplayPlan {
     pub compare_status: bool,
     /// Requests that will be sent.
     pub planned_requests: u64,
-    /// Device sessions in the stream (not played until the device swarm can take them).
+    /// WebSocket device sessions in the stream.
     pub planned_sessions: u64,
+    /// Client→server messages of those sessions.
+    pub planned_ws_sends: u64,
+    /// Server→client messages the recording holds for those sessions.
+    pub recorded_ws_receives: u64,
+    /// Where sessions connect (`ws://…`/`wss://…`); `None`: the HTTP target's ws twin.
+    pub ws_target: Option<String>,
     /// Offset of the last request from the start.
     pub length: Duration,
     /// Reader counts of one pass.
@@ -151,15 +159,33 @@ impl ReplayPlan {
             ));
         }
         // One pass: counts, length, and every read error before the run.
+        let ws_target = spec
+            .ws_target
+            .as_deref()
+            .map(|u| ws::target_from(u).map_err(|e| opt(format!("replay.ws_target: {e}"))))
+            .transpose()?;
         let mut paced = Paced::new(&recording, transforms.clone())?;
         let (mut requests, mut sessions, mut length) = (0u64, 0u64, Duration::ZERO);
+        let (mut ws_sends, mut ws_receives) = (0u64, 0u64);
         for s in paced.by_ref() {
             let s = s?;
-            match s.item {
-                Item::Request(_) => requests += 1,
-                Item::Session(_) => sessions += 1,
+            match &s.item {
+                Item::Request(_) => {
+                    requests += 1;
+                    length = length.max(s.offset);
+                }
+                Item::Session(d) => {
+                    sessions += 1;
+                    let sends = d
+                        .messages
+                        .iter()
+                        .filter(|m| m.direction == ::replay::WsDirection::Send)
+                        .count() as u64;
+                    ws_sends += sends;
+                    ws_receives += d.messages.len() as u64 - sends;
+                    length = length.max(s.offset + ws::span(d, transforms.speed) + ws::LINGER);
+                }
             }
-            length = length.max(s.offset);
         }
         Ok(ReplayPlan {
             read_stats: paced.stats().clone(),
@@ -170,6 +196,9 @@ impl ReplayPlan {
             compare_status: spec.compare_status,
             planned_requests: requests,
             planned_sessions: sessions,
+            planned_ws_sends: ws_sends,
+            recorded_ws_receives: ws_receives,
+            ws_target,
             length,
         })
     }
@@ -218,8 +247,11 @@ impl ReplayPlan {
         }
         if self.planned_sessions > 0 {
             out += &format!(
-                "  {} WebSocket device sessions are not played (that waits for the device swarm)\n",
-                self.planned_sessions
+                "  {} WebSocket device sessions ({} messages to send, {} recorded from the server) to {}\n",
+                self.planned_sessions,
+                self.planned_ws_sends,
+                self.recorded_ws_receives,
+                self.ws_target.as_deref().unwrap_or("the target's ws:// twin"),
             );
         }
         out
@@ -235,7 +267,10 @@ impl ReplayPlan {
             "planned_rate": if self.length.is_zero() { 0.0 } else { self.planned_requests as f64 / self.length.as_secs_f64() },
             "speed": self.transforms.speed,
             "loops": self.transforms.loops,
-            "sessions_not_played": self.planned_sessions,
+            "ws_sessions": self.planned_sessions,
+            "ws_planned_sends": self.planned_ws_sends,
+            "ws_recorded_receives": self.recorded_ws_receives,
+            "ws_target": self.ws_target,
             "out_of_order": s.out_of_order,
             "late": s.late,
             "malformed_skipped": s.malformed,
@@ -257,7 +292,6 @@ struct Keys {
     lag: MetricKey,
     mismatch: MetricKey,
     dropped: MetricKey,
-    sessions: MetricKey,
 }
 
 impl Keys {
@@ -285,7 +319,6 @@ impl Keys {
             lag: tagged(metric::SEND_LAG),
             mismatch: tagged(metric::STATUS_MISMATCH),
             dropped: tagged(names::DROPPED_ITERATIONS),
-            sessions: tagged(metric::SESSIONS_NOT_PLAYED),
         }
     }
 
@@ -327,6 +360,23 @@ pub async fn run(
 ) -> OpenOutcome {
     let keys = Arc::new(Keys::new());
     let (tx, rx) = flume::bounded::<Fire<Ctx>>(plan.pool.queue.max(1));
+    let (session_tx, session_rx) = tokio::sync::mpsc::unbounded_channel();
+    let sessions = tokio::spawn(play_sessions(
+        Arc::new(ws::Player {
+            target: plan
+                .ws_target
+                .clone()
+                .or_else(|| ws::target_from(&base_url).ok())
+                .unwrap_or_default(),
+            tls: tokio_rustls::TlsConnector::from(tls.http1_config()),
+            speed: plan.transforms.speed,
+            connect_timeout: plan.timeout,
+            keys: ws::Keys::new(),
+            recorder: recorders.handle(),
+            stop: stop.clone(),
+        }),
+        session_rx,
+    ));
     let pool = PoolConfig {
         connections: plan.pool.connections,
         http2: plan.pool.http2,
@@ -338,7 +388,16 @@ pub async fn run(
             (plan.clone(), keys.clone(), recorders.clone(), stop.clone());
         std::thread::Builder::new()
             .name("replay-pacer".into())
-            .spawn(move || pace(&plan, &base_url, &keys, &tx, &recorders, &stop))
+            .spawn(move || {
+                pace(
+                    &plan,
+                    &base_url,
+                    &keys,
+                    (&tx, &session_tx),
+                    &recorders,
+                    &stop,
+                )
+            })
     };
     let pacer = match pacer {
         Ok(p) => p,
@@ -358,9 +417,32 @@ pub async fn run(
         move |fired, rec| record(&record_keys, fired, rec),
     )
     .await;
-    tokio::task::spawn_blocking(move || pacer.join().unwrap_or_default())
+    let outcome = tokio::task::spawn_blocking(move || pacer.join().unwrap_or_default())
         .await
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let _ = sessions.await;
+    outcome
+}
+
+/// Starts each session handed over by the pacer; returns when the pacer is done and every
+/// session has ended.
+async fn play_sessions(
+    player: Arc<ws::Player>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(::replay::DeviceSession, Instant)>,
+) {
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            s = rx.recv() => match s {
+                Some((session, due)) => {
+                    running.spawn(ws::play(player.clone(), session, due));
+                }
+                None => break,
+            },
+            Some(_) = running.join_next(), if !running.is_empty() => {}
+        }
+    }
+    while running.join_next().await.is_some() {}
 }
 
 /// The pacer: each request onto the queue at its instant; a full queue drops it.
@@ -368,7 +450,10 @@ fn pace(
     plan: &ReplayPlan,
     base_url: &str,
     keys: &Keys,
-    tx: &flume::Sender<Fire<Ctx>>,
+    (tx, session_tx): (
+        &flume::Sender<Fire<Ctx>>,
+        &tokio::sync::mpsc::UnboundedSender<(::replay::DeviceSession, Instant)>,
+    ),
     recorders: &Recorders,
     stop: &Stop,
 ) -> OpenOutcome {
@@ -397,8 +482,9 @@ fn pace(
         }
         let r = match s.item {
             Item::Request(r) => r,
-            Item::Session(_) => {
-                journey::lock(&recorder).add(&keys.sessions, due, 1);
+            Item::Session(session) => {
+                // The session task outlives a closed channel only if the run is over.
+                let _ = session_tx.send((session, due));
                 continue;
             }
         };
@@ -412,20 +498,23 @@ fn pace(
             journey::lock(&recorder).add(&k.errors.clone().with_tag("cause", "bad_method"), due, 1);
             continue;
         };
-        let mut headers: Vec<(String, String)> = r
-            .headers
-            .into_iter()
-            .filter(|(n, _)| !HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(n)))
-            .collect();
+        // In place: no new vector per request.
+        let mut headers = r.headers;
+        headers.retain(|(n, _)| !HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(n)));
         if let Some(h) = &plan.transforms.host {
             headers.push(("host".into(), h.clone()));
         }
-        let sep = if r.path.starts_with('/') { "" } else { "/" };
+        let mut url = String::with_capacity(base.len() + 1 + r.path.len());
+        url.push_str(base);
+        if !r.path.starts_with('/') {
+            url.push('/');
+        }
+        url.push_str(&r.path);
         let fire = Fire {
             intended: due,
             request: Prepared {
                 method: http_method,
-                url: format!("{base}{sep}{}", r.path),
+                url,
                 headers,
                 body: (!r.body.is_empty()).then_some(r.body),
             },

@@ -59,6 +59,11 @@ pub struct ReplaySpec {
     /// (default true); mismatches count in `replay_status_mismatch`.
     #[serde(default = "yes")]
     pub compare_status: bool,
+    /// Where the recording's WebSocket device sessions (HAR) connect: `ws://host:port` or
+    /// `wss://…` (an `http(s)://` URL means its `ws(s)://` twin), with each session's
+    /// recorded path and query. Default: the target's base URL as `ws(s)://`.
+    #[serde(default)]
+    pub ws_target: Option<String>,
 }
 
 fn yes() -> bool {
