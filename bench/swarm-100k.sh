@@ -66,7 +66,10 @@ d="$OUT/swarm-loadgen"; rm -rf "$d"
 taskset -c "$CLIENT_CPU" "$LOADGEN" run "$f" --out "$d" --quiet >"$d.log" 2>&1 &
 LG=$!
 sleep 2; base=$(tree_rss "$LG")
-sleep $(( 1 + RAMP + 8 )); held=$(tree_rss "$LG"); conns=$(joined)
+# Held: once the gateway counts 99 % joined (a loaded machine ramps slower than asked), at the
+# latest just before the first broadcast.
+for _ in $(seq $(( RAMP + 8 ))); do [ "$(joined)" -ge $(( N * 99 / 100 )) ] && break; sleep 1; done
+sleep 1; held=$(tree_rss "$LG"); conns=$(joined)
 wait "$LG" || true
 python3 - "$d/run.json" "$base" "$held" "$conns" "$N" <<'PY'
 import json, sys
@@ -144,7 +147,7 @@ for i in range(200):   # every room's WebSocket address, as the dispatcher hands
 # Tsung ends an arrival phase at its duration whatever it has launched: give it slack.
 values = {"__MAXUSERS__": n + 1000, "__IPS__": f'      <ip value="{ip}"/>',
           "__SERVERS__": "\n".join(f'    <server host="{h}" port="{p}" type="tcp"/>' for h, p in sorted(rooms)),
-          "__RAMP__": 2 * (-(-n // rate)) + 5, "__N__": n, "__RATE__": rate, "__RCVBUF__": buf,
+          "__RAMP__": 4 * (-(-n // rate)) + 60, "__N__": n, "__RATE__": rate, "__RCVBUF__": buf,
           "__SNDBUF__": buf, "__HEARTBEAT__": 300, "__PINGS__": 2}
 s = open(tpl).read()
 for k, v in values.items():
