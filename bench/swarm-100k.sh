@@ -155,8 +155,8 @@ for k, v in values.items():
 open(out, "w").write(s)
 PY
     mkdir -p "$OUT/tsung-log-$i"
-    taskset -c "$CLIENT_CPU" tsung -i "s$i" -n -w 8 -f "$OUT/tsung-$i.xml" -l "$OUT/tsung-log-$i" start \
-      >"$OUT/tsung-$i.out" 2>&1 &
+    (cd "$OUT" && exec taskset -c "$CLIENT_CPU" tsung -i "s$i" -n -w 8 -f "$OUT/tsung-$i.xml" \
+      -l "$OUT/tsung-log-$i" start >"$OUT/tsung-$i.out" 2>&1) &   # Erlang crash dumps land in $OUT
     tpids+=($!)
   done
   trap 'kill "$SERVER_PID" 2>/dev/null || true; pkill -P "$SERVER_PID" 2>/dev/null || true; for p in "${tpids[@]}"; do pkill -P "$p" 2>/dev/null || true; done' EXIT
@@ -167,6 +167,6 @@ PY
   sleep 5; held=0; for p in "${tpids[@]}"; do held=$(( held + $(tree_rss "$p") )); done; j=$(joined)
   echo "tsung: joined=$j of $N after $(( $(date +%s) - started ))s rss_base_kib=$base rss_held_kib=$held" \
     "bytes_per_conn=$(( (held - base) * 1024 / (j > 0 ? j : 1) )) sockbuf=$TSUNG_BUF"
-  for i in $(seq 0 $(( tprocs - 1 ))); do tsung -i "s$i" stop >/dev/null 2>&1 || true; done
+  for i in $(seq 0 $(( tprocs - 1 ))); do (cd "$OUT" && tsung -i "s$i" stop >/dev/null 2>&1) || true; done
   sleep 3; for p in "${tpids[@]}"; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
 fi
