@@ -4,7 +4,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PORT=${PORT:-18080}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-LOADGEN=$ROOT/target/release/loadgen
+LOADGEN=${LOADGEN:-$ROOT/target/release/loadgen}
 TESTBED=$ROOT/target/release/testbed
 OUT=${OUT:-/tmp/pushbench-bench}
 mkdir -p "$OUT"

@@ -7,6 +7,8 @@
 #   2. the minimal hand-written client (loadgen/examples/ws_hold.rs, one process per 15k
 #      connections): the same broadcasts and RSS;
 #   3. Tsung (Debian package) holding the same number of WebSocket connections: RSS.
+# Bytes per connection = (RSS held − RSS at start) / connections the gateway counts as joined.
+# SKIP="loadgen hand" (any of loadgen, hand, tsung) leaves phases out.
 # Usage: bench/swarm-100k.sh [N] [RATE]      (defaults 100000 and 10000/s)
 source "$(dirname "$0")/lib.sh"
 N=${1:-100000}
@@ -38,6 +40,8 @@ start_rooms() {
 }
 
 connections() { curl -fsS "http://127.0.0.1:$PORT/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["connections"])'; }
+# Open connections whose hello the gateway accepted (the per-connection denominator).
+joined() { curl -fsS "http://127.0.0.1:$PORT/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["joined"])'; }
 
 wait_for_zero() {
   for _ in $(seq 120); do [ "$(connections)" -le 10 ] && return 0; sleep 1; done
@@ -46,7 +50,11 @@ wait_for_zero() {
 start_rooms
 echo "== N=$N rate=$RATE/s ramp=${RAMP}s sources=$SOURCES"
 
+SKIP=${SKIP:-}
+want() { [[ " $SKIP " != *" $1 "* ]]; }
+
 # 1. loadgen
+if want loadgen; then
 cycles=""
 for _ in $(seq "$BROADCASTS"); do cycles="$cycles, { to: 1, over: 0s }, { hold: 1s }, { to: 0, over: 0s }, { hold: 14s }"; done
 f="$OUT/swarm-hold.yaml"
@@ -58,7 +66,10 @@ d="$OUT/swarm-loadgen"; rm -rf "$d"
 taskset -c "$CLIENT_CPU" "$LOADGEN" run "$f" --out "$d" --quiet >"$d.log" 2>&1 &
 LG=$!
 sleep 2; base=$(tree_rss "$LG")
-sleep $(( 1 + RAMP + 8 )); held=$(tree_rss "$LG"); conns=$(connections)
+# Held: once the gateway counts 99 % joined (a loaded machine ramps slower than asked), at the
+# latest just before the first broadcast.
+for _ in $(seq $(( RAMP + 8 ))); do [ "$(joined)" -ge $(( N * 99 / 100 )) ] && break; sleep 1; done
+sleep 1; held=$(tree_rss "$LG"); conns=$(joined)
 wait "$LG" || true
 python3 - "$d/run.json" "$base" "$held" "$conns" "$N" <<'PY'
 import json, sys
@@ -79,8 +90,10 @@ print(f"loadgen broadcasts: n={bc.get('count')} completion_ms min={bc.get('min',
       f"lost={m.get('delivery_lost', {}).get('value')} msg_per_s_p50={n / max(1e-9, bc.get('p50', 1)/1e6):.0f}")
 PY
 wait_for_zero
+fi
 
 # 2. the hand-written client: one process per 15k connections, broadcasts posted here.
+if want hand; then
 EX=$ROOT/target/release/examples/ws_hold
 procs=$(( (N + 14999) / 15000 )); pids=()
 HOLDX=$(( RAMP + 10 + BROADCASTS * 15 + 5 ))
@@ -92,7 +105,7 @@ for i in $(seq 0 $(( procs - 1 ))); do
 done
 sleep 2; base=0; for p in "${pids[@]}"; do base=$(( base + $(tree_rss "$p") )); done
 sleep $(( RAMP + 8 )); held=0; for p in "${pids[@]}"; do held=$(( held + $(tree_rss "$p") )); done
-conns=$(connections)
+conns=$(joined)
 for b in $(seq "$BROADCASTS"); do
   curl -fsS -XPOST "http://127.0.0.1:$PORT/broadcast" -H 'content-type: application/json' \
     -d "{\"id\":\"hand-$b\",\"sent_at_ns\":$(date +%s%N),\"body\":\"x\"}" >/dev/null
@@ -109,38 +122,51 @@ for i, (n, us) in sorted(agg.items()):
 '
 echo "hand-written: held=$conns rss_base_kib=$base rss_held_kib=$held bytes_per_conn=$(( (held - base) * 1024 / (conns > 0 ? conns : 1) ))"
 wait_for_zero
+fi
 
-# 3. Tsung: the same number of idle WebSocket connections.
-if command -v tsung >/dev/null; then
-  x="$OUT/tsung.xml"; TN=$(( N < 18000 ? N : 18000 ))   # one Erlang VM: the 20k open-file limit
-  python3 - "$x" "$PORT" "$TN" "$RATE" "$SOURCES" <<'PY'
+# 3. Tsung: the same number of idle WebSocket connections, as several Tsung controllers (one
+#    Erlang VM each, ≤ 18k connections: the open-file limit), each on its own source address.
+#    Each device: upgrade on a room's /ws, hello as a text frame, wait for the welcome, ping
+#    every 300 s (bench/tsung-ws.xml.in). Socket buffers: TSUNG_BUF bytes (Tsung's default
+#    32768; loadgen and the hand-written client leave the kernel's default).
+if want tsung && command -v tsung >/dev/null; then
+  TSUNG_BUF=${TSUNG_BUF:-32768}
+  tprocs=$(( (N + 17999) / 18000 )); tpids=(); started=$(date +%s)
+  for i in $(seq 0 $(( tprocs - 1 ))); do
+    n=$(( N / tprocs )); [ "$i" -eq $(( tprocs - 1 )) ] && n=$(( N - n * (tprocs - 1) ))
+    r=$(( RATE / tprocs > 0 ? RATE / tprocs : 1 )); r=$(( r < 2000 ? r : 2000 ))
+    python3 - "$ROOT/bench/tsung-ws.xml.in" "$OUT/tsung-$i.xml" "$PORT" "$n" "$r" "127.0.2.$(( i + 1 ))" \
+      "$TSUNG_BUF" <<'PY'
 import sys, urllib.request, json
-path, port, n, rate, sources = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-ws = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/dispatch?user=tsung"))["ws"]
-host, rport = ws.split("//")[1].split("/")[0].split(":")
-ips = "\n".join(f'      <ip value="127.0.0.{i + 1}"/>' for i in range(max(1, sources)))
-open(path, "w").write(f'''<?xml version="1.0"?>
-<!DOCTYPE tsung SYSTEM "/usr/share/tsung/tsung-1.0.dtd">
-<tsung loglevel="error" dumptraffic="false">
-  <clients><client host="localhost" use_controller_vm="true" maxusers="{n + 1000}">
-{ips}
-  </client></clients>
-  <servers><server host="{host}" port="{rport}" type="tcp"/></servers>
-  <load><arrivalphase phase="1" duration="{max(1, n // min(rate, 5000))}" unit="second">
-    <users maxnumber="{n}" arrivalrate="{min(rate, 5000)}" unit="second"/></arrivalphase></load>
-  <options><option name="ports_range" min="1025" max="65535"/></options>
-  <sessions><session name="ws" probability="100" type="ts_websocket">
-    <request><websocket type="connect" path="/ws"/></request>
-    <request subst="true"><websocket type="message">{{"type":"hello","user":"tsung-%%ts_user_server:get_unique_id%%"}}</websocket></request>
-    <thinktime value="600"/>
-  </session></sessions>
-</tsung>
-''')
+tpl, out, port, n, rate, ip, buf = sys.argv[1:8]
+n, rate = int(n), int(rate)
+rooms = set()
+for i in range(200):   # every room's WebSocket address, as the dispatcher hands them out
+    d = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/dispatch?user=tsung-probe-{i}"))
+    rooms.add(tuple(d["ws"].split("//")[1].split("/")[0].rsplit(":", 1)))
+# Tsung ends an arrival phase at its duration whatever it has launched: give it slack.
+values = {"__MAXUSERS__": n + 1000, "__IPS__": f'      <ip value="{ip}"/>',
+          "__SERVERS__": "\n".join(f'    <server host="{h}" port="{p}" type="tcp"/>' for h, p in sorted(rooms)),
+          "__RAMP__": 4 * (-(-n // rate)) + 60, "__N__": n, "__RATE__": rate, "__RCVBUF__": buf,
+          "__SNDBUF__": buf, "__HEARTBEAT__": 300, "__PINGS__": 2}
+s = open(tpl).read()
+for k, v in values.items():
+    s = s.replace(k, str(v))
+open(out, "w").write(s)
 PY
-  (cd "$OUT" && ulimit -n 200000 2>/dev/null || true; tsung -f "$x" -l "$OUT/tsung-log" start >"$OUT/tsung.out" 2>&1 &)
-  sleep 3; TP=$(pgrep -f 'beam.*tsung' | head -1); base=$(tree_rss "$TP")
-  for _ in $(seq 120); do [ "$(connections)" -ge $(( TN * 98 / 100 )) ] && break; sleep 1; done
-  sleep 5; held=$(tree_rss "$TP"); conns=$(connections)
-  echo "tsung: held=$conns of $TN rss_base_kib=$base rss_held_kib=$held bytes_per_conn=$(( (held - base) * 1024 / (conns > 0 ? conns : 1) ))"
-  tsung stop >/dev/null 2>&1 || kill "$TP" 2>/dev/null || true
+    mkdir -p "$OUT/tsung-log-$i"
+    (cd "$OUT" && exec taskset -c "$CLIENT_CPU" tsung -i "s$i" -n -w 8 -f "$OUT/tsung-$i.xml" \
+      -l "$OUT/tsung-log-$i" start >"$OUT/tsung-$i.out" 2>&1) &   # Erlang crash dumps land in $OUT
+    tpids+=($!)
+  done
+  trap 'kill "$SERVER_PID" 2>/dev/null || true; pkill -P "$SERVER_PID" 2>/dev/null || true; for p in "${tpids[@]}"; do pkill -P "$p" 2>/dev/null || true; done' EXIT
+  # Base: every VM up and idle (warm-up 8 s, before the first user).
+  sleep 5; base=0; for p in "${tpids[@]}"; do base=$(( base + $(tree_rss "$p") )); done
+  echo "tsung: ${tprocs} controllers, joined at base sample: $(joined)"
+  for _ in $(seq 240); do [ "$(joined)" -ge $(( N * 99 / 100 )) ] && break; sleep 1; done
+  sleep 5; held=0; for p in "${tpids[@]}"; do held=$(( held + $(tree_rss "$p") )); done; j=$(joined)
+  echo "tsung: joined=$j of $N after $(( $(date +%s) - started ))s rss_base_kib=$base rss_held_kib=$held" \
+    "bytes_per_conn=$(( (held - base) * 1024 / (j > 0 ? j : 1) )) sockbuf=$TSUNG_BUF"
+  for i in $(seq 0 $(( tprocs - 1 ))); do (cd "$OUT" && tsung -i "s$i" stop >/dev/null 2>&1) || true; done
+  sleep 3; for p in "${tpids[@]}"; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
 fi

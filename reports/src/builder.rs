@@ -20,8 +20,8 @@ use crate::hist::{self, Summary};
 use crate::key::MetricKey;
 use crate::recorder::{second_of, shift_seconds, shifted, Recorder, Seconds, Tally};
 use crate::run::{
-    CounterMetric, CounterPoint, GaugeMetric, GaugePoint, HistPoint, HistogramMetric, Metric, Run,
-    Series, VERSION,
+    sum_held_levels, CounterMetric, CounterPoint, GaugeMetric, GaugePoint, HistPoint,
+    HistogramMetric, Metric, Run, Series, VERSION,
 };
 
 /// How many of the latest seconds keep their full histograms.
@@ -349,21 +349,22 @@ impl RunBuilder {
     /// The finished run, `duration` long: every recorded key, every plain-name aggregate and
     /// every rollup, each with its series.
     pub fn finish(mut self, duration: Duration) -> Run {
-        // Gauge aggregates: the writers' levels added up, second by second.
-        let mut gauge_rollups: HashMap<MetricKey, BTreeMap<u32, u64>> = HashMap::new();
+        // Gauge aggregates: the writers' levels added up, second by second, each writer
+        // holding its last level until it reports again (a shard a second late is no dip).
+        let mut gauge_writers: HashMap<MetricKey, Vec<&BTreeMap<u32, u64>>> = HashMap::new();
         for (key, state) in &self.recorded {
             if let State::Gauge(levels) = state {
                 for target in self.rollup_targets(key) {
-                    if &target == key {
-                        continue;
-                    }
-                    let sum = gauge_rollups.entry(target).or_default();
-                    for (t, v) in levels {
-                        *sum.entry(*t).or_default() += v;
+                    if &target != key {
+                        gauge_writers.entry(target).or_default().push(levels);
                     }
                 }
             }
         }
+        let gauge_rollups: Vec<(MetricKey, BTreeMap<u32, u64>)> = gauge_writers
+            .into_iter()
+            .map(|(key, writers)| (key, sum_held_levels(writers)))
+            .collect();
         for (key, levels) in gauge_rollups {
             self.rollups.insert(key, State::Gauge(levels));
         }

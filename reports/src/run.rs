@@ -427,6 +427,27 @@ fn shift_series(series: &mut Series, by: u32) {
     }
 }
 
+/// The sum of several writers' gauge levels (second → level) at every second any of them
+/// reported: a writer that did not report in a second counts with its last level before it
+/// (0 before its first report), so one late report does not dip the sum.
+pub(crate) fn sum_held_levels<'a>(
+    writers: impl IntoIterator<Item = &'a BTreeMap<u32, u64>>,
+) -> BTreeMap<u32, u64> {
+    let writers: Vec<&BTreeMap<u32, u64>> = writers.into_iter().collect();
+    let seconds: std::collections::BTreeSet<u32> =
+        writers.iter().flat_map(|w| w.keys().copied()).collect();
+    seconds
+        .into_iter()
+        .map(|t| {
+            let level = writers
+                .iter()
+                .map(|w| w.range(..=t).next_back().map_or(0, |(_, v)| *v))
+                .sum();
+            (t, level)
+        })
+        .collect()
+}
+
 fn merge_series(key: &MetricKey, mine: Series, theirs: Series) -> Result<Series, MergeError> {
     match (mine, theirs) {
         (Series::Histogram(a), Series::Histogram(b)) => {
@@ -463,14 +484,16 @@ fn merge_series(key: &MetricKey, mine: Series, theirs: Series) -> Result<Series,
                     .collect(),
             ))
         }
-        // Two processes' levels in the same second add up (each held its own connections).
+        // Two processes' levels add up (each held its own connections), each holding its last
+        // level through the seconds it did not report.
         (Series::Gauge(a), Series::Gauge(b)) => {
-            let mut by_t: BTreeMap<u32, u64> = BTreeMap::new();
-            for p in a.into_iter().chain(b) {
-                *by_t.entry(p.t).or_default() += p.gauge;
-            }
+            let levels = |points: Vec<GaugePoint>| -> BTreeMap<u32, u64> {
+                points.into_iter().map(|p| (p.t, p.gauge)).collect()
+            };
+            let (a, b) = (levels(a), levels(b));
             Ok(Series::Gauge(
-                by_t.into_iter()
+                sum_held_levels([&a, &b])
+                    .into_iter()
                     .map(|(t, gauge)| GaugePoint { t, gauge })
                     .collect(),
             ))

@@ -392,3 +392,48 @@ fn gauges_of_several_writers_add_up_per_second_and_merge_across_runs() {
         "{verdicts:?}"
     );
 }
+
+#[test]
+fn a_shard_reporting_late_holds_its_level_in_the_summed_gauge() {
+    let origin = Instant::now();
+    let mut b = RunBuilder::new("swarm", started_at(), origin);
+    let shard = |n: &str| key(&format!("connections_active{{shard={n}}}"));
+    let mut r = Recorder::new(origin);
+    // Shard 0 reports every second; shard 1 misses second 1 and 3 (a second late), then
+    // reports again at a new level; shard 2 starts reporting only at second 2.
+    for (t, level) in [(0.1, 100), (1.1, 100), (2.1, 100), (3.1, 100), (4.1, 100)] {
+        r.gauge(&shard("0"), at(origin, t), level);
+    }
+    for (t, level) in [(0.2, 50), (2.2, 50), (4.2, 70)] {
+        r.gauge(&shard("1"), at(origin, t), level);
+    }
+    r.gauge(&shard("2"), at(origin, 2.3), 10);
+    b.absorb(r.take());
+    let run = b.finish(Duration::from_secs(5));
+    let series = |run: &Run| match &run.series[&key("connections_active")] {
+        Series::Gauge(points) => points.iter().map(|p| (p.t, p.gauge)).collect::<Vec<_>>(),
+        other => panic!("not a gauge series: {other:?}"),
+    };
+    assert_eq!(
+        series(&run),
+        vec![(0, 150), (1, 150), (2, 160), (3, 160), (4, 180)]
+    );
+    match &run.metrics[&key("connections_active")] {
+        Metric::Gauge(g) => assert_eq!((g.value, g.min, g.max), (180, 150, 180)),
+        other => panic!("not a gauge: {other:?}"),
+    }
+
+    // Merging two processes' runs: the one without a point in a second holds its level.
+    let mut other = RunBuilder::new("swarm", started_at(), origin);
+    let mut r = Recorder::new(origin);
+    r.gauge(&shard("9"), at(origin, 0.5), 1000);
+    r.gauge(&shard("9"), at(origin, 3.5), 900);
+    other.absorb(r.take());
+    let other = other.finish(Duration::from_secs(5));
+    let mut merged = run.clone();
+    merged.merge(&other).unwrap();
+    assert_eq!(
+        series(&merged),
+        vec![(0, 1150), (1, 1150), (2, 1160), (3, 1060), (4, 1080)]
+    );
+}

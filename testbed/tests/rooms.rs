@@ -380,8 +380,13 @@ async fn unicast_reaches_every_device_of_the_user_and_broadcast_fans_out() {
     );
     let stats = gateway.fetch_stats().await;
     assert_eq!(
-        (stats.connections, stats.pushes_delivered, stats.rooms),
-        (3, 7, 2)
+        (
+            stats.connections,
+            stats.joined,
+            stats.pushes_delivered,
+            stats.rooms
+        ),
+        (3, 3, 7, 2)
     );
 }
 

@@ -15,9 +15,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::ack;
+use super::message::Doc;
 use super::script::{extract, DeviceScope, Script};
 use super::shard::{unix_ns, ShardCtx, Slot};
 use super::tracker::Receipt;
@@ -140,21 +142,29 @@ impl Io {
     /// Cancel-safe: nothing is consumed unless it was handed over.
     async fn read_with(&mut self, on: &mut (dyn FnMut(&[u8]) + Send)) -> io::Result<bool> {
         match self {
-            Io::Plain(s) => loop {
-                s.readable().await?;
-                let r = SCRATCH.with_borrow_mut(|buf| match s.try_read(buf) {
-                    Ok(0) => Ok(false),
-                    Ok(n) => {
-                        on(&buf[..n]);
-                        Ok(true)
-                    }
-                    Err(e) => Err(e),
-                });
-                match r {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    other => return other,
-                }
-            },
+            // `poll_read` into the shared scratch buffer, handing the data over within the
+            // same poll: a read shorter than the buffer tells tokio the socket is drained,
+            // so the next read waits for readiness instead of costing an extra `recv`
+            // that finds nothing (which `try_read` would).
+            Io::Plain(s) => {
+                std::future::poll_fn(|cx| {
+                    SCRATCH.with_borrow_mut(|buf| {
+                        let mut rb = tokio::io::ReadBuf::new(buf);
+                        match std::pin::Pin::new(&mut *s).poll_read(cx, &mut rb) {
+                            std::task::Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                                std::task::Poll::Ready(Ok(false))
+                            }
+                            std::task::Poll::Ready(Ok(())) => {
+                                on(rb.filled());
+                                std::task::Poll::Ready(Ok(true))
+                            }
+                            std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+                            std::task::Poll::Pending => std::task::Poll::Pending,
+                        }
+                    })
+                })
+                .await
+            }
             Io::Tls(t) => {
                 let n = t.stream.read(&mut t.buf).await?;
                 if n == 0 {
@@ -517,7 +527,20 @@ async fn read_step(
 /// and would otherwise stay in every idle connection's task.
 async fn flush(link: &mut Link, st: &mut State) -> Result<(), Cause> {
     if !st.out.is_empty() {
-        let out = std::mem::take(&mut st.out);
+        let mut out = std::mem::take(&mut st.out);
+        // Usually the socket takes it all at once (an ack is a few dozen bytes): no boxed
+        // future for that.
+        if let Io::Plain(s) = &link.io {
+            match s.try_write(&out) {
+                // The buffer is dropped, not kept: an idle connection holds no capacity.
+                Ok(n) if n == out.len() => return Ok(()),
+                Ok(n) => {
+                    out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(io_cause(&e)),
+            }
+        }
         Box::pin(link.io.write_all(&out))
             .await
             .map_err(|e| io_cause(&e))?;
@@ -567,18 +590,19 @@ fn on_frame(
         }
     };
     let def = &script.def;
-    let parsed: Option<serde_json::Value> = if script.needs_json {
-        serde_json::from_slice(m).ok()
+    // Parsed once for every rule below; strings borrow from the frame.
+    let parsed = if script.needs_json {
+        Doc::parse(m)
     } else {
         None
     };
     let json = parsed.as_ref();
     if let Some(e) = &def.error {
-        if e.match_.test(m, json) {
+        if Doc::test(&e.match_, m, json) {
             let cause = e
                 .cause
                 .as_ref()
-                .and_then(|c| extract(&c.source, m, json))
+                .and_then(|c| Doc::extract(&c.source, m, json))
                 .map_or_else(|| "refused".to_string(), |c| sanitize(&c));
             if st.awaiting.is_some() {
                 st.fail = Some(Cow::Owned(cause));
@@ -590,23 +614,27 @@ fn on_frame(
     }
     if let Some(i) = st.awaiting {
         let x = &def.send_on_connect[i];
-        if x.expect.as_ref().is_some_and(|e| e.test(m, json)) {
+        if x.expect.as_ref().is_some_and(|e| Doc::test(e, m, json)) {
             for (name, cap) in &x.capture {
-                if let Some(v) = extract(&cap.source, m, json) {
+                if let Some(v) = Doc::extract(&cap.source, m, json) {
                     vars.retain(|(n, _)| n != name);
-                    vars.push((name.clone(), v));
+                    vars.push((name.clone(), v.into_owned()));
                 }
             }
             st.awaiting = None;
             return;
         }
-        if !def.push.as_ref().is_some_and(|p| p.match_.test(m, json)) {
+        if !def
+            .push
+            .as_ref()
+            .is_some_and(|p| Doc::test(&p.match_, m, json))
+        {
             st.fail = Some("refused".into());
             return;
         }
     }
     if let Some(hb) = &def.heartbeat {
-        if hb.expect.as_ref().is_some_and(|e| e.test(m, json)) {
+        if hb.expect.as_ref().is_some_and(|e| Doc::test(e, m, json)) {
             if let Some((_, sent)) = st.pong_due.take() {
                 let now = Instant::now();
                 ctx.record(|r| {
@@ -621,18 +649,18 @@ fn on_frame(
         }
     }
     let Some(p) = &def.push else { return };
-    if !p.match_.test(m, json) {
+    if !Doc::test(&p.match_, m, json) {
         return;
     }
     let at_ns = unix_ns();
-    let Some(id) = extract(&p.id.source, m, json) else {
+    let Some(id) = Doc::extract(&p.id.source, m, json) else {
         let key = reports::MetricKey::new(super::script::names::DELIVERY_UNEXPECTED);
         ctx.record(|r| r.add(&key, Instant::now(), 1));
         return;
     };
-    let redelivery = p.redelivery.as_ref().is_some_and(|r| r.test(m, json));
+    let redelivery = p.redelivery.as_ref().is_some_and(|r| Doc::test(r, m, json));
     let sent_ns = p.sent_at.as_ref().and_then(|s| {
-        let v = extract(&s.source, m, json)?;
+        let v = Doc::extract(&s.source, m, json)?;
         let n: f64 = v.trim().parse().ok()?;
         (n > 0.0).then(|| (n * s.unit.nanos() as f64) as u64)
     });
@@ -651,11 +679,7 @@ fn on_frame(
             &ctx.table,
         );
     if let Some(ack) = &p.ack {
-        let mut sc = scope(ctx, slot, script, vars);
-        sc.set("msg.id", id);
-        if let Ok(text) = ack.render(&sc) {
-            wire::encode(framing, text.as_bytes(), &mut st.out);
-        }
+        ack::render(ack, &id, ctx, slot, script, vars, framing, &mut st.out);
     }
 }
 
@@ -681,6 +705,14 @@ async fn hold(
         Instant::now() + Duration::from_secs_f64((-u.ln() / c.per_second).min(1e7))
     });
     flush(link, st).await?;
+    // The timer and the wake-up registration live across loop turns: re-arming them for every
+    // received message would cost a timer-wheel insert and removal and a waiter-list round
+    // trip per push.
+    let mut armed = far;
+    let sleep = tokio::time::sleep_until(far.into());
+    tokio::pin!(sleep);
+    let wake_up = slot.wake.notified();
+    tokio::pin!(wake_up);
     loop {
         if ctx.stop.is_stopped() || !slot.wanted.load(Ordering::Acquire) {
             Box::pin(close(script, ctx, slot, link, st)).await;
@@ -691,11 +723,20 @@ async fn hold(
             .flatten()
             .min()
             .unwrap_or(far);
+        if wake != armed {
+            sleep.as_mut().reset(wake.into());
+            armed = wake;
+        }
         tokio::select! {
             biased;
-            _ = slot.wake.notified() => continue,
+            _ = &mut wake_up => {
+                wake_up.set(slot.wake.notified());
+                continue;
+            }
             r = read_step(ctx, slot, script, link, st) => r?,
-            _ = tokio::time::sleep_until(wake.into()) => {
+            _ = &mut sleep => {
+                // Fired: the next turn re-arms it (`armed` no longer matches).
+                armed = far + Duration::from_secs(1);
                 let now = Instant::now();
                 if st.pong_due.is_some_and(|p| p.0 <= now) {
                     return Err("heartbeat".into());

@@ -5,6 +5,8 @@
 //! - [`net`]: source addresses, `IP_BIND_ADDRESS_NO_PORT`, the open-file limit.
 //! - [`script`]: a device journey compiled for running, metric names, template scope.
 //! - [`device`]: one device's task (connect, exchanges, heartbeat, pushes, churn, reconnect).
+//! - [`message`]: a received message's JSON, parsed once for every rule that reads it.
+//! - [`ack`]: the reply to a push, rendered straight into the connection's output.
 //! - [`tracker`]: one shard's delivery tracking (lost, duplicates, unexpected, latency).
 //! - [`shard`]: the devices a shard owns, its schedule and control loop, the shard process.
 //! - [`control`]: the coordinator ↔ shard messages (JSON lines).
@@ -14,9 +16,11 @@
 //! swarms run in the loadgen process; larger ones as `loadgen __shard` child processes of at
 //! most `swarm.per_shard` connections each, since one process's open-file limit bounds it.
 
+pub mod ack;
 pub mod control;
 pub mod coordinator;
 pub mod device;
+pub mod message;
 pub mod net;
 pub mod script;
 pub mod shard;

@@ -32,6 +32,9 @@ pub struct Stats {
     pub injected_errors: u64,
     /// Device connections open now, in all rooms.
     pub connections: u64,
+    /// Open device connections whose hello was accepted, in all rooms.
+    #[serde(default)]
+    pub joined: u64,
     /// Push frames written to devices, including redeliveries and injected duplicates.
     pub pushes_delivered: u64,
     /// Acks received from devices.
@@ -54,6 +57,7 @@ impl Stats {
     /// Adds the rooms' counters to the HTTP side's.
     pub(crate) fn with_rooms(mut self, counters: RoomCounters, rooms: usize) -> Self {
         self.connections = counters.connections;
+        self.joined = counters.joined;
         self.pushes_delivered = counters.pushes_delivered;
         self.acks = counters.acks;
         self.redelivered = counters.redelivered;

@@ -127,6 +127,9 @@ impl RoomSettings {
 pub struct RoomCounters {
     /// Device connections open now.
     pub connections: u64,
+    /// Open connections whose hello was accepted (the devices online here).
+    #[serde(default)]
+    pub joined: u64,
     /// Push frames written, including redeliveries and injected duplicates.
     pub pushes_delivered: u64,
     /// Acks received.
@@ -146,6 +149,7 @@ pub struct RoomCounters {
 impl std::ops::AddAssign for RoomCounters {
     fn add_assign(&mut self, other: Self) {
         self.connections += other.connections;
+        self.joined += other.joined;
         self.pushes_delivered += other.pushes_delivered;
         self.acks += other.acks;
         self.redelivered += other.redelivered;
@@ -160,6 +164,7 @@ impl std::ops::AddAssign for RoomCounters {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub connections: AtomicU64,
+    pub joined: AtomicU64,
     pub pushes_delivered: AtomicU64,
     pub acks: AtomicU64,
     pub redelivered: AtomicU64,
@@ -173,6 +178,7 @@ impl Counters {
     pub fn snapshot(&self) -> RoomCounters {
         RoomCounters {
             connections: self.connections.load(Relaxed),
+            joined: self.joined.load(Relaxed),
             pushes_delivered: self.pushes_delivered.load(Relaxed),
             acks: self.acks.load(Relaxed),
             redelivered: self.redelivered.load(Relaxed),
@@ -362,6 +368,7 @@ impl Room {
                     topics: unique.clone(),
                 },
             );
+            self.counters.joined.fetch_add(1, Relaxed);
         }
         match &self.presence {
             Presence::Local { directory, room } => directory.online(*room, &user, &unique),
@@ -376,6 +383,7 @@ impl Room {
             let mut registry = self.registry();
             let entry = registry.conns.remove(&id);
             if let Some(entry) = &entry {
+                self.counters.joined.fetch_sub(1, Relaxed);
                 if let Some(ids) = registry.users.get_mut(&entry.user) {
                     ids.retain(|other| *other != id);
                     if ids.is_empty() {
