@@ -112,7 +112,7 @@ for b in $(seq "$BROADCASTS"); do
   sleep 15
 done
 for p in "${pids[@]}"; do wait "$p" || true; done
-cat "$OUT"/ws_hold-*.out | python3 -c '
+cat "$OUT"/ws_hold-[0-9]*.out | python3 -c '
 import sys, collections
 agg = collections.defaultdict(lambda: [0, 0])
 for line in sys.stdin:
