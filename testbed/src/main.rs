@@ -88,6 +88,10 @@ struct GatewayArgs {
     /// Redeliveries of one push on one connection at most.
     #[arg(long, value_name = "N", default_value_t = 3)]
     max_redeliveries: u32,
+    /// Frames a connection may have waiting for its socket before it is closed as a slow
+    /// consumer (counted in `/stats` `slow_consumer_closed`).
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_queued_frames: u64,
     /// Fraction of (push, connection) deliveries dropped for good.
     #[arg(long, value_name = "RATE", default_value_t = 0.0)]
     push_drop_rate: f64,
@@ -141,6 +145,7 @@ impl GatewayArgs {
             missed_heartbeats: self.missed_heartbeats,
             ack_timeout: self.ack_timeout,
             max_redeliveries: self.max_redeliveries,
+            max_queued_frames: usize::try_from(self.max_queued_frames).unwrap_or(usize::MAX),
             ..RoomsConfig::default()
         })
     }

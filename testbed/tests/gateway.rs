@@ -77,7 +77,7 @@ async fn health_and_stats() {
             "devices": 0, "users": 0, "pushes": 0, "broadcasts": 0, "requests": 2, "injected_errors": 0,
             "connections": 0, "joined": 0, "pushes_delivered": 0, "acks": 0, "redelivered": 0,
             "injected_push_drops": 0, "injected_push_duplicates": 0, "injected_resets": 0,
-            "injected_refusals": 0, "rooms": 1
+            "injected_refusals": 0, "slow_consumer_closed": 0, "rooms": 1
         })
     );
     assert_eq!(gateway.stats().requests, 2);

@@ -2,7 +2,7 @@
 //! WebSocket devices (tokio-tungstenite, an independent client) and raw TCP devices
 //! (length-prefixed frames), hello/subscribe/ping, unicast and broadcast from the HTTP API,
 //! acks and redelivery, idle close, malformed input, injected faults counted exactly, room
-//! processes, and 5k connections.
+//! processes, 5k connections, and a device that never reads closed as a slow consumer.
 
 mod http_client;
 use http_client::http_client;
@@ -774,5 +774,119 @@ async fn delayed_pushes_are_held_then_delivered_once() {
     assert_eq!(
         device.next_within(Duration::from_millis(200)).await,
         Next::Silent
+    );
+}
+
+#[tokio::test]
+async fn a_device_that_never_reads_is_closed_as_a_slow_consumer_and_others_get_everything() {
+    const CAP: usize = 16;
+    const MAX_BROADCASTS: usize = 4_000;
+    let gateway = start_with(
+        RoomsConfig {
+            max_queued_frames: CAP,
+            // No redeliveries while the test runs: every frame the reader gets is a first send.
+            ack_timeout: Duration::from_secs(60),
+            ..RoomsConfig::default()
+        },
+        FaultConfig::default(),
+    )
+    .await;
+    let room = gateway.room_addrs().remove(0);
+
+    // The stuck device: a small receive buffer, a hello, then it never reads again.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut stuck = socket.connect(room.tcp).await.expect("TCP connect");
+    let hello = json!({"type": "hello", "user": "stuck", "topics": []}).to_string();
+    let mut frame = (hello.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(hello.as_bytes());
+    stuck.write_all(&frame).await.expect("hello sent");
+
+    // The healthy device reads every frame as it comes, on its own task.
+    let mut reader = Device::ws(room.ws).await;
+    reader.hello("reader", &[]).await;
+    wait_for_stats(&gateway, |s| s.joined == 2).await;
+    let (count_tx, count_rx) = tokio::sync::oneshot::channel::<usize>();
+    let reading = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        let mut expected = None;
+        let mut count_rx = count_rx;
+        loop {
+            if expected.is_some_and(|n| ids.len() >= n) {
+                break;
+            }
+            tokio::select! {
+                n = &mut count_rx, if expected.is_none() => expected = Some(n.expect("count")),
+                push = reader.recv() => {
+                    assert_eq!(push["type"], "push", "{push}");
+                    assert_eq!(push["redelivery"], false, "{push}");
+                    ids.push(push["id"].as_str().expect("id").to_owned());
+                }
+            }
+        }
+        let after = reader.next_within(Duration::from_millis(100)).await;
+        (ids, after, reader)
+    });
+
+    // Broadcast until the stuck device is closed (its kernel buffers fill, then its queue),
+    // then a few more that only the reader gets.
+    let client = http_client();
+    let body = "x".repeat(1_000);
+    let mut sent = 0;
+    let mut closed_at = None;
+    while sent < MAX_BROADCASTS && closed_at.is_none_or(|at| sent < at + 20) {
+        let response = client
+            .post(format!("{}/broadcast", gateway.base_url()))
+            .json(&json!({"id": format!("b{sent}"), "body": body}))
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(response.status().as_u16(), 202);
+        sent += 1;
+        if closed_at.is_none() && gateway.stats().slow_consumer_closed > 0 {
+            closed_at = Some(sent);
+        }
+    }
+    assert!(
+        closed_at.is_some(),
+        "{sent} broadcasts never overflowed the stuck device: {:?}",
+        gateway.stats()
+    );
+    count_tx.send(sent).expect("reader waits");
+    let (ids, after, _reader) = tokio::time::timeout(Duration::from_secs(10), reading)
+        .await
+        .expect("the reader got every broadcast in time")
+        .expect("reader task");
+    let expected: Vec<String> = (0..sent).map(|i| format!("b{i}")).collect();
+    assert_eq!(ids, expected, "every broadcast, once, in order");
+    assert_eq!(after, Next::Silent);
+
+    // The stuck device's socket ends (reset) once drained; only the reader is still joined.
+    let drained = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stuck.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the stuck device's connection was closed");
+    wait_for_stats(&gateway, |s| s.connections == 1 && s.joined == 1).await;
+    let (status, stats) = get(&gateway, "/stats").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&stats["slow_consumer_closed"], &stats["joined"]),
+        (&json!(1), &json!(1)),
+        "{stats}"
+    );
+    // Delivery counters stay consistent: the reader's frames, plus the ones queued for the
+    // stuck device before it was closed (more than the cap, no more than were posted by then).
+    let stuck_delivered = stats["pushes_delivered"].as_u64().expect("counter") - sent as u64;
+    let closed_at = closed_at.expect("closed") as u64;
+    assert!(
+        (CAP as u64) < stuck_delivered && stuck_delivered <= closed_at,
+        "{stuck_delivered} pushes counted for the stuck device (closed after {closed_at}): {stats}"
     );
 }

@@ -49,6 +49,10 @@ pub struct Stats {
     pub injected_resets: u64,
     /// Hellos refused by the `refuse_rate` fault.
     pub injected_refusals: u64,
+    /// Device connections closed for not reading: more than `max_queued_frames` frames
+    /// waited for their socket.
+    #[serde(default)]
+    pub slow_consumer_closed: u64,
     /// Rooms running.
     pub rooms: u64,
 }
@@ -65,6 +69,7 @@ impl Stats {
         self.injected_push_duplicates = counters.injected_push_duplicates;
         self.injected_resets = counters.injected_resets;
         self.injected_refusals = counters.injected_refusals;
+        self.slow_consumer_closed = counters.slow_consumer_closed;
         self.rooms = rooms as u64;
         self
     }

@@ -2,6 +2,10 @@
 //! subscribe, ping/pong, pushes with at-least-once redelivery, acks, the idle timeout, and a
 //! clean `error` + close (or an injected reset) at the end.
 //!
+//! The write queue is bounded: a device that stops reading while pushes keep coming is closed
+//! as a slow consumer once more than `max_queued_frames` frames wait for its socket, so one
+//! stuck device cannot grow the room's memory without bound.
+//!
 //! The task is kept small because 100k of them live at once: reads wait for readiness and go
 //! into a per-thread scratch buffer, so a connection keeps only a partial frame between reads;
 //! writes are shared [`Bytes`] queued until the socket takes them; the one-shot handshake
@@ -99,6 +103,9 @@ enum End {
     Close { code: &'static str, message: String },
     /// Injected fault: TCP RST, no close frame.
     Reset,
+    /// Too many frames wait for a socket the device does not read: reset, no close frame (it
+    /// would not be read either, and a reset frees the kernel's send buffer at once).
+    SlowConsumer,
 }
 
 impl End {
@@ -461,7 +468,8 @@ impl Conn {
         self.out.push_back(frame);
     }
 
-    /// Writes queued frames until the socket would block.
+    /// Writes queued frames until the socket would block; a queue still longer than
+    /// `max_queued_frames` then ends the connection as a slow consumer.
     fn flush(&mut self) -> Result<(), End> {
         while let Some(front) = self.out.front_mut() {
             match self.stream.try_write(front) {
@@ -473,13 +481,20 @@ impl Conn {
                 Err(_) => return Err(End::Gone),
             }
         }
+        if self.out.len() > self.room.settings.max_queued_frames {
+            self.room
+                .counters
+                .slow_consumer_closed
+                .fetch_add(1, Relaxed);
+            return Err(End::SlowConsumer);
+        }
         Ok(())
     }
 
     /// Says goodbye as `end` requires and closes the socket.
     async fn finish(mut self, end: End) {
         match end {
-            End::Reset => {
+            End::Reset | End::SlowConsumer => {
                 let _ = self.stream.set_zero_linger();
                 return;
             }

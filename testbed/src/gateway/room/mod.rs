@@ -54,11 +54,14 @@ pub struct RoomsConfig {
     pub max_redeliveries: u32,
     /// The first message must be a hello within this long (also bounds the WS handshake).
     pub hello_timeout: Duration,
+    /// Frames a connection may have queued for its socket; a device that does not read is
+    /// closed once more than this many are waiting (counted in `slow_consumer_closed`).
+    pub max_queued_frames: usize,
 }
 
 impl Default for RoomsConfig {
     /// One in-process room on 127.0.0.1; heartbeat 30 s × 3, ack timeout 5 s, 3 redeliveries,
-    /// hello within 10 s.
+    /// hello within 10 s, at most 1024 frames queued per connection.
     fn default() -> Self {
         Self {
             count: 1,
@@ -69,6 +72,7 @@ impl Default for RoomsConfig {
             ack_timeout: Duration::from_secs(5),
             max_redeliveries: 3,
             hello_timeout: Duration::from_secs(10),
+            max_queued_frames: 1024,
         }
     }
 }
@@ -103,6 +107,7 @@ pub(crate) struct RoomSettings {
     pub ack_timeout: Duration,
     pub max_redeliveries: u32,
     pub hello_timeout: Duration,
+    pub max_queued_frames: usize,
 }
 
 impl RoomSettings {
@@ -113,6 +118,7 @@ impl RoomSettings {
             ack_timeout: config.ack_timeout,
             max_redeliveries: config.max_redeliveries,
             hello_timeout: config.hello_timeout,
+            max_queued_frames: config.max_queued_frames,
         }
     }
 
@@ -144,6 +150,9 @@ pub struct RoomCounters {
     pub injected_resets: u64,
     /// Hellos refused by the `refuse_rate` fault.
     pub injected_refusals: u64,
+    /// Connections closed because more than `max_queued_frames` frames waited for their socket.
+    #[serde(default)]
+    pub slow_consumer_closed: u64,
 }
 
 impl std::ops::AddAssign for RoomCounters {
@@ -157,6 +166,7 @@ impl std::ops::AddAssign for RoomCounters {
         self.injected_push_duplicates += other.injected_push_duplicates;
         self.injected_resets += other.injected_resets;
         self.injected_refusals += other.injected_refusals;
+        self.slow_consumer_closed += other.slow_consumer_closed;
     }
 }
 
@@ -172,6 +182,7 @@ pub(crate) struct Counters {
     pub injected_push_duplicates: AtomicU64,
     pub injected_resets: AtomicU64,
     pub injected_refusals: AtomicU64,
+    pub slow_consumer_closed: AtomicU64,
 }
 
 impl Counters {
@@ -186,6 +197,7 @@ impl Counters {
             injected_push_duplicates: self.injected_push_duplicates.load(Relaxed),
             injected_resets: self.injected_resets.load(Relaxed),
             injected_refusals: self.injected_refusals.load(Relaxed),
+            slow_consumer_closed: self.slow_consumer_closed.load(Relaxed),
         }
     }
 }
