@@ -326,3 +326,92 @@ fn a_crashed_shard_is_reported_and_the_run_goes_on() {
         gw.shutdown().await;
     });
 }
+
+/// A TLS terminator on loopback in front of a room's WebSocket port, presenting a certificate
+/// for `localhost` issued by a fresh test CA (which no client trusts unless told to).
+async fn tls_front(room: std::net::SocketAddr) -> std::net::SocketAddr {
+    let ca = testbed::pki::CertificateAuthority::new("wss test CA").unwrap();
+    let cert = ca.issue_server(&["localhost"]).unwrap();
+    let config = testbed::pki::tls_server_config(&cert, None, &[]).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(room).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    addr
+}
+
+/// `wss://` end to end: devices connect over TLS, say hello, receive tracked broadcasts and
+/// ack them; without trusting the server's CA every connect is a `handshake` failure.
+#[test]
+fn wss_devices_receive_and_ack_and_an_untrusted_certificate_fails_the_handshake() {
+    runtime().block_on(async {
+        let gw = gateway_with(FaultConfig::default()).await;
+        let front = tls_front(gw.room_addrs()[0].ws).await;
+        let scenario = |insecure: bool| {
+            format!(
+                r#"version: 1
+name: wss
+target: {{ base_url: "BASE", insecure: {insecure} }}
+duration: 4s
+devices:
+  - name: secure
+    count: 5
+    user: "secure-{{{{device.index}}}}"
+    connect: {{ url: "wss://localhost:{port}/ws", timeout: 3s }}
+    send_on_connect:
+      - send: '{{"type":"hello","user":"{{{{user}}}}"}}'
+        expect: {{ json: /type, equals: welcome }}
+    push:
+      match: {{ json: /type, equals: push }}
+      id: {{ json: /id }}
+      ack: '{{"type":"ack","id":"{{{{msg.id}}}}"}}'
+senders:
+  - name: broadcast
+    rate: {{ stages: [ {{ hold: 1s }}, {{ to: 2, over: 1s }}, {{ hold: 2s }} ] }}
+    pool: {{ connections: 1 }}
+    steps:
+      - post: "{{{{base_url}}}}/broadcast"
+        json: {{ id: "{{{{msg_id}}}}", sent_at_ns: "{{{{now_ns}}}}", body: "tls" }}
+        expect: {{ status: 202 }}
+        track: {{ broadcast: true, within: 2s }}
+"#,
+                port = front.port()
+            )
+        };
+        let d = Dir::new();
+        let run = run_loadgen(&d, &gw, &scenario(true)).await;
+        let stats = gw.fetch_stats().await;
+        assert_eq!(count(&run, "connections_opened{journey=secure}"), 5);
+        assert_eq!(count(&run, "delivery_lost"), 0);
+        assert!(count(&run, "delivery_received") >= 5, "{}", run["metrics"]);
+        assert_eq!(
+            count(&run, "delivery_received"),
+            count(&run, "delivery_expected")
+        );
+        assert!(stats.acks >= count(&run, "delivery_received"), "{stats:?}");
+
+        let d = Dir::new();
+        let run = run_loadgen(&d, &gw, &scenario(false)).await;
+        assert_eq!(
+            count(&run, "connections_failed{cause=handshake,journey=secure}"),
+            5,
+            "{}",
+            run["metrics"]
+        );
+        assert_eq!(count(&run, "delivery_received"), 0);
+        gw.shutdown().await;
+    });
+}
