@@ -164,8 +164,19 @@ impl DiskStore {
                 if inner.closed.load(Ordering::Acquire) {
                     return;
                 }
-                if let Err(e) = inner.persist() {
-                    tracing::error!(path = inner.path, error = %e, "dedupe flush failed");
+                // Only when something was written since the last persist: with `fsync` an
+                // idle relay does not sync the filesystem twenty times a second.
+                let target = {
+                    let g = inner.group.lock().unwrap_or_else(|p| p.into_inner());
+                    (g.written > g.durable).then_some(g.written)
+                };
+                let Some(target) = target else { continue };
+                match inner.persist() {
+                    Ok(()) => {
+                        let mut g = inner.group.lock().unwrap_or_else(|p| p.into_inner());
+                        g.durable = g.durable.max(target);
+                    }
+                    Err(e) => tracing::error!(path = inner.path, error = %e, "dedupe flush failed"),
                 }
             })
             .map_err(|e| err(&e))?;
