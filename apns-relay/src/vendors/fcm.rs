@@ -21,7 +21,7 @@ use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use serde::Deserialize;
 
 use super::{
-    field, read_json, retryable_status, token_refused, Answer, Content, TokenSlot, VendorError,
+    field, oauth_token, read_json, retryable_status, Answer, Content, TokenSlot, VendorError,
 };
 use crate::config::FcmConfig;
 
@@ -141,16 +141,7 @@ impl Fcm {
             .send()
             .await;
         let (status, body) = read_json(res, &self.token_uri).await?;
-        match (status, field(&body, "access_token")) {
-            (200, Some(token)) => {
-                let ttl = body
-                    .get("expires_in")
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or(3600);
-                Ok(Ok((token, Duration::from_secs(ttl))))
-            }
-            _ => Ok(Err(token_refused("fcm", status, &body))),
-        }
+        Ok(oauth_token("fcm", status, &body))
     }
 
     /// Sends one push.
@@ -182,11 +173,7 @@ impl Fcm {
             .send()
             .await;
         let (status, body) = read_json(res, &self.url).await?;
-        let answer = answer(status, &body);
-        if matches!(answer, Answer::Unauthorized { .. }) {
-            self.token.invalidate(&token).await;
-        }
-        Ok(answer)
+        Ok(self.token.checked(&token, answer(status, &body)).await)
     }
 }
 

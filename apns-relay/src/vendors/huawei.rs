@@ -19,7 +19,8 @@
 use std::time::Duration;
 
 use super::{
-    field, read_json, retryable_status, token_refused, Answer, Content, TokenSlot, VendorError,
+    field, oauth_token, read_json, reason, retryable_status, Answer, Content, TokenSlot,
+    VendorError,
 };
 use crate::config::HuaweiConfig;
 
@@ -59,16 +60,7 @@ impl Huawei {
             .send()
             .await;
         let (status, body) = read_json(res, &self.config.token_url).await?;
-        match (status, field(&body, "access_token")) {
-            (200, Some(token)) => {
-                let ttl = body
-                    .get("expires_in")
-                    .and_then(|v| v.as_u64())
-                    .unwrap_or(3600);
-                Ok(Ok((token, Duration::from_secs(ttl))))
-            }
-            _ => Ok(Err(token_refused("huawei", status, &body))),
-        }
+        Ok(oauth_token("huawei", status, &body))
     }
 
     /// Sends one push.
@@ -104,11 +96,7 @@ impl Huawei {
             .send()
             .await;
         let (status, body) = read_json(res, &self.url).await?;
-        let answer = answer(status, &body);
-        if matches!(answer, Answer::Unauthorized { .. }) {
-            self.token.invalidate(&token).await;
-        }
-        Ok(answer)
+        Ok(self.token.checked(&token, answer(status, &body)).await)
     }
 }
 
@@ -121,11 +109,7 @@ pub fn answer(status: u16, body: &serde_json::Value) -> Answer {
             id: field(body, "requestId"),
         };
     }
-    let reason = match (code.as_str(), field(body, "msg")) {
-        ("", _) => format!("HTTP {status}"),
-        (c, Some(m)) => format!("{c}: {m}"),
-        (c, None) => c.to_string(),
-    };
+    let reason = reason(&code, field(body, "msg"), status);
     match code.as_str() {
         "80200001" | "80200003" => Answer::Unauthorized { status, reason },
         "81000001" => Answer::Retryable { status, reason },

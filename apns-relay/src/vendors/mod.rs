@@ -176,6 +176,15 @@ impl TokenSlot {
             *slot = None;
         }
     }
+
+    /// Passes a send's answer on, forgetting `token` first when the vendor refused it, so the
+    /// retry fetches a new one.
+    pub(crate) async fn checked(&self, token: &str, answer: Answer) -> Answer {
+        if matches!(answer, Answer::Unauthorized { .. }) {
+            self.invalidate(token).await;
+        }
+        answer
+    }
 }
 
 /// The configured vendors.
@@ -301,6 +310,35 @@ pub(crate) fn token_refused(vendor: &str, status: u16, body: &serde_json::Value)
         Answer::Retryable { status, reason }
     } else {
         Answer::Rejected { status, reason }
+    }
+}
+
+/// An OAuth2 token endpoint's answer (RFC 6749 §5.1: `access_token`, `expires_in`, one hour
+/// when absent) as the token and its lifetime, or `vendor`'s refusal.
+pub(crate) fn oauth_token(
+    vendor: &str,
+    status: u16,
+    body: &serde_json::Value,
+) -> Result<(String, Duration), Answer> {
+    match (status, field(body, "access_token")) {
+        (200, Some(token)) => {
+            let ttl = body
+                .get("expires_in")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(3600);
+            Ok((token, Duration::from_secs(ttl)))
+        }
+        _ => Err(token_refused(vendor, status, body)),
+    }
+}
+
+/// A refusal's reason: the vendor's code and its text, or the HTTP status when the body has
+/// no code.
+pub(crate) fn reason(code: &str, text: Option<String>, status: u16) -> String {
+    match (code, text) {
+        ("", _) => format!("HTTP {status}"),
+        (c, Some(t)) => format!("{c}: {t}"),
+        (c, None) => c.to_string(),
     }
 }
 

@@ -19,7 +19,8 @@
 use std::time::Duration;
 
 use super::{
-    field, hex, read_json, retryable_status, token_refused, Answer, Content, TokenSlot, VendorError,
+    field, hex, read_json, reason, retryable_status, token_refused, Answer, Content, TokenSlot,
+    VendorError,
 };
 use crate::config::OppoConfig;
 
@@ -113,11 +114,7 @@ impl Oppo {
             .send()
             .await;
         let (status, body) = read_json(res, &url).await?;
-        let answer = answer(status, &body);
-        if matches!(answer, Answer::Unauthorized { .. }) {
-            self.token.invalidate(&token).await;
-        }
-        Ok(answer)
+        Ok(self.token.checked(&token, answer(status, &body)).await)
     }
 }
 
@@ -128,11 +125,7 @@ pub fn answer(status: u16, body: &serde_json::Value) -> Answer {
         let id = body.get("data").and_then(|d| field(d, "messageId"));
         return Answer::Accepted { status, id };
     }
-    let reason = match (code.as_str(), field(body, "message")) {
-        ("", _) => format!("HTTP {status}"),
-        (c, Some(m)) => format!("{c}: {m}"),
-        (c, None) => c.to_string(),
-    };
+    let reason = reason(&code, field(body, "message"), status);
     match code.as_str() {
         "11" => Answer::Unauthorized { status, reason },
         "-1" | "-2" => Answer::Retryable { status, reason },

@@ -20,7 +20,8 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 
 use super::{
-    field, hex, read_json, retryable_status, token_refused, Answer, Content, TokenSlot, VendorError,
+    field, hex, read_json, reason, retryable_status, token_refused, Answer, Content, TokenSlot,
+    VendorError,
 };
 use crate::config::VivoConfig;
 
@@ -113,11 +114,7 @@ impl Vivo {
             .send()
             .await;
         let (status, body) = read_json(res, &url).await?;
-        let answer = answer(status, &body);
-        if matches!(answer, Answer::Unauthorized { .. }) {
-            self.token.invalidate(&token).await;
-        }
-        Ok(answer)
+        Ok(self.token.checked(&token, answer(status, &body)).await)
     }
 }
 
@@ -130,11 +127,7 @@ pub fn answer(status: u16, body: &serde_json::Value) -> Answer {
             id: field(body, "taskId"),
         };
     }
-    let reason = match (result.as_str(), field(body, "desc")) {
-        ("", _) => format!("HTTP {status}"),
-        (r, Some(d)) => format!("{r}: {d}"),
-        (r, None) => r.to_string(),
-    };
+    let reason = reason(&result, field(body, "desc"), status);
     match result.as_str() {
         "10000" => Answer::Unauthorized { status, reason },
         _ if retryable_status(status) => Answer::Retryable { status, reason },
