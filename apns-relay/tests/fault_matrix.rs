@@ -25,6 +25,18 @@ async fn run(faults: ApnsFaults, twice: bool) -> (Harness, (usize, usize, usize)
     (h, t, metrics)
 }
 
+/// Runs a case whose fault APNs asks the relay to retry: every push ends accepted, the mock
+/// holds each once, and the relay counted retries under `cause`.
+async fn all_delivered_after_retries(faults: ApnsFaults, cause: &str) {
+    let (h, (accepted, _, _), metrics) = run(faults, false).await;
+    assert_eq!(accepted, N);
+    assert_eq!(h.mock.count(), N);
+    assert!(
+        metrics.contains(&format!(r#"apns_relay_retries_total{{cause="{cause}"}}"#)),
+        "{metrics}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_after_request_written_ends_unknown_never_resent() {
     let faults = ApnsFaults {
@@ -46,13 +58,7 @@ async fn goaway_streams_above_last_stream_id_are_retried() {
         goaway_after: Some(500),
         ..ApnsFaults::default()
     };
-    let (h, (accepted, _, _), metrics) = run(faults, false).await;
-    assert_eq!(accepted, N);
-    assert_eq!(h.mock.count(), N);
-    assert!(
-        metrics.contains(r#"apns_relay_retries_total{cause="goaway"}"#),
-        "{metrics}"
-    );
+    all_delivered_after_retries(faults, "goaway").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,70 +68,46 @@ async fn refused_stream_is_retried() {
         seed: 3,
         ..ApnsFaults::default()
     };
-    let (h, (accepted, _, _), metrics) = run(faults, false).await;
-    assert_eq!(accepted, N);
-    assert_eq!(h.mock.count(), N);
-    assert!(
-        metrics.contains(r#"apns_relay_retries_total{cause="refused_stream"}"#),
-        "{metrics}"
-    );
+    all_delivered_after_retries(faults, "refused_stream").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_429_is_retried() {
-    let (h, (accepted, _, _), metrics) = run(
+    all_delivered_after_retries(
         ApnsFaults {
             rate_429: 0.05,
             seed: 4,
             ..ApnsFaults::default()
         },
-        false,
+        "status_429",
     )
     .await;
-    assert_eq!(accepted, N);
-    assert_eq!(h.mock.count(), N);
-    assert!(
-        metrics.contains(r#"apns_relay_retries_total{cause="status_429"}"#),
-        "{metrics}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_500_is_retried() {
-    let (h, (accepted, _, _), metrics) = run(
+    all_delivered_after_retries(
         ApnsFaults {
             rate_500: 0.05,
             seed: 5,
             ..ApnsFaults::default()
         },
-        false,
+        "status_500",
     )
     .await;
-    assert_eq!(accepted, N);
-    assert_eq!(h.mock.count(), N);
-    assert!(
-        metrics.contains(r#"apns_relay_retries_total{cause="status_500"}"#),
-        "{metrics}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_503_is_retried() {
-    let (h, (accepted, _, _), metrics) = run(
+    all_delivered_after_retries(
         ApnsFaults {
             rate_503: 0.05,
             seed: 6,
             ..ApnsFaults::default()
         },
-        false,
+        "status_503",
     )
     .await;
-    assert_eq!(accepted, N);
-    assert_eq!(h.mock.count(), N);
-    assert!(
-        metrics.contains(r#"apns_relay_retries_total{cause="status_503"}"#),
-        "{metrics}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
