@@ -167,13 +167,13 @@ impl DiskStore {
                 // Only when something was written since the last persist: with `fsync` an
                 // idle relay does not sync the filesystem twenty times a second.
                 let target = {
-                    let g = inner.group.lock().unwrap_or_else(|p| p.into_inner());
+                    let g = inner.group();
                     (g.written > g.durable).then_some(g.written)
                 };
                 let Some(target) = target else { continue };
                 match inner.persist() {
                     Ok(()) => {
-                        let mut g = inner.group.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut g = inner.group();
                         g.durable = g.durable.max(target);
                     }
                     Err(e) => tracing::error!(path = inner.path, error = %e, "dedupe flush failed"),
@@ -219,6 +219,10 @@ impl Inner {
         }
     }
 
+    fn group(&self) -> std::sync::MutexGuard<'_, GroupState> {
+        self.group.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn stripe(&self, key: &str) -> std::sync::MutexGuard<'_, ()> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut h);
@@ -245,7 +249,7 @@ impl Inner {
         // Numbered under the group lock after the write, so a persist that reads `written`
         // covers every write numbered up to it.
         batch.commit().map_err(|e| self.error(e))?;
-        let mut g = self.group.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.group();
         g.written += 1;
         Ok(g.written)
     }
@@ -255,7 +259,7 @@ impl Inner {
         loop {
             let notified = self.persisted.notified();
             let target = {
-                let mut g = self.group.lock().unwrap_or_else(|p| p.into_inner());
+                let mut g = self.group();
                 if let Some(e) = &g.failed {
                     return Err(self.error(e));
                 }
@@ -282,7 +286,7 @@ impl Inner {
                 self.persist()
             };
             {
-                let mut g = self.group.lock().unwrap_or_else(|p| p.into_inner());
+                let mut g = self.group();
                 g.leader = false;
                 match &result {
                     Ok(()) => g.durable = g.durable.max(target),
@@ -425,7 +429,7 @@ impl Store for DiskStore {
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let t = &self.inner;
-            let ticket = t.group.lock().unwrap_or_else(|p| p.into_inner()).written;
+            let ticket = t.group().written;
             if ticket == 0 {
                 // Nothing written yet: a persist of nothing still proves the store answers.
                 return t.db.persist(PersistMode::Buffer).map_err(|e| t.error(e));
