@@ -2,53 +2,12 @@
 //! SIGTERM; bad arguments exit 2 with one clear sentence.
 
 mod http_client;
+mod running;
 use http_client::http_client;
+use running::start;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-/// A running `testbed gateway`, killed on drop.
-struct Running {
-    child: Child,
-    base_url: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `testbed ARGS…` and waits (10 s at most) for its `listening on` line.
-fn start(args: &[&str]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_testbed"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("testbed starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (lines, first_line) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let line = first_line
-        .recv_timeout(Duration::from_secs(10))
-        .expect("a line within 10 s")
-        .expect("readable stdout");
-    let base_url = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Running { child, base_url }
-}
 
 fn run(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_testbed"))
@@ -59,30 +18,30 @@ fn run(args: &[&str]) -> Output {
 
 #[tokio::test]
 async fn gateway_answers_and_stops_on_sigterm() {
-    let mut gateway = start(&[
-        "gateway",
-        "--listen",
-        "127.0.0.1:0",
-        "--latency",
-        "2ms",
-        "--latency-jitter",
-        "1ms",
-    ]);
-    assert!(
-        gateway.base_url.starts_with("http://127.0.0.1:"),
-        "{}",
-        gateway.base_url
+    let mut gateway = start(
+        &[
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--latency",
+            "2ms",
+            "--latency-jitter",
+            "1ms",
+        ],
+        1,
     );
+    let base_url = gateway.url();
+    assert!(base_url.starts_with("http://127.0.0.1:"), "{}", base_url);
     let client = http_client();
     let started = Instant::now();
     let health = client
-        .get(format!("{}/healthz", gateway.base_url))
+        .get(format!("{}/healthz", base_url))
         .send()
         .await
         .expect("healthz");
     assert_eq!(health.status().as_u16(), 200);
     let faults: serde_json::Value = client
-        .get(format!("{}/admin/faults", gateway.base_url))
+        .get(format!("{}/admin/faults", base_url))
         .send()
         .await
         .expect("faults")
@@ -94,7 +53,7 @@ async fn gateway_answers_and_stops_on_sigterm() {
         serde_json::json!({ "latency_ms": 2.0, "jitter_ms": 1.0, "error_rate": 0.0, "error_status": 503, "stall_ms": 0, "push_drop_rate": 0.0, "push_duplicate_rate": 0.0, "push_delay_rate": 0.0, "push_delay_ms": 0.0, "conn_reset_rate": 0.0, "refuse_rate": 0.0 })
     );
     let stats = client
-        .get(format!("{}/stats", gateway.base_url))
+        .get(format!("{}/stats", base_url))
         .send()
         .await
         .expect("stats");
@@ -173,19 +132,23 @@ fn busy_port_exits_1() {
 
 #[tokio::test]
 async fn room_processes_from_the_command_line_dispatch_and_stop_on_sigterm() {
-    let mut gateway = start(&[
-        "gateway",
-        "--listen",
-        "127.0.0.1:0",
-        "--rooms",
-        "2",
-        "--room-processes",
-        "--push-drop-rate",
-        "0.5",
-    ]);
+    let mut gateway = start(
+        &[
+            "gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--rooms",
+            "2",
+            "--room-processes",
+            "--push-drop-rate",
+            "0.5",
+        ],
+        1,
+    );
+    let base_url = gateway.url();
     let client = http_client();
     let dispatched: serde_json::Value = client
-        .get(format!("{}/dispatch?user=alice", gateway.base_url))
+        .get(format!("{}/dispatch?user=alice", base_url))
         .send()
         .await
         .expect("dispatch")
@@ -199,7 +162,7 @@ async fn room_processes_from_the_command_line_dispatch_and_stop_on_sigterm() {
         "{dispatched}"
     );
     let faults: serde_json::Value = client
-        .get(format!("{}/admin/faults", gateway.base_url))
+        .get(format!("{}/admin/faults", base_url))
         .send()
         .await
         .expect("faults")
@@ -208,7 +171,7 @@ async fn room_processes_from_the_command_line_dispatch_and_stop_on_sigterm() {
         .expect("JSON");
     assert_eq!(faults["push_drop_rate"], 0.5);
     let stats: serde_json::Value = client
-        .get(format!("{}/stats", gateway.base_url))
+        .get(format!("{}/stats", base_url))
         .send()
         .await
         .expect("stats")

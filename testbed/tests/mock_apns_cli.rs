@@ -1,70 +1,29 @@
 //! `testbed mock-apns`, run for real: it writes its credentials, an outside client using
 //! them is served over HTTP/2, a second start reads the same files, and bad input exits 2.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+mod running;
+use running::start;
 
-/// A running `testbed mock-apns`, killed on drop.
-struct Running {
-    child: Child,
-    lines: Vec<String>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `testbed ARGS…` and waits (10 s at most) for its first two lines.
-fn start(args: &[&str]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_testbed"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("testbed starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (send, receive) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if send.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let lines = (0..2)
-        .map(|_| {
-            receive
-                .recv_timeout(Duration::from_secs(10))
-                .expect("a line within 10 s")
-                .expect("readable stdout")
-        })
-        .collect();
-    Running { child, lines }
-}
+use std::process::Command;
 
 #[test]
 fn writes_credentials_that_an_outside_client_can_use() {
     let dir = tempfile::tempdir().unwrap();
     let tls_dir = dir.path().join("creds");
     let tls = tls_dir.to_str().unwrap();
-    let run = start(&[
-        "mock-apns",
-        "--listen",
-        "127.0.0.1:0",
-        "--tls-dir",
-        tls,
-        "--topic",
-        "com.example.app",
-    ]);
-    let url = run.lines[0]
-        .strip_prefix("listening on ")
-        .expect("listening line")
-        .to_owned();
+    let run = start(
+        &[
+            "mock-apns",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-dir",
+            tls,
+            "--topic",
+            "com.example.app",
+        ],
+        2,
+    );
+    let url = run.url();
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
     assert!(run.lines[1].contains(tls), "{}", run.lines[1]);
     for file in [
@@ -132,11 +91,11 @@ fn writes_credentials_that_an_outside_client_can_use() {
     assert_eq!(claims.kid, "KEY1234567");
 
     // A second start reads the same credentials: the old token still verifies.
-    let again = start(&["mock-apns", "--listen", "127.0.0.1:0", "--tls-dir", tls]);
-    let url2 = again.lines[0]
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
+    let again = start(
+        &["mock-apns", "--listen", "127.0.0.1:0", "--tls-dir", tls],
+        2,
+    );
+    let url2 = again.url();
     let output = Command::new("curl")
         .args(["--silent", "--http2", "--cacert"])
         .arg(tls_dir.join("ca.pem"))
