@@ -258,7 +258,7 @@ impl Inner {
     async fn durable(self: &Arc<Self>, ticket: u64) -> Result<(), StoreError> {
         loop {
             let notified = self.persisted.notified();
-            let target = {
+            let lead = {
                 let mut g = self.group();
                 if let Some(e) = &g.failed {
                     return Err(self.error(e));
@@ -266,17 +266,20 @@ impl Inner {
                 if g.durable >= ticket {
                     return Ok(());
                 }
-                if g.leader {
-                    None
-                } else {
-                    g.leader = true;
-                    Some(g.written)
-                }
+                !std::mem::replace(&mut g.leader, true)
             };
-            let Some(target) = target else {
+            if !lead {
                 notified.await;
                 continue;
+            }
+            let mut leader = Leader {
+                inner: self,
+                result: None,
             };
+            // Let the claims that are ready to run now (the other streams one read from a
+            // sender brought) write theirs first, so that one persist covers them all.
+            tokio::task::yield_now().await;
+            let target = self.group().written;
             let result = if self.fsync {
                 let inner = self.clone();
                 tokio::task::spawn_blocking(move || inner.persist())
@@ -285,19 +288,35 @@ impl Inner {
             } else {
                 self.persist()
             };
-            {
-                let mut g = self.group();
-                g.leader = false;
-                match &result {
-                    Ok(()) => g.durable = g.durable.max(target),
-                    // A failed write-back or sync cannot be retried safely (the kernel may
-                    // have dropped the dirty pages): from now on every claim fails, so the
-                    // relay refuses pushes instead of sending ones it could not record.
-                    Err(e) => g.failed = Some(e.clone()),
-                }
-            }
-            self.persisted.notify_waiters();
+            leader.result = Some(result.map(|()| target));
         }
+    }
+}
+
+/// The group commit's leader: when it ends, however it ends (its persist done, or its caller
+/// dropped mid-way), it records the result, steps down and wakes the waiters, one of whom
+/// leads next if their writes are not yet durable.
+struct Leader<'a> {
+    inner: &'a Inner,
+    /// The persist's result: the write number it covered, or its error.
+    result: Option<Result<u64, String>>,
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        {
+            let mut g = self.inner.group();
+            g.leader = false;
+            match self.result.take() {
+                Some(Ok(target)) => g.durable = g.durable.max(target),
+                // A failed write-back or sync cannot be retried safely (the kernel may have
+                // dropped the dirty pages): from now on every claim fails, so the relay
+                // refuses pushes instead of sending ones it could not record.
+                Some(Err(e)) => g.failed = Some(e),
+                None => {}
+            }
+        }
+        self.inner.persisted.notify_waiters();
     }
 }
 

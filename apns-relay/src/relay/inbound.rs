@@ -7,19 +7,20 @@
 //! store or another request's attempt, `apns-relay-dedupe`.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use h2::server::SendResponse;
+use h2::RecvStream;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::graceful::GracefulShutdown;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::{Outcome, Push, Relay, Reply};
@@ -102,6 +103,44 @@ pub struct Inbound {
 
 struct Rejection(StatusCode, &'static str);
 
+/// Streams a sender may open at once on one connection (APNs advertises about 1000).
+const MAX_STREAMS: u32 = 1000;
+/// A sender that has not finished its TLS handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the server is in its life, as its connections see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serve,
+    /// GOAWAY sent: finish the streams already open.
+    Drain,
+    /// The drain timed out: close the socket (pushes already started still finish).
+    Close,
+}
+
+/// A checked request head: everything of the push but its payload.
+struct Head {
+    key: Key,
+    headers: HeaderMap,
+    passthrough: Option<HeaderValue>,
+    resend_unknown: bool,
+}
+
+impl Head {
+    fn with_body(self, body: Bytes) -> Result<Push, Rejection> {
+        if body.is_empty() {
+            return Err(Rejection(StatusCode::BAD_REQUEST, "PayloadEmpty"));
+        }
+        Ok(Push {
+            key: self.key,
+            headers: self.headers,
+            passthrough: self.passthrough,
+            body,
+            resend_unknown: self.resend_unknown,
+        })
+    }
+}
+
 impl Inbound {
     /// Inbound handling for `relay`.
     pub fn new(relay: Arc<Relay>, senders: Arc<Senders>, max_payload: usize) -> Inbound {
@@ -113,7 +152,9 @@ impl Inbound {
     }
 
     /// Serves connections from `listener` until `shutdown` turns true, then stops accepting,
-    /// sends GOAWAY on every connection and waits up to `drain` for requests in flight.
+    /// sends GOAWAY on every connection and waits up to `drain` for requests in flight; after
+    /// that it closes the connections still open. A push the relay has started is finished
+    /// either way (its outcome is stored for the sender's retry).
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
@@ -121,7 +162,8 @@ impl Inbound {
         mut shutdown: watch::Receiver<bool>,
         drain: Duration,
     ) {
-        let graceful = GracefulShutdown::new();
+        let (phase, phase_rx) = watch::channel(Phase::Serve);
+        let mut connections = JoinSet::new();
         loop {
             let (tcp, peer) = tokio::select! {
                 r = listener.accept() => match r {
@@ -130,112 +172,165 @@ impl Inbound {
                 },
                 _ = shutdown.wait_for(|s| *s) => break,
             };
+            while connections.try_join_next().is_some() {}
             let _ = tcp.set_nodelay(true);
             let this = self.clone();
             let tls = tls.clone();
-            let watcher = graceful.watcher();
-            tokio::spawn(async move {
-                let builder = {
-                    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-                    b.max_concurrent_streams(1000);
-                    b
+            let phase = phase_rx.clone();
+            connections.spawn(async move {
+                let Some(acceptor) = tls else {
+                    return this.connection(tcp, None, phase).await;
                 };
-                match tls {
-                    Some(acceptor) => {
-                        let stream = match tokio::time::timeout(
-                            Duration::from_secs(10),
-                            acceptor.accept(tcp),
-                        )
-                        .await
-                        {
-                            Ok(Ok(s)) => s,
-                            _ => {
-                                tracing::debug!(%peer, "TLS handshake failed");
-                                return;
-                            }
-                        };
-                        let cert_sender = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|c| c.first())
-                            .map(crate::tls::fingerprint)
-                            .and_then(|fp| this.senders.by_cert.get(&fp).copied());
-                        let svc = service_fn(move |req| {
-                            let this = this.clone();
-                            async move { Ok::<_, Infallible>(this.handle(req, cert_sender).await) }
-                        });
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                        let _ = watcher.watch(conn).await;
-                    }
-                    None => {
-                        let svc = service_fn(move |req| {
-                            let this = this.clone();
-                            async move { Ok::<_, Infallible>(this.handle(req, None).await) }
-                        });
-                        let conn = builder.serve_connection(TokioIo::new(tcp), svc);
-                        let _ = watcher.watch(conn).await;
-                    }
-                }
+                let stream =
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        _ => {
+                            tracing::debug!(%peer, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                let cert_sender = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(crate::tls::fingerprint)
+                    .and_then(|fp| this.senders.by_cert.get(&fp).copied());
+                this.connection(stream, cert_sender, phase).await
             });
         }
         drop(listener);
-        if tokio::time::timeout(drain, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        let _ = phase.send(Phase::Drain);
+        let drained = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(drain, drained).await.is_err() {
             tracing::warn!("drain timeout: closing connections with requests still open");
+            let _ = phase.send(Phase::Close);
+            // Each connection's task finishes the pushes it started on its own.
+            connections.detach_all();
         }
     }
 
-    async fn handle(
-        &self,
-        req: Request<Incoming>,
+    /// One sender connection. Its streams run in this task rather than each in its own: the
+    /// answers that become ready together (one read from APNs answers many pushes) are then
+    /// queued together and leave in one write when h2 next flushes, and the requests that
+    /// arrive together reach APNs in one write as well.
+    async fn connection<T>(
+        self: Arc<Self>,
+        io: T,
         cert_sender: Option<usize>,
-    ) -> Response<Full<Bytes>> {
-        let apns_id = apns_id_of(req.headers());
-        match Self::parse(&self.senders, self.max_payload, req, cert_sender, &apns_id).await {
-            Ok(push) => {
-                let reply = self.relay.push(push).await;
-                respond(&reply, &apns_id)
+        mut phase: watch::Receiver<Phase>,
+    ) where
+        T: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut conn = match h2::server::Builder::new()
+            .max_concurrent_streams(MAX_STREAMS)
+            .handshake::<_, Bytes>(io)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "HTTP/2 handshake failed");
+                return;
             }
-            Err(Rejection(status, reason)) => {
-                let reply = Reply {
-                    status: status.as_u16(),
-                    body: format!(r#"{{"reason":"{reason}"}}"#),
-                    outcome: Outcome::Rejected,
-                    attempts: 0,
-                    dedupe: None,
-                };
-                respond(&reply, &apns_id)
+        };
+        let mut streams = FuturesUnordered::new();
+        let mut going_away = false;
+        let mut watching = true;
+        loop {
+            let next = tokio::select! {
+                // Take every stream h2 has decoded before running any, so that their claims
+                // share one journal write and their requests one write towards APNs.
+                biased;
+                next = conn.accept() => next,
+                Some(()) = streams.next(), if !streams.is_empty() => {
+                    // Run every stream that can finish now before h2 flushes again.
+                    while let Some(Some(())) = streams.next().now_or_never() {}
+                    continue;
+                }
+                changed = phase.changed(), if watching => {
+                    let now = match changed {
+                        Ok(()) => *phase.borrow_and_update(),
+                        Err(_) => Phase::Close,
+                    };
+                    watching = now != Phase::Close;
+                    match now {
+                        Phase::Serve => {}
+                        Phase::Drain if going_away => {}
+                        Phase::Drain => {
+                            conn.graceful_shutdown();
+                            going_away = true;
+                        }
+                        Phase::Close => break,
+                    }
+                    continue;
+                }
+            };
+            match next {
+                Some(Ok((request, respond))) => {
+                    streams.push(self.stream(request, respond, cert_sender));
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "sender connection ended with an error");
+                    break;
+                }
+                None => break,
             }
+        }
+        drop(conn);
+        // The connection is gone; the pushes already started still finish, so each key gets
+        // its outcome for the sender's retry.
+        while streams.next().await.is_some() {}
+    }
+
+    /// One sender request, from its head to the answer.
+    async fn stream(
+        &self,
+        request: Request<RecvStream>,
+        mut respond: SendResponse<Bytes>,
+        cert_sender: Option<usize>,
+    ) {
+        let (parts, body) = request.into_parts();
+        let apns_id = apns_id_of(&parts.headers);
+        let checked = match Self::check(&self.senders, &parts, cert_sender, &apns_id) {
+            Ok(head) => match read_body(body, self.max_payload).await {
+                Ok(body) => head.with_body(body),
+                Err(r) => Err(r),
+            },
+            Err(r) => Err(r),
+        };
+        let reply = match checked {
+            Ok(push) => self.relay.push(push).await,
+            Err(rejection) => rejected(rejection),
+        };
+        let (head, body) = respond_parts(&reply, &apns_id);
+        match respond.send_response(head, body.is_empty()) {
+            Ok(mut stream) if !body.is_empty() => {
+                let _ = stream.send_data(body, true);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "the sender's stream is gone"),
         }
     }
 
-    async fn parse<B>(
+    /// Checks a request head: method, path, device token, sender credentials, APNs headers.
+    fn check(
         senders: &Senders,
-        max_payload: usize,
-        req: Request<B>,
+        req: &http::request::Parts,
         cert_sender: Option<usize>,
         apns_id: &str,
-    ) -> Result<Push, Rejection>
-    where
-        B: hyper::body::Body<Data = Bytes>,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+    ) -> Result<Head, Rejection> {
         use StatusCode as S;
-        if req.method() != Method::POST {
+        if req.method != Method::POST {
             return Err(Rejection(S::METHOD_NOT_ALLOWED, "MethodNotAllowed"));
         }
-        let path = req.uri().path();
+        let path = req.uri.path();
         let Some(token) = path.strip_prefix("/3/device/") else {
             return Err(Rejection(S::NOT_FOUND, "BadPath"));
         };
         if token.is_empty() || token.len() > 200 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(Rejection(S::BAD_REQUEST, "BadDeviceToken"));
         }
-        let token = token.to_string();
-        let h = req.headers();
+        let h = &req.headers;
         let sender = cert_sender
             .map(|i| &senders.list[i])
             .or_else(|| senders.by_bearer(h.get(RELAY_AUTHORIZATION)))
@@ -293,15 +388,15 @@ impl Inbound {
             Some(t) if t.is_empty() || t.contains('\u{0}') => {
                 return Err(Rejection(S::BAD_REQUEST, "BadTopic"))
             }
-            Some(t) => t.to_string(),
+            Some(t) => t,
             None if passthrough.is_some() || sender.credentials == Credentials::Relay => {
                 return Err(Rejection(S::BAD_REQUEST, "MissingTopic"))
             }
-            None => String::new(),
+            None => "",
         };
         let resend_unknown =
             collapse.is_some() || text(RESEND_UNKNOWN).is_some_and(|v| v == "1" || v == "true");
-        let mut headers = HeaderMap::new();
+        let mut headers = HeaderMap::with_capacity(FORWARDED.len());
         for name in FORWARDED {
             if let Some(v) = h.get(name) {
                 headers.insert(HeaderName::from_static(name), v.clone());
@@ -312,29 +407,39 @@ impl Inbound {
             HeaderValue::from_str(apns_id)
                 .map_err(|_| Rejection(S::BAD_REQUEST, "BadMessageId"))?,
         );
-        let body = Limited::new(req.into_body(), max_payload)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    Rejection(S::PAYLOAD_TOO_LARGE, "PayloadTooLarge")
-                } else {
-                    Rejection(S::BAD_REQUEST, "BadPayload")
-                }
-            })?
-            .to_bytes();
-        if body.is_empty() {
-            return Err(Rejection(S::BAD_REQUEST, "PayloadEmpty"));
-        }
-        Ok(Push {
-            key: Key::new(&topic, &token, apns_id),
+        Ok(Head {
+            key: Key::new(topic, token, apns_id),
             headers,
             passthrough,
-            body,
             resend_unknown,
         })
+    }
+}
+
+/// Reads a request body of at most `max` bytes, handing flow-control credit back as it goes.
+async fn read_body(mut body: RecvStream, max: usize) -> Result<Bytes, Rejection> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|_| Rejection(StatusCode::BAD_REQUEST, "BadPayload"))?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if buf.len() + chunk.len() > max {
+            return Err(Rejection(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"));
+        }
+        if buf.is_empty() && body.is_end_stream() {
+            return Ok(chunk); // the usual case: the whole payload in one DATA frame
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+fn rejected(Rejection(status, reason): Rejection) -> Reply {
+    Reply {
+        status: status.as_u16(),
+        body: format!(r#"{{"reason":"{reason}"}}"#),
+        outcome: Outcome::Rejected,
+        attempts: 0,
+        dedupe: None,
     }
 }
 
@@ -351,10 +456,19 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let apns_id = apns_id_of(req.headers());
-    Inbound::parse(senders, max_payload, req, None, &apns_id)
-        .await
-        .map_err(|Rejection(status, reason)| (status, reason))
+    let (parts, body) = req.into_parts();
+    let apns_id = apns_id_of(&parts.headers);
+    let checked = match Inbound::check(senders, &parts, None, &apns_id) {
+        Ok(head) => match Limited::new(body, max_payload).collect().await {
+            Ok(body) => head.with_body(body.to_bytes()),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                Err(Rejection(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"))
+            }
+            Err(_) => Err(Rejection(StatusCode::BAD_REQUEST, "BadPayload")),
+        },
+        Err(r) => Err(r),
+    };
+    checked.map_err(|Rejection(status, reason)| (status, reason))
 }
 
 /// The request's `apns-id` if it is a UUID, else a new one (APNs generates one when absent).
@@ -368,11 +482,12 @@ fn apns_id_of(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-fn respond(reply: &Reply, apns_id: &str) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::from(reply.body.clone())));
+fn respond_parts(reply: &Reply, apns_id: &str) -> (Response<()>, Bytes) {
+    let mut res = Response::new(());
     *res.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = res.headers_mut();
+    h.reserve(5);
     if let Ok(v) = HeaderValue::from_str(apns_id) {
         h.insert("apns-id", v);
     }
@@ -390,5 +505,5 @@ fn respond(reply: &Reply, apns_id: &str) -> Response<Full<Bytes>> {
     if let Some(state) = reply.dedupe {
         h.insert("apns-relay-dedupe", HeaderValue::from_static(state));
     }
-    res
+    (res, Bytes::from(reply.body.clone()))
 }

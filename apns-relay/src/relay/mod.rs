@@ -157,19 +157,31 @@ pub struct Relay {
     metrics: Arc<Metrics>,
 }
 
-/// Removes a key from the local in-flight map when the owning task ends, however it ends.
-struct LocalGuard<'a> {
+/// The owner of a key in this process: counts the push in flight and, when the owner ends
+/// however it ends (answered, or dropped with its connection's task), removes the key from
+/// the local in-flight map so waiters stop waiting for it.
+struct Owner<'a> {
     relay: &'a Relay,
     key: Key,
 }
 
-impl Drop for LocalGuard<'_> {
+impl<'a> Owner<'a> {
+    fn new(relay: &'a Relay, key: Key) -> Owner<'a> {
+        relay.in_flight.fetch_add(1, Ordering::AcqRel);
+        relay.metrics.pushes_in_flight.inc();
+        Owner { relay, key }
+    }
+}
+
+impl Drop for Owner<'_> {
     fn drop(&mut self) {
         self.relay
             .local
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.key);
+        self.relay.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.relay.metrics.pushes_in_flight.dec();
     }
 }
 
@@ -246,8 +258,9 @@ impl Relay {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// Handles one sender request for a push. The work runs in its own task, so a sender that
-    /// goes away mid-request cannot leave a key half-done.
+    /// Handles one sender request for a push. It runs in the caller's task (the sender
+    /// connection's), which finishes it even when the sender has gone away, so a key is not
+    /// left half-done while the process lives.
     pub async fn push(self: &Arc<Self>, push: Push) -> Reply {
         let started = Instant::now();
         loop {
@@ -264,28 +277,10 @@ impl Relay {
             };
             match waiter {
                 Ok(tx) => {
-                    let relay = self.clone();
-                    let p = push.clone();
-                    self.in_flight.fetch_add(1, Ordering::AcqRel);
-                    self.metrics.pushes_in_flight.inc();
-                    let task = tokio::spawn(async move {
-                        let _guard = LocalGuard {
-                            relay: &relay,
-                            key: p.key.clone(),
-                        };
-                        let reply = relay.own(p).await;
-                        let _ = tx.send(Some(reply.clone()));
-                        relay.in_flight.fetch_sub(1, Ordering::AcqRel);
-                        relay.metrics.pushes_in_flight.dec();
-                        reply
-                    });
-                    return match task.await {
-                        Ok(reply) => self.answered(reply, started),
-                        Err(e) => {
-                            tracing::error!(error = %e, "push task failed");
-                            self.answered(unknown_reply("relay task failed", 0, None), started)
-                        }
-                    };
+                    let _owner = Owner::new(self, push.key.clone());
+                    let reply = self.own(push).await;
+                    let _ = tx.send(Some(reply.clone()));
+                    return self.answered(reply, started);
                 }
                 Err(mut rx) => {
                     self.metrics.dedupe_hit("in_flight_local");
