@@ -23,16 +23,21 @@
 //! `SyncData`, because fjall holds its journal lock while it syncs, which would stop every
 //! other write (and the async workers doing them) for the length of a disk flush; `syncfs`
 //! runs with the lock free. It flushes every dirty file of that filesystem, so with `fsync`
-//! give the store a filesystem of its own (see the deploy README). An outcome (`finish`, `release`) is not waited for: the next group commit
-//! or the background flush (every 50 ms) carries it; if the relay dies first, the key is still
-//! in flight on disk and becomes `unknown` on restart (never resent).
+//! give the store a filesystem of its own (see the deploy README). An outcome (`finish`,
+//! `release`) is not waited for: the next group commit or the background flush (every 50 ms)
+//! carries it; if the relay dies first, the key is still in flight on disk and reads as
+//! `unknown` after the restart (never resent).
 //!
-//! Two keyspaces: `pushes` holds settled keys (done or unknown) and `inflight` the keys being
-//! sent. A claim writes `inflight`; an outcome writes `pushes` and removes the `inflight` key.
-//! On open, the keys left in `inflight` by a previous process become `unknown` (it may have
-//! written them to APNs before it died); `inflight` stays small, so opening does not scan
-//! every push kept. Each value is `expires_at_ms (8 bytes BE) ‖ JSON record`; an expired value
-//! reads as absent and a compaction filter drops it, so the TTL needs no sweep.
+//! One keyspace, `pushes`, holds every key: a claim writes it in flight, an outcome
+//! overwrites it. Each value is `expires_at_ms (8 bytes BE) ‖ epoch (8 bytes BE) ‖ JSON
+//! record`. The epoch counts the processes that opened the store (kept in the `meta`
+//! keyspace, raised and synced on open): a key found in flight with an older epoch was left by
+//! a process that died after it may have written the push to APNs, so it reads as `unknown`
+//! (never resent). That needs no scan of the store on open, and a push costs one lookup and
+//! two writes (a second keyspace for in-flight keys cost a lookup and a delete more). An
+//! expired value reads as absent and a compaction filter drops it, so the TTL needs no sweep.
+//! `meta` also holds the store's format version: a store written in another format is refused
+//! with a clear error rather than misread.
 
 use std::hash::{Hash, Hasher};
 use std::path::Path;
@@ -51,8 +56,11 @@ use super::{
 };
 
 const PUSHES: &str = "pushes";
-const INFLIGHT: &str = "inflight";
 const META: &str = "meta";
+/// The layout described in the module doc; `meta` key `format`.
+const FORMAT: &str = "2";
+/// The cause stored in a key found in flight from an earlier process.
+const ORPHANED: &str = "relay restarted while the push was in flight";
 /// Key stripes: claims of different keys rarely wait for each other.
 const STRIPES: usize = 256;
 /// How often outcomes are flushed when no claim is.
@@ -67,8 +75,9 @@ pub struct DiskStore {
 struct Inner {
     db: Database,
     pushes: Keyspace,
-    inflight: Keyspace,
     meta: Keyspace,
+    /// This process's epoch (see the module doc).
+    epoch: u64,
     path: String,
     /// The store's directory, for `syncfs`.
     dir: std::fs::File,
@@ -115,8 +124,8 @@ impl CompactionFilter for ExpiryFilter {
 }
 
 impl DiskStore {
-    /// Opens (or creates) the database directory, turns keys left in flight by a previous
-    /// process into `unknown`, and starts the background flush. With `fsync`, a claim is
+    /// Opens (or creates) the database directory, starts a new epoch (so keys left in flight
+    /// by a previous process read as `unknown`) and the background flush. With `fsync`, a claim is
     /// answered once its write is synced to the disk (survives a power cut); without, once it
     /// is written to the OS (survives a killed process, not a power cut).
     pub fn open(path: &Path, ttl: Duration, fsync: bool) -> Result<DiskStore, StoreError> {
@@ -139,10 +148,22 @@ impl DiskStore {
             })
             .map_err(|e| err(&e))
         };
+        let pushes = open(PUSHES)?;
+        let meta = open(META)?;
+        let epoch = begin_epoch(&db, &pushes, &meta).map_err(|e| match e {
+            Begin::Store(e) => err(&e),
+            Begin::Format(found) => StoreError::Disk {
+                path: p.clone(),
+                msg: format!(
+                    "written in dedupe store format {found}, this apns-relay reads format \
+                     {FORMAT}: move the directory away (its keys are not read) or delete it"
+                ),
+            },
+        })?;
         let inner = Arc::new(Inner {
-            pushes: open(PUSHES)?,
-            inflight: open(INFLIGHT)?,
-            meta: open(META)?,
+            pushes,
+            meta,
+            epoch,
             db,
             dir: std::fs::File::open(path).map_err(|e| err(&e))?,
             path: p.clone(),
@@ -152,7 +173,6 @@ impl DiskStore {
             persisted: Notify::new(),
             closed: AtomicBool::new(false),
         });
-        recover(&inner).map_err(|e| err(&e))?;
         // Outcomes are not waited for; this carries them to the OS (or the disk) when no
         // claim does. It holds only a weak reference, so dropping the store closes it.
         let weak = Arc::downgrade(&inner);
@@ -185,8 +205,11 @@ impl DiskStore {
 
     fn value(&self, r: &Record) -> Vec<u8> {
         let expires = now_ms() + self.ttl.as_millis() as u64;
-        let mut v = expires.to_be_bytes().to_vec();
-        v.extend_from_slice(encode_record(r).as_bytes());
+        let record = encode_record(r);
+        let mut v = Vec::with_capacity(16 + record.len());
+        v.extend_from_slice(&expires.to_be_bytes());
+        v.extend_from_slice(&self.inner.epoch.to_be_bytes());
+        v.extend_from_slice(record.as_bytes());
         v
     }
 }
@@ -223,9 +246,10 @@ impl Inner {
         self.group.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn stripe(&self, key: &str) -> std::sync::MutexGuard<'_, ()> {
+    fn stripe(&self, key: &Key) -> std::sync::MutexGuard<'_, ()> {
+        // The apns-id alone spreads keys as well as the whole key, in a third of the bytes.
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        key.hash(&mut h);
+        key.apns_id().hash(&mut h);
         self.stripes[h.finish() as usize % STRIPES]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -236,12 +260,22 @@ impl Inner {
         Ok(raw.and_then(|v| live(&v, now).map(<[u8]>::to_vec)))
     }
 
-    /// The live record of a key: settled first, then in flight.
-    fn record(&self, key: &str, now: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.read(&self.pushes, key, now)? {
-            Some(v) => Ok(Some(v)),
-            None => self.read(&self.inflight, key, now),
-        }
+    /// The live record of a key; one left in flight by an earlier process reads as unknown.
+    fn record(&self, key: &str, now: u64) -> Result<Option<Record>, StoreError> {
+        let Some(v) = self.read(&self.pushes, key, now)? else {
+            return Ok(None);
+        };
+        let Some((epoch, json)) = v.split_at_checked(8) else {
+            return Err(StoreError::Corrupt(format!("{}: short value", self.path)));
+        };
+        let epoch = u64::from_be_bytes(epoch.try_into().unwrap_or_default());
+        Ok(Some(match decode_record(json)? {
+            Record::InFlight { .. } if epoch < self.epoch => Record::Unknown {
+                cause: ORPHANED.into(),
+                attempts: 1,
+            },
+            r => r,
+        }))
     }
 
     /// Writes a batch to the journal buffer and returns its number for [`Inner::durable`].
@@ -320,32 +354,47 @@ impl Drop for Leader<'_> {
     }
 }
 
-fn recover(t: &Inner) -> Result<(), fjall::Error> {
-    let now = now_ms();
-    let mut batch = t.db.batch();
-    let mut orphaned = 0usize;
-    for item in t.inflight.iter() {
-        let (k, v) = item.into_inner()?;
-        if let Some(exp) = v.get(..8).filter(|_| live(&v, now).is_some()) {
-            let r = Record::Unknown {
-                cause: "relay restarted while the push was in flight".into(),
-                attempts: 1,
-            };
-            let mut nv = exp.to_vec();
-            nv.extend_from_slice(encode_record(&r).as_bytes());
-            batch.insert(&t.pushes, k.clone(), nv);
-            orphaned += 1;
+enum Begin {
+    Store(fjall::Error),
+    /// The store's format, when not this one.
+    Format(String),
+}
+
+impl From<fjall::Error> for Begin {
+    fn from(e: fjall::Error) -> Begin {
+        Begin::Store(e)
+    }
+}
+
+/// Checks the store's format and starts this process's epoch (synced before any claim).
+fn begin_epoch(db: &Database, pushes: &Keyspace, meta: &Keyspace) -> Result<u64, Begin> {
+    // Kept forever: the compaction filter reads the same expiry prefix as everywhere.
+    let get = |name: &str| -> Result<Option<Vec<u8>>, fjall::Error> {
+        Ok(meta
+            .get(name)?
+            .and_then(|v| live(&v, now_ms()).map(<[u8]>::to_vec)))
+    };
+    let put = |name: &str, value: &[u8]| {
+        let mut v = u64::MAX.to_be_bytes().to_vec();
+        v.extend_from_slice(value);
+        meta.insert(name, v)
+    };
+    match get("format")? {
+        Some(f) if f == FORMAT.as_bytes() => {}
+        Some(f) => return Err(Begin::Format(String::from_utf8_lossy(&f).into_owned())),
+        // Format 1 kept in-flight keys in a keyspace of their own and had no format key.
+        None if db.keyspace_exists("inflight") || !pushes.is_empty()? => {
+            return Err(Begin::Format("1".into()))
         }
-        batch.remove(&t.inflight, k);
+        None => put("format", FORMAT.as_bytes())?,
     }
-    if orphaned > 0 {
-        tracing::warn!(
-            keys = orphaned,
-            "pushes in flight when the relay stopped are now `unknown`"
-        );
-    }
-    batch.commit()?;
-    t.db.persist(PersistMode::SyncAll)
+    let last = get("epoch")?
+        .and_then(|v| v.try_into().ok())
+        .map_or(0, u64::from_be_bytes);
+    let epoch = last + 1;
+    put("epoch", &epoch.to_be_bytes())?;
+    db.persist(PersistMode::SyncAll)?;
+    Ok(epoch)
 }
 
 fn live(v: &[u8], now: u64) -> Option<&[u8]> {
@@ -363,12 +412,12 @@ impl Store for DiskStore {
             let t = &self.inner;
             let k = key.encode();
             let ticket = {
-                let _stripe = t.stripe(&k);
-                if let Some(rec) = t.record(&k, now_ms())? {
-                    return decode_record(&rec).map(Claim::Existing);
+                let _stripe = t.stripe(key);
+                if let Some(rec) = t.record(k, now_ms())? {
+                    return Ok(Claim::Existing(rec));
                 }
                 let mut batch = t.db.batch();
-                batch.insert(&t.inflight, k.as_str(), v);
+                batch.insert(&t.pushes, k, v);
                 t.commit(batch)?
             };
             t.durable(ticket).await?;
@@ -382,10 +431,9 @@ impl Store for DiskStore {
         Box::pin(async move {
             let t = &self.inner;
             let k = key.encode();
-            let _stripe = t.stripe(&k);
+            let _stripe = t.stripe(key);
             let mut batch = t.db.batch();
-            batch.insert(&t.pushes, k.as_str(), v);
-            batch.remove(&t.inflight, k.as_str());
+            batch.insert(&t.pushes, k, v);
             t.commit(batch).map(|_| ())
         })
     }
@@ -396,27 +444,17 @@ impl Store for DiskStore {
         from: &'a Record,
         to: &'a Record,
     ) -> StoreFuture<'a, bool> {
-        // `from` is compared on the record part only: callers do not know the expiry prefix.
-        let from = encode_record(from).into_bytes();
         let v = self.value(to);
-        let to_in_flight = matches!(to, Record::InFlight { .. });
         Box::pin(async move {
             let t = &self.inner;
             let k = key.encode();
             let ticket = {
-                let _stripe = t.stripe(&k);
-                if t.record(&k, now_ms())?.as_deref() != Some(&from[..]) {
+                let _stripe = t.stripe(key);
+                if t.record(k, now_ms())?.as_ref() != Some(from) {
                     return Ok(false);
                 }
-                // The new record goes where its state belongs.
-                let (into, out) = if to_in_flight {
-                    (&t.inflight, &t.pushes)
-                } else {
-                    (&t.pushes, &t.inflight)
-                };
                 let mut batch = t.db.batch();
-                batch.remove(out, k.as_str());
-                batch.insert(into, k.as_str(), v);
+                batch.insert(&t.pushes, k, v);
                 t.commit(batch)?
             };
             t.durable(ticket).await?;
@@ -425,10 +463,7 @@ impl Store for DiskStore {
     }
 
     fn get<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, Option<Record>> {
-        Box::pin(async move {
-            let rec = self.inner.record(&key.encode(), now_ms())?;
-            rec.map(|r| decode_record(&r)).transpose()
-        })
+        Box::pin(async move { self.inner.record(key.encode(), now_ms()) })
     }
 
     fn release<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, ()> {
@@ -437,10 +472,9 @@ impl Store for DiskStore {
         Box::pin(async move {
             let t = &self.inner;
             let k = key.encode();
-            let _stripe = t.stripe(&k);
+            let _stripe = t.stripe(key);
             let mut batch = t.db.batch();
-            batch.remove(&t.pushes, k.as_str());
-            batch.remove(&t.inflight, k.as_str());
+            batch.remove(&t.pushes, k);
             t.commit(batch).map(|_| ())
         })
     }
@@ -532,13 +566,55 @@ mod tests {
             store.get(&flying).await.unwrap(),
             Some(Record::Unknown { .. })
         ));
+        // A later claim of the orphan gets `unknown` too, and so it stays after more restarts.
+        assert!(matches!(
+            store.claim(&flying, Duration::from_secs(30)).await.unwrap(),
+            Claim::Existing(Record::Unknown { .. })
+        ));
         drop(store);
-        // The orphan was moved once: a second restart finds nothing left in flight.
         let store = open_again(&path);
         assert!(matches!(
             store.get(&flying).await.unwrap(),
             Some(Record::Unknown { .. })
         ));
+        // A key claimed by this process is in flight, not unknown.
+        let fresh = Key::new("t", "aa", "4");
+        store.claim(&fresh, Duration::from_secs(30)).await.unwrap();
+        assert!(matches!(
+            store.get(&fresh).await.unwrap(),
+            Some(Record::InFlight { .. })
+        ));
+    }
+
+    #[test]
+    fn a_store_in_another_format_is_refused_not_misread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d");
+        {
+            // Format 1: in-flight keys in a keyspace of their own, no format key.
+            let db = Database::builder(&path).open().unwrap();
+            let old = db
+                .keyspace("inflight", KeyspaceCreateOptions::default)
+                .unwrap();
+            old.insert("t|aa|1", [0u8; 8]).unwrap();
+            db.persist(PersistMode::SyncAll).unwrap();
+        }
+        let mut error = None;
+        for _ in 0..500 {
+            match DiskStore::open(&path, Duration::from_secs(60), false) {
+                Err(StoreError::Disk { msg, .. }) if msg.contains("format") => {
+                    error = Some(msg);
+                    break;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)), // still locked
+                Ok(_) => panic!("a format-1 store was opened"),
+            }
+        }
+        let msg = error.expect("refused");
+        assert!(
+            msg.contains("format 1") && msg.contains("format 2"),
+            "{msg}"
+        );
     }
 
     #[tokio::test]

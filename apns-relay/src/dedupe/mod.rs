@@ -38,31 +38,58 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// The identity of a push.
+/// The identity of a push: (topic, device token, apns-id), kept in its stored form
+/// `apns-id|topic|device` so that cloning it is a reference count and storing it copies
+/// nothing. The apns-id leads because it is random: store lookups compare keys, and keys that
+/// share the topic and a device token's first bytes would otherwise compare byte by byte far
+/// into each key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Key {
-    /// `apns-topic` (empty when the sender sent none).
-    pub topic: String,
-    /// Device token (lowercase hex).
-    pub device: String,
-    /// `apns-id` (lowercase UUID).
-    pub apns_id: String,
-}
+pub struct Key(Arc<str>);
 
 impl Key {
-    /// A key, normalised (tokens and ids compare case-insensitively).
+    /// A key, normalised (tokens and ids compare case-insensitively). The device token is
+    /// hex and the apns-id a UUID (the inbound side checked both), so neither contains `|`.
     pub fn new(topic: &str, device: &str, apns_id: &str) -> Key {
-        Key {
-            topic: topic.to_string(),
-            device: device.to_ascii_lowercase(),
-            apns_id: apns_id.to_ascii_lowercase(),
-        }
+        let mut s = String::with_capacity(apns_id.len() + topic.len() + device.len() + 2);
+        s.extend(apns_id.chars().map(|c| c.to_ascii_lowercase()));
+        s.push('|');
+        s.push_str(topic);
+        s.push('|');
+        s.extend(device.chars().map(|c| c.to_ascii_lowercase()));
+        Key(s.into())
     }
 
     /// The stored form.
-    pub fn encode(&self) -> String {
-        format!("{}|{}|{}", self.topic, self.device, self.apns_id)
+    pub fn encode(&self) -> &str {
+        &self.0
     }
+
+    /// The `apns-id`.
+    pub fn apns_id(&self) -> &str {
+        self.0.split('|').next().unwrap_or_default()
+    }
+
+    /// The `apns-topic` (empty when the sender sent none).
+    pub fn topic(&self) -> &str {
+        let rest = &self.0[self.apns_id().len() + 1..];
+        rest.rsplit_once('|').map_or("", |(topic, _)| topic)
+    }
+
+    /// The device token (lowercase hex).
+    pub fn device(&self) -> &str {
+        self.0.rsplit('|').next().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn key_parts_survive_a_topic_with_the_separator() {
+    let k = Key::new("com.example|odd", "AB12", "5B9C-ID");
+    assert_eq!(k.encode(), "5b9c-id|com.example|odd|ab12");
+    assert_eq!(
+        (k.apns_id(), k.topic(), k.device()),
+        ("5b9c-id", "com.example|odd", "ab12")
+    );
 }
 
 /// What is known about a key.

@@ -245,6 +245,9 @@ impl Inbound {
                 Some(()) = streams.next(), if !streams.is_empty() => {
                     // Run every stream that can finish now before h2 flushes again.
                     while let Some(Some(())) = streams.next().now_or_never() {}
+                    // And let the other tasks ready now (other connections, the pool's) run
+                    // first: answers they complete join this flush instead of the next.
+                    tokio::task::yield_now().await;
                     continue;
                 }
                 changed = phase.changed(), if watching => {

@@ -364,7 +364,7 @@ impl Relay {
     fn request(&self, push: &Push) -> (Request<()>, Option<u64>) {
         let mut req = Request::builder()
             .method(Method::POST)
-            .uri(format!("{}/3/device/{}", self.endpoint, push.key.device))
+            .uri(format!("{}/3/device/{}", self.endpoint, push.key.device()))
             .body(())
             .unwrap_or_default();
         *req.headers_mut() = push.headers.clone();
