@@ -40,6 +40,37 @@ pub struct Metrics {
     pub tunnels_open: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// Provider tokens minted.
     pub token_refreshes: Counter<u64, AtomicU64>,
+    /// Handles to the series every push touches, taken once: a family lookup builds its
+    /// label set (allocations) and hashes it on every call.
+    hot: Hot,
+}
+
+#[derive(Clone)]
+struct Hot {
+    accepted: Counter,
+    inbound: Histogram,
+    apns: Histogram,
+    store: Histogram,
+}
+
+impl Hot {
+    fn of(
+        pushes: &Family<Labels, Counter>,
+        latency: &Family<Labels, Histogram, fn() -> Histogram>,
+    ) -> Hot {
+        let leg = |l: &str| latency.get_or_create(&vec![("leg", l.to_string())]).clone();
+        Hot {
+            accepted: pushes
+                .get_or_create(&vec![
+                    ("outcome", "accepted".to_string()),
+                    ("reason", String::new()),
+                ])
+                .clone(),
+            inbound: leg("inbound"),
+            apns: leg("apns"),
+            store: leg("store"),
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -58,7 +89,9 @@ impl Metrics {
         let latency =
             Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let tunnels = Family::<Labels, Counter>::default();
+        let hot = Hot::of(&pushes, &latency);
         let m = Metrics {
+            hot,
             pool_connections: Gauge::default(),
             pool_streams: Gauge::default(),
             pushes_in_flight: Gauge::default(),
@@ -122,6 +155,10 @@ impl Metrics {
 
     /// Counts a push answered to a sender.
     pub fn push(&self, outcome: &str, reason: &str) {
+        if outcome == "accepted" && reason.is_empty() {
+            self.hot.accepted.inc();
+            return;
+        }
         self.pushes
             .get_or_create(&vec![
                 ("outcome", outcome.to_string()),
@@ -146,6 +183,16 @@ impl Metrics {
 
     /// Records one leg's latency.
     pub fn latency(&self, leg: &'static str, d: Duration) {
+        let hot = match leg {
+            "inbound" => Some(&self.hot.inbound),
+            "apns" => Some(&self.hot.apns),
+            "store" => Some(&self.hot.store),
+            _ => None,
+        };
+        if let Some(h) = hot {
+            h.observe(d.as_secs_f64());
+            return;
+        }
         self.latency
             .get_or_create(&vec![("leg", leg.to_string())])
             .observe(d.as_secs_f64());

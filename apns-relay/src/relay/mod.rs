@@ -93,8 +93,11 @@ impl Reply {
         }
     }
 
-    /// The APNs reason of a rejection.
+    /// The APNs reason of a rejection (empty for an answer without a body).
     pub fn reason(&self) -> String {
+        if self.body.is_empty() {
+            return String::new();
+        }
         reason_of(self.body.as_bytes())
     }
 }
