@@ -131,10 +131,13 @@ fi
 #    32768; loadgen and the hand-written client leave the kernel's default).
 if want tsung && command -v tsung >/dev/null; then
   TSUNG_BUF=${TSUNG_BUF:-32768}
+  # Tsung's own arrival rate (all controllers together): its Erlang VMs share one core and
+  # launch users more slowly than loadgen; memory per held connection does not depend on it.
+  TSUNG_RATE=${TSUNG_RATE:-$RATE}
   tprocs=$(( (N + 17999) / 18000 )); tpids=(); started=$(date +%s)
   for i in $(seq 0 $(( tprocs - 1 ))); do
     n=$(( N / tprocs )); [ "$i" -eq $(( tprocs - 1 )) ] && n=$(( N - n * (tprocs - 1) ))
-    r=$(( RATE / tprocs > 0 ? RATE / tprocs : 1 )); r=$(( r < 2000 ? r : 2000 ))
+    r=$(( TSUNG_RATE / tprocs > 0 ? TSUNG_RATE / tprocs : 1 )); r=$(( r < 2000 ? r : 2000 ))
     python3 - "$ROOT/bench/tsung-ws.xml.in" "$OUT/tsung-$i.xml" "$PORT" "$n" "$r" "127.0.2.$(( i + 1 ))" \
       "$TSUNG_BUF" <<'PY'
 import sys, urllib.request, json
@@ -163,10 +166,14 @@ PY
   # Base: every VM up and idle (warm-up 8 s, before the first user).
   sleep 5; base=0; for p in "${tpids[@]}"; do base=$(( base + $(tree_rss "$p") )); done
   echo "tsung: ${tprocs} controllers, joined at base sample: $(joined)"
-  for _ in $(seq 240); do [ "$(joined)" -ge $(( N * 99 / 100 )) ] && break; sleep 1; done
+  for _ in $(seq 400); do [ "$(joined)" -ge $(( N * 99 / 100 )) ] && break; sleep 1; done
   sleep 5; held=0; for p in "${tpids[@]}"; do held=$(( held + $(tree_rss "$p") )); done; j=$(joined)
   echo "tsung: joined=$j of $N after $(( $(date +%s) - started ))s rss_base_kib=$base rss_held_kib=$held" \
-    "bytes_per_conn=$(( (held - base) * 1024 / (j > 0 ? j : 1) )) sockbuf=$TSUNG_BUF"
+    "bytes_per_conn=$(( (held - base) * 1024 / (j > 0 ? j : 1) )) sockbuf=$TSUNG_BUF rate=$TSUNG_RATE"
+  # Tsung's own count of what went wrong, per controller (connect errors, aborted sessions).
+  for i in $(seq 0 $(( tprocs - 1 ))); do
+    echo "tsung $i errors: $(grep -h -E '^stats: (error|tr_)' "$OUT"/tsung-log-$i/*/tsung.log 2>/dev/null | awk '{print $2"="$4}' | sort -u | tr '\n' ' ')"
+  done
   for i in $(seq 0 $(( tprocs - 1 ))); do (cd "$OUT" && tsung -i "s$i" stop >/dev/null 2>&1) || true; done
   sleep 3; for p in "${tpids[@]}"; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
 fi
