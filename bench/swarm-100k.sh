@@ -79,11 +79,15 @@ opened = s.get("connections_opened", [])
 peak_rate = max((p["value"] for p in opened), default=0)
 secs = [p["t"] for p in opened if p["value"] > 0]
 avg_rate = m["connections_opened"]["value"] / max(1, (max(secs) - min(secs) + 1)) if secs else 0
+# The ramp's whole seconds: the first and last second with connects are partial.
+inner = sorted(opened, key=lambda p: p["t"])
+inner = [p["value"] for p in inner if p["value"] > 0][1:-1]
+sustained = sum(inner) / len(inner) if inner else 0
 bc = m.get("broadcast_completion", {})
 recv = m.get("delivery_received{journey=broadcast}", m.get("delivery_received", {})).get("value", 0)
 print(f"loadgen: held={conns} (gateway count) rss_base_kib={base} rss_held_kib={held} "
       f"bytes_per_conn={(held - base) * 1024 / max(1, conns):.0f} connect_rate_peak_1s={peak_rate} "
-      f"connect_rate_avg={avg_rate:.0f} ws_connecting_p50_us={m.get('ws_connecting', {}).get('p50')} "
+      f"connect_rate_avg={avg_rate:.0f} connect_rate_whole_seconds={sustained:.0f} ws_connecting_p50_us={m.get('ws_connecting', {}).get('p50')} "
       f"failed={m.get('connections_failed', {}).get('value', 0)}")
 print(f"loadgen broadcasts: n={bc.get('count')} completion_ms min={bc.get('min', 0)/1e3:.0f} "
       f"p50={bc.get('p50', 0)/1e3:.0f} max={bc.get('max', 0)/1e3:.0f} received={recv} "
