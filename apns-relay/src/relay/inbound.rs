@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use super::pool::LANE_RUN;
 use super::{Outcome, Push, Relay, Reply};
 use crate::config::{parse_fingerprint, Credentials, SenderConfig};
 use crate::dedupe::Key;
@@ -120,6 +121,7 @@ enum Phase {
 
 /// A checked request head: everything of the push but its payload.
 struct Head {
+    lane: usize,
     key: Key,
     headers: HeaderMap,
     passthrough: Option<HeaderValue>,
@@ -137,6 +139,7 @@ impl Head {
             passthrough: self.passthrough,
             body,
             resend_unknown: self.resend_unknown,
+            lane: self.lane,
         })
     }
 }
@@ -234,6 +237,7 @@ impl Inbound {
             }
         };
         let mut streams = FuturesUnordered::new();
+        let (first_lane, mut received) = (self.relay.lane(), 0usize);
         let mut going_away = false;
         let mut watching = true;
         loop {
@@ -270,7 +274,9 @@ impl Inbound {
             };
             match next {
                 Some(Ok((request, respond))) => {
-                    streams.push(self.stream(request, respond, cert_sender));
+                    let lane = first_lane.wrapping_add(received / LANE_RUN);
+                    received += 1;
+                    streams.push(self.stream(request, respond, cert_sender, lane));
                 }
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "sender connection ended with an error");
@@ -291,12 +297,13 @@ impl Inbound {
         request: Request<RecvStream>,
         mut respond: SendResponse<Bytes>,
         cert_sender: Option<usize>,
+        lane: usize,
     ) {
         let (parts, body) = request.into_parts();
         let apns_id = apns_id_of(&parts.headers);
         let checked = match Self::check(&self.senders, &parts, cert_sender, &apns_id) {
             Ok(head) => match read_body(body, self.max_payload).await {
-                Ok(body) => head.with_body(body),
+                Ok(body) => Head { lane, ..head }.with_body(body),
                 Err(r) => Err(r),
             },
             Err(r) => Err(r),
@@ -411,6 +418,7 @@ impl Inbound {
                 .map_err(|_| Rejection(S::BAD_REQUEST, "BadMessageId"))?,
         );
         Ok(Head {
+            lane: 0,
             key: Key::new(topic, token, apns_id),
             headers,
             passthrough,

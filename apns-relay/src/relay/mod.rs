@@ -144,6 +144,10 @@ pub struct Push {
     pub body: Bytes,
     /// Whether an `unknown` outcome may be resent (sender header or collapse id).
     pub resend_unknown: bool,
+    /// Which outbound connection to prefer ([`Pool::send`]): pushes that arrive together on
+    /// one sender connection share one, so they leave in one write and their answers come
+    /// back in one read.
+    pub lane: usize,
 }
 
 /// The relay core; see the module doc.
@@ -249,6 +253,11 @@ impl Relay {
                 }
             }
         });
+    }
+
+    /// A lane for a new sender connection (see [`Push::lane`]).
+    pub fn lane(&self) -> usize {
+        self.pool.lane()
     }
 
     /// The dedupe store (for health checks).
@@ -398,7 +407,9 @@ impl Relay {
             if let Some(g) = generation {
                 self.share_token(g);
             }
-            let retry_cause = match self.pool.send(req, push.body.clone()).await {
+            // A retry goes out on the next connection: the last one may be the trouble.
+            let lane = push.lane.wrapping_add(attempt as usize - 1);
+            let retry_cause = match self.pool.send(req, push.body.clone(), lane).await {
                 Ok(answer) => {
                     let status = answer.status.as_u16();
                     let body = String::from_utf8_lossy(&answer.body).into_owned();

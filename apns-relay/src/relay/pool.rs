@@ -1,5 +1,7 @@
-//! The outbound pool: N HTTP/2 connections over TLS to APNs, each with keep-alive PINGs, used
-//! round-robin. h2 holds back streams beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS, so
+//! The outbound pool: N HTTP/2 connections over TLS to APNs, each with keep-alive PINGs. A
+//! push goes out on the connection of its lane: each sender connection takes lanes in turn,
+//! changing lane every [`LANE_RUN`] pushes, so the pushes one read from a sender brings mostly
+//! share a connection (one write out, their answers in one read) and the load still spreads. h2 holds back streams beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS, so
 //! the server's limit is respected per connection; a connection that received a GOAWAY takes
 //! no new streams and is replaced.
 //!
@@ -22,6 +24,9 @@ use tokio_rustls::TlsConnector;
 
 use super::sniff::{GoAwayWatch, Sniff};
 use crate::metrics::Metrics;
+
+/// Pushes of one sender connection sent in a row on one outbound connection.
+pub const LANE_RUN: usize = 64;
 
 /// Why an attempt failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -130,8 +135,11 @@ impl Pool {
         }
     }
 
-    async fn connection(&self) -> Result<(SendRequest<Bytes>, Arc<GoAwayWatch>), SendError> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+    async fn connection(
+        &self,
+        lane: usize,
+    ) -> Result<(SendRequest<Bytes>, Arc<GoAwayWatch>), SendError> {
+        let i = lane % self.slots.len();
         let mut slot = self.slots[i].lock().await;
         if let Some(c) = slot.as_ref().filter(|c| c.usable()) {
             return Ok((c.send.clone(), c.watch.clone()));
@@ -224,16 +232,32 @@ impl Pool {
         })
     }
 
-    /// Sends one request with its body and waits for the answer; see the module doc.
-    pub async fn send(&self, request: Request<()>, body: Bytes) -> Result<Answer, SendError> {
+    /// Sends one request with its body on connection `lane` (modulo the pool's size) and
+    /// waits for the answer; see the module doc. [`Pool::lane`] hands out lanes in turn.
+    pub async fn send(
+        &self,
+        request: Request<()>,
+        body: Bytes,
+        lane: usize,
+    ) -> Result<Answer, SendError> {
         let started = Instant::now();
-        let result = self.send_inner(request, body).await;
+        let result = self.send_inner(request, body, lane).await;
         self.metrics.latency("apns", started.elapsed());
         result
     }
 
-    async fn send_inner(&self, request: Request<()>, body: Bytes) -> Result<Answer, SendError> {
-        let (send, watch) = self.connection().await?;
+    /// The next lane, round-robin: for a new sender connection.
+    pub fn lane(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    async fn send_inner(
+        &self,
+        request: Request<()>,
+        body: Bytes,
+        lane: usize,
+    ) -> Result<Answer, SendError> {
+        let (send, watch) = self.connection(lane).await?;
         let closed = |e: h2::Error| SendError::NotSent {
             cause: "closed",
             detail: e.to_string(),
