@@ -125,9 +125,9 @@ impl CompactionFilter for ExpiryFilter {
 
 impl DiskStore {
     /// Opens (or creates) the database directory, starts a new epoch (so keys left in flight
-    /// by a previous process read as `unknown`) and the background flush. With `fsync`, a claim is
-    /// answered once its write is synced to the disk (survives a power cut); without, once it
-    /// is written to the OS (survives a killed process, not a power cut).
+    /// by a previous process read as `unknown`) and the background flush. With `fsync`, a
+    /// claim is answered once its write is synced to the disk (survives a power cut);
+    /// without, once it is written to the OS (survives a killed process, not a power cut).
     pub fn open(path: &Path, ttl: Duration, fsync: bool) -> Result<DiskStore, StoreError> {
         let p = path.display().to_string();
         let err = |e: &dyn std::fmt::Display| StoreError::Disk {

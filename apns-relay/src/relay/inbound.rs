@@ -106,7 +106,8 @@ struct Rejection(StatusCode, &'static str);
 
 /// Streams a sender may open at once on one connection (APNs advertises about 1000).
 const MAX_STREAMS: u32 = 1000;
-/// A sender that has not finished its TLS handshake by then is dropped.
+/// A sender that has not finished its TLS handshake, or sent the HTTP/2 preface, by then is
+/// dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the server is in its life, as its connections see it.
@@ -225,14 +226,17 @@ impl Inbound {
     ) where
         T: AsyncRead + AsyncWrite + Unpin,
     {
-        let mut conn = match h2::server::Builder::new()
+        let handshake = h2::server::Builder::new()
             .max_concurrent_streams(MAX_STREAMS)
-            .handshake::<_, Bytes>(io)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
+            .handshake::<_, Bytes>(io);
+        let mut conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, "HTTP/2 handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("no HTTP/2 preface in time");
                 return;
             }
         };

@@ -1,9 +1,10 @@
 //! The outbound pool: N HTTP/2 connections over TLS to APNs, each with keep-alive PINGs. A
 //! push goes out on the connection of its lane: each sender connection takes lanes in turn,
 //! changing lane every [`LANE_RUN`] pushes, so the pushes one read from a sender brings mostly
-//! share a connection (one write out, their answers in one read) and the load still spreads. h2 holds back streams beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS, so
-//! the server's limit is respected per connection; a connection that received a GOAWAY takes
-//! no new streams and is replaced.
+//! share a connection (one write out, their answers in one read) and the load still spreads.
+//! h2 holds back streams beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS, so the server's
+//! limit is respected per connection; a connection that received a GOAWAY takes no new
+//! streams and is replaced.
 //!
 //! [`Pool::send`] classifies every failure by whether APNs can have received the request:
 //! [`SendError::NotSent`] (connect/TLS failure, REFUSED_STREAM, a stream above a GOAWAY's
