@@ -107,8 +107,9 @@ for i in $(seq 0 $(( procs - 1 ))); do
     >"$OUT/ws_hold-$i.out" 2>"$OUT/ws_hold-$i.err" &
   pids+=($!)
 done
-sleep 2; base=0; for p in "${pids[@]}"; do base=$(( base + $(tree_rss "$p") )); done
-sleep $(( RAMP + 8 )); held=0; for p in "${pids[@]}"; do held=$(( held + $(tree_rss "$p") )); done
+# Base right after start: the client connects at once, so a later sample counts connections.
+sleep 0.2; base=0; for p in "${pids[@]}"; do base=$(( base + $(tree_rss "$p") )); done
+sleep $(( RAMP + 10 )); held=0; for p in "${pids[@]}"; do held=$(( held + $(tree_rss "$p") )); done
 conns=$(joined)
 for b in $(seq "$BROADCASTS"); do
   curl -fsS -XPOST "http://127.0.0.1:$PORT/broadcast" -H 'content-type: application/json' \
@@ -174,10 +175,12 @@ PY
   sleep 5; held=0; for p in "${tpids[@]}"; do held=$(( held + $(tree_rss "$p") )); done; j=$(joined)
   echo "tsung: joined=$j of $N after $(( $(date +%s) - started ))s rss_base_kib=$base rss_held_kib=$held" \
     "bytes_per_conn=$(( (held - base) * 1024 / (j > 0 ? j : 1) )) sockbuf=$TSUNG_BUF rate=$TSUNG_RATE"
-  # Tsung's own count of what went wrong, per controller (connect errors, aborted sessions).
-  for i in $(seq 0 $(( tprocs - 1 ))); do
-    echo "tsung $i errors: $(grep -h -E '^stats: (error|tr_)' "$OUT"/tsung-log-$i/*/tsung.log 2>/dev/null | awk '{print $2"="$4}' | sort -u | tr '\n' ' ')"
-  done
   for i in $(seq 0 $(( tprocs - 1 ))); do (cd "$OUT" && tsung -i "s$i" stop >/dev/null 2>&1) || true; done
   sleep 3; for p in "${tpids[@]}"; do pkill -P "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
+  # Tsung's own counts per controller, from this run's log: users launched, connected, errors.
+  for i in $(seq 0 $(( tprocs - 1 ))); do
+    d=$(ls -td "$OUT"/tsung-log-$i/*/ 2>/dev/null | head -1)
+    echo "tsung $i: $(grep -h -E '^stats: (users_count|connected|error_)' "$d/tsung.log" 2>/dev/null \
+      | awk '{v[$2]=$NF} END {for (k in v) printf "%s=%s ", k, v[k]}')"
+  done
 fi
