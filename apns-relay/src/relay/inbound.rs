@@ -226,8 +226,17 @@ impl Inbound {
     ) where
         T: AsyncRead + AsyncWrite + Unpin,
     {
+        // hyper's server defaults (the relay served with hyper before): h2's own defaults let
+        // a sender's header list reach 16 MiB, and its 64 KiB windows make the sender wait
+        // for a WINDOW_UPDATE every few dozen pushes.
         let handshake = h2::server::Builder::new()
             .max_concurrent_streams(MAX_STREAMS)
+            .max_header_list_size(16 << 10)
+            .max_frame_size(16 << 10)
+            .initial_window_size(1 << 20)
+            .initial_connection_window_size(1 << 20)
+            .max_send_buffer_size(400 << 10)
+            .max_local_error_reset_streams(Some(1024))
             .handshake::<_, Bytes>(io);
         let mut conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
             Ok(Ok(c)) => c,
