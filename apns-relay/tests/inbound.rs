@@ -133,6 +133,19 @@ async fn malformed_requests_get_apns_errors_and_never_reach_apns() {
         .unwrap();
     raw.write_all(b"\x16\x03\x01garbage\r\n\r\n").await.unwrap();
     drop(raw);
+    // A header list over 16 KiB is refused (431 or a reset stream), not buffered.
+    let huge = ok_headers(client.post(format!("{base}/3/device/{good_dev}")))
+        .header("x-padding", "p".repeat(20 << 10))
+        .body("{}")
+        .send()
+        .await;
+    if let Ok(res) = huge {
+        assert_eq!(
+            res.status().as_u16(),
+            431,
+            "an oversized header list was served"
+        );
+    }
     assert_eq!(h.mock.count(), 0, "nothing malformed reached APNs");
     // The relay still serves a good push, and echoes its apns-id.
     let id = uuid::Uuid::new_v4().to_string();
