@@ -102,13 +102,29 @@ async fn flat_out(t: &Target, n: u64, conc: usize, conns: usize) -> (f64, u64) {
         senders.push(connect(t).await);
     }
     let start = Instant::now();
-    let ok = stream::iter(0..n)
+    let statuses: Vec<u16> = stream::iter(0..n)
         .map(|i| push(senders[i as usize % conns].clone(), t, i))
         .buffer_unordered(conc)
-        .filter(|s| futures::future::ready(*s == 200))
-        .count()
-        .await as u64;
-    (n as f64 / start.elapsed().as_secs_f64(), n - ok)
+        .collect()
+        .await;
+    let elapsed = start.elapsed();
+    (n as f64 / elapsed.as_secs_f64(), failed(t, &statuses))
+}
+
+/// Counts the pushes not answered 200 and, if any, says which statuses they got (0: no
+/// answer) on stderr, so a failed run shows its cause.
+fn failed(t: &Target, statuses: &[u16]) -> u64 {
+    let mut by_status = std::collections::BTreeMap::<u16, u64>::new();
+    for s in statuses.iter().filter(|s| **s != 200) {
+        *by_status.entry(*s).or_default() += 1;
+    }
+    if !by_status.is_empty() {
+        eprintln!(
+            "{}: pushes not answered 200, by status: {by_status:?}",
+            t.name
+        );
+    }
+    by_status.values().sum()
 }
 
 /// Fixed rate: `n` pushes at `rate`/s; latency from the intended start, µs.
@@ -129,15 +145,13 @@ async fn paced(t: &Target, n: u64, rate: f64, conns: usize) -> (Histogram<u64>, 
         }));
     }
     let mut h = Histogram::<u64>::new(3).unwrap();
-    let mut failed = 0;
+    let mut statuses = Vec::with_capacity(tasks.len());
     for task in tasks {
         let (s, d) = task.await.unwrap();
-        if s != 200 {
-            failed += 1;
-        }
+        statuses.push(s);
         h.record(d.as_micros() as u64).unwrap();
     }
-    (h, failed)
+    (h, failed(t, &statuses))
 }
 
 /// CPU time (user + system) a process has used, in microseconds, from `/proc/PID/stat`.
