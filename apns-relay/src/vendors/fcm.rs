@@ -20,9 +20,7 @@ use base64::Engine;
 use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use serde::Deserialize;
 
-use super::{
-    field, oauth_token, read_json, retryable_status, Answer, Content, TokenSlot, VendorError,
-};
+use super::{field, oauth_token, read_json, refusal, Answer, Content, TokenSlot, VendorError};
 use crate::config::FcmConfig;
 
 /// The OAuth2 scope FCM sends need.
@@ -202,10 +200,8 @@ pub fn answer(status: u16, body: &serde_json::Value) -> Answer {
     // not our access token: a new token would not help.
     if status == 401 && !reason.starts_with("THIRD_PARTY_AUTH_ERROR") {
         Answer::Unauthorized { status, reason }
-    } else if retryable_status(status) {
-        Answer::Retryable { status, reason }
     } else {
-        Answer::Rejected { status, reason }
+        refusal(status, reason)
     }
 }
 

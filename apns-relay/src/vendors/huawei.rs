@@ -19,8 +19,7 @@
 use std::time::Duration;
 
 use super::{
-    field, oauth_token, read_json, reason, retryable_status, Answer, Content, TokenSlot,
-    VendorError,
+    field, oauth_token, read_json, reason, refusal, Answer, Content, TokenSlot, VendorError,
 };
 use crate::config::HuaweiConfig;
 
@@ -114,8 +113,7 @@ pub fn answer(status: u16, body: &serde_json::Value) -> Answer {
         "80200001" | "80200003" => Answer::Unauthorized { status, reason },
         "81000001" => Answer::Retryable { status, reason },
         _ if status == 401 => Answer::Unauthorized { status, reason },
-        _ if retryable_status(status) => Answer::Retryable { status, reason },
-        _ => Answer::Rejected { status, reason },
+        _ => refusal(status, reason),
     }
 }
 

@@ -287,10 +287,15 @@ pub(crate) async fn read_json(
     res: Result<reqwest::Response, reqwest::Error>,
     what: &str,
 ) -> Result<(u16, serde_json::Value), VendorError> {
-    let res = res.map_err(|e| VendorError::Transport(format!("{what}: {}", chain(&e))))?;
+    let res = res.map_err(|e| {
+        VendorError::Transport(format!("{what}: {}", crate::router::error_chain(&e)))
+    })?;
     let status = res.status().as_u16();
     let body = res.bytes().await.map_err(|e| {
-        VendorError::Transport(format!("{what}: reading the answer: {}", chain(&e)))
+        VendorError::Transport(format!(
+            "{what}: reading the answer: {}",
+            crate::router::error_chain(&e)
+        ))
     })?;
     Ok((
         status,
@@ -298,19 +303,19 @@ pub(crate) async fn read_json(
     ))
 }
 
-/// Whether an HTTP status says "try again later" (throttled, or a server-side failure).
-pub(crate) fn retryable_status(status: u16) -> bool {
-    matches!(status, 429 | 500 | 502 | 503 | 504)
-}
-
-/// A token endpoint's refusal as an answer to the push.
-pub(crate) fn token_refused(vendor: &str, status: u16, body: &serde_json::Value) -> Answer {
-    let reason = format!("{vendor} auth refused: {}", compact(body));
-    if retryable_status(status) {
+/// A vendor's refusal by its HTTP status alone: retryable when the status says "try again
+/// later" (throttled, or a server-side failure), else rejected.
+pub(crate) fn refusal(status: u16, reason: String) -> Answer {
+    if matches!(status, 429 | 500 | 502 | 503 | 504) {
         Answer::Retryable { status, reason }
     } else {
         Answer::Rejected { status, reason }
     }
+}
+
+/// A token endpoint's refusal as an answer to the push.
+pub(crate) fn token_refused(vendor: &str, status: u16, body: &serde_json::Value) -> Answer {
+    refusal(status, format!("{vendor} auth refused: {}", compact(body)))
 }
 
 /// An OAuth2 token endpoint's answer (RFC 6749 §5.1: `access_token`, `expires_in`, one hour
@@ -366,17 +371,6 @@ pub(crate) fn unix_millis() -> u128 {
 /// Lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -19,8 +19,7 @@
 use std::time::Duration;
 
 use super::{
-    field, hex, read_json, reason, retryable_status, token_refused, Answer, Content, TokenSlot,
-    VendorError,
+    field, hex, read_json, reason, refusal, token_refused, Answer, Content, TokenSlot, VendorError,
 };
 use crate::config::OppoConfig;
 
@@ -129,8 +128,7 @@ pub fn answer(status: u16, body: &serde_json::Value) -> Answer {
     match code.as_str() {
         "11" => Answer::Unauthorized { status, reason },
         "-1" | "-2" => Answer::Retryable { status, reason },
-        _ if retryable_status(status) => Answer::Retryable { status, reason },
-        _ => Answer::Rejected { status, reason },
+        _ => refusal(status, reason),
     }
 }
 

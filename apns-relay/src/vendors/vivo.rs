@@ -20,8 +20,7 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 
 use super::{
-    field, hex, read_json, reason, retryable_status, token_refused, Answer, Content, TokenSlot,
-    VendorError,
+    field, hex, read_json, reason, refusal, token_refused, Answer, Content, TokenSlot, VendorError,
 };
 use crate::config::VivoConfig;
 
@@ -130,8 +129,7 @@ pub fn answer(status: u16, body: &serde_json::Value) -> Answer {
     let reason = reason(&result, field(body, "desc"), status);
     match result.as_str() {
         "10000" => Answer::Unauthorized { status, reason },
-        _ if retryable_status(status) => Answer::Retryable { status, reason },
-        _ => Answer::Rejected { status, reason },
+        _ => refusal(status, reason),
     }
 }
 

@@ -10,7 +10,7 @@
 //!   refresh (the secret is the credential), so an auth error (21301) is final; HTTP 429 and
 //!   5xx are temporary.
 
-use super::{field, read_json, reason, retryable_status, Answer, Content, VendorError};
+use super::{field, read_json, reason, refusal, Answer, Content, VendorError};
 use crate::config::XiaomiConfig;
 
 /// Xiaomi MiPush.
@@ -74,12 +74,7 @@ pub fn answer(status: u16, body: &serde_json::Value) -> Answer {
         return Answer::Accepted { status, id };
     }
     let text = field(body, "reason").or_else(|| field(body, "description"));
-    let reason = reason(&code, text, status);
-    if retryable_status(status) {
-        Answer::Retryable { status, reason }
-    } else {
-        Answer::Rejected { status, reason }
-    }
+    refusal(status, reason(&code, text, status))
 }
 
 #[cfg(test)]
