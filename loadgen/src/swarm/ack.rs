@@ -33,12 +33,7 @@ impl Scope for PushScope<'_> {
             "base_url" => Some(self.base_url),
             "device.journey" => Some(self.journey),
             "msg.id" => Some(self.msg_id),
-            _ => self
-                .vars
-                .iter()
-                .rev()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str()),
+            _ => super::script::lookup(self.vars, name),
         }
     }
     fn iteration(&self) -> u64 {

@@ -254,12 +254,7 @@ impl Scope for DeviceScope<'_> {
             "device.journey" => Some(self.journey),
             "device.index" => Some(&self.index),
             "device.id" => Some(&self.id),
-            _ => self
-                .extra
-                .iter()
-                .rev()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str()),
+            _ => lookup(&self.extra, name),
         }
     }
     fn iteration(&self) -> u64 {
@@ -268,6 +263,14 @@ impl Scope for DeviceScope<'_> {
     fn user_id(&self) -> u64 {
         self.id.parse().unwrap_or(0)
     }
+}
+
+/// The value a device variable list gives `name`: the last one set wins.
+pub fn lookup<'a>(vars: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    vars.iter()
+        .rev()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Takes a value out of a message by a capture rule (JSON pointer or regex).
