@@ -256,8 +256,7 @@ impl Inner {
     }
 
     fn read(&self, ks: &Keyspace, key: &str, now: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let raw = ks.get(key).map_err(|e| self.error(e))?;
-        Ok(raw.and_then(|v| live(&v, now).map(<[u8]>::to_vec)))
+        read_live(ks, key, now).map_err(|e| self.error(e))
     }
 
     /// The live record of a key; one left in flight by an earlier process reads as unknown.
@@ -368,17 +367,9 @@ impl From<fjall::Error> for Begin {
 
 /// Checks the store's format and starts this process's epoch (synced before any claim).
 fn begin_epoch(db: &Database, pushes: &Keyspace, meta: &Keyspace) -> Result<u64, Begin> {
+    let get = |name: &str| read_live(meta, name, now_ms());
     // Kept forever: the compaction filter reads the same expiry prefix as everywhere.
-    let get = |name: &str| -> Result<Option<Vec<u8>>, fjall::Error> {
-        Ok(meta
-            .get(name)?
-            .and_then(|v| live(&v, now_ms()).map(<[u8]>::to_vec)))
-    };
-    let put = |name: &str, value: &[u8]| {
-        let mut v = u64::MAX.to_be_bytes().to_vec();
-        v.extend_from_slice(value);
-        meta.insert(name, v)
-    };
+    let put = |name: &str, value: &[u8]| meta.insert(name, with_expiry(u64::MAX, value));
     match get("format")? {
         Some(f) if f == FORMAT.as_bytes() => {}
         Some(f) => return Err(Begin::Format(String::from_utf8_lossy(&f).into_owned())),
@@ -395,6 +386,19 @@ fn begin_epoch(db: &Database, pushes: &Keyspace, meta: &Keyspace) -> Result<u64,
     put("epoch", &epoch.to_be_bytes())?;
     db.persist(PersistMode::SyncAll)?;
     Ok(epoch)
+}
+
+/// The live value of `key` in `ks`, without its expiry prefix.
+fn read_live(ks: &Keyspace, key: &str, now: u64) -> Result<Option<Vec<u8>>, fjall::Error> {
+    Ok(ks.get(key)?.and_then(|v| live(&v, now).map(<[u8]>::to_vec)))
+}
+
+/// A value as stored: `expires_at_ms (8 bytes BE) ‖ value`.
+fn with_expiry(expires_ms: u64, value: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + value.len());
+    v.extend_from_slice(&expires_ms.to_be_bytes());
+    v.extend_from_slice(value);
+    v
 }
 
 fn live(v: &[u8], now: u64) -> Option<&[u8]> {
@@ -499,8 +503,7 @@ impl Store for DiskStore {
     }
 
     fn put_meta<'a>(&'a self, name: &'a str, value: &'a str, ttl: Duration) -> StoreFuture<'a, ()> {
-        let mut v = (now_ms() + ttl.as_millis() as u64).to_be_bytes().to_vec();
-        v.extend_from_slice(value.as_bytes());
+        let v = with_expiry(now_ms() + ttl.as_millis() as u64, value.as_bytes());
         Box::pin(async move {
             let t = &self.inner;
             let mut batch = t.db.batch();
