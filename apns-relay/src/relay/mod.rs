@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 use crate::dedupe::{now_ms, Claim, Key, Record, Store};
 use crate::jwt::TokenCache;
-use crate::metrics::Metrics;
+use crate::metrics::{Leg, Metrics};
 use pool::{Pool, SendError};
 use retry::RetryPolicy;
 
@@ -313,7 +313,7 @@ impl Relay {
 
     fn answered(&self, reply: Reply, started: Instant) -> Reply {
         self.metrics.push(reply.outcome.as_str(), &reply.reason());
-        self.metrics.latency("inbound", started.elapsed());
+        self.metrics.latency(Leg::Inbound, started.elapsed());
         reply
     }
 
@@ -322,7 +322,7 @@ impl Relay {
         for _ in 0..1000 {
             let t = Instant::now();
             let claim = self.store.claim(&push.key, self.lease).await;
-            self.metrics.latency("store", t.elapsed());
+            self.metrics.latency(Leg::Store, t.elapsed());
             let record = match claim {
                 Err(e) => {
                     tracing::error!(error = %e, "dedupe store unavailable; refusing the push");

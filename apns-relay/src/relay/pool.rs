@@ -24,7 +24,7 @@ use tokio::sync::{Mutex, Notify};
 use tokio_rustls::TlsConnector;
 
 use super::sniff::{GoAwayWatch, Sniff};
-use crate::metrics::Metrics;
+use crate::metrics::{Leg, Metrics};
 
 /// Pushes of one sender connection sent in a row on one outbound connection.
 pub const LANE_RUN: usize = 64;
@@ -243,7 +243,7 @@ impl Pool {
     ) -> Result<Answer, SendError> {
         let started = Instant::now();
         let result = self.send_inner(request, body, lane).await;
-        self.metrics.latency("apns", started.elapsed());
+        self.metrics.latency(Leg::Apns, started.elapsed());
         result
     }
 
