@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use http::HeaderValue;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use rustls::pki_types::pem::PemObject;
@@ -80,9 +81,25 @@ impl Signer {
 
 struct Current {
     token: String,
+    /// `bearer <token>`, built once: every push sends it.
+    header: HeaderValue,
     minted: Instant,
     iat: u64,
     generation: u64,
+}
+
+impl Current {
+    /// `None` if `token` cannot be a header value (a JWT is base64url and dots).
+    fn new(token: String, minted: Instant, iat: u64, generation: u64) -> Option<Current> {
+        let header = HeaderValue::try_from(format!("bearer {token}")).ok()?;
+        Some(Current {
+            token,
+            header,
+            minted,
+            iat,
+            generation,
+        })
+    }
 }
 
 /// The relay's current provider token: replaced when older than `refresh`, and at most once
@@ -97,8 +114,9 @@ pub struct TokenCache {
 /// A token and its generation (to ask for a refresh of exactly that one).
 #[derive(Debug, Clone)]
 pub struct Token {
-    /// `bearer <jwt>` value for the authorization header.
-    pub header: String,
+    /// `bearer <jwt>` value for the authorization header (a shared buffer: cloning it is a
+    /// reference count).
+    pub header: HeaderValue,
     /// Increases with each refresh.
     pub generation: u64,
 }
@@ -119,12 +137,8 @@ impl TokenCache {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        Current {
-            token: self.signer.sign(iat),
-            minted: Instant::now(),
-            iat,
-            generation,
-        }
+        Current::new(self.signer.sign(iat), Instant::now(), iat, generation)
+            .expect("a signed JWT is base64url and dots")
     }
 
     /// The token to use now.
@@ -139,7 +153,7 @@ impl TokenCache {
         }
         let c = cur.as_ref().expect("just set");
         Token {
-            header: format!("bearer {}", c.token),
+            header: c.header.clone(),
             generation: c.generation,
         }
     }
@@ -181,13 +195,8 @@ impl TokenCache {
         let Some(minted) = Instant::now().checked_sub(age) else {
             return false;
         };
-        *cur = Some(Current {
-            token: token.to_string(),
-            minted,
-            iat,
-            generation: 1,
-        });
-        true
+        *cur = Current::new(token.to_string(), minted, iat, 1);
+        cur.is_some()
     }
 
     /// APNs said `ExpiredProviderToken` for `generation`: mint a new token unless one was
@@ -284,6 +293,18 @@ mod tests {
         assert!(
             !c.adopt("1000 old.token.x"),
             "an hour-old token is not adopted"
+        );
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(
+            !c.adopt(&format!("{now} not\na.header")),
+            "a token that cannot be a header value is not adopted"
+        );
+        assert!(
+            c.adopt(&shared),
+            "and the cache is still empty after refusing it"
         );
     }
 }

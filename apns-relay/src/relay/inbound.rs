@@ -427,8 +427,7 @@ impl Inbound {
         }
         headers.insert(
             HeaderName::from_static("apns-id"),
-            HeaderValue::from_str(apns_id)
-                .map_err(|_| Rejection(S::BAD_REQUEST, "BadMessageId"))?,
+            id_header(apns_id).ok_or(Rejection(S::BAD_REQUEST, "BadMessageId"))?,
         );
         Ok(Head {
             lane: 0,
@@ -506,13 +505,23 @@ fn apns_id_of(headers: &HeaderMap) -> String {
         .to_string()
 }
 
+/// The `apns-id` header value, marked sensitive so HPACK sends it as a never-indexed literal:
+/// every push has its own id, so entering it in the dynamic table would only evict the values
+/// that do repeat (topic, push type, outcome) and make our encoder and the peer's decoder keep
+/// a table that never hits.
+fn id_header(apns_id: &str) -> Option<HeaderValue> {
+    let mut v = HeaderValue::from_str(apns_id).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
 fn respond_parts(reply: &Reply, apns_id: &str) -> (Response<()>, Bytes) {
     let mut res = Response::new(());
     *res.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = res.headers_mut();
     h.reserve(5);
-    if let Ok(v) = HeaderValue::from_str(apns_id) {
+    if let Some(v) = id_header(apns_id) {
         h.insert("apns-id", v);
     }
     if !reply.body.is_empty() {
@@ -530,4 +539,20 @@ fn respond_parts(reply: &Reply, apns_id: &str) -> (Response<()>, Bytes) {
         h.insert("apns-relay-dedupe", HeaderValue::from_static(state));
     }
     (res, Bytes::from(reply.body.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_apns_id_is_never_indexed_by_hpack() {
+        let reply = rejected(Rejection(StatusCode::BAD_REQUEST, "BadTopic"));
+        let id = "0a2b3c4d-0000-4000-8000-000000000001";
+        let (head, _) = respond_parts(&reply, id);
+        let v = &head.headers()["apns-id"];
+        assert_eq!(v, id);
+        assert!(v.is_sensitive(), "sent as a never-indexed literal");
+        assert!(!head.headers()["apns-relay-outcome"].is_sensitive());
+    }
 }

@@ -386,7 +386,7 @@ impl Relay {
             (None, Some(tokens)) => {
                 let t = tokens.get();
                 generation = Some(t.generation);
-                HeaderValue::from_str(&t.header).ok()
+                Some(t.header)
             }
             (None, None) => None, // certificate auth
         };
