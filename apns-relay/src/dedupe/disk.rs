@@ -29,17 +29,23 @@
 //! `unknown` after the restart (never resent).
 //!
 //! One keyspace, `pushes`, holds every key: a claim writes it in flight, an outcome
-//! overwrites it. Each value is `expires_at_ms (8 bytes BE) ‖ epoch (8 bytes BE) ‖ JSON
+//! overwrites it. A key is stored as its 16-byte keyed SipHash-1-3-128 digest, not as its
+//! ~120 bytes of text: a short key lives inside the memtable's skip-list node, so a lookup
+//! compares keys without following a pointer per level (text keys cost a cache miss more per
+//! level, and the memtable lookup of a new key is the store's biggest cost); the SipHash key
+//! is random per store (`meta` key `hash-key`), so a sender cannot craft an apns-id whose
+//! digest meets another push's; a chance collision needs ~2⁶⁴ keys. Each value is `expires_at_ms (8 bytes BE) ‖ epoch (8 bytes BE) ‖ JSON
 //! record`. The epoch counts the processes that opened the store (kept in the `meta`
 //! keyspace, raised and synced on open): a key found in flight with an older epoch was left by
 //! a process that died after it may have written the push to APNs, so it reads as `unknown`
 //! (never resent). That needs no scan of the store on open, and a push costs one lookup and
 //! two writes (a second keyspace for in-flight keys cost a lookup and a delete more). An
 //! expired value reads as absent and a compaction filter drops it, so the TTL needs no sweep.
-//! `meta` also holds the store's format version: a store written in another format is refused
-//! with a clear error rather than misread.
+//! `meta` also holds the store's format version: a format-2 store (text keys) is rewritten to
+//! digests once, when first opened; a store in any other format is refused with a clear error
+//! rather than misread.
 
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -49,6 +55,7 @@ use fjall::compaction::filter::{
     CompactionFilter, CompactionFilterResult, Context, Factory, ItemAccessor, Verdict,
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use siphasher::sip128::{Hasher128, SipHasher13};
 use tokio::sync::Notify;
 
 use super::{
@@ -58,7 +65,9 @@ use super::{
 const PUSHES: &str = "pushes";
 const META: &str = "meta";
 /// The layout described in the module doc; `meta` key `format`.
-const FORMAT: &str = "2";
+const FORMAT: &str = "3";
+/// The format before keys were stored as digests; rewritten on open.
+const FORMAT_TEXT_KEYS: &str = "2";
 /// The cause stored in a key found in flight from an earlier process.
 const ORPHANED: &str = "relay restarted while the push was in flight";
 /// Key stripes: claims of different keys rarely wait for each other.
@@ -78,6 +87,8 @@ struct Inner {
     meta: Keyspace,
     /// This process's epoch (see the module doc).
     epoch: u64,
+    /// The store's SipHash key (see the module doc).
+    hash_key: [u8; 16],
     path: String,
     /// The store's directory, for `syncfs`.
     dir: std::fs::File,
@@ -150,8 +161,9 @@ impl DiskStore {
         };
         let pushes = open(PUSHES)?;
         let meta = open(META)?;
-        let epoch = begin_epoch(&db, &pushes, &meta).map_err(|e| match e {
+        let (epoch, hash_key) = begin_epoch(&db, &pushes, &meta).map_err(|e| match e {
             Begin::Store(e) => err(&e),
+            Begin::Corrupt(what) => StoreError::Corrupt(format!("{p}: {what}")),
             Begin::Format(found) => StoreError::Disk {
                 path: p.clone(),
                 msg: format!(
@@ -164,6 +176,7 @@ impl DiskStore {
             pushes,
             meta,
             epoch,
+            hash_key,
             db,
             dir: std::fs::File::open(path).map_err(|e| err(&e))?,
             path: p.clone(),
@@ -246,21 +259,24 @@ impl Inner {
         self.group.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn stripe(&self, key: &Key) -> std::sync::MutexGuard<'_, ()> {
-        // The apns-id alone spreads keys as well as the whole key, in a third of the bytes.
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        key.apns_id().hash(&mut h);
-        self.stripes[h.finish() as usize % STRIPES]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    /// The key as stored, and the lock of its stripe.
+    fn locate(&self, key: &Key) -> (Digest, std::sync::MutexGuard<'_, ()>) {
+        let d = digest(&self.hash_key, key.encode().as_bytes());
+        let stripe = u64::from_le_bytes(d[..8].try_into().unwrap_or_default()) as usize % STRIPES;
+        (
+            d,
+            self.stripes[stripe]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
     }
 
-    fn read(&self, ks: &Keyspace, key: &str, now: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    fn read(&self, ks: &Keyspace, key: &[u8], now: u64) -> Result<Option<Vec<u8>>, StoreError> {
         read_live(ks, key, now).map_err(|e| self.error(e))
     }
 
     /// The live record of a key; one left in flight by an earlier process reads as unknown.
-    fn record(&self, key: &str, now: u64) -> Result<Option<Record>, StoreError> {
+    fn record(&self, key: &Digest, now: u64) -> Result<Option<Record>, StoreError> {
         let Some(v) = self.read(&self.pushes, key, now)? else {
             return Ok(None);
         };
@@ -355,6 +371,7 @@ impl Drop for Leader<'_> {
 
 enum Begin {
     Store(fjall::Error),
+    Corrupt(&'static str),
     /// The store's format, when not this one.
     Format(String),
 }
@@ -365,31 +382,101 @@ impl From<fjall::Error> for Begin {
     }
 }
 
-/// Checks the store's format and starts this process's epoch (synced before any claim).
-fn begin_epoch(db: &Database, pushes: &Keyspace, meta: &Keyspace) -> Result<u64, Begin> {
+/// Checks the store's format (rewriting a format-2 store's keys), starts this process's epoch
+/// (synced before any claim) and returns it with the store's SipHash key.
+fn begin_epoch(
+    db: &Database,
+    pushes: &Keyspace,
+    meta: &Keyspace,
+) -> Result<(u64, [u8; 16]), Begin> {
     let get = |name: &str| read_live(meta, name, now_ms());
     // Kept forever: the compaction filter reads the same expiry prefix as everywhere.
     let put = |name: &str, value: &[u8]| meta.insert(name, with_expiry(u64::MAX, value));
-    match get("format")? {
-        Some(f) if f == FORMAT.as_bytes() => {}
+    let hash_key = |create: bool| -> Result<[u8; 16], Begin> {
+        if let Some(k) = get("hash-key")? {
+            return <[u8; 16]>::try_from(k.as_slice()).map_err(|_| Begin::Corrupt("bad hash-key"));
+        }
+        if !create {
+            return Err(Begin::Corrupt("format 3 without its hash-key"));
+        }
+        let mut k = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut k)
+            .map_err(|_| Begin::Corrupt("no random bytes for the hash-key"))?;
+        put("hash-key", &k)?;
+        // On disk before any key is stored under it.
+        db.persist(PersistMode::SyncAll)?;
+        Ok(k)
+    };
+    let key = match get("format")? {
+        Some(f) if f == FORMAT.as_bytes() => hash_key(false)?,
+        Some(f) if f == FORMAT_TEXT_KEYS.as_bytes() => {
+            let key = hash_key(true)?;
+            rewrite_text_keys(db, pushes, &key)?;
+            put("format", FORMAT.as_bytes())?;
+            key
+        }
         Some(f) => return Err(Begin::Format(String::from_utf8_lossy(&f).into_owned())),
         // Format 1 kept in-flight keys in a keyspace of their own and had no format key.
         None if db.keyspace_exists("inflight") || !pushes.is_empty()? => {
             return Err(Begin::Format("1".into()))
         }
-        None => put("format", FORMAT.as_bytes())?,
-    }
+        None => {
+            let key = hash_key(true)?;
+            put("format", FORMAT.as_bytes())?;
+            key
+        }
+    };
     let last = get("epoch")?
         .and_then(|v| v.try_into().ok())
         .map_or(0, u64::from_be_bytes);
     let epoch = last + 1;
     put("epoch", &epoch.to_be_bytes())?;
     db.persist(PersistMode::SyncAll)?;
-    Ok(epoch)
+    Ok((epoch, key))
+}
+
+/// A key as stored: see the module doc.
+type Digest = [u8; 16];
+
+fn digest(hash_key: &[u8; 16], text: &[u8]) -> Digest {
+    let mut h = SipHasher13::new_with_key(hash_key);
+    h.write(text);
+    h.finish128().as_bytes()
+}
+
+/// Format 2 to 3: stores each key (its text) again as its digest, value unchanged, from a
+/// snapshot, in batches. The format key changes only after this, so a rewrite cut short is
+/// finished by the next open (a text key is never 16 bytes long: its apns-id alone is 36).
+fn rewrite_text_keys(
+    db: &Database,
+    pushes: &Keyspace,
+    hash_key: &[u8; 16],
+) -> Result<(), fjall::Error> {
+    let mut batch = db.batch();
+    let mut pending = 0;
+    for item in pushes.iter() {
+        let (k, v) = item.into_inner()?;
+        if k.len() == 16 {
+            continue;
+        }
+        batch.insert(pushes, digest(hash_key, &k), v);
+        batch.remove(pushes, k);
+        pending += 1;
+        if pending == 10_000 {
+            batch.commit()?;
+            batch = db.batch();
+            pending = 0;
+        }
+    }
+    batch.commit()
 }
 
 /// The live value of `key` in `ks`, without its expiry prefix.
-fn read_live(ks: &Keyspace, key: &str, now: u64) -> Result<Option<Vec<u8>>, fjall::Error> {
+fn read_live(
+    ks: &Keyspace,
+    key: impl AsRef<[u8]>,
+    now: u64,
+) -> Result<Option<Vec<u8>>, fjall::Error> {
     Ok(ks.get(key)?.and_then(|v| live(&v, now).map(<[u8]>::to_vec)))
 }
 
@@ -414,10 +501,9 @@ impl Store for DiskStore {
         });
         Box::pin(async move {
             let t = &self.inner;
-            let k = key.encode();
             let ticket = {
-                let _stripe = t.stripe(key);
-                if let Some(rec) = t.record(k, now_ms())? {
+                let (k, _stripe) = t.locate(key);
+                if let Some(rec) = t.record(&k, now_ms())? {
                     return Ok(Claim::Existing(rec));
                 }
                 let mut batch = t.db.batch();
@@ -434,8 +520,7 @@ impl Store for DiskStore {
         let v = self.value(record);
         Box::pin(async move {
             let t = &self.inner;
-            let k = key.encode();
-            let _stripe = t.stripe(key);
+            let (k, _stripe) = t.locate(key);
             let mut batch = t.db.batch();
             batch.insert(&t.pushes, k, v);
             t.commit(batch).map(|_| ())
@@ -451,10 +536,9 @@ impl Store for DiskStore {
         let v = self.value(to);
         Box::pin(async move {
             let t = &self.inner;
-            let k = key.encode();
             let ticket = {
-                let _stripe = t.stripe(key);
-                if t.record(k, now_ms())?.as_ref() != Some(from) {
+                let (k, _stripe) = t.locate(key);
+                if t.record(&k, now_ms())?.as_ref() != Some(from) {
                     return Ok(false);
                 }
                 let mut batch = t.db.batch();
@@ -467,7 +551,10 @@ impl Store for DiskStore {
     }
 
     fn get<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, Option<Record>> {
-        Box::pin(async move { self.inner.record(key.encode(), now_ms()) })
+        Box::pin(async move {
+            let (k, _stripe) = self.inner.locate(key);
+            self.inner.record(&k, now_ms())
+        })
     }
 
     fn release<'a>(&'a self, key: &'a Key) -> StoreFuture<'a, ()> {
@@ -475,8 +562,7 @@ impl Store for DiskStore {
         // `unknown` (safe, just less informative).
         Box::pin(async move {
             let t = &self.inner;
-            let k = key.encode();
-            let _stripe = t.stripe(key);
+            let (k, _stripe) = t.locate(key);
             let mut batch = t.db.batch();
             batch.remove(&t.pushes, k);
             t.commit(batch).map(|_| ())
@@ -497,7 +583,9 @@ impl Store for DiskStore {
 
     fn get_meta<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<String>> {
         Box::pin(async move {
-            let v = self.inner.read(&self.inner.meta, name, now_ms())?;
+            let v = self
+                .inner
+                .read(&self.inner.meta, name.as_bytes(), now_ms())?;
             Ok(v.map(|v| String::from_utf8_lossy(&v).into_owned()))
         })
     }
@@ -615,9 +703,80 @@ mod tests {
         }
         let msg = error.expect("refused");
         assert!(
-            msg.contains("format 1") && msg.contains("format 2"),
+            msg.contains("format 1") && msg.contains("format 3"),
             "{msg}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_format_2_store_is_rewritten_to_digest_keys_and_keeps_its_outcomes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d");
+        let done = Record::Done {
+            status: 410,
+            body: r#"{"reason":"Unregistered"}"#.into(),
+            attempts: 1,
+        };
+        let done_key = Key::new("t", "aa", "1");
+        let flying = Key::new("t", "aa", "2");
+        {
+            // Format 2 as the previous relay wrote it: text keys, epoch 1.
+            let db = Database::builder(&path).open().unwrap();
+            let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).unwrap();
+            let (pushes, meta) = (ks(PUSHES), ks(META));
+            meta.insert("format", with_expiry(u64::MAX, b"2")).unwrap();
+            meta.insert("epoch", with_expiry(u64::MAX, &1u64.to_be_bytes()))
+                .unwrap();
+            let value = |r: &Record| {
+                let mut v = 1u64.to_be_bytes().to_vec();
+                v.extend_from_slice(encode_record(r).as_bytes());
+                with_expiry(now_ms() + 60_000, &v)
+            };
+            pushes.insert(done_key.encode(), value(&done)).unwrap();
+            let lease = Record::InFlight {
+                lease_until_ms: now_ms() + 30_000,
+            };
+            pushes.insert(flying.encode(), value(&lease)).unwrap();
+            db.persist(PersistMode::SyncAll).unwrap();
+        }
+        for _ in 0..2 {
+            // Rewritten on the first open; the second finds format 3.
+            let store = open_again(&path);
+            assert_eq!(store.get(&done_key).await.unwrap(), Some(done.clone()));
+            assert!(matches!(
+                store.get(&flying).await.unwrap(),
+                Some(Record::Unknown { .. })
+            ));
+            let stored: Vec<_> = store
+                .inner
+                .pushes
+                .iter()
+                .map(|i| i.key().unwrap().len())
+                .collect();
+            assert_eq!(stored, [16, 16], "only digests are left");
+            assert_eq!(
+                store.get_meta("format").await.unwrap().as_deref(),
+                Some(FORMAT)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn each_store_has_its_own_hash_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = DiskStore::open(&dir.path().join("a"), Duration::from_secs(60), false).unwrap();
+        let b = DiskStore::open(&dir.path().join("b"), Duration::from_secs(60), false).unwrap();
+        let k = Key::new("t", "aa", "1");
+        assert_ne!(a.inner.locate(&k).0, b.inner.locate(&k).0);
+        // ...and keeps it across a restart: its keys are still found.
+        a.claim(&k, Duration::from_secs(30)).await.unwrap();
+        let path = dir.path().join("a");
+        drop(a);
+        let a = open_again(&path);
+        assert!(matches!(
+            a.claim(&k, Duration::from_secs(30)).await.unwrap(),
+            Claim::Existing(Record::Unknown { .. })
+        ));
     }
 
     #[tokio::test]
