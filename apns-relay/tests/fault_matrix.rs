@@ -28,8 +28,17 @@ async fn run(faults: ApnsFaults, twice: bool) -> (Harness, (usize, usize, usize)
 /// Runs a case whose fault APNs asks the relay to retry: every push ends accepted, the mock
 /// holds each once, and the relay counted retries under `cause`.
 async fn all_delivered_after_retries(faults: ApnsFaults, cause: &str) {
-    let (h, (accepted, _, _), metrics) = run(faults, false).await;
-    assert_eq!(accepted, N);
+    let (h, (accepted, rejected, unknown), metrics) = run(faults, false).await;
+    // On failure, say what the pushes that were not accepted ended as, and why.
+    let outcomes: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("apns_relay_pushes_total") || l.contains("retries_total"))
+        .collect();
+    assert_eq!(
+        (accepted, rejected, unknown),
+        (N, 0, 0),
+        "accepted, rejected, unknown; relay: {outcomes:#?}"
+    );
     assert_eq!(h.mock.count(), N);
     assert!(
         metrics.contains(&format!(r#"apns_relay_retries_total{{cause="{cause}"}}"#)),
