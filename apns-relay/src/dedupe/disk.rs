@@ -59,7 +59,7 @@ use siphasher::sip128::{Hasher128, SipHasher13};
 use tokio::sync::Notify;
 
 use super::{
-    decode_record, encode_record, now_ms, Claim, Key, Record, Store, StoreError, StoreFuture,
+    decode_record, encode_record_into, now_ms, Claim, Key, Record, Store, StoreError, StoreFuture,
 };
 
 const PUSHES: &str = "pushes";
@@ -218,11 +218,11 @@ impl DiskStore {
 
     fn value(&self, r: &Record) -> Vec<u8> {
         let expires = now_ms() + self.ttl.as_millis() as u64;
-        let record = encode_record(r);
-        let mut v = Vec::with_capacity(16 + record.len());
+        // One buffer: the JSON is written after the prefix, not built apart and copied in.
+        let mut v = Vec::with_capacity(64);
         v.extend_from_slice(&expires.to_be_bytes());
         v.extend_from_slice(&self.inner.epoch.to_be_bytes());
-        v.extend_from_slice(record.as_bytes());
+        encode_record_into(r, &mut v);
         v
     }
 }
@@ -729,7 +729,7 @@ mod tests {
                 .unwrap();
             let value = |r: &Record| {
                 let mut v = 1u64.to_be_bytes().to_vec();
-                v.extend_from_slice(encode_record(r).as_bytes());
+                encode_record_into(r, &mut v);
                 with_expiry(now_ms() + 60_000, &v)
             };
             pushes.insert(done_key.encode(), value(&done)).unwrap();

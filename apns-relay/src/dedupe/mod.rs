@@ -188,6 +188,12 @@ pub(crate) fn encode_record(r: &Record) -> String {
     serde_json::to_string(r).unwrap_or_default()
 }
 
+/// [`encode_record`], appended to `out`.
+pub(crate) fn encode_record_into(r: &Record, out: &mut Vec<u8>) {
+    // Serialising these plain enums into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, r);
+}
+
 pub(crate) fn decode_record(s: &[u8]) -> Result<Record, StoreError> {
     serde_json::from_slice(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
