@@ -32,15 +32,16 @@
 //! overwrites it. A key is stored as its 16-byte keyed SipHash-1-3-128 digest, not as its
 //! ~120 bytes of text: a short key lives inside the memtable's skip-list node, so a lookup
 //! compares keys without following a pointer per level (text keys cost a cache miss more per
-//! level, and the memtable lookup of a new key is the store's biggest cost); the SipHash key
+//! level, and the memtable lookup of a new key is the store's biggest cost). The SipHash key
 //! is random per store (`meta` key `hash-key`), so a sender cannot craft an apns-id whose
-//! digest meets another push's; a chance collision needs ~2⁶⁴ keys. Each value is `expires_at_ms (8 bytes BE) ‖ epoch (8 bytes BE) ‖ JSON
-//! record`. The epoch counts the processes that opened the store (kept in the `meta`
-//! keyspace, raised and synced on open): a key found in flight with an older epoch was left by
-//! a process that died after it may have written the push to APNs, so it reads as `unknown`
-//! (never resent). That needs no scan of the store on open, and a push costs one lookup and
-//! two writes (a second keyspace for in-flight keys cost a lookup and a delete more). An
-//! expired value reads as absent and a compaction filter drops it, so the TTL needs no sweep.
+//! digest meets another push's; a chance collision needs ~2⁶⁴ keys. Each value is
+//! `expires_at_ms (8 bytes BE) ‖ epoch (8 bytes BE) ‖ JSON record`. The epoch counts the
+//! processes that opened the store (kept in the `meta` keyspace, raised and synced on open): a
+//! key found in flight with an older epoch was left by a process that died after it may have
+//! written the push to APNs, so it reads as `unknown` (never resent). That needs no scan of
+//! the store on open, and a push costs one lookup and two writes (a second keyspace for
+//! in-flight keys cost a lookup and a delete more). An expired value reads as absent and a
+//! compaction filter drops it, so the TTL needs no sweep.
 //! `meta` also holds the store's format version: a format-2 store (text keys) is rewritten to
 //! digests once, when first opened; a store in any other format is refused with a clear error
 //! rather than misread.
