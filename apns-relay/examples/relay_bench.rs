@@ -23,6 +23,9 @@ use testbed::pki::{h2_client_config, CertificateAuthority, ProviderKey};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+mod common;
+use common::{arg, cpu_us};
+
 const TEAM: &str = "TEAM123456";
 
 #[derive(Clone)]
@@ -154,21 +157,6 @@ async fn paced(t: &Target, n: u64, rate: f64, conns: usize) -> (Histogram<u64>, 
     (h, failed(t, &statuses))
 }
 
-/// CPU time (user + system) a process has used, in microseconds, from `/proc/PID/stat`.
-fn cpu_us(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let ticks_per_s = 100; // USER_HZ on Linux
-    f.iter().sum::<u64>() * 1_000_000 / ticks_per_s
-}
-
 /// Read and write system calls a process has made, from `/proc/PID/io`.
 fn syscalls(pid: u32) -> (u64, u64) {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
@@ -179,14 +167,6 @@ fn syscalls(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("syscr:"), field("syscw:"))
-}
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.into())
 }
 
 #[tokio::main]

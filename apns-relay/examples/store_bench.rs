@@ -10,20 +10,8 @@ use std::time::Duration;
 use apns_relay::dedupe::disk::DiskStore;
 use apns_relay::dedupe::{Claim, Key, Record, Store};
 
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command's closing parenthesis: utime is the 12th, stime the 13th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn arg(args: &[String], name: &str, default: &str) -> String {
-    args.windows(2)
-        .find(|w| w[0] == name)
-        .map_or(default.to_string(), |w| w[1].clone())
-}
+mod common;
+use common::{arg, cpu_us};
 
 /// A key shaped like a real one: random apns-id, a topic, a random 32-byte device token.
 fn random_key(rng: &mut fastrand::Rng) -> Key {
@@ -88,14 +76,13 @@ fn rewrite(keys: usize) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let keys: usize = arg(&args, "--rewrite", "0").parse().expect("--rewrite");
+    let keys: usize = arg("--rewrite", "0").parse().expect("--rewrite");
     if keys > 0 {
         return rewrite(keys);
     }
-    let pushes: usize = arg(&args, "--pushes", "300000").parse().expect("--pushes");
-    let slice: usize = arg(&args, "--slice", "50000").parse().expect("--slice");
-    let fsync: bool = arg(&args, "--fsync", "false").parse().expect("--fsync");
+    let pushes: usize = arg("--pushes", "300000").parse().expect("--pushes");
+    let slice: usize = arg("--slice", "50000").parse().expect("--slice");
+    let fsync: bool = arg("--fsync", "false").parse().expect("--fsync");
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -114,7 +101,8 @@ fn main() {
         while n < pushes {
             // Made before the clock starts: only the store is timed.
             let keys: Vec<Key> = (0..slice).map(|_| random_key(&mut rng)).collect();
-            let (cpu0, wall0) = (cpu_seconds(), std::time::Instant::now());
+            let (me, wall0) = (std::process::id(), std::time::Instant::now());
+            let cpu0 = cpu_us(me);
             for key in &keys {
                 match store.claim(key, Duration::from_secs(30)).await {
                     Ok(Claim::Claimed) => {}
@@ -123,7 +111,7 @@ fn main() {
                 store.finish(key, &done).await.expect("finish");
             }
             n += slice;
-            let cpu = (cpu_seconds() - cpu0) * 1e6 / slice as f64;
+            let cpu = (cpu_us(me) - cpu0) as f64 / slice as f64;
             let wall = wall0.elapsed().as_secs_f64() * 1e6 / slice as f64;
             println!("{n},{cpu:.2},{wall:.2}");
         }
