@@ -325,7 +325,7 @@ impl Inbound {
             Ok(push) => self.relay.push(push).await,
             Err(rejection) => rejected(rejection),
         };
-        let (head, body) = respond_parts(&reply, &apns_id);
+        let (head, body) = respond_parts(&reply, &apns_id.header);
         match respond.send_response(head, body.is_empty()) {
             Ok(mut stream) if !body.is_empty() => {
                 let _ = stream.send_data(body, true);
@@ -340,7 +340,7 @@ impl Inbound {
         senders: &Senders,
         req: &http::request::Parts,
         cert_sender: Option<usize>,
-        apns_id: &str,
+        apns_id: &ApnsId,
     ) -> Result<Head, Rejection> {
         use StatusCode as S;
         if req.method != Method::POST {
@@ -425,13 +425,10 @@ impl Inbound {
                 headers.insert(HeaderName::from_static(name), v.clone());
             }
         }
-        headers.insert(
-            HeaderName::from_static("apns-id"),
-            id_header(apns_id).ok_or(Rejection(S::BAD_REQUEST, "BadMessageId"))?,
-        );
+        headers.insert(HeaderName::from_static("apns-id"), apns_id.header.clone());
         Ok(Head {
             lane: 0,
-            key: Key::new(topic, token, apns_id),
+            key: Key::new(topic, token, &apns_id.text),
             headers,
             passthrough,
             resend_unknown,
@@ -494,36 +491,39 @@ where
     checked.map_err(|Rejection(status, reason)| (status, reason))
 }
 
+/// A push's `apns-id`: its text (in the dedupe key) and its header value (sent to APNs and
+/// in the answer), made once.
+struct ApnsId {
+    text: String,
+    header: HeaderValue,
+}
+
 /// The request's `apns-id` if it is a UUID, else a new one (APNs generates one when absent).
-fn apns_id_of(headers: &HeaderMap) -> String {
-    headers
+/// The header value is marked sensitive so HPACK sends it as a never-indexed literal: every
+/// push has its own id, so entering it in the dynamic table would only evict the values that
+/// do repeat (topic, push type, outcome) and make our encoder and the peer's decoder keep a
+/// table that never hits.
+fn apns_id_of(headers: &HeaderMap) -> ApnsId {
+    let text = headers
         .get("apns-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| uuid::Uuid::parse_str(v).ok())
         .unwrap_or_else(uuid::Uuid::new_v4)
         .hyphenated()
-        .to_string()
+        .to_string();
+    let mut header =
+        HeaderValue::from_str(&text).expect("a hyphenated UUID is a valid header value");
+    header.set_sensitive(true);
+    ApnsId { text, header }
 }
 
-/// The `apns-id` header value, marked sensitive so HPACK sends it as a never-indexed literal:
-/// every push has its own id, so entering it in the dynamic table would only evict the values
-/// that do repeat (topic, push type, outcome) and make our encoder and the peer's decoder keep
-/// a table that never hits.
-fn id_header(apns_id: &str) -> Option<HeaderValue> {
-    let mut v = HeaderValue::from_str(apns_id).ok()?;
-    v.set_sensitive(true);
-    Some(v)
-}
-
-fn respond_parts(reply: &Reply, apns_id: &str) -> (Response<()>, Bytes) {
+fn respond_parts(reply: &Reply, apns_id: &HeaderValue) -> (Response<()>, Bytes) {
     let mut res = Response::new(());
     *res.status_mut() =
         StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = res.headers_mut();
     h.reserve(5);
-    if let Some(v) = id_header(apns_id) {
-        h.insert("apns-id", v);
-    }
+    h.insert("apns-id", apns_id.clone());
     if !reply.body.is_empty() {
         h.insert(
             http::header::CONTENT_TYPE,
@@ -549,7 +549,9 @@ mod tests {
     fn the_apns_id_is_never_indexed_by_hpack() {
         let reply = rejected(Rejection(StatusCode::BAD_REQUEST, "BadTopic"));
         let id = "0a2b3c4d-0000-4000-8000-000000000001";
-        let (head, _) = respond_parts(&reply, id);
+        let mut request = HeaderMap::new();
+        request.insert("apns-id", HeaderValue::from_static(id));
+        let (head, _) = respond_parts(&reply, &apns_id_of(&request).header);
         let v = &head.headers()["apns-id"];
         assert_eq!(v, id);
         assert!(v.is_sensitive(), "sent as a never-indexed literal");
