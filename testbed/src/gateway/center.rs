@@ -525,22 +525,23 @@ async fn write_control(
     mut frames: mpsc::UnboundedReceiver<Bytes>,
 ) {
     use tokio::io::AsyncWriteExt;
-    while let Some(frame) = frames.recv().await {
-        if writer.write_all(&frame).await.is_err() {
-            break;
-        }
+    if control::write_frames(&mut writer, &mut frames)
+        .await
+        .is_ok()
+    {
+        let _ = writer.shutdown().await;
     }
-    let _ = writer.shutdown().await;
 }
 
 /// Applies a room process's reports until its link closes, then forgets the room.
 async fn read_control(
-    mut reader: tokio::net::tcp::OwnedReadHalf,
+    reader: tokio::net::tcp::OwnedReadHalf,
     index: usize,
     out: mpsc::UnboundedSender<Bytes>,
     shared: Arc<RemoteShared>,
     directory: Arc<Directory>,
 ) {
+    let mut reader = tokio::io::BufReader::with_capacity(control::READ_BUFFER, reader);
     loop {
         let frame: io::Result<Option<(ToCenter, Bytes)>> = control::read(&mut reader).await;
         let message = match frame {

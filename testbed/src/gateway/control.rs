@@ -84,7 +84,44 @@ pub(crate) async fn write<W: AsyncWrite + Unpin, T: Serialize>(
     writer.write_all(&encode(header, payload)).await
 }
 
-/// Reads one frame; `None` at a clean end of stream.
+/// Largest batch of queued frames gathered into one write.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Size of a link's read buffer: many small frames arrive per read when the link is busy.
+pub(crate) const READ_BUFFER: usize = 64 * 1024;
+
+/// Writes the frames queued on `frames` until the channel closes or the socket fails. Frames
+/// already waiting are written together (up to [`WRITE_BATCH`] bytes, one `write` when the
+/// socket takes them), so a burst of reports — a room's `online` per accepted hello, the
+/// center's answers — costs one system call and one loopback segment, not one per frame.
+pub(crate) async fn write_frames<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    frames: &mut tokio::sync::mpsc::UnboundedReceiver<Bytes>,
+) -> io::Result<()> {
+    let mut batch = BytesMut::new();
+    while let Some(first) = frames.recv().await {
+        let mut next = Some(first);
+        while let Some(frame) = next.take() {
+            if batch.is_empty() && frame.len() >= WRITE_BATCH {
+                // A large frame (a broadcast's payload) goes as it is, without a copy.
+                writer.write_all(&frame).await?;
+            } else {
+                batch.extend_from_slice(&frame);
+            }
+            if batch.len() < WRITE_BATCH {
+                next = frames.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            writer.write_all(&batch).await?;
+            batch.clear();
+        }
+    }
+    Ok(())
+}
+
+/// Reads one frame; `None` at a clean end of stream. Give it a buffered reader (see
+/// [`READ_BUFFER`]) on a long-lived link: unbuffered, a frame costs two reads.
 pub(crate) async fn read<R: AsyncRead + Unpin, T: DeserializeOwned>(
     reader: &mut R,
 ) -> io::Result<Option<(T, Bytes)>> {
@@ -130,6 +167,38 @@ mod tests {
             read(&mut reader).await.expect("valid").expect("a frame");
         assert_eq!(decoded, message);
         assert_eq!(&payload[..], br#"{"type":"push"}"#);
+        let end: Option<(ToRoom, Bytes)> = read(&mut reader).await.expect("clean end");
+        assert!(end.is_none());
+    }
+
+    #[tokio::test]
+    async fn queued_frames_are_written_in_order_and_together() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let frames: Vec<ToRoom> = (0..100).map(|seq| ToRoom::Online { seq }).collect();
+        for frame in &frames {
+            tx.send(encode(frame, &[])).expect("open");
+        }
+        // A large frame between small ones keeps its place.
+        let big = vec![b'x'; WRITE_BATCH + 10];
+        tx.send(encode(&ToRoom::Stats { seq: 7 }, &big))
+            .expect("open");
+        tx.send(encode(&ToRoom::Shutdown, &[])).expect("open");
+        drop(tx);
+        let mut written = Vec::new();
+        write_frames(&mut written, &mut rx).await.expect("written");
+        let mut reader = tokio::io::BufReader::with_capacity(READ_BUFFER, &written[..]);
+        for frame in &frames {
+            let (decoded, _): (ToRoom, Bytes) =
+                read(&mut reader).await.expect("valid").expect("a frame");
+            assert_eq!(&decoded, frame);
+        }
+        let (decoded, payload): (ToRoom, Bytes) =
+            read(&mut reader).await.expect("valid").expect("a frame");
+        assert_eq!(decoded, ToRoom::Stats { seq: 7 });
+        assert_eq!(payload.len(), big.len());
+        let (decoded, _): (ToRoom, Bytes) =
+            read(&mut reader).await.expect("valid").expect("a frame");
+        assert_eq!(decoded, ToRoom::Shutdown);
         let end: Option<(ToRoom, Bytes)> = read(&mut reader).await.expect("clean end");
         assert!(end.is_none());
     }

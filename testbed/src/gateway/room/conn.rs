@@ -15,11 +15,13 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -133,6 +135,14 @@ struct Delayed {
     duplicate: bool,
 }
 
+/// What the socket had for [`Conn::run`].
+enum Io {
+    /// Frames read and parsed, or why the connection ends.
+    Read(Result<Vec<Parsed>, End>),
+    /// The socket can take more of the queued frames.
+    Writable(io::Result<()>),
+}
+
 /// A frame read and parsed, owned so that it outlives the scratch buffer.
 #[derive(Debug)]
 enum Parsed {
@@ -183,21 +193,17 @@ impl Conn {
             if sleep.deadline() != due.into() {
                 sleep.as_mut().reset(due.into());
             }
+            let want_write = !self.out.is_empty();
             let step = tokio::select! {
-                ready = self.stream.readable() => match ready {
-                    Ok(()) => match self.read_frames() {
-                        Ok(parsed) => self.handle_all(parsed).await,
-                        Err(end) => Err(end),
-                    },
-                    Err(_) => Err(End::Gone),
+                io = std::future::poll_fn(|cx| self.poll_io(cx, want_write)) => match io {
+                    Io::Read(Ok(parsed)) => self.handle_all(parsed).await,
+                    Io::Read(Err(end)) => Err(end),
+                    Io::Writable(ready) => ready.map_err(|_| End::Gone),
                 },
                 command = rx.recv() => match command {
                     Some(command) => self.command(command),
                     None => Err(End::close("shutdown", "the room is shutting down")),
                 },
-                ready = self.stream.writable(), if !self.out.is_empty() => {
-                    ready.map_err(|_| End::Gone)
-                }
                 () = &mut sleep => self.timers(),
                 _ = stop.changed() => Err(End::close("shutdown", "the gateway is shutting down")),
             };
@@ -207,22 +213,35 @@ impl Conn {
         }
     }
 
-    /// Reads what the socket has (one read, into the thread's scratch buffer) and parses every
-    /// whole frame in it.
-    fn read_frames(&mut self) -> Result<Vec<Parsed>, End> {
+    /// Waits until the socket can take queued frames (when `want_write`) or has bytes to read;
+    /// reads them (one read, into the thread's scratch buffer) and parses every whole frame.
+    ///
+    /// The read goes through `AsyncRead`, which forgets the socket's readiness after a short
+    /// read: the next wait then sleeps until new bytes arrive, instead of first reading again
+    /// only to learn that nothing is there (one wasted system call per message otherwise).
+    fn poll_io(&mut self, cx: &mut Context<'_>, want_write: bool) -> Poll<Io> {
+        if want_write {
+            if let Poll::Ready(ready) = self.stream.poll_write_ready(cx) {
+                return Poll::Ready(Io::Writable(ready));
+            }
+        }
         SCRATCH_BUF.with_borrow_mut(|scratch| {
-            let n = match self.stream.try_read(scratch) {
-                Ok(0) => return Err(End::Gone),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Vec::new()),
-                Err(_) => return Err(End::Gone),
+            let mut buf = ReadBuf::new(scratch);
+            let n = match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(Io::Read(Err(End::Gone))),
+                Poll::Ready(Ok(())) => buf.filled().len(),
             };
-            if self.partial.is_empty() {
-                Ok(self.decode_buffered(Some(&mut scratch[..n])))
+            if n == 0 {
+                return Poll::Ready(Io::Read(Err(End::Gone)));
+            }
+            let parsed = if self.partial.is_empty() {
+                self.decode_buffered(Some(&mut scratch[..n]))
             } else {
                 self.partial.extend_from_slice(&scratch[..n]);
-                Ok(self.decode_buffered(None))
-            }
+                self.decode_buffered(None)
+            };
+            Poll::Ready(Io::Read(Ok(parsed)))
         })
     }
 

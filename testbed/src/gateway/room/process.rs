@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -204,7 +203,8 @@ async fn serve(control_addr: SocketAddr, index: usize) -> io::Result<()> {
         &[],
     )
     .await?;
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    let mut reader = tokio::io::BufReader::with_capacity(control::READ_BUFFER, reader);
     let writer = tokio::spawn(write_frames(writer, out_rx));
     let reporter = tokio::spawn(report_counters(Arc::clone(&running.room), out.clone()));
     let result = loop {
@@ -245,11 +245,7 @@ async fn write_frames(
     mut writer: tokio::net::tcp::OwnedWriteHalf,
     mut frames: mpsc::UnboundedReceiver<Bytes>,
 ) {
-    while let Some(frame) = frames.recv().await {
-        if writer.write_all(&frame).await.is_err() {
-            break;
-        }
-    }
+    let _ = control::write_frames(&mut writer, &mut frames).await;
 }
 
 /// Sends the counters to the center whenever they changed, every [`REPORT_EVERY`].
