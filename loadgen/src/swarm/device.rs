@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 
 use super::ack;
 use super::message::Doc;
-use super::script::{extract, DeviceScope, Script};
+use super::script::{DeviceScope, Script};
 use super::shard::{unix_ns, ShardCtx, Slot};
 use super::tracker::Receipt;
 use super::wire::{self, Decoder, Frame, Framing};
@@ -298,7 +298,7 @@ async fn establish(ctx: &ShardCtx, slot: &Slot, script: &Script) -> Result<(Link
                 .get
                 .render(&scope(ctx, slot, script, &vars))
                 .map_err(|_| Cow::Borrowed("dispatch"))?;
-            let address = dispatch(ctx, &url, &d.address.source).await?;
+            let address = ctx.dispatch.address(&url, &d.address.source).await?;
             vars.push(("address".into(), address));
         }
         let url = match &def.connect.url {
@@ -429,38 +429,6 @@ async fn establish(ctx: &ShardCtx, slot: &Slot, script: &Script) -> Result<(Link
         }
     }
     Ok((link, st))
-}
-
-async fn dispatch(
-    ctx: &ShardCtx,
-    url: &str,
-    source: &crate::scenario::CaptureSource,
-) -> Result<String, Cause> {
-    let _slot = ctx
-        .dispatch_slots
-        .acquire()
-        .await
-        .map_err(|_| Cow::Borrowed("dispatch"))?;
-    let resp = ctx
-        .http
-        .get(url)
-        .send()
-        .await
-        .map_err(|_| Cow::Borrowed("dispatch"))?;
-    if !resp.status().is_success() {
-        return Err("dispatch".into());
-    }
-    if let crate::scenario::CaptureSource::Header(h) = source {
-        return resp
-            .headers()
-            .get(h.as_str())
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .ok_or(Cow::Borrowed("dispatch"));
-    }
-    let body = resp.bytes().await.map_err(|_| Cow::Borrowed("dispatch"))?;
-    let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
-    extract(source, &body, json.as_ref()).ok_or(Cow::Borrowed("dispatch"))
 }
 
 /// Decodes `data` and handles every frame in it.
@@ -807,8 +775,10 @@ mod tests {
             stop: crate::stop::Stop::new(),
             conn_events: std::sync::Mutex::new((Vec::new(), Vec::new())),
             active: std::sync::atomic::AtomicU64::new(0),
-            http: reqwest::Client::new(),
-            dispatch_slots: tokio::sync::Semaphore::new(1),
+            dispatch: super::super::dispatch::Dispatcher::new(
+                crate::engine::conn::Tls::new(true).unwrap(),
+                1,
+            ),
             tls: tokio_rustls::TlsConnector::from(
                 crate::engine::conn::Tls::new(true).unwrap().http1_config(),
             ),

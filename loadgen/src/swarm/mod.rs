@@ -20,6 +20,7 @@ pub mod ack;
 pub mod control;
 pub mod coordinator;
 pub mod device;
+pub mod dispatch;
 pub mod message;
 pub mod net;
 pub mod script;

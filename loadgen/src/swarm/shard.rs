@@ -180,11 +180,8 @@ pub struct ShardCtx {
     pub conn_events: Mutex<(Vec<u32>, Vec<u32>)>,
     /// Sessions up now.
     pub active: AtomicU64,
-    /// Dispatch calls.
-    pub http: reqwest::Client,
-    /// Bounds concurrent dispatch calls (and so the sockets held open to the gateway's HTTP
-    /// API, whose process has its own open-file limit).
-    pub dispatch_slots: tokio::sync::Semaphore,
+    /// Dispatch calls (at most [`DISPATCH_CONCURRENCY`] at once).
+    pub dispatch: super::dispatch::Dispatcher,
     /// wss:// connections.
     pub tls: tokio_rustls::TlsConnector,
 }
@@ -241,8 +238,8 @@ pub async fn serve(
                 return;
             }
         };
-    let tls = match crate::engine::conn::Tls::new(plan.insecure) {
-        Ok(t) => tokio_rustls::TlsConnector::from(t.http1_config()),
+    let http_tls = match crate::engine::conn::Tls::new(plan.insecure) {
+        Ok(t) => t,
         Err(e) => {
             emit(Event::Failed {
                 message: format!("TLS setup: {e}"),
@@ -262,13 +259,8 @@ pub async fn serve(
         stop: Stop::new(),
         conn_events: Mutex::new((Vec::new(), Vec::new())),
         active: AtomicU64::new(0),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(DISPATCH_CONCURRENCY)
-            .build()
-            .unwrap_or_default(),
-        dispatch_slots: tokio::sync::Semaphore::new(DISPATCH_CONCURRENCY),
-        tls,
+        tls: tokio_rustls::TlsConnector::from(http_tls.http1_config()),
+        dispatch: super::dispatch::Dispatcher::new(http_tls, DISPATCH_CONCURRENCY),
         table,
     });
     emit(Event::Ready {
