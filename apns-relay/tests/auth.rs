@@ -9,6 +9,13 @@ use common::*;
 use testbed::apns::{self, ApnsFaults, Auth, CertificateAuth, MockApnsConfig};
 use testbed::pki::{h2_client_config, CertificateAuthority};
 
+fn unix_now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 fn fingerprint_hex(der: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, der)
         .as_ref()
@@ -77,6 +84,23 @@ async fn mtls_sender_passes_its_own_provider_token_through() {
     // The client certificate names the sender; its own token reaches APNs unchanged.
     let (status, outcome, _) = send(client_for(Some(&client)), Some(own_token.clone())).await;
     assert_eq!((status, outcome.as_str()), (200, "accepted"));
+    // Another token for the same team within 20 minutes of the first: APNs (and the mock)
+    // answers 429 TooManyProviderTokenUpdates, which a retry cannot change: not retried.
+    let other_token = format!(
+        "bearer {}",
+        h.key.provider_token(TEAM, unix_now_secs() - 120).unwrap()
+    );
+    let (status, outcome, body) = send(client_for(Some(&client)), Some(other_token)).await;
+    assert_eq!((status, outcome.as_str()), (429, "rejected"), "{body}");
+    assert!(body.contains("TooManyProviderTokenUpdates"), "{body}");
+    let refused = h
+        .mock
+        .stats()
+        .by_reason
+        .get("TooManyProviderTokenUpdates")
+        .copied();
+    assert_eq!(refused, Some(1), "sent to APNs once, not retried");
+    assert_eq!(h.mock.count(), 1);
     // Passthrough without a token of its own: refused before APNs.
     let (status, _, body) = send(client_for(Some(&client)), None).await;
     assert_eq!(status, 403);

@@ -6,7 +6,8 @@
 //! this process has in flight waits for that attempt's outcome; a request for a finished key
 //! gets the stored outcome; a key in flight at another instance is waited for until its lease
 //! ends. Towards APNs the relay retries only where APNs cannot have the request (see
-//! [`pool::SendError`]) or where APNs says to (429, 500, 503), with backoff and a budget; it
+//! [`pool::SendError`]) or where APNs says to (429, 500, 503; not a 429
+//! `TooManyProviderTokenUpdates`, which the same token cannot change), with backoff and a budget; it
 //! refreshes its provider token once on `ExpiredProviderToken`. A request written and left
 //! unanswered ends `unknown` and is resent only if the sender allows it
 //! (`apns-relay-resend-unknown: 1`) or the push has an `apns-collapse-id` (a second copy then
@@ -427,7 +428,12 @@ impl Relay {
                         }
                     }
                     if matches!(status, 429 | 500 | 503) {
-                        if attempt < max && self.retry.try_retry() {
+                        // A team's token changed within 20 minutes of the last change: the same
+                        // token is refused again for the rest of that window, so a retry only
+                        // spends the budget (another provider signs for this team).
+                        let futile = status == 429
+                            && reason_of(&answer.body) == "TooManyProviderTokenUpdates";
+                        if !futile && attempt < max && self.retry.try_retry() {
                             self.pause(attempt, status_label(status)).await;
                             continue;
                         }
