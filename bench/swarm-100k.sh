@@ -29,6 +29,14 @@ tree_rss() {
 }
 
 start_rooms() {
+  # A gateway from a run just before may still be closing its connections: wait for the port.
+  for _ in $(seq 100); do
+    curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 || break
+    sleep 0.2
+  done
+  if curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then
+    echo "port $PORT is still served by another process" >&2; exit 1
+  fi
   taskset -c "$SERVER_CPU" "$TESTBED" gateway --listen "127.0.0.1:$PORT" --rooms 8 --room-processes \
     --heartbeat 300s >"$OUT/server.log" 2>&1 &
   SERVER_PID=$!
