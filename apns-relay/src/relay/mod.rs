@@ -7,8 +7,8 @@
 //! gets the stored outcome; a key in flight at another instance is waited for until its lease
 //! ends. Towards APNs the relay retries only where APNs cannot have the request (see
 //! [`pool::SendError`]) or where APNs says to (429, 500, 503; not a 429
-//! `TooManyProviderTokenUpdates`, which the same token cannot change), with backoff and a budget; it
-//! refreshes its provider token once on `ExpiredProviderToken`. A request written and left
+//! `TooManyProviderTokenUpdates`, which the same token cannot change), with backoff and a
+//! budget; it refreshes its provider token once on `ExpiredProviderToken`. A request written and left
 //! unanswered ends `unknown` and is resent only if the sender allows it
 //! (`apns-relay-resend-unknown: 1`) or the push has an `apns-collapse-id` (a second copy then
 //! replaces the first on the device).

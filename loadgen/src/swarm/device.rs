@@ -30,7 +30,7 @@ thread_local! {
 }
 
 /// A failure cause (the `cause` tag of `connections_failed`).
-type Cause = Cow<'static, str>;
+pub(crate) type Cause = Cow<'static, str>;
 
 /// How a session ended.
 enum Ended {

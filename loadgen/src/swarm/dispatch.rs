@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use super::device::Cause;
 use super::script::extract;
 use crate::engine::conn::{Conn, Origin, Tls};
 use crate::journey::{Prepared, Response};
@@ -22,9 +23,6 @@ use crate::scenario::CaptureSource;
 
 /// A dispatch call's deadline, connect included.
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Why a device's connect failed, as counted in `connections_failed{cause=...}`.
-type Cause = Cow<'static, str>;
 
 fn failed() -> Cause {
     Cow::Borrowed("dispatch")
