@@ -5,6 +5,12 @@
 //! Usage: store_bench [--pushes 300000] [--slice 50000] [--fsync false]
 //!        store_bench --rewrite 1000000   (times the first open of a format-2 store that
 //!        holds that many keys: the one-time rewrite of its text keys to digests)
+//!        store_bench --paced 5000 [--pushes 50000] [--fsync true]   (claims at a fixed rate,
+//!        each from its own task as the relay's streams make them; prints the latency of the
+//!        claim call: what the group commit adds to a push)
+//!        store_bench --sync-probe 2000   (the disk alone: appends 200 bytes to a file in the
+//!        store's place, then `fdatasync`s it, or `syncfs`s its filesystem as the store does;
+//!        prints the latency of each kind)
 use std::time::Duration;
 
 use apns_relay::dedupe::disk::DiskStore;
@@ -75,10 +81,98 @@ fn rewrite(keys: usize) {
     println!("keys,rewrite_s\n{keys},{took:.2}");
 }
 
+/// Claims `pushes` fresh keys at `rate` per second (open model), then finishes each.
+fn paced(rate: f64, pushes: usize, fsync: bool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = std::sync::Arc::new(
+            DiskStore::open(dir.path(), Duration::from_secs(86_400), fsync).expect("open"),
+        );
+        let mut rng = fastrand::Rng::with_seed(7);
+        let keys: Vec<Key> = (0..pushes).map(|_| random_key(&mut rng)).collect();
+        let start = tokio::time::Instant::now();
+        let mut tasks = Vec::with_capacity(pushes);
+        for (i, key) in keys.into_iter().enumerate() {
+            let due = start + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(due).await;
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let t = std::time::Instant::now();
+                let claim = store.claim(&key, Duration::from_secs(30)).await;
+                let took = t.elapsed();
+                assert!(matches!(claim, Ok(Claim::Claimed)), "{claim:?}");
+                let done = Record::Done {
+                    status: 200,
+                    body: String::new(),
+                    attempts: 1,
+                };
+                store.finish(&key, &done).await.expect("finish");
+                took
+            }));
+        }
+        let mut us = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+        for t in tasks {
+            us.record(t.await.expect("task").as_micros() as u64)
+                .expect("record");
+        }
+        println!("rate,pushes,fsync,claim_p50_us,claim_p90_us,claim_p99_us,claim_max_us");
+        println!(
+            "{rate},{pushes},{fsync},{},{},{},{}",
+            us.value_at_quantile(0.5),
+            us.value_at_quantile(0.9),
+            us.value_at_quantile(0.99),
+            us.max()
+        );
+    });
+}
+
+/// What one sync costs on the disk under the store's directory, without the store.
+fn sync_probe(n: usize) {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut file = std::fs::File::create(dir.path().join("probe")).expect("probe file");
+    let fs = std::fs::File::open(dir.path()).expect("dir");
+    println!("sync,n,p50_us,p90_us,p99_us,max_us");
+    for kind in ["fdatasync", "syncfs", "fdatasync", "syncfs"] {
+        let mut us = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+        for _ in 0..n {
+            file.write_all(&[b'x'; 200]).expect("write");
+            let t = std::time::Instant::now();
+            if kind == "syncfs" {
+                nix::unistd::syncfs(&fs).expect("syncfs");
+            } else {
+                file.sync_data().expect("fdatasync");
+            }
+            us.record(t.elapsed().as_micros() as u64).expect("record");
+        }
+        println!(
+            "{kind},{n},{},{},{},{}",
+            us.value_at_quantile(0.5),
+            us.value_at_quantile(0.9),
+            us.value_at_quantile(0.99),
+            us.max()
+        );
+    }
+}
+
 fn main() {
+    let probes: usize = arg("--sync-probe", "0").parse().expect("--sync-probe");
+    if probes > 0 {
+        return sync_probe(probes);
+    }
     let keys: usize = arg("--rewrite", "0").parse().expect("--rewrite");
     if keys > 0 {
         return rewrite(keys);
+    }
+    let rate: f64 = arg("--paced", "0").parse().expect("--paced");
+    if rate > 0.0 {
+        let pushes = arg("--pushes", "50000").parse().expect("--pushes");
+        let fsync = arg("--fsync", "true").parse().expect("--fsync");
+        return paced(rate, pushes, fsync);
     }
     let pushes: usize = arg("--pushes", "300000").parse().expect("--pushes");
     let slice: usize = arg("--slice", "50000").parse().expect("--slice");
