@@ -1,7 +1,7 @@
 # Shared helpers for the bench scripts (sourced). Server on core 0, every client on core 1.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PORT=${PORT:-18080}
+export PORT=${PORT:-18080}   # also the scenarios' ${PORT}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 LOADGEN=${LOADGEN:-$ROOT/target/release/loadgen}
@@ -20,13 +20,8 @@ start_server() {
   echo "gateway did not come up" >&2; exit 1
 }
 
-# scenario RATE DURATION -> path of a generated scenario file
-scenario() {
-  local f="$OUT/open-$1-$2.yaml"
-  sed -e "s/__PORT__/$PORT/" -e "s/__RATE__/$1/" -e "s/__DURATION__/$2/" \
-    "$ROOT/bench/open-healthz.yaml.in" >"$f"
-  echo "$f"
-}
+# The open-rate scenario of measurements 1 and 3; run it with -e RATE=… -e DURATION=….
+OPEN_HEALTHZ=$ROOT/bench/open-healthz.yaml
 
 # summarise RUN_DIR -> one line from run.json
 summarise() {

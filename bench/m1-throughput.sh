@@ -16,8 +16,9 @@ for round in $(seq "$ROUNDS"); do
     echo "oha: $(echo "$out" | python3 -c 'import json,sys; j=json.load(sys.stdin); s=j["summary"]; print("req_per_s=%.0f success=%s p50_ms=%.3f p99_ms=%.3f" % (s["requestsPerSec"], s["successRate"], j["latencyPercentiles"]["p50"]*1e3, j["latencyPercentiles"]["p99"]*1e3))')"
   fi
   for rate in $RATES; do
-    f=$(scenario "$rate" 10s); d="$OUT/m1-$rate-r$round"; rm -rf "$d"
-    taskset -c "$CLIENT_CPU" "$LOADGEN" run "$f" --out "$d" --quiet >"$d.log" 2>&1 || true
+    d="$OUT/m1-$rate-r$round"; rm -rf "$d"
+    taskset -c "$CLIENT_CPU" "$LOADGEN" run "$OPEN_HEALTHZ" -e RATE="$rate" -e DURATION=10s \
+      --out "$d" --quiet >"$d.log" 2>&1 || true
     echo "loadgen rate=$rate: $(summarise "$d")"
   done
 done

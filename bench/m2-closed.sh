@@ -6,11 +6,10 @@
 source "$(dirname "$0")/lib.sh"
 ROUNDS=${1:-3}
 GOOSE=$ROOT/target/release/examples/goose_baseline
-sed "s/18080/$PORT/" "$ROOT/bench/closed-healthz.yaml" >"$OUT/closed-healthz.yaml"
 start_server
 for round in $(seq "$ROUNDS"); do
   d="$OUT/m2-r$round"; rm -rf "$d"
-  taskset -c "$CLIENT_CPU" "$LOADGEN" run "$OUT/closed-healthz.yaml" --out "$d" --quiet >"$d.log" 2>&1 || true
+  taskset -c "$CLIENT_CPU" "$LOADGEN" run "$ROOT/bench/closed-healthz.yaml" --out "$d" --quiet >"$d.log" 2>&1 || true
   echo "round $round loadgen: $(summarise "$d")"
   echo "round $round $(taskset -c "$CLIENT_CPU" "$GOOSE" "http://127.0.0.1:$PORT" 64 10 2>/dev/null | tail -1)"
 done

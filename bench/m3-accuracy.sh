@@ -4,10 +4,10 @@
 source "$(dirname "$0")/lib.sh"
 ROUNDS=${1:-3}
 start_server
-f=$(scenario 10000 30s)
 for round in $(seq "$ROUNDS"); do
   d="$OUT/m3-r$round"; rm -rf "$d"
-  taskset -c "$CLIENT_CPU" "$LOADGEN" run "$f" --out "$d" --quiet >"$d.log" 2>&1 || true
+  taskset -c "$CLIENT_CPU" "$LOADGEN" run "$OPEN_HEALTHZ" -e RATE=10000 -e DURATION=30s \
+    --out "$d" --quiet >"$d.log" 2>&1 || true
   echo "round $round: $(summarise "$d")"
   python3 - "$d/run.json" <<'PY'
 import json, sys

@@ -29,6 +29,6 @@ for round in $(seq "$ROUNDS"); do
   cpu_per_req "$d" replay
   d="$OUT/cpu-open-r$round"; rm -rf "$d"
   /usr/bin/time -f "%U %S" -o "$d.time" taskset -c "$CLIENT_CPU" "$LOADGEN" run \
-    "$(scenario 20000 10s)" --out "$d" --quiet >"$d.log" 2>&1 || true
+    "$OPEN_HEALTHZ" -e RATE=20000 -e DURATION=10s --out "$d" --quiet >"$d.log" 2>&1 || true
   cpu_per_req "$d" open-rate
 done

@@ -71,13 +71,11 @@ for round in $(seq "$ROUNDS"); do
   # loadgen: broadcasts from the scenario, 4 s apart from BSTART.
   cycles=""
   for _ in $(seq "$B"); do cycles="$cycles, { to: 1, over: 0s }, { hold: 1s }, { to: 0, over: 0s }, { hold: 3s }"; done
-  f="$OUT/swarm-cpu.yaml"
-  sed -e "s/__PORT__/$PORT/" -e "s/__N__/$N/" -e "s/__RAMP__/$RAMP/" -e "s/__HOLD__/$HOLD/" \
-    -e "s/__DURATION__/$DURATION/" -e "s/__BSTART__/$BSTART/" -e "s/__BCYCLES__/$cycles/" \
-    "$ROOT/bench/swarm-hold.yaml.in" >"$f"
-  sed -i "s/swarm: { per_shard: 15000 }/swarm: { per_shard: 15000, source_addresses: $SOURCES }/" "$f"
+  f="$ROOT/bench/swarm-hold.yaml"
+  vars=(-e PORT="$PORT" -e N="$N" -e RAMP="$RAMP" -e HOLD="$HOLD" -e DURATION="$DURATION"
+    -e BSTART="$BSTART" -e BCYCLES="$cycles" -e SOURCES="$SOURCES")
   d="$OUT/swarm-cpu-loadgen"; rm -rf "$d"
-  taskset -c "$CLIENT_CPU" "$LOADGEN" run "$f" --out "$d" --quiet >"$d.log" 2>&1 &
+  taskset -c "$CLIENT_CPU" "$LOADGEN" run "$f" "${vars[@]}" --out "$d" --quiet >"$d.log" 2>&1 &
   LG=$!
   POST_BROADCASTS=0 measure "round $round loadgen" "$LG"
   wait "$LG" || true

@@ -39,6 +39,9 @@ pub enum Command {
     Run {
         /// The scenario file.
         file: PathBuf,
+        /// Sets the scenario's `${NAME}` to VALUE (before the environment's NAME); repeatable.
+        #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+        env: Vec<String>,
         /// Output folder (default runs/<name>-<timestamp>/).
         #[arg(long, short)]
         out: Option<PathBuf>,
@@ -58,6 +61,9 @@ pub enum Command {
     Check {
         /// The scenario file.
         file: PathBuf,
+        /// Sets the scenario's `${NAME}` to VALUE (before the environment's NAME); repeatable.
+        #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+        env: Vec<String>,
     },
     /// Print the JSON Schema of scenario files.
     Schema,
@@ -95,24 +101,25 @@ pub fn main(cli: Cli) -> i32 {
             println!("{:#}", crate::scenario::json_schema());
             exit::OK
         }
-        Command::Check { file } => match Plan::from_file(&file) {
+        Command::Check { file, env } => match load_plan(&file, &env) {
             Ok(plan) => {
                 print!("{}", plan.describe());
                 exit::OK
             }
-            Err(e) => fail(exit::BAD_INPUT, &e.to_string()),
+            Err(e) => fail(exit::BAD_INPUT, &e),
         },
         Command::Report(args) => report_cmd::main(args),
         Command::Run {
             file,
+            env,
             out,
             quiet,
             reports,
             baseline,
         } => {
-            let plan = match Plan::from_file(&file) {
+            let plan = match load_plan(&file, &env) {
                 Ok(p) => p,
-                Err(e) => return fail(exit::BAD_INPUT, &e.to_string()),
+                Err(e) => return fail(exit::BAD_INPUT, &e),
             };
             let baseline = match baseline.load() {
                 Ok(b) => b,
@@ -186,6 +193,13 @@ pub(crate) fn execute_plan(
         Err(RunError::BadInput(m)) => fail(exit::BAD_INPUT, &m),
         Err(RunError::Harness(m)) => fail(exit::HARNESS, &m),
     }
+}
+
+/// A scenario file's plan, its `${NAME}` variables filled in from `-e` pairs and the
+/// environment; the error is one line.
+fn load_plan(file: &std::path::Path, env: &[String]) -> Result<Plan, String> {
+    let vars = crate::scenario::vars::Vars::from_pairs(env)?;
+    Plan::from_file_with(file, &vars).map_err(|e| e.to_string())
 }
 
 fn fail(code: i32, message: &str) -> i32 {

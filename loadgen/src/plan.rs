@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::feeder::{FeederError, Feeders};
 use crate::scenario::duration::format_duration;
+use crate::scenario::vars::Vars;
 use crate::scenario::{self, Scenario, ScenarioError, Shape, Stage, Step};
 
 /// Anything that stops a plan from being made; all are bad input (exit 2).
@@ -210,16 +211,35 @@ pub struct Plan {
     pub thresholds: Vec<reports::threshold::Threshold>,
     /// Recorded traffic to replay.
     pub replay: Option<Arc<crate::replay::ReplayPlan>>,
+    /// The scenario's text as parsed (its variables filled in), for the swarm's shards;
+    /// `None` for a scenario built in code.
+    pub source: Option<String>,
 }
 
 impl Plan {
-    /// Reads, validates and plans a scenario file.
+    /// Reads, validates and plans a scenario file, its variables taken from the environment.
     pub fn from_file(path: &Path) -> Result<Plan, PlanError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
+        Plan::from_file_with(path, &Vars::default())
+    }
+
+    /// Reads, validates and plans a scenario file, its variables filled in from `vars` first
+    /// (see [`scenario::vars`]); errors name the file's own lines and columns.
+    pub fn from_file_with(path: &Path, vars: &Vars) -> Result<Plan, PlanError> {
+        let raw = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        let scenario = scenario::load_str(path, &text)?;
+        let expanded = scenario::vars::expand(path, &raw, vars)?;
+        let mut plan = Plan::from_text(path, &expanded.text).map_err(|e| match e {
+            PlanError::Scenario(e) => PlanError::Scenario(expanded.relocate(e)),
+            other => other,
+        })?;
+        plan.source = Some(expanded.text);
+        Ok(plan)
+    }
+
+    fn from_text(path: &Path, text: &str) -> Result<Plan, PlanError> {
+        let scenario = scenario::load_str(path, text)?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
         let feeders = Feeders::load(&scenario.data, base_dir)?;
         for (i, sender) in scenario.senders.iter().enumerate() {
@@ -227,7 +247,7 @@ impl Plan {
                 if var.starts_with("data.") && !feeders.provides(var) {
                     return Err(scenario::located(
                         path,
-                        &text,
+                        text,
                         &format!("{{{{{var}"),
                         format!("senders[{i}]: `{var}`: the feeder has no such column"),
                     )
@@ -239,7 +259,7 @@ impl Plan {
             Some(spec) => Some(crate::replay::ReplayPlan::new(spec, base_dir).map_err(
                 |e| match e {
                     crate::replay::ReplayPlanError::Option(m) => {
-                        PlanError::Scenario(scenario::located(path, &text, "replay:", m))
+                        PlanError::Scenario(scenario::located(path, text, "replay:", m))
                     }
                     other => PlanError::Replay(other),
                 },
@@ -346,6 +366,7 @@ impl Plan {
             feeders: Arc::new(feeders),
             thresholds,
             replay: None,
+            source: None,
         }
     }
 

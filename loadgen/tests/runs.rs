@@ -322,3 +322,66 @@ thresholds:
         .unwrap();
     assert!(reg > 10 && push + 3 >= reg, "register {reg} push {push}");
 }
+
+/// `${NAME}` in a scenario file: `-e NAME=VALUE` first, then the environment, then the
+/// `:-default`; errors name the file's own line and column, also after a filled-in value.
+#[test]
+fn check_fills_in_variables_from_flags_then_the_environment_then_defaults() {
+    let d = Dir::new();
+    let raw = "version: 1
+name: vars
+duration: ${DUR:-10s}
+target: { base_url: \"${TARGET:-http://127.0.0.1:9}\" }
+senders:
+  - name: unicast
+    rate: { per_second: ${RATE} }
+    steps:
+      - post: \"{{base_url}}/push\"
+";
+    d.write("s.yaml", raw);
+    let check = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec!["check", "s.yaml"];
+        all.extend_from_slice(args);
+        let mut c = d.command(&all);
+        c.env_remove("DUR").env_remove("RATE").env_remove("TARGET");
+        c.envs(env.iter().copied());
+        c.output().unwrap()
+    };
+    let out = check(&["-e", "RATE=50"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("duration: 10s"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("500 iterations"), "{}", stdout(&out));
+
+    let out = check(&["-e", "RATE=50"], &[("DUR", "4s")]);
+    assert!(stdout(&out).contains("duration: 4s"), "{}", stdout(&out));
+    let out = check(&["--env", "RATE=50", "-e", "DUR=7s"], &[("DUR", "4s")]);
+    assert!(stdout(&out).contains("duration: 7s"), "{}", stdout(&out));
+
+    let out = check(&[], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("error: s.yaml:7:25: `${RATE}` is not set"),
+        "{}",
+        stderr(&out)
+    );
+    let out = check(&["-e", "RATE"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("-e RATE: expected NAME=VALUE"),
+        "{}",
+        stderr(&out)
+    );
+
+    // An error after a filled-in value on its line is reported where the file has it.
+    let raw = raw.replace("\" }\nsenders", "\", bogus: 1 }\nsenders");
+    d.write("s.yaml", &raw);
+    let out = check(&["-e", "RATE=5", "-e", "TARGET=http://127.0.0.1:1"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let line = raw.lines().nth(3).unwrap();
+    let col = line.find("bogus").unwrap() + 1;
+    assert!(
+        stderr(&out).starts_with(&format!("error: s.yaml:4:{col}: ")),
+        "{} (expected column {col} of {line:?})",
+        stderr(&out)
+    );
+}

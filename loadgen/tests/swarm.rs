@@ -273,6 +273,36 @@ fn two_shard_processes_merge_into_one_run() {
     });
 }
 
+/// The shards plan from the scenario's text with its `${NAME}` variables filled in by the
+/// parent (`-e` and its environment), not from the file.
+#[test]
+fn variables_reach_the_shards() {
+    runtime().block_on(async {
+        let gw = gateway_with(FaultConfig::default()).await;
+        let d = Dir::new();
+        let scenario = format!(
+            "version: 1\nname: vars\ntarget: {{ base_url: \"${{GATEWAY}}\" }}\nswarm: {{ shards: 2 }}\ndevices:\n{}{}",
+            phones("ws", 200, "1s", "${HOLD:-3s}", "ws").replace("to: 200", "to: ${N}"),
+            senders("2s", 50, "1s")
+        );
+        d.write("s.yaml", &scenario);
+        let gateway = format!("GATEWAY={}", gw.base_url());
+        let mut cmd = d.command(&[
+            "run", "s.yaml", "-e", &gateway, "--out", "out", "--quiet",
+        ]);
+        cmd.env("N", "120");
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let run = d.run_record().expect("run.json");
+        assert_eq!(count(&run, "connections_opened"), 120);
+        assert_eq!(count(&run, "delivery_lost"), 0);
+        assert_eq!(count(&run, "swarm_shards_lost"), 0);
+        gw.shutdown().await;
+    });
+}
+
 /// A shard process that dies mid-run is reported; the run goes on and its record is written.
 #[test]
 fn a_crashed_shard_is_reported_and_the_run_goes_on() {

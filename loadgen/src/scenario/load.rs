@@ -40,13 +40,14 @@ impl ScenarioError {
     }
 }
 
-/// Reads and validates a scenario file.
+/// Reads and validates a scenario file, its variables taken from the environment.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
     let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    load_str(path, &text)
+    let expanded = super::vars::expand(path, &text, &super::vars::Vars::default())?;
+    load_str(path, &expanded.text).map_err(|e| expanded.relocate(e))
 }
 
 /// Parses and validates scenario text; `path` is used in messages.

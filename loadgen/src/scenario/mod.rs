@@ -1,5 +1,6 @@
 //! Scenario files (YAML, `version: 1`): the types, their loading with file:line:column errors,
-//! and the JSON Schema generated from the same types.
+//! the variables filled in before parsing ([`vars`]), and the JSON Schema generated from the
+//! same types.
 //!
 //! The serde types here are the single definition of the format: the parser, its error
 //! messages (serde's "unknown field `x`, expected one of …") and `loadgen schema` all come
@@ -11,6 +12,7 @@ mod load;
 pub mod replay;
 pub mod step;
 pub mod template;
+pub mod vars;
 
 use std::collections::BTreeMap;
 

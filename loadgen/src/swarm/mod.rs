@@ -74,8 +74,12 @@ pub fn begin(
     base_url: &str,
     recorders: Arc<crate::collect::Recorders>,
 ) -> Result<Swarm, String> {
-    let text = std::fs::read_to_string(&plan.path)
-        .map_err(|e| format!("{}: cannot read scenario file: {e}", plan.path.display()))?;
+    // The text as parsed (variables filled in), so the shards plan what this process did.
+    let text = match &plan.source {
+        Some(text) => text.clone(),
+        None => std::fs::read_to_string(&plan.path)
+            .map_err(|e| format!("{}: cannot read scenario file: {e}", plan.path.display()))?,
+    };
     let scripts = Script::compile_all(&plan.scenario.devices, plan.duration);
     let (_, sources) = layout(plan);
     let setup = coordinator::SwarmSetup {
