@@ -403,7 +403,7 @@ impl Plan {
                 "\nclosed model (goose): peak {} users",
                 c.users.peak().round()
             );
-            describe_phases(&mut out, &c.users, "users", |_, _| String::new());
+            describe_phases(&mut out, &c.users, "users", |_| String::new());
             for (i, w) in &c.senders {
                 let sd = &s.senders[*i];
                 let _ = writeln!(
@@ -434,9 +434,11 @@ impl Plan {
                 },
                 steps
             );
-            describe_phases(&mut out, &o.rate, "iterations/s", |a, b| {
+            describe_phases(&mut out, &o.rate, "iterations/s", |segment| {
+                // The phase's own levels: at a step (a 0 s ramp) the level just before it is
+                // not the level of the phase after it.
                 let its = Schedule {
-                    segments: vec![(0.0, b - a, o.rate.level_at(a), o.rate.level_at(b))],
+                    segments: vec![segment],
                 }
                 .area();
                 format!(
@@ -468,7 +470,12 @@ impl Plan {
     }
 }
 
-fn describe_phases(out: &mut String, s: &Schedule, unit: &str, extra: impl Fn(f64, f64) -> String) {
+fn describe_phases(
+    out: &mut String,
+    s: &Schedule,
+    unit: &str,
+    extra: impl Fn((f64, f64, f64, f64)) -> String,
+) {
     for &(a, b, from, to) in &s.segments {
         let span = format!(
             "{:>7} – {:<7}",
@@ -480,7 +487,7 @@ fn describe_phases(out: &mut String, s: &Schedule, unit: &str, extra: impl Fn(f6
         } else {
             format!("ramp {} → {} {unit}", fmt_level(from), fmt_level(to))
         };
-        let _ = writeln!(out, "  {span} {what}{}", extra(a, b));
+        let _ = writeln!(out, "  {span} {what}{}", extra((a, b, from, to)));
     }
 }
 

@@ -385,3 +385,36 @@ senders:
         stderr(&out)
     );
 }
+
+/// A phase after a step down (a 0 s ramp) is counted at its own level, not the one before it.
+#[test]
+fn check_counts_each_phase_at_its_own_level_after_a_step() {
+    let d = Dir::new();
+    d.write(
+        "s.yaml",
+        "version: 1
+name: steps
+target: { base_url: \"http://127.0.0.1:9\" }
+senders:
+  - name: burst
+    rate: { stages: [ { to: 10, over: 0s }, { hold: 2s }, { to: 0, over: 0s }, { hold: 4s } ] }
+    steps:
+      - get: \"{{base_url}}/stats\"
+",
+    );
+    let out = d.loadgen(&["check", "s.yaml"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        text.contains("hold 10 iterations/s, 20 iterations, 20 requests"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2s – 6s      hold 0 iterations/s, 0 iterations, 0 requests"),
+        "{text}"
+    );
+    assert!(
+        text.contains("expected: 20 iterations, 20 requests"),
+        "{text}"
+    );
+}
