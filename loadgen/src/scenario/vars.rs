@@ -1,10 +1,11 @@
 //! Variables in a scenario file, filled in before it is parsed: `${NAME}` takes its value from
 //! `loadgen run -e NAME=VALUE` (k6's `-e`), else from the environment; `${NAME:-default}`
-//! falls back to `default` when neither sets it; `$${` is a literal `${`. So one file serves
-//! every target, rate and size (`rate: { per_second: ${RATE:-100} }`) without a copy per run
-//! or a `sed` over it. A value may not hold a line break, so every line of the file keeps its
-//! number; errors found in the filled-in text are moved back to the file's own columns
-//! ([`Expanded::locate`]).
+//! falls back to `default` when neither sets it; `$${` is a literal `${`; comments are left
+//! as they are (a `#` at the start of a line or after a blank, outside quotes). So one file
+//! serves every target, rate and size (`rate: { per_second: ${RATE:-100} }`) without a copy
+//! per run or a `sed` over it. A value may not hold a line break, so every line of the file
+//! keeps its number; errors found in the filled-in text are moved back to the file's own
+//! columns ([`Expanded::locate`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -103,10 +104,11 @@ pub fn expand(path: &Path, text: &str, vars: &Vars) -> Result<Expanded, Scenario
             message,
         };
         let start = out.len();
-        let mut rest = line;
+        let (code, comment) = line.split_at(comment_start(line));
+        let mut rest = code;
         while let Some(at) = rest.find('$') {
             out.push_str(&rest[..at]);
-            let col = line.len() - rest.len() + at + 1;
+            let col = code.len() - rest.len() + at + 1;
             let tail = &rest[at..];
             if let Some(after) = tail.strip_prefix("$${") {
                 out.push_str("${");
@@ -168,8 +170,44 @@ pub fn expand(path: &Path, text: &str, vars: &Vars) -> Result<Expanded, Scenario
             rest = &body[close + 1..];
         }
         out.push_str(rest);
+        out.push_str(comment);
     }
     Ok(Expanded { text: out, shifts })
+}
+
+/// Where a line's comment starts (its length when it has none): a `#` at the start of the
+/// line or after a blank, outside a quoted scalar. A quote opens a scalar only where a
+/// scalar can start (after `: `, `- `, `[`, `{`, `,` or at the start of the line), so the
+/// apostrophe in `it's` does not.
+fn comment_start(line: &str) -> usize {
+    let b = line.as_bytes();
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(b'"') if c == b'\\' => i += 1,
+            Some(b'"') if c == b'"' => quote = None,
+            Some(b'\'') if c == b'\'' => {
+                if b.get(i + 1) == Some(&b'\'') {
+                    i += 1; // '' is a quote inside a single-quoted scalar
+                } else {
+                    quote = None;
+                }
+            }
+            Some(_) => {}
+            None if c == b'#' && (i == 0 || matches!(b[i - 1], b' ' | b'\t')) => return i,
+            None if matches!(c, b'"' | b'\'') => {
+                let before = b[..i].iter().rev().find(|p| !matches!(p, b' ' | b'\t'));
+                if before.is_none_or(|p| matches!(p, b':' | b'-' | b'[' | b'{' | b',' | b'?')) {
+                    quote = Some(c);
+                }
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    b.len()
 }
 
 #[cfg(test)]
@@ -227,6 +265,17 @@ mod tests {
         assert!(
             e.starts_with("s.yaml:1:4: `${V}`: its value holds a line break"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn comments_are_left_as_they_are() {
+        let text = "# ${UNSET_1}\n  # ${UNSET_2}\nn: ${N} # ${UNSET_3}\n\
+                    s: \"a #${N}\" # ${UNSET_4}\nq: 'it''s #${N}'\nu: x/#${N} it's #${UNSET_5}\n";
+        assert_eq!(
+            run(text, &["N=7"]).unwrap(),
+            "# ${UNSET_1}\n  # ${UNSET_2}\nn: 7 # ${UNSET_3}\n\
+             s: \"a #7\" # ${UNSET_4}\nq: 'it''s #7'\nu: x/#7 it's #${UNSET_5}\n"
         );
     }
 
