@@ -40,16 +40,6 @@ impl ScenarioError {
     }
 }
 
-/// Reads and validates a scenario file, its variables taken from the environment.
-pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let expanded = super::vars::expand(path, &text, &super::vars::Vars::default())?;
-    load_str(path, &expanded.text).map_err(|e| expanded.relocate(e))
-}
-
 /// Parses and validates scenario text; `path` is used in messages.
 pub fn load_str(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
     let scenario: Scenario = serde_norway::from_str(text).map_err(|e| {

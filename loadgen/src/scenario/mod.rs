@@ -20,7 +20,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 pub use duration::Dur;
-pub use load::{load, load_str, located, ScenarioError};
+pub use load::{load_str, located, ScenarioError};
 pub use step::Request;
 pub use step::{Capture, CaptureSource, Expect, Method, Step, Think};
 pub use template::{JsonTemplate, Template};
