@@ -87,7 +87,11 @@ fn count(run: &serde_json::Value, key: &str) -> u64 {
 async fn run_loadgen(d: &Dir, gw: &GatewayHandle, scenario: &str) -> serde_json::Value {
     let text = scenario.replace("BASE", &gw.base_url());
     d.write("s.yaml", &text);
-    let mut cmd = d.command(&["run", "s.yaml", "--out", "out", "--quiet"]);
+    passed_run(d, d.command(&["run", "s.yaml", "--out", "out", "--quiet"])).await
+}
+
+/// Runs `cmd` (a `loadgen run` writing `out/`) off the runtime; it must pass. Its record.
+async fn passed_run(d: &Dir, mut cmd: std::process::Command) -> serde_json::Value {
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap();
@@ -291,11 +295,7 @@ fn variables_reach_the_shards() {
             "run", "s.yaml", "-e", &gateway, "--out", "out", "--quiet",
         ]);
         cmd.env("N", "120");
-        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        let run = d.run_record().expect("run.json");
+        let run = passed_run(&d, cmd).await;
         assert_eq!(count(&run, "connections_opened"), 120);
         assert_eq!(count(&run, "delivery_lost"), 0);
         assert_eq!(count(&run, "swarm_shards_lost"), 0);
