@@ -11,6 +11,7 @@
 //!        store_bench --sync-probe 2000   (the disk alone: appends 200 bytes to a file in the
 //!        store's place, then `fdatasync`s it, or `syncfs`s its filesystem as the store does;
 //!        prints the latency of each kind)
+use std::sync::Arc;
 use std::time::Duration;
 
 use apns_relay::dedupe::disk::DiskStore;
@@ -41,12 +42,7 @@ fn rewrite(keys: usize) {
         meta.insert("format", forever(b"2")).expect("format");
         meta.insert("epoch", forever(&1u64.to_be_bytes()))
             .expect("epoch");
-        let done = serde_json::to_vec(&Record::Done {
-            status: 200,
-            body: String::new(),
-            attempts: 1,
-        })
-        .expect("json");
+        let done = serde_json::to_vec(&accepted()).expect("json");
         let value = forever(&[&1u64.to_be_bytes()[..], &done].concat());
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..keys {
@@ -81,17 +77,35 @@ fn rewrite(keys: usize) {
     println!("keys,rewrite_s\n{keys},{took:.2}");
 }
 
-/// Claims `pushes` fresh keys at `rate` per second (open model), then finishes each.
-fn paced(rate: f64, pushes: usize, fsync: bool) {
+/// Runs `bench` on one thread (as the pinned relay runs) against a new store in a temporary
+/// directory, with a day's TTL.
+fn with_store<F: std::future::Future<Output = ()>>(
+    fsync: bool,
+    bench: impl FnOnce(Arc<DiskStore>) -> F,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let store = std::sync::Arc::new(
-            DiskStore::open(dir.path(), Duration::from_secs(86_400), fsync).expect("open"),
-        );
+        let store = DiskStore::open(dir.path(), Duration::from_secs(86_400), fsync).expect("open");
+        bench(Arc::new(store)).await
+    });
+}
+
+/// The outcome every bench push ends with.
+fn accepted() -> Record {
+    Record::Done {
+        status: 200,
+        body: String::new(),
+        attempts: 1,
+    }
+}
+
+/// Claims `pushes` fresh keys at `rate` per second (open model), then finishes each.
+fn paced(rate: f64, pushes: usize, fsync: bool) {
+    with_store(fsync, |store| async move {
         let mut rng = fastrand::Rng::with_seed(7);
         let keys: Vec<Key> = (0..pushes).map(|_| random_key(&mut rng)).collect();
         let start = tokio::time::Instant::now();
@@ -105,12 +119,7 @@ fn paced(rate: f64, pushes: usize, fsync: bool) {
                 let claim = store.claim(&key, Duration::from_secs(30)).await;
                 let took = t.elapsed();
                 assert!(matches!(claim, Ok(Claim::Claimed)), "{claim:?}");
-                let done = Record::Done {
-                    status: 200,
-                    body: String::new(),
-                    attempts: 1,
-                };
-                store.finish(&key, &done).await.expect("finish");
+                store.finish(&key, &accepted()).await.expect("finish");
                 took
             }));
         }
@@ -177,18 +186,14 @@ fn main() {
     let pushes: usize = arg("--pushes", "300000").parse().expect("--pushes");
     let slice: usize = arg("--slice", "50000").parse().expect("--slice");
     let fsync: bool = arg("--fsync", "false").parse().expect("--fsync");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let store = DiskStore::open(dir.path(), Duration::from_secs(86_400), fsync).expect("open");
-        let done = Record::Done {
-            status: 200,
-            body: String::new(),
-            attempts: 1,
-        };
+    sequential(pushes, slice, fsync);
+}
+
+/// Claims and finishes `pushes` fresh keys one after another; the CPU time per push for each
+/// `slice` of them.
+fn sequential(pushes: usize, slice: usize, fsync: bool) {
+    let done = accepted();
+    with_store(fsync, |store| async move {
         let mut rng = fastrand::Rng::with_seed(7);
         println!("pushes,cpu_us_per_push,wall_us_per_push");
         let mut n = 0;
