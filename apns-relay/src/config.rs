@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// A configuration error: one line, naming the file and the place or field.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +64,10 @@ pub struct RelayConfig {
     /// TLS; without it the relay speaks h2c, which is only allowed on a loopback address.
     pub tls: Option<ListenerTls>,
     /// How long a graceful shutdown waits for in-flight pushes.
-    #[serde(default = "defaults::drain", deserialize_with = "de_duration")]
+    #[serde(
+        default = "defaults::drain",
+        deserialize_with = "common::duration::deserialize"
+    )]
     pub drain_timeout: Duration,
     /// Largest accepted payload in bytes (APNs: 4096, 5120 for VoIP).
     #[serde(default = "defaults::max_payload")]
@@ -84,18 +87,21 @@ pub struct ApnsConfig {
     #[serde(default = "defaults::connections")]
     pub connections: usize,
     /// HTTP/2 PING interval on idle and busy connections.
-    #[serde(default = "defaults::ping", deserialize_with = "de_duration")]
+    #[serde(
+        default = "defaults::ping",
+        deserialize_with = "common::duration::deserialize"
+    )]
     pub ping_interval: Duration,
     /// How long to wait for APNs's answer to one request before the outcome is unknown.
     #[serde(
         default = "defaults::request_timeout",
-        deserialize_with = "de_duration"
+        deserialize_with = "common::duration::deserialize"
     )]
     pub request_timeout: Duration,
     /// Connect + TLS handshake timeout.
     #[serde(
         default = "defaults::connect_timeout",
-        deserialize_with = "de_duration"
+        deserialize_with = "common::duration::deserialize"
     )]
     pub connect_timeout: Duration,
     /// Token auth: the relay signs ES256 provider tokens with its own p8 key.
@@ -130,11 +136,17 @@ pub struct TokenConfig {
     /// The team id (`iss`).
     pub team_id: String,
     /// Age at which a token is replaced (Apple: between 20 and 60 minutes).
-    #[serde(default = "defaults::token_refresh", deserialize_with = "de_duration")]
+    #[serde(
+        default = "defaults::token_refresh",
+        deserialize_with = "common::duration::deserialize"
+    )]
     pub refresh: Duration,
     /// Smallest gap between two refreshes, also for the one refresh forced by
     /// `ExpiredProviderToken` (Apple answers 429 TooManyProviderTokenUpdates otherwise).
-    #[serde(default = "defaults::token_min_gap", deserialize_with = "de_duration")]
+    #[serde(
+        default = "defaults::token_min_gap",
+        deserialize_with = "common::duration::deserialize"
+    )]
     pub min_refresh_gap: Duration,
 }
 
@@ -156,10 +168,16 @@ pub struct RetryConfig {
     #[serde(default = "defaults::max_attempts")]
     pub max_attempts: u32,
     /// First backoff; doubles per attempt, full jitter.
-    #[serde(default = "defaults::backoff_base", deserialize_with = "de_duration")]
+    #[serde(
+        default = "defaults::backoff_base",
+        deserialize_with = "common::duration::deserialize"
+    )]
     pub backoff_base: Duration,
     /// Largest backoff.
-    #[serde(default = "defaults::backoff_max", deserialize_with = "de_duration")]
+    #[serde(
+        default = "defaults::backoff_max",
+        deserialize_with = "common::duration::deserialize"
+    )]
     pub backoff_max: Duration,
     /// Retry budget: each first attempt earns this many retry tokens.
     #[serde(default = "defaults::budget_ratio")]
@@ -212,10 +230,16 @@ pub struct DedupeConfig {
     #[serde(default = "defaults::redis_prefix")]
     pub prefix: String,
     /// How long a key is remembered.
-    #[serde(default = "defaults::ttl", deserialize_with = "de_duration")]
+    #[serde(
+        default = "defaults::ttl",
+        deserialize_with = "common::duration::deserialize"
+    )]
     pub ttl: Duration,
     /// How long another instance's in-flight claim is honoured before it counts as unknown.
-    #[serde(default = "defaults::lease", deserialize_with = "de_duration")]
+    #[serde(
+        default = "defaults::lease",
+        deserialize_with = "common::duration::deserialize"
+    )]
     pub in_flight_lease: Duration,
 }
 
@@ -258,12 +282,15 @@ pub struct ProxyConfig {
     #[serde(default)]
     pub resolve: BTreeMap<String, SocketAddr>,
     /// A tunnel with no traffic either way for this long is closed.
-    #[serde(default = "defaults::idle", deserialize_with = "de_duration")]
+    #[serde(
+        default = "defaults::idle",
+        deserialize_with = "common::duration::deserialize"
+    )]
     pub idle_timeout: Duration,
     /// Connect timeout towards the destination.
     #[serde(
         default = "defaults::connect_timeout",
-        deserialize_with = "de_duration"
+        deserialize_with = "common::duration::deserialize"
     )]
     pub connect_timeout: Duration,
 }
@@ -414,31 +441,6 @@ mod defaults {
         })
         .collect()
     }
-}
-
-/// Parses `250ms`, `10s`, `40m`, `24h`, `1.5s`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 250ms, 10s, 40m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("`{s}`: duration unit must be ms, s, m or h")),
-    };
-    Ok(Duration::from_secs_f64(secs))
-}
-
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
 impl Config {
@@ -607,13 +609,13 @@ pub struct RouterConfig {
     /// How long a push may keep being retried while the path is down (relay restarting).
     #[serde(
         default = "defaults::router_retry_for",
-        deserialize_with = "de_duration"
+        deserialize_with = "common::duration::deserialize"
     )]
     pub retry_for: Duration,
     /// Timeout of one request.
     #[serde(
         default = "defaults::request_timeout",
-        deserialize_with = "de_duration"
+        deserialize_with = "common::duration::deserialize"
     )]
     pub request_timeout: Duration,
     /// CA of the vendors' endpoints' certificates, added to the system roots (tests: the
@@ -903,7 +905,10 @@ mod tests {
         let text = "[relay]\nlisten = \"127.0.0.1:1\"\ndrain_timeout = \"5 parsecs\"\n";
         let e = Config::parse(text, "r.toml").unwrap_err().to_string();
         assert!(e.starts_with("r.toml:3:17:"), "{e}");
-        assert!(e.contains("duration unit"), "{e}");
+        assert!(
+            e.contains("expected a duration such as `500us`, `250ms` or `1m30s`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -930,9 +935,12 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("40m").unwrap(), Duration::from_secs(2400));
-        assert!(parse_duration("x").is_err());
+    fn durations_take_microseconds() {
+        let text = "[relay]\nlisten = \"127.0.0.1:1\"\ndrain_timeout = \"500us\"\n";
+        let c = Config::parse(text, "r.toml").unwrap();
+        assert_eq!(
+            c.relay.map(|r| r.drain_timeout),
+            Some(Duration::from_micros(500))
+        );
     }
 }

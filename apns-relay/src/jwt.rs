@@ -143,7 +143,7 @@ impl TokenCache {
 
     /// The token to use now.
     pub fn get(&self) -> Token {
-        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cur = common::sync::lock(&self.current);
         let stale = cur
             .as_ref()
             .is_none_or(|c| c.minted.elapsed() >= self.refresh);
@@ -168,7 +168,7 @@ impl TokenCache {
 
     /// The current token as `"<iat> <jwt>"` and its generation, for sharing.
     pub fn snapshot(&self) -> Option<(u64, String)> {
-        let cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let cur = common::sync::lock(&self.current);
         cur.as_ref()
             .map(|c| (c.generation, format!("{} {}", c.iat, c.token)))
     }
@@ -188,7 +188,7 @@ impl TokenCache {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let age = Duration::from_secs(now.saturating_sub(iat));
-        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cur = common::sync::lock(&self.current);
         if cur.is_some() || age >= self.refresh {
             return false;
         }
@@ -203,7 +203,7 @@ impl TokenCache {
     /// minted after it already or the last one is younger than `min_gap`. Returns whether a
     /// newer token than `generation` is now available.
     pub fn expired(&self, generation: u64) -> bool {
-        let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cur = common::sync::lock(&self.current);
         match cur.as_ref() {
             Some(c) if c.generation > generation => true,
             Some(c) if c.minted.elapsed() < self.min_gap => false,

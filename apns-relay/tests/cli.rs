@@ -120,9 +120,7 @@ async fn send_pushes_through_the_relay_binary_and_sigterm_drains() {
             .wait_for_count(1, std::time::Duration::from_secs(20))
             .await
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    child.signal(testkit::process::Signal::SIGTERM);
     let out = out.await.unwrap();
     let line = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -138,7 +136,7 @@ async fn send_pushes_through_the_relay_binary_and_sigterm_drains() {
         "{line}"
     );
     assert!(
-        child.wait().unwrap().success(),
+        child.wait(std::time::Duration::from_secs(20)).success(),
         "serve exits 0 after draining"
     );
     let n = h.mock.notifications();

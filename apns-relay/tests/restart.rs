@@ -18,7 +18,7 @@ async fn sigkill_mid_run_then_restart_loses_and_duplicates_nothing() {
         ..ApnsFaults::default()
     })
     .await;
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = testkit::net::private_addr().to_string();
     let config = h.path("relay.toml");
     std::fs::write(&config, h.relay_toml(&listen, "")).unwrap();
     let (mut child, addr) = spawn_binary(&config);
@@ -31,8 +31,7 @@ async fn sigkill_mid_run_then_restart_loses_and_duplicates_nothing() {
         h.mock.wait_for_count(N / 3, Duration::from_secs(60)).await,
         "the run did not get going"
     );
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.kill(); // SIGKILL
     let at_kill = h.mock.count();
     assert!(at_kill < N, "the kill came after the run");
     let (mut child, _) = spawn_binary(&config);
@@ -40,8 +39,7 @@ async fn sigkill_mid_run_then_restart_loses_and_duplicates_nothing() {
         .await
         .expect("run timed out")
         .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill();
     assert_eq!(results.len(), N);
     let (accepted, rejected, unknown) = tally(&results);
     assert_no_duplicates(&h.mock);
@@ -57,7 +55,7 @@ async fn sigkill_mid_run_then_restart_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_sharing_redis_deliver_a_push_sent_to_both_once() {
-    let redis = testbed::redis_server::RedisServer::start().await.unwrap();
+    let redis = testkit::servers::Redis::start();
     let h = Harness::new(ApnsFaults {
         latency_ms: 1,
         ..ApnsFaults::default()

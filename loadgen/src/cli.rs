@@ -128,7 +128,7 @@ pub fn main(cli: Cli) -> i32 {
             let banner = format!(
                 "running `{}` for up to {}",
                 plan.scenario.name,
-                crate::scenario::duration::format_duration(plan.duration)
+                common::duration::format(plan.duration)
             );
             execute_plan(plan, out, quiet, &reports, baseline.as_ref(), &banner)
         }

@@ -34,10 +34,7 @@ impl Recorders {
     /// A new recorder for one task.
     pub fn handle(&self) -> RecorderHandle {
         let h = Arc::new(Mutex::new(Recorder::new(self.origin)));
-        self.handles
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(h.clone());
+        common::sync::lock(&self.handles).push(h.clone());
         h
     }
 
@@ -64,14 +61,10 @@ impl Recorders {
 
     /// Takes what every recorder holds since the last harvest.
     pub fn harvest(&self) -> Recorder {
-        let handles: Vec<RecorderHandle> = self
-            .handles
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let handles: Vec<RecorderHandle> = common::sync::lock(&self.handles).clone();
         let mut all = Recorder::new(self.origin);
         for h in handles {
-            let delta = crate::journey::lock(&h).take();
+            let delta = common::sync::lock(&h).take();
             all.merge(delta);
         }
         all

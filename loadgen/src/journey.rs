@@ -408,7 +408,7 @@ pub async fn run_iteration<T: Transport>(
             }
         };
         {
-            let mut rec = lock(recorder);
+            let mut rec = common::sync::lock(recorder);
             rec.record(&keys.duration, done, latency.as_micros() as u64);
             rec.add(&keys.reqs, done, 1);
             rec.count(&keys.failed, done, outcome.is_err());
@@ -427,7 +427,7 @@ pub async fn run_iteration<T: Transport>(
         step_start = Instant::now();
     }
     let done = Instant::now();
-    let mut rec = lock(recorder);
+    let mut rec = common::sync::lock(recorder);
     rec.record(
         &journey.iteration_duration,
         done,
@@ -469,10 +469,5 @@ fn record_error(
     cause: &str,
     at: Instant,
 ) {
-    lock(recorder).add(&journey.error_key(step, cause), at, 1);
-}
-
-/// Locks a per-task recorder; a poisoned lock still holds valid samples.
-pub fn lock(m: &std::sync::Mutex<Recorder>) -> std::sync::MutexGuard<'_, Recorder> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    common::sync::lock(recorder).add(&journey.error_key(step, cause), at, 1);
 }

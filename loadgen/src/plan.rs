@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::feeder::{FeederError, Feeders};
-use crate::scenario::duration::format_duration;
 use crate::scenario::vars::Vars;
 use crate::scenario::{self, Scenario, ScenarioError, Shape, Stage, Step};
+use common::duration::format as format_duration;
 
 /// Anything that stops a plan from being made; all are bad input (exit 2).
 #[derive(Debug, thiserror::Error)]

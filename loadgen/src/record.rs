@@ -193,16 +193,8 @@ impl RecordProxy {
         }
         conns.abort_all();
         while conns.join_next().await.is_some() {}
-        let summary = *self
-            .shared
-            .summary
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        self.shared
-            .writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let summary = *common::sync::lock(&self.shared.summary);
+        common::sync::lock(&self.shared.writer).take();
         let writer = self.writer;
         tokio::task::spawn_blocking(move || writer.join())
             .await
@@ -333,11 +325,7 @@ async fn forward(req: http::Request<Incoming>, shared: &Shared) -> http::Respons
             out
         }
         Err(e) => {
-            shared
-                .summary
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .upstream_errors += 1;
+            common::sync::lock(&shared.summary).upstream_errors += 1;
             plain(
                 http::StatusCode::BAD_GATEWAY,
                 format!("upstream {}: {e}", shared.base),
@@ -355,18 +343,13 @@ fn plain(status: http::StatusCode, text: String) -> http::Response<Full<Bytes>> 
 impl Shared {
     fn write(&self, rec: Rec) {
         {
-            let mut s = self.summary.lock().unwrap_or_else(|p| p.into_inner());
+            let mut s = common::sync::lock(&self.summary);
             match rec.kind {
                 Kind::Request => s.requests += 1,
                 _ => s.responses += 1,
             }
         }
-        if let Some(tx) = self
-            .writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
+        if let Some(tx) = common::sync::lock(&self.writer).as_ref() {
             let _ = tx.send(rec);
         }
     }
@@ -376,7 +359,7 @@ impl Shared {
             .url
             .parse()
             .map_err(|e| TransportError::BadUrl(format!("{}: {e}", req.url)))?;
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let idle = common::sync::lock(&self.idle).pop();
         let mut conn = match idle.filter(Conn::is_usable) {
             Some(c) => c,
             None => Conn::connect(&self.origin, false, &self.tls, self.timeout).await?,
@@ -385,10 +368,7 @@ impl Shared {
             .await
             .unwrap_or(Err(TransportError::Timeout));
         if result.is_ok() && conn.is_usable() {
-            self.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
+            common::sync::lock(&self.idle).push(conn);
         }
         result
     }
@@ -412,13 +392,13 @@ pub fn main(args: RecordArgs) -> i32 {
     let duration = match args
         .duration
         .as_deref()
-        .map(crate::scenario::duration::parse_duration)
+        .map(common::duration::parse)
         .transpose()
     {
         Ok(d) => d,
         Err(e) => return fail(exit::BAD_INPUT, &format!("--duration: {e}")),
     };
-    let timeout = match crate::scenario::duration::parse_duration(&args.timeout) {
+    let timeout = match common::duration::parse(&args.timeout) {
         Ok(d) => d,
         Err(e) => return fail(exit::BAD_INPUT, &format!("--timeout: {e}")),
     };

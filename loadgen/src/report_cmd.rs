@@ -119,17 +119,9 @@ impl BaselineArgs {
 }
 
 fn parse_floor(text: &str) -> Result<f64, String> {
-    let t = text.trim();
-    let (number, scale) = [("us", 1.0), ("µs", 1.0), ("ms", 1e3), ("s", 1e6)]
-        .into_iter()
-        .find_map(|(unit, scale)| t.strip_suffix(unit).map(|n| (n, scale)))
-        .unwrap_or((t, 1.0));
-    match number.trim().parse::<f64>() {
-        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v * scale),
-        _ => Err(format!(
-            "expected a duration such as `50us` or `1ms`, got `{text}`"
-        )),
-    }
+    common::duration::parse(text)
+        .map(|d| d.as_secs_f64() * 1e6)
+        .map_err(|e| e.to_string())
 }
 
 /// A baseline run and how to compare with it.

@@ -65,12 +65,12 @@ fn bad_duration() {
     check_fails(
         &BASE.replace("duration: 2s", "duration: 20"),
         "s.yaml:4:11: ",
-        "expected a duration with a unit such as `20s` or `20ms`, got the bare number 20",
+        "duration: expected a duration such as `500us`, `250ms` or `1m30s` (a number and a unit: ns, us, ms, s, m, h), got `20`",
     );
     check_fails(
         &BASE.replace("duration: 2s", "duration: 2 secs"),
         "s.yaml:4:11: ",
-        "expected a duration such as `250ms`, `20s` or `1m30s`, got `2 secs`",
+        "duration: expected a duration such as `500us`, `250ms` or `1m30s` (a number and a unit: ns, us, ms, s, m, h), got `2 secs`",
     );
 }
 

@@ -202,10 +202,13 @@ fn parse_value(agg: Agg, agg_text: &str, text: &str) -> Result<f64, ExprError> {
         got: text.to_string(),
     };
     let value = match (agg, unit) {
-        (a, "" | "ms") if a.is_latency() => parse_scaled(number, 3),
-        (a, "us" | "µs") if a.is_latency() => parse_scaled(number, 0),
-        (a, "s") if a.is_latency() => parse_scaled(number, 6),
-        (a, "m") if a.is_latency() => parse_scaled(number, 6).map(|v| v * 60.0),
+        // A bare number is milliseconds, as in k6; with a unit, the shared duration grammar.
+        (a, "") if a.is_latency() => parse_scaled(number, 3),
+        (a, _) if a.is_latency() => match common::duration::parse(&format!("{number}{unit}")) {
+            Ok(d) => Some(d.as_nanos() as f64 / 1e3),
+            Err(_) if unit == "%" => return Err(unit_error("a duration", "p(99) < 250ms")),
+            Err(_) => None,
+        },
         (Agg::Rate, "%") => parse_scaled(number, -2),
         (Agg::Count | Agg::Rate | Agg::Value | Agg::Peak, "") => parse_scaled(number, 0),
         (_, "" | "ms" | "us" | "µs" | "s" | "m" | "%") => {

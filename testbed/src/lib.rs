@@ -29,17 +29,13 @@
 //! [`apns`] is a mock of Apple's push service (HTTP/2 over TLS, provider tokens or client
 //! certificates, APNs errors, injectable faults) for APNs clients such as the relay, served by
 //! `testbed mock-apns --listen ADDR`; [`pki`] makes the test CA, certificates and provider keys
-//! that it and its clients use. [`redis_server`] runs a real `redis-server` for tests that need
-//! Redis.
+//! that it and its clients use.
 
 mod accept;
 pub mod apns;
-pub mod duration;
 pub mod gateway;
 pub mod pki;
-pub mod redis_server;
 mod timer;
 
-pub use duration::{parse_duration, DurationError};
 pub use gateway::{spawn, FaultConfig, FaultConfigError, GatewayConfig, GatewayHandle, Stats};
 pub use gateway::{RoomAddr, RoomCommand, RoomCounters, RoomsConfig};

@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use testbed::{parse_duration, FaultConfig, GatewayConfig, RoomCommand, RoomsConfig};
+use common::duration::parse as parse_duration;
+use testbed::{FaultConfig, GatewayConfig, RoomCommand, RoomsConfig};
 
 mod mock_apns_cli;
 

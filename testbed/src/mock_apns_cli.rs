@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use common::duration::parse as parse_duration;
 use testbed::apns::{
     self, ApnsFaults, Auth, CertificateAuth, Credentials, Environment, MockApnsConfig, TokenAuth,
 };
-use testbed::parse_duration;
 
 /// Arguments of `testbed mock-apns`.
 #[derive(Debug, Args)]

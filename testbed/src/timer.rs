@@ -88,7 +88,7 @@ struct Entry {
 
 impl Timer {
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+        common::sync::lock(&self.queue)
     }
 
     fn lead(&self) -> Duration {

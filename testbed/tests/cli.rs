@@ -60,23 +60,7 @@ async fn gateway_answers_and_stops_on_sigterm() {
     assert_eq!(stats.status().as_u16(), 200);
     assert!(started.elapsed() >= Duration::from_millis(2));
 
-    let pid = gateway.child.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = gateway.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running 10 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = gateway.process.stop(Duration::from_secs(10));
     assert!(status.success(), "{status}");
 }
 
@@ -111,7 +95,7 @@ fn bad_duration_exits_2_naming_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains(
-            "invalid value '5' for '--latency <DURATION>': invalid duration `5`: missing unit"
+            "invalid value '5' for '--latency <DURATION>': expected a duration such as `500us`, `250ms` or `1m30s` (a number and a unit: ns, us, ms, s, m, h), got `5`"
         ),
         "{stderr}"
     );
@@ -183,7 +167,7 @@ async fn room_processes_from_the_command_line_dispatch_and_stop_on_sigterm() {
         (&2.into(), &0.into())
     );
 
-    let pid = gateway.child.id();
+    let pid = gateway.process.pid();
     let children = Command::new("pgrep")
         .args(["-P", &pid.to_string()])
         .output()
@@ -193,31 +177,17 @@ async fn room_processes_from_the_command_line_dispatch_and_stop_on_sigterm() {
         .map(str::to_owned)
         .collect();
     assert_eq!(rooms.len(), 2, "two room processes: {rooms:?}");
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill runs")
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gateway.child.try_wait().expect("wait").is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "still running 10 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    gateway.process.stop(Duration::from_secs(10));
     // The room processes end with the gateway.
     for room in rooms {
-        while std::path::Path::new(&format!("/proc/{room}/status")).exists()
-            && std::fs::read_to_string(format!("/proc/{room}/status"))
-                .is_ok_and(|s| !s.contains("State:\tZ"))
-        {
-            assert!(
-                Instant::now() < deadline,
-                "room process {room} outlived the gateway"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        testkit::wait::until(
+            Duration::from_secs(10),
+            &format!("room process {room} to end with the gateway"),
+            || {
+                std::fs::read_to_string(format!("/proc/{room}/status"))
+                    .map_or(true, |s| s.contains("State:\tZ"))
+            },
+        );
     }
 }
 

@@ -257,7 +257,7 @@ impl Inner {
     }
 
     fn group(&self) -> std::sync::MutexGuard<'_, GroupState> {
-        self.group.lock().unwrap_or_else(|p| p.into_inner())
+        common::sync::lock(&self.group)
     }
 
     /// The key as stored.
@@ -269,12 +269,7 @@ impl Inner {
     fn locate(&self, key: &Key) -> (Digest, std::sync::MutexGuard<'_, ()>) {
         let d = self.stored(key);
         let stripe = u64::from_le_bytes(d[..8].try_into().unwrap_or_default()) as usize % STRIPES;
-        (
-            d,
-            self.stripes[stripe]
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        )
+        (d, common::sync::lock(&self.stripes[stripe]))
     }
 
     fn read(&self, ks: &Keyspace, key: &[u8], now: u64) -> Result<Option<Vec<u8>>, StoreError> {

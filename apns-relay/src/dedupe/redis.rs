@@ -180,9 +180,9 @@ impl Store for RedisStore {
 mod tests {
     use super::*;
 
-    /// A real redis-server (testbed's helper, shared with the integration tests).
-    async fn redis_server() -> testbed::redis_server::RedisServer {
-        testbed::redis_server::RedisServer::start().await.unwrap()
+    /// A real redis-server (the test kit's, shared with the integration tests).
+    async fn redis_server() -> testkit::servers::Redis {
+        testkit::servers::Redis::start()
     }
 
     #[tokio::test]

@@ -37,18 +37,7 @@ const FORWARDED: [&str; 6] = [
     "apns-topic",
     "apns-collapse-id",
 ];
-const PUSH_TYPES: [&str; 10] = [
-    "alert",
-    "background",
-    "location",
-    "voip",
-    "complication",
-    "fileprovider",
-    "mdm",
-    "liveactivity",
-    "pushtotalk",
-    "widgets",
-];
+use common::apns::PUSH_TYPES;
 /// Sender header: an `unknown` outcome may be resent.
 pub const RESEND_UNKNOWN: &str = "apns-relay-resend-unknown";
 /// Sender header: the relay bearer token when `authorization` carries the sender's own

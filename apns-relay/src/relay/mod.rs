@@ -183,11 +183,7 @@ impl<'a> Owner<'a> {
 
 impl Drop for Owner<'_> {
     fn drop(&mut self) {
-        self.relay
-            .local
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.key);
+        common::sync::lock(&self.relay.local).remove(&self.key);
         self.relay.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.relay.metrics.pushes_in_flight.dec();
     }
@@ -278,7 +274,7 @@ impl Relay {
         let started = Instant::now();
         loop {
             let waiter = {
-                let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+                let mut local = common::sync::lock(&self.local);
                 match local.get(&push.key) {
                     Some(rx) => Err(rx.clone()),
                     None => {

@@ -43,14 +43,14 @@ impl RetryPolicy {
 
     /// A first attempt earns `budget_ratio` tokens.
     pub fn on_first_attempt(&self) {
-        let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let mut b = common::sync::lock(&self.bucket);
         self.refill(&mut b);
         b.0 = (b.0 + self.config.budget_ratio).min(self.cap());
     }
 
     /// Takes a token for a retry; false when the budget is spent.
     pub fn try_retry(&self) -> bool {
-        let mut b = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let mut b = common::sync::lock(&self.bucket);
         self.refill(&mut b);
         if b.0 >= 1.0 {
             b.0 -= 1.0;

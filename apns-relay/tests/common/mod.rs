@@ -186,37 +186,15 @@ pub fn timeout() -> Duration {
     Duration::from_secs(120)
 }
 
-/// The `apns-relay` binary serving `config`; returns the child and the relay address it
-/// printed.
-pub fn spawn_binary(config: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_apns-relay"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env(
-            "APNS_RELAY_LOG",
-            std::env::var("TEST_RELAY_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("relay="))
-        .unwrap_or_else(|| panic!("no relay address in {line:?}"))
-        .parse()
-        .unwrap();
+/// The `apns-relay` binary serving `config`; returns the process and the relay address it
+/// announced (`relay=ADDR`).
+pub fn spawn_binary(config: &std::path::Path) -> (testkit::Spawned, std::net::SocketAddr) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_apns-relay"));
+    cmd.args(["serve", "--config"]).arg(config).env(
+        "APNS_RELAY_LOG",
+        std::env::var("TEST_RELAY_LOG").unwrap_or_else(|_| "warn".into()),
+    );
+    let mut child = testkit::Spawned::start(cmd);
+    let addr = child.announced("relay=").parse().unwrap();
     (child, addr)
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -112,7 +112,7 @@ fn iteration_fn(
                 None => return Ok(()),
             };
             let recorder = recorders.for_thread();
-            let taken = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let taken = common::sync::lock(&slot).take();
             let mut vars = match taken {
                 Some(v) => v,
                 None => journey.vars(user.weighted_users_index as u64 + 1),
@@ -134,7 +134,7 @@ fn iteration_fn(
                 // spin through empty transactions.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(vars);
+            *common::sync::lock(&slot) = Some(vars);
             Ok(())
         })
     })

@@ -196,7 +196,7 @@ async fn tick(
             break;
         }
         let now = Instant::now();
-        let mut rec = journey::lock(&recorder);
+        let mut rec = common::sync::lock(&recorder);
         while let Some(&offset) = arrivals.peek() {
             let intended = start + Duration::from_secs_f64(offset);
             if intended > now {

@@ -370,10 +370,8 @@ fn replay(args: ReplayArgs) -> i32 {
             } else {
                 String::new()
             },
-            crate::scenario::duration::format_duration(Duration::from_millis(
-                r.length.as_millis() as u64
-            )),
-            crate::scenario::duration::format_duration(plan.duration)
+            common::duration::format(Duration::from_millis(r.length.as_millis() as u64)),
+            common::duration::format(plan.duration)
         ),
         None => String::new(),
     };

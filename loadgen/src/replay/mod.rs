@@ -23,7 +23,7 @@ use reports::{MetricKey, Recorder};
 use crate::collect::Recorders;
 use crate::engine::conn::Tls;
 use crate::engine::open::{self, Fire, Fired, OpenOutcome, PoolConfig};
-use crate::journey::{self, names, Prepared, TransportError};
+use crate::journey::{names, Prepared, TransportError};
 use crate::scenario::replay::ReplaySpec;
 use crate::scenario::Pool;
 use crate::stop::Stop;
@@ -215,14 +215,12 @@ impl ReplayPlan {
         let mut out = format!(
             "\nreplay: {} requests over {} from {}\n  speed {}x{}{}{}, {} connections{}\n",
             self.planned_requests,
-            crate::scenario::duration::format_duration(Duration::from_millis(
-                self.length.as_millis() as u64
-            )),
+            common::duration::format(Duration::from_millis(self.length.as_millis() as u64)),
             files.join(", "),
             t.speed,
             t.max_wait.map_or(String::new(), |m| format!(
                 ", max wait {}",
-                crate::scenario::duration::format_duration(m)
+                common::duration::format(m)
             )),
             if t.loops > 1 {
                 format!(", {} loops", t.loops)
@@ -495,7 +493,11 @@ fn pace(
             .map(|rec| rec.status);
         let Ok(http_method) = http::Method::from_bytes(r.method.as_bytes()) else {
             let k = &keys.methods[method].1;
-            journey::lock(&recorder).add(&k.errors.clone().with_tag("cause", "bad_method"), due, 1);
+            common::sync::lock(&recorder).add(
+                &k.errors.clone().with_tag("cause", "bad_method"),
+                due,
+                1,
+            );
             continue;
         };
         // In place: no new vector per request.
@@ -527,7 +529,7 @@ fn pace(
             Err(flume::TrySendError::Disconnected(_)) => break,
         };
         outcome.dropped += u64::from(dropped);
-        journey::lock(&recorder).count(&keys.dropped, due, dropped);
+        common::sync::lock(&recorder).count(&keys.dropped, due, dropped);
     }
     outcome
 }
@@ -563,7 +565,7 @@ fn record(keys: &Keys, f: Fired<Ctx>, rec: &std::sync::Mutex<Recorder>) {
         },
         Err(e) => (Some(transport_cause(e).to_string()), None),
     };
-    let mut r = journey::lock(rec);
+    let mut r = common::sync::lock(rec);
     r.record(&k.duration, f.done, latency.as_micros() as u64);
     r.add(&k.reqs, f.done, 1);
     r.count(&k.failed, f.done, cause.is_some());

@@ -18,7 +18,6 @@ use reports::MetricKey;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::collect::RecorderHandle;
-use crate::journey;
 use crate::stop::Stop;
 use crate::swarm::wire::{self, Decoder, Frame, Framing};
 
@@ -189,7 +188,7 @@ pub async fn play(player: Arc<Player>, session: DeviceSession, due: Instant) {
     };
     let now = Instant::now();
     {
-        let mut r = journey::lock(&player.recorder);
+        let mut r = common::sync::lock(&player.recorder);
         r.record(
             &player.keys.connecting,
             now,
@@ -274,7 +273,7 @@ pub async fn play(player: Arc<Player>, session: DeviceSession, due: Instant) {
     let _ = io.shutdown().await;
     let now = Instant::now();
     let k = &player.keys;
-    let mut r = journey::lock(&player.recorder);
+    let mut r = common::sync::lock(&player.recorder);
     r.add(&k.sent, now, sent as u64);
     r.add(&k.not_sent, now, (sends.len() - sent) as u64);
     r.add(&k.received, now, received);
@@ -289,7 +288,7 @@ pub async fn play(player: Arc<Player>, session: DeviceSession, due: Instant) {
 
 fn failed(player: &Player, cause: &str) {
     let key = player.keys.failed.clone().with_tag("cause", cause);
-    journey::lock(&player.recorder).add(&key, Instant::now(), 1);
+    common::sync::lock(&player.recorder).add(&key, Instant::now(), 1);
 }
 
 async fn sleep_until(at: Instant) {

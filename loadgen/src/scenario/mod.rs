@@ -7,7 +7,6 @@
 //! from them.
 
 pub mod device;
-pub mod duration;
 mod load;
 pub mod replay;
 pub mod step;
@@ -19,7 +18,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-pub use duration::Dur;
+pub use common::duration::Dur;
 pub use load::{load_str, located, ScenarioError};
 pub use step::Request;
 pub use step::{Capture, CaptureSource, Expect, Method, Step, Think};

@@ -395,7 +395,7 @@ impl<'de> Deserialize<'de> for Think {
                 f.write_str("a duration (`100ms`) or one of `{constant: 100ms}`, `{uniform: [50ms, 150ms]}`, `{exponential: 100ms}`")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Think, E> {
-                super::duration::parse_duration(v)
+                common::duration::parse(v)
                     .map(|d| Think::Constant(Dur(d)))
                     .map_err(E::custom)
             }

@@ -14,7 +14,6 @@
 //! number, so gateways that want numeric timestamps get them.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use schemars::JsonSchema;
 use serde::{de, Deserialize, Deserializer};
@@ -166,10 +165,10 @@ impl Template {
                     let _ = write!(out, "{}", uuid::Uuid::new_v4());
                 }
                 Part::NowNs => {
-                    let _ = write!(out, "{}", unix_now().as_nanos());
+                    let _ = write!(out, "{}", common::clock::unix_ns());
                 }
                 Part::NowMs => {
-                    let _ = write!(out, "{}", unix_now().as_millis());
+                    let _ = write!(out, "{}", common::clock::unix_ms());
                 }
                 Part::Bytes(n) => {
                     out.reserve(*n);
@@ -197,12 +196,6 @@ impl Template {
         self.render_into(scope, &mut out)?;
         Ok(out)
     }
-}
-
-fn unix_now() -> std::time::Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
 }
 
 fn is_var_name(s: &str) -> bool {

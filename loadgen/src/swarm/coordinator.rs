@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::sync::lock;
 use reports::MetricKey;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -144,10 +145,6 @@ impl DeliveryHooks {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A running swarm.
@@ -433,7 +430,7 @@ async fn pump(
                 for b in bad {
                     tracing::warn!("shard {k}: histogram of {b} did not decode");
                 }
-                crate::journey::lock(&rec).merge(r);
+                common::sync::lock(&rec).merge(r);
             }
             Incoming::Event(Event::BroadcastDone {
                 id,
@@ -452,7 +449,7 @@ async fn pump(
             Incoming::Exited(why) => {
                 if !std::mem::replace(&mut finished[k as usize], true) {
                     eprintln!("swarm shard {k} ended before finishing ({why}); the run goes on without its devices");
-                    crate::journey::lock(&rec).add(&lost_key, Instant::now(), 1);
+                    common::sync::lock(&rec).add(&lost_key, Instant::now(), 1);
                     let ids: Vec<String> = lock(&hooks.broadcasts).keys().cloned().collect();
                     for id in ids {
                         settle_broadcast(&hooks, &rec, &id, k, None);
@@ -489,7 +486,7 @@ fn settle_broadcast(
             if w.received > 0 && w.last_ns >= w.sent_ns {
                 let key =
                     MetricKey::new(names::BROADCAST_COMPLETION).with_tag("journey", &w.journey);
-                crate::journey::lock(rec).record(
+                common::sync::lock(rec).record(
                     &key,
                     Instant::now(),
                     (w.last_ns - w.sent_ns) / 1_000,

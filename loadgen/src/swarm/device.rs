@@ -99,19 +99,11 @@ async fn session(ctx: &Arc<ShardCtx>, slot: &Slot, script: &Script) -> Ended {
     slot.start_ns.store(unix_ns(), Ordering::Release);
     slot.end_ns.store(0, Ordering::Release);
     ctx.active.fetch_add(1, Ordering::Relaxed);
-    ctx.conn_events
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .0
-        .push(slot.global);
+    common::sync::lock(&ctx.conn_events).0.push(slot.global);
     let held = hold(ctx, slot, script, &mut link, &mut st).await;
     slot.end_ns.store(unix_ns(), Ordering::Release);
     ctx.active.fetch_sub(1, Ordering::Relaxed);
-    ctx.conn_events
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .1
-        .push(slot.global);
+    common::sync::lock(&ctx.conn_events).1.push(slot.global);
     match held {
         Ok(e) => e,
         Err(cause) => {
@@ -633,19 +625,16 @@ fn on_frame(
         (n > 0.0).then(|| (n * s.unit.nanos() as f64) as u64)
     });
     let local = ctx.table.local_of(slot.global);
-    ctx.tracker
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .receipt(
-            &id,
-            Receipt {
-                local,
-                at_ns,
-                redelivery,
-                sent_ns,
-            },
-            &ctx.table,
-        );
+    common::sync::lock(&ctx.tracker).receipt(
+        &id,
+        Receipt {
+            local,
+            at_ns,
+            redelivery,
+            sent_ns,
+        },
+        &ctx.table,
+    );
     if let Some(ack) = &p.ack {
         ack::render(ack, &id, ctx, slot, script, vars, framing, &mut st.out);
     }

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -97,7 +97,7 @@ impl Dispatcher {
     }
 
     fn take(&self, origin: &Origin) -> Option<Conn> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = common::sync::lock(&self.idle);
         let conns = idle.get_mut(origin)?;
         while let Some(conn) = conns.pop() {
             if conn.is_usable() {
@@ -109,7 +109,7 @@ impl Dispatcher {
 
     fn put(&self, conn: Conn) {
         if conn.is_usable() {
-            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut idle = common::sync::lock(&self.idle);
             idle.entry(conn.origin().clone()).or_default().push(conn);
         }
     }

@@ -146,8 +146,8 @@ pub fn describe(plan: &Plan, out: &mut String) {
             for &(a, b, from, to) in &c.segments {
                 let span = format!(
                     "{:>7} – {:<7}",
-                    crate::scenario::duration::format_duration(Duration::from_secs_f64(a)),
-                    crate::scenario::duration::format_duration(Duration::from_secs_f64(b))
+                    common::duration::format(Duration::from_secs_f64(a)),
+                    common::duration::format(Duration::from_secs_f64(b))
                 );
                 if (from - to).abs() < 1e-9 {
                     let _ = writeln!(out, "    {span} hold {} connections", to.round());

@@ -9,8 +9,9 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::sync::lock;
 use reports::MetricKey;
 use tokio::sync::{mpsc, Notify};
 
@@ -20,12 +21,7 @@ use super::tracker::DeliveryTracker;
 use crate::collect::Recorders;
 use crate::stop::Stop;
 
-/// Wall-clock now, Unix ns.
-pub fn unix_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
+pub use common::clock::unix_ns;
 
 /// One device's place in its shard: identity, whether it should run, and its current
 /// session's bounds (for delivery windows).
@@ -199,7 +195,7 @@ impl ShardCtx {
     /// Records through the calling thread's recorder.
     pub fn record(&self, f: impl FnOnce(&mut reports::Recorder)) {
         let h = self.recorders.for_thread();
-        f(&mut crate::journey::lock(&h));
+        f(&mut common::sync::lock(&h));
     }
 
     /// The source address for global device `global`.
@@ -316,10 +312,6 @@ pub async fn serve(
     flush_conn_events(&ctx, &emit);
     flush_metrics(&ctx, &emit);
     emit(Event::Done);
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn flush_conn_events(ctx: &ShardCtx, emit: &impl Fn(Event)) {

@@ -95,11 +95,7 @@ pub struct DeliveryTracker {
     settled_broadcasts: Vec<BroadcastSettled>,
 }
 
-fn unix_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
+use common::clock::unix_ns;
 
 impl DeliveryTracker {
     /// A tracker recording into seconds counted from `origin`.

@@ -8,7 +8,6 @@
 //! connection costs no buffer at all.
 
 use base64::Engine as _;
-use sha1::{Digest, Sha1};
 
 /// The largest message accepted from a server (1 MiB); a larger frame is malformed.
 pub const MAX_MESSAGE: usize = 1 << 20;
@@ -263,14 +262,6 @@ pub fn new_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// The `Sec-WebSocket-Accept` a server must answer `key` with.
-pub fn accept_for(key: &str) -> String {
-    let mut h = Sha1::new();
-    h.update(key.as_bytes());
-    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    base64::engine::general_purpose::STANDARD.encode(h.finalize())
-}
-
 /// The upgrade request for `path` on `host` (with port when not the default).
 pub fn upgrade_request(host: &str, path: &str, key: &str, headers: &[(String, String)]) -> String {
     let mut req = format!(
@@ -321,7 +312,7 @@ pub fn check_upgrade(head: &[u8], key: &str) -> Result<(), UpgradeError> {
     if status != 101 {
         return Err(UpgradeError::Status(status));
     }
-    let want = accept_for(key);
+    let want = common::websocket::accept_key(key);
     let ok = lines.any(|l| {
         l.split_once(':').is_some_and(|(n, v)| {
             n.trim().eq_ignore_ascii_case("sec-websocket-accept") && v.trim() == want
@@ -367,7 +358,7 @@ mod tests {
     fn the_rfc_accept_example() {
         // RFC 6455 §1.3.
         assert_eq!(
-            accept_for("dGhlIHNhbXBsZSBub25jZQ=="),
+            common::websocket::accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
@@ -440,7 +431,7 @@ mod tests {
         let key = new_key();
         let good = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-            accept_for(&key)
+            common::websocket::accept_key(&key)
         );
         assert_eq!(check_upgrade(good.as_bytes(), &key), Ok(()));
         assert_eq!(

@@ -38,7 +38,7 @@ mod token;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
@@ -197,17 +197,13 @@ pub(crate) struct Mock {
 
 impl Mock {
     pub(crate) fn unregistered_since(&self, token: &str) -> Option<u64> {
-        self.unregistered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        common::sync::lock(&self.unregistered)
             .get(&token.to_ascii_lowercase())
             .copied()
     }
 
     pub(crate) fn device_topic(&self, token: &str) -> Option<String> {
-        self.device_topics
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        common::sync::lock(&self.device_topics)
             .get(&token.to_ascii_lowercase())
             .cloned()
     }
@@ -378,23 +374,16 @@ impl MockApnsHandle {
     /// From now on `device_token` is answered 410 `Unregistered` with the current time as
     /// `timestamp`.
     pub fn unregister(&self, device_token: &str) {
-        self.mock
-            .unregistered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(
-                device_token.to_ascii_lowercase(),
-                unix_ms(SystemTime::now()),
-            );
+        common::sync::lock(&self.mock.unregistered).insert(
+            device_token.to_ascii_lowercase(),
+            unix_ms(SystemTime::now()),
+        );
     }
 
     /// Binds `device_token` to the app `topic` (a bundle id): pushes to it on another topic
     /// (other than `topic` plus a push-type suffix) get 400 `DeviceTokenNotForTopic`.
     pub fn set_device_topic(&self, device_token: &str, topic: &str) {
-        self.mock
-            .device_topics
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        common::sync::lock(&self.mock.device_topics)
             .insert(device_token.to_ascii_lowercase(), topic.to_owned());
     }
 

@@ -1,7 +1,7 @@
 //! What the mock saw: every accepted notification (what a device would be sent) and counters.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -133,7 +133,7 @@ impl Recorder {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        common::sync::lock(&self.inner)
     }
 }
 

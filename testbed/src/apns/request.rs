@@ -13,18 +13,7 @@ pub const MAX_VOIP_PAYLOAD: usize = 5120;
 /// Longest `apns-collapse-id`, in bytes.
 pub const MAX_COLLAPSE_ID: usize = 64;
 /// The values of `apns-push-type` APNs knows.
-pub const PUSH_TYPES: &[&str] = &[
-    "alert",
-    "background",
-    "location",
-    "voip",
-    "complication",
-    "fileprovider",
-    "mdm",
-    "liveactivity",
-    "pushtotalk",
-    "widgets",
-];
+pub use common::apns::PUSH_TYPES;
 
 /// Checks what APNs checks of a request before credentials and device state: path and
 /// method, the `apns-*` headers (with `apns-topic` required), the payload. Returns the device

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -184,7 +184,7 @@ impl TokenVerifier {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, UpdateState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        common::sync::lock(&self.state)
     }
 }
 

@@ -8,7 +8,7 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -56,7 +56,7 @@ struct DirectoryInner {
 
 impl Directory {
     fn lock(&self) -> MutexGuard<'_, DirectoryInner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        common::sync::lock(&self.inner)
     }
 
     /// A connection of `user` in `room` said hello with `topics`.
@@ -356,11 +356,7 @@ impl Center {
                 RoomLink::Remote(room) => {
                     room.shared.closing.store(true, Relaxed);
                     room.send(&ToRoom::Shutdown, &[]);
-                    let child = room
-                        .child
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .take();
+                    let child = common::sync::lock(&room.child).take();
                     children.extend(child);
                 }
             }
@@ -404,11 +400,7 @@ impl RemoteRoom {
     fn request_stats(&self) -> oneshot::Receiver<RoomCounters> {
         let seq = self.shared.next_seq.fetch_add(1, Relaxed) + 1;
         let (tx, rx) = oneshot::channel();
-        self.shared
-            .stats_waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(seq, tx);
+        common::sync::lock(&self.shared.stats_waiters).insert(seq, tx);
         self.send(&ToRoom::Stats { seq }, &[]);
         rx
     }
@@ -416,7 +408,7 @@ impl RemoteRoom {
 
 impl RemoteShared {
     fn last_counters(&self) -> RoomCounters {
-        *self.last.lock().unwrap_or_else(PoisonError::into_inner)
+        *common::sync::lock(&self.last)
     }
 }
 
@@ -560,12 +552,8 @@ async fn read_control(
             ToCenter::Offline { user, topics } => directory.offline(index, &user, &topics),
             ToCenter::Subscribed { topics } => directory.subscribed(index, &topics),
             ToCenter::Stats { seq, counters } => {
-                *shared.last.lock().unwrap_or_else(PoisonError::into_inner) = counters;
-                let waiter = shared
-                    .stats_waiters
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&seq);
+                *common::sync::lock(&shared.last) = counters;
+                let waiter = common::sync::lock(&shared.stats_waiters).remove(&seq);
                 if let Some(waiter) = waiter {
                     let _ = waiter.send(counters);
                 }

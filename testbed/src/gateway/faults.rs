@@ -7,7 +7,7 @@
 //! `POST /admin/faults`. [`Faults`] holds the active configuration and turns it into a
 //! [`Plan`] for each arriving request.
 
-use std::sync::{PoisonError, RwLock};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
@@ -249,7 +249,7 @@ impl Faults {
     /// window from now.
     pub fn set(&self, config: FaultConfig) {
         let active = Active::starting_now(config.clamped());
-        *self.active.write().unwrap_or_else(PoisonError::into_inner) = active;
+        *common::sync::write(&self.active) = active;
     }
 
     /// The faults in force, with `stall_ms` back at 0 once the stall window has ended.
@@ -288,7 +288,7 @@ impl Faults {
     }
 
     fn read(&self) -> Active {
-        *self.active.read().unwrap_or_else(PoisonError::into_inner)
+        *common::sync::read(&self.active)
     }
 }
 

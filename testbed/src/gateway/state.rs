@@ -9,7 +9,7 @@ use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -251,17 +251,11 @@ impl<K: Eq + Hash, V> Sharded<K, V> {
     }
 
     fn read<Q: Hash + ?Sized, R>(&self, key: &Q, f: impl FnOnce(&HashMap<K, V>) -> R) -> R {
-        f(&self
-            .shard(key)
-            .read()
-            .unwrap_or_else(PoisonError::into_inner))
+        f(&common::sync::read(self.shard(key)))
     }
 
     fn write<Q: Hash + ?Sized, R>(&self, key: &Q, f: impl FnOnce(&mut HashMap<K, V>) -> R) -> R {
-        f(&mut self
-            .shard(key)
-            .write()
-            .unwrap_or_else(PoisonError::into_inner))
+        f(&mut common::sync::write(self.shard(key)))
     }
 }
 

@@ -1,14 +1,16 @@
-//! The `testbed` binary started for real by the CLI tests: its first stdout lines are read
-//! (10 s at most), and the process is killed when the test lets go of it.
+//! The `testbed` binary started for real by the CLI tests (on the test kit's [`Spawned`]): its
+//! first stdout lines are read (10 s at most), and the process is killed when the test lets go
+//! of it.
+#![allow(dead_code)] // each test binary uses part of it
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
-/// A running `testbed`, killed on drop.
+use testkit::Spawned;
+
+/// A running `testbed`.
 pub struct Running {
-    pub child: Child,
+    pub process: Spawned,
     /// Its first stdout lines.
     pub lines: Vec<String>,
 }
@@ -23,37 +25,16 @@ impl Running {
     }
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts `testbed ARGS…` and waits (10 s at most) for its first `lines` lines.
 pub fn start(args: &[&str], lines: usize) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_testbed"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("testbed starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (send, receive) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if send.send(line).is_err() {
-                break;
-            }
-        }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_testbed"));
+    cmd.args(args);
+    let mut process = Spawned::start(cmd);
+    let mut read = 0;
+    process.wait_for(Duration::from_secs(10), |_| {
+        read += 1;
+        (read >= lines).then_some(())
     });
-    let lines = (0..lines)
-        .map(|_| {
-            receive
-                .recv_timeout(Duration::from_secs(10))
-                .expect("a line within 10 s")
-                .expect("readable stdout")
-        })
-        .collect();
-    Running { child, lines }
+    let lines = process.lines().to_vec();
+    Running { process, lines }
 }

@@ -7,7 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -121,10 +121,7 @@ impl CenterLink {
     pub async fn online(&self, user: &str, topics: &[String]) {
         let seq = self.next_seq.fetch_add(1, Relaxed) + 1;
         let (tx, rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(seq, tx);
+        common::sync::lock(&self.waiters).insert(seq, tx);
         self.send(&ToCenter::Online {
             seq,
             user: user.to_owned(),
@@ -149,11 +146,7 @@ impl CenterLink {
     }
 
     fn online_recorded(&self, seq: u64) {
-        let waiter = self
-            .waiters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&seq);
+        let waiter = common::sync::lock(&self.waiters).remove(&seq);
         if let Some(waiter) = waiter {
             let _ = waiter.send(());
         }

@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -118,26 +116,5 @@ fn answer(request: &httparse::Request<'_, '_>) -> Result<String, &'static str> {
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .ok_or("400 Bad Request")?;
-    Ok(accept_key(key))
-}
-
-/// `base64(SHA-1(key + GUID))`.
-fn accept_key(key: &str) -> String {
-    let mut sha = Sha1::new();
-    sha.update(key.as_bytes());
-    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_key_matches_rfc_6455_example() {
-        assert_eq!(
-            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
-    }
+    Ok(common::websocket::accept_key(key))
 }

@@ -1,0 +1,9 @@
+//! Outside servers tests start for real: each on a private directory (and a private loopback
+//! address when it needs a TCP port), stopped and cleaned up when its handle drops.
+//! `scripts/test.sh` installs them; a missing one fails the test with that hint.
+
+pub mod nginx;
+pub mod redis;
+
+pub use nginx::Nginx;
+pub use redis::Redis;
