@@ -40,7 +40,8 @@ fn scheme_defaults(scheme: &str) -> Option<(u16, bool)> {
     Some(match scheme {
         "http" | "ws" => (80, false),
         "https" | "wss" => (443, true),
-        "mqtt" | "tcp" => (1883, false),
+        "tcp" => (80, false),
+        "mqtt" => (1883, false),
         "mqtts" | "ssl" => (8883, true),
         _ => return None,
     })

@@ -7,18 +7,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use loadgen::swarm::wire::{self, Decoder, Frame, Framing};
+use loadgen::engine::swarm::wire::{self, Decoder, Frame, Framing};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 type Seen = Arc<Mutex<HashMap<String, (u64, u64, u64)>>>; // id -> (count, sent_ns, last_ns)
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-}
 
 async fn device(
     http: reqwest::Client,
@@ -43,24 +37,25 @@ async fn device(
     let addr: std::net::SocketAddr = format!("{}:{}", url.host()?, url.port_u16()?)
         .parse()
         .ok()?;
-    let mut s = loadgen::swarm::net::connect(addr, source).await.ok()?;
+    let mut s = loadgen::engine::swarm::net::connect(addr, source)
+        .await
+        .ok()?;
     let key = wire::new_key();
     s.write_all(wire::upgrade_request(&addr.to_string(), "/ws", &key, &[]).as_bytes())
         .await
         .ok()?;
     let mut head = Vec::new();
     let mut buf = vec![0u8; 4096];
-    let end = loop {
+    loop {
         let n = s.read(&mut buf).await.ok()?;
         if n == 0 {
             return None;
         }
         head.extend_from_slice(&buf[..n]);
-        if let Some(e) = wire::head_end(&head) {
-            break e;
+        if wire::upgrade_answer(&head, &key).ok()?.is_some() {
+            break;
         }
-    };
-    wire::check_upgrade(&head[..end], &key).ok()?;
+    }
     drop(buf);
     let mut out = Vec::new();
     wire::encode(
@@ -88,7 +83,7 @@ async fn device(
                     let mut seen = seen.lock().unwrap();
                     let e = seen.entry(id.clone()).or_insert((0, sent, 0));
                     e.0 += 1;
-                    e.2 = e.2.max(now_ns());
+                    e.2 = e.2.max(common::clock::unix_ns());
                     wire::encode(
                         Framing::Ws,
                         format!(r#"{{"type":"ack","id":"{id}"}}"#).as_bytes(),
@@ -115,7 +110,7 @@ fn main() {
     let offset: u32 = args[3].parse().unwrap();
     let secs: u64 = args[4].parse().unwrap();
     let sources: u32 = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(1);
-    loadgen::swarm::net::raise_fd_limit();
+    loadgen::engine::swarm::net::raise_fd_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -131,7 +126,8 @@ fn main() {
         let dispatch = Arc::new(tokio::sync::Semaphore::new(64));
         for i in 0..count {
             let g = offset + i;
-            let src = (sources > 1).then(|| loadgen::swarm::net::source_address(g % sources));
+            let src =
+                (sources > 1).then(|| loadgen::engine::swarm::net::source_address(g % sources));
             tokio::spawn(device(
                 http.clone(),
                 base.clone(),

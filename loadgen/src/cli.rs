@@ -1,27 +1,12 @@
-//! The command line: one definition per flag (clap derive) gives parsing and `--help`; every
-//! user-facing line of the binary is printed from here.
+//! The command line's shape: one definition per flag (clap derive) gives parsing, `--help`
+//! and completions. Only types here; what each command does is in [`crate::cmd`].
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
-use clap::{Parser, Subcommand};
-
-use crate::plan::Plan;
-use crate::progress;
-use crate::report_cmd::{self, BaselineArgs, ReportArgs, ReportSpec};
-use crate::run::{self, RunError, RunOptions};
-use crate::stop::Stop;
-
-/// Exit codes, as k6 and CI pipelines expect them.
-pub mod exit {
-    /// Everything passed.
-    pub const OK: i32 = 0;
-    /// The harness itself failed.
-    pub const HARNESS: i32 = 1;
-    /// Bad input: scenario, data file, target, flags.
-    pub const BAD_INPUT: i32 = 2;
-    /// A threshold failed.
-    pub const THRESHOLD: i32 = 99;
-}
+use clap::{Args, Parser, Subcommand};
+use reports::compare::parse_noise;
+use reports::Format;
 
 /// pushbench's load generator: runs YAML scenario files against push gateways.
 #[derive(Debug, Parser)]
@@ -79,145 +64,332 @@ pub enum Command {
     },
     /// Replay recorded traffic (GoReplay .gor, HAR, access logs, Vegeta targets) against a
     /// target; `replay inspect FILE…` shows what a recording holds.
-    Replay(Box<crate::replay::cli::ReplayCommand>),
+    Replay(Box<ReplayCommand>),
     /// A reverse proxy that forwards traffic to an upstream and records it as GoReplay .gor.
-    Record(crate::record::RecordArgs),
+    Record(RecordArgs),
 }
 
-/// Runs a parsed command line; returns the process exit code.
-pub fn main(cli: Cli) -> i32 {
-    match cli.command {
-        Command::Shard => crate::swarm::shard::process_main(),
-        Command::Room { args } => {
-            if testbed::gateway::room::run_process(args) == std::process::ExitCode::SUCCESS {
-                exit::OK
-            } else {
-                exit::HARNESS
-            }
+/// One `--report FORMAT=FILE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportSpec {
+    /// The format.
+    pub format: Format,
+    /// Where to write it.
+    pub path: PathBuf,
+}
+
+impl FromStr for ReportSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ReportSpec, String> {
+        let (format, path) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected FORMAT=FILE such as `html=report.html`, got `{s}`"))?;
+        if path.is_empty() {
+            return Err(format!(
+                "expected FORMAT=FILE such as `html=report.html`, got `{s}` (no file)"
+            ));
         }
-        Command::Replay(cmd) => crate::replay::cli::main(*cmd),
-        Command::Record(args) => crate::record::main(args),
-        Command::Schema => {
-            println!("{:#}", crate::scenario::json_schema());
-            exit::OK
-        }
-        Command::Check { file, env } => match load_plan(&file, &env) {
-            Ok(plan) => {
-                print!("{}", plan.describe());
-                exit::OK
-            }
-            Err(e) => fail(exit::BAD_INPUT, &e),
-        },
-        Command::Report(args) => report_cmd::main(args),
-        Command::Run {
-            file,
-            env,
-            out,
-            quiet,
-            reports,
-            baseline,
-        } => {
-            let plan = match load_plan(&file, &env) {
-                Ok(p) => p,
-                Err(e) => return fail(exit::BAD_INPUT, &e),
-            };
-            let baseline = match baseline.load() {
-                Ok(b) => b,
-                Err(e) => return fail(e.exit_code(), &e.to_string()),
-            };
-            let banner = format!(
-                "running `{}` for up to {}",
-                plan.scenario.name,
-                common::duration::format(plan.duration)
-            );
-            execute_plan(plan, out, quiet, &reports, baseline.as_ref(), &banner)
-        }
+        Ok(ReportSpec {
+            format: format.parse()?,
+            path: PathBuf::from(path),
+        })
     }
 }
 
-/// Runs a loaded plan as `loadgen run` and `loadgen replay` do: progress, summary table,
-/// run record, `--report` outputs, baseline comparison and the exit code (0, 99, 1 or 2).
-pub(crate) fn execute_plan(
-    plan: Plan,
-    out: Option<std::path::PathBuf>,
-    quiet: bool,
-    reports: &[ReportSpec],
-    baseline: Option<&report_cmd::Baseline>,
-    banner: &str,
-) -> i32 {
-    let stop = Stop::new();
-    install_signal_handler(stop.clone());
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            return fail(
-                exit::HARNESS,
-                &format!("cannot start the async runtime: {e}"),
-            )
-        }
-    };
-    let opts = RunOptions {
-        out,
-        progress: progress::Mode::detect(quiet),
-    };
-    eprintln!("{banner}");
-    match runtime.block_on(run::execute(plan, &opts, stop)) {
-        Ok(outcome) => {
-            println!(
-                "{}",
-                reports::summary::render_table(&outcome.run, &Default::default())
-            );
-            if let Some(why) = &outcome.stopped_early {
-                eprintln!("stopped early: {why}; the record holds what was measured until then");
-            }
-            eprintln!("run record: {}", outcome.path.display());
-            let regressed = match report_cmd::finish_run(&outcome.run, reports, baseline) {
-                Ok(c) => c.is_some_and(|c| c.regressed()),
-                Err(e) => return fail(e.exit_code(), &e.to_string()),
-            };
-            if !outcome.passed {
-                eprintln!("thresholds failed");
-            }
-            if regressed {
-                eprintln!("baseline regressed");
-            }
-            if outcome.passed && !regressed {
-                exit::OK
-            } else {
-                exit::THRESHOLD
-            }
-        }
-        Err(RunError::BadInput(m)) => fail(exit::BAD_INPUT, &m),
-        Err(RunError::Harness(m)) => fail(exit::HARNESS, &m),
+/// How to compare with a baseline: the flags of `report compare`, and of `run` and `report`
+/// next to `--baseline`.
+#[derive(Debug, Clone, Args)]
+pub struct CompareFlags {
+    /// Noise band: relative changes within it are Unchanged.
+    #[arg(long, value_name = "PERCENT", default_value = "5%", value_parser = parse_noise)]
+    pub noise: f64,
+    /// Latency changes smaller than this are Unchanged (e.g. 50us, 1ms).
+    #[arg(long, value_name = "DURATION", default_value = "50us", value_parser = parse_floor)]
+    pub noise_floor: f64,
+    /// Fewer samples than this on either side makes a check Inconclusive.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub min_samples: u64,
+    /// Compare even runs of different scenarios or load shapes.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The baseline flags of `run` (and `replay`) and `report`.
+#[derive(Debug, Clone, Args)]
+pub struct BaselineArgs {
+    /// Compare with this baseline run record; exit 99 when a metric regressed.
+    #[arg(long, value_name = "BASE.json")]
+    pub baseline: Option<PathBuf>,
+    /// How to compare.
+    #[command(flatten)]
+    pub compare: CompareFlags,
+}
+
+fn parse_floor(text: &str) -> Result<f64, String> {
+    common::duration::parse(text)
+        .map(|d| d.as_secs_f64() * 1e6)
+        .map_err(|e| e.to_string())
+}
+
+/// `loadgen report` arguments.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ReportArgs {
+    /// Compare or merge runs instead of rendering one.
+    #[command(subcommand)]
+    pub action: Option<ReportAction>,
+    /// The run record to render.
+    #[arg(required = true, value_name = "RUN.json")]
+    pub run: Option<PathBuf>,
+    /// Format: html, md, junit, hlog, json, text (default: from -o's extension, else text).
+    #[arg(long, short)]
+    pub format: Option<Format>,
+    /// Output file (default: standard output).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Also write FORMAT to FILE (repeatable), e.g. `--report html=report.html`.
+    #[arg(long = "report", value_name = "FORMAT=FILE")]
+    pub reports: Vec<ReportSpec>,
+    /// Baseline comparison.
+    #[command(flatten)]
+    pub baseline: BaselineArgs,
+}
+
+/// `loadgen report compare|merge`.
+#[derive(Debug, Subcommand)]
+pub enum ReportAction {
+    /// Compare NEW with BASE metric by metric; exit 99 when one regressed.
+    Compare {
+        /// The baseline run record.
+        #[arg(value_name = "BASE.json")]
+        base: PathBuf,
+        /// The new run record.
+        #[arg(value_name = "NEW.json")]
+        new: PathBuf,
+        /// Format: text, md, json (the comparison), junit, html (default text).
+        #[arg(long, short)]
+        format: Option<Format>,
+        /// Output file (default: standard output).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// How to compare.
+        #[command(flatten)]
+        flags: CompareFlags,
+    },
+    /// Merge run records exactly (histograms added) into one; thresholds are evaluated again.
+    Merge {
+        /// The run records (from several processes or machines).
+        #[arg(required = true, num_args = 1.., value_name = "RUN.json")]
+        runs: Vec<PathBuf>,
+        /// Where to write the merged record.
+        #[arg(long, short, value_name = "ALL.json")]
+        output: PathBuf,
+    },
+}
+
+/// `loadgen replay`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ReplayCommand {
+    /// `inspect`: show what a recording holds.
+    #[command(subcommand)]
+    pub sub: Option<ReplaySub>,
+    /// Replay flags.
+    #[command(flatten)]
+    pub run: ReplayArgs,
+}
+
+/// Subcommands of `loadgen replay`.
+#[derive(Debug, Subcommand)]
+pub enum ReplaySub {
+    /// Show what a recording holds: requests per method and path, rate over time, sizes,
+    /// status mix, span, gaps, out-of-order records. Sends nothing.
+    Inspect(InspectArgs),
+}
+
+/// How to read recordings.
+#[derive(Debug, Args, Clone)]
+pub struct ReadArgs {
+    /// `gor`, `har`, `access-log` or `vegeta` (default: detected per file).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Skip and count malformed records, entries or lines instead of stopping at the first.
+    #[arg(long)]
+    pub skip_malformed: bool,
+    /// Records held per file to restore timestamp order and pair responses.
+    #[arg(long, value_name = "RECORDS")]
+    pub reorder_window: Option<usize>,
+    /// Requests per second for recordings without times (Vegeta targets; default 50).
+    #[arg(long, value_name = "PER_SECOND")]
+    pub untimed_rate: Option<f64>,
+}
+
+/// `loadgen replay inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Recording files or globs.
+    #[arg(required = true)]
+    pub files: Vec<String>,
+    /// Reading.
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the inspection as a self-contained HTML page (summary, path groups, a
+    /// requests-per-second chart).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+/// `loadgen replay FILE... --target URL`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Recording files or globs (`.gor`, `.gor.gz`, HAR, access log, Vegeta targets).
+    pub files: Vec<String>,
+    /// Where to send: a base URL (`http://127.0.0.1:8080`), or `embedded` for the reference
+    /// gateway started in-process.
+    #[arg(long, short)]
+    pub target: Option<String>,
+    /// Output folder (default runs/replay-<timestamp>/).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// No live progress.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Also write a report at the end: `FORMAT=FILE` with FORMAT one of html, md, junit,
+    /// hlog, json, text (repeatable).
+    #[arg(long = "report", value_name = "FORMAT=FILE")]
+    pub reports: Vec<ReportSpec>,
+    /// Compare with a baseline run.
+    #[command(flatten)]
+    pub baseline: BaselineArgs,
+    /// Name of the run in the record.
+    #[arg(long, default_value = "replay")]
+    pub name: String,
+    /// Reading.
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Speed factor: `2x` twice as fast, `0.5x` half as fast.
+    #[arg(long)]
+    pub speed: Option<String>,
+    /// Play from this offset into the recording (`30s`).
+    #[arg(long, value_name = "DURATION")]
+    pub from: Option<String>,
+    /// Play until this offset into the recording.
+    #[arg(long, value_name = "DURATION")]
+    pub to: Option<String>,
+    /// Only these methods (repeat or comma-separate).
+    #[arg(long = "method", value_delimiter = ',')]
+    pub methods: Vec<String>,
+    /// Only requests recorded for these hosts.
+    #[arg(long = "only-host", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// Only paths (with query) matching this regex.
+    #[arg(long, value_name = "REGEX")]
+    pub path: Option<String>,
+    /// Not paths matching this regex.
+    #[arg(long, value_name = "REGEX")]
+    pub exclude_path: Option<String>,
+    /// Rewrite paths: `REGEX=>REPLACEMENT` (`$1` for groups), in order.
+    #[arg(long, value_name = "REGEX=>REPLACEMENT")]
+    pub rewrite_path: Vec<String>,
+    /// Send this Host header instead of the target's.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Set a header: `Name: value` (repeat).
+    #[arg(long, value_name = "NAME: VALUE")]
+    pub set_header: Vec<String>,
+    /// Remove a header (repeat).
+    #[arg(long, value_name = "NAME")]
+    pub remove_header: Vec<String>,
+    /// The longest wait between two records, after the speed factor.
+    #[arg(long, value_name = "DURATION")]
+    pub max_wait: Option<String>,
+    /// Play the recording N times.
+    #[arg(long = "loop", value_name = "N")]
+    pub loops: Option<u32>,
+    /// At most this many requests per second.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate_cap: Option<f64>,
+    /// Connections to the target.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Speak HTTP/2 (prior knowledge on http://).
+    #[arg(long)]
+    pub http2: bool,
+    /// Concurrent requests per HTTP/2 connection.
+    #[arg(long, default_value_t = 16)]
+    pub streams: usize,
+    /// Requests that may wait for a free connection before new ones are dropped.
+    #[arg(long, default_value_t = 10_000)]
+    pub queue: usize,
+    /// Per-request timeout.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Where the recording's WebSocket device sessions connect (`ws://host:port`, `wss://…`),
+    /// with each session's recorded path; default: the target as `ws(s)://`.
+    #[arg(long, value_name = "URL")]
+    pub ws_target: Option<String>,
+    /// Do not compare replayed statuses with recorded responses.
+    #[arg(long)]
+    pub no_status_compare: bool,
+    /// A gate, `METRIC: EXPRESSION` as in scenario files (repeat), e.g.
+    /// `http_req_duration: p(99) < 250ms`.
+    #[arg(long, value_name = "METRIC: EXPR")]
+    pub threshold: Vec<String>,
+    /// Accept invalid TLS certificates.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// `loadgen record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Address to listen on, e.g. `127.0.0.1:8081`.
+    #[arg(long)]
+    pub listen: String,
+    /// Where to forward, e.g. `http://127.0.0.1:8080`.
+    #[arg(long)]
+    pub upstream: String,
+    /// The `.gor` file to write (replaced if it exists).
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Stop after this long (default: until Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Per-request timeout towards the upstream.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub timeout: String,
+    /// Accept invalid TLS certificates from the upstream.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_specs_parse_and_explain_mistakes() {
+        let s: ReportSpec = "html=out/r.html".parse().unwrap();
+        assert_eq!(s.format, Format::Html);
+        assert_eq!(s.path, PathBuf::from("out/r.html"));
+        assert!("html"
+            .parse::<ReportSpec>()
+            .unwrap_err()
+            .contains("FORMAT=FILE"));
+        assert!("pdf=x.pdf"
+            .parse::<ReportSpec>()
+            .unwrap_err()
+            .contains("`pdf`"));
     }
-}
 
-/// A scenario file's plan, its `${NAME}` variables filled in from `-e` pairs and the
-/// environment; the error is one line.
-fn load_plan(file: &std::path::Path, env: &[String]) -> Result<Plan, String> {
-    let vars = crate::scenario::vars::Vars::from_pairs(env)?;
-    Plan::from_file_with(file, &vars).map_err(|e| e.to_string())
-}
-
-fn fail(code: i32, message: &str) -> i32 {
-    eprintln!("error: {message}");
-    code
-}
-
-/// Ctrl-C or SIGTERM stops the load (the record is still written); a second one exits at once.
-pub(crate) fn install_signal_handler(stop: Stop) {
-    let result = ctrlc::set_handler(move || {
-        if stop.is_stopped() && stop.reason().as_deref() != Some("duration reached") {
-            eprintln!("\nsecond interrupt: exiting without a record");
-            std::process::exit(130);
-        }
-        stop.stop("interrupted (SIGINT or SIGTERM)");
-        goose::trigger_killswitch("interrupted");
-    });
-    if let Err(e) = result {
-        tracing::warn!("cannot install the Ctrl-C handler: {e}");
+    #[test]
+    fn floors_take_units() {
+        assert_eq!(parse_floor("50us").unwrap(), 50.0);
+        assert_eq!(parse_floor("2ms").unwrap(), 2000.0);
+        assert!(parse_floor("fast").is_err());
     }
 }

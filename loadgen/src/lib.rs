@@ -1,21 +1,30 @@
-//! pushbench's load generator as a library: scenario files, plans, engines and runs. The
-//! `loadgen` binary is a thin layer over [`cli::main`], so every flag can be tested
+//! pushbench's load generator as a library. Its folders follow a run's pipeline, each layer
+//! using only the ones below it (`scripts/modgraph.py loadgen` checks that no module circle
+//! exists; ARCHITECTURE.md is the map):
+//!
+//! - [`cli`] (the command line's types) and [`cmd`] (one file per subcommand: the only place
+//!   that prints and picks exit codes);
+//! - [`run`]: executing a plan — target, engines, harvest, progress, the run record;
+//! - [`engine`]: the engines that send load (closed model on goose, the open-rate driver,
+//!   replay pacing, the device swarm); [`proxy`]: the recording proxy of `loadgen record`;
+//! - [`journey`] (step semantics every engine shares, value extraction) and [`delivery`]
+//!   (end-to-end delivery tracking between senders and devices);
+//! - [`plan`]: what engines read — schedules, the swarm's layout, the replay plan, `check`'s
+//!   text; [`scenario`]: the YAML types, loading, validation and schema;
+//! - [`stop`]: the run's stop switch, which every layer watches.
+//!
+//! The `loadgen` binary is a thin layer over [`cmd::main`], so every flag can be tested
 //! in-process.
 
 #![deny(missing_docs)]
 
 pub mod cli;
-pub mod collect;
+pub mod cmd;
+pub mod delivery;
 pub mod engine;
-pub mod feeder;
 pub mod journey;
 pub mod plan;
-pub mod progress;
-pub mod record;
-pub mod replay;
-pub mod report_cmd;
+pub mod proxy;
 pub mod run;
 pub mod scenario;
 pub mod stop;
-pub mod swarm;
-pub mod target;

@@ -11,5 +11,5 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = loadgen::cli::Cli::parse();
-    std::process::exit(loadgen::cli::main(cli));
+    std::process::exit(loadgen::cmd::main(cli));
 }

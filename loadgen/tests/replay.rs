@@ -585,8 +585,8 @@ fn record_then_replay_round_trip() {
     // Recorder B (the library) in front of gateway B; replay A's recording through it.
     let stop = loadgen::stop::Stop::new();
     let proxy_b = rt
-        .block_on(loadgen::record::RecordProxy::bind(
-            loadgen::record::RecordConfig {
+        .block_on(loadgen::proxy::GorProxy::bind(
+            loadgen::proxy::ProxyConfig {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 upstream: gw_b.base_url(),
                 out: d.path().join("b.gor"),
@@ -622,16 +622,16 @@ fn record_then_replay_round_trip() {
     assert_eq!(summary.requests, 7);
 
     let read = |name: &str| -> Vec<(i64, String, String, Vec<u8>)> {
-        let rec = replay::Recording::open(
+        let rec = traffic::Recording::open(
             &[d.path().join(name).display().to_string()],
             Default::default(),
         )
         .unwrap();
-        let items: Vec<replay::Request> = rec
+        let items: Vec<traffic::Request> = rec
             .stream()
             .unwrap()
             .map(|i| match i.unwrap() {
-                replay::Item::Request(r) => r,
+                traffic::Item::Request(r) => r,
                 other => panic!("{other:?}"),
             })
             .collect();

@@ -52,7 +52,7 @@ pub use compare::{compare, Change, CompareOptions, Comparison};
 pub use delta::Delta;
 pub use hist::Summary;
 pub use key::{KeyError, MetricKey};
-pub use recorder::Recorder;
+pub use recorder::{Recorder, RecorderHandle, Recorders};
 pub use render::{render, Format, RenderError};
 pub use run::{GaugeMetric, GaugePoint, MergeError, Metric, Run, RunError, Selected, Series};
 pub use threshold::{evaluate, Expr, Threshold, Verdict};

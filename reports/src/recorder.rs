@@ -4,8 +4,14 @@
 //! delta with [`Recorder::take`] about once a second and hands it to a
 //! [`RunBuilder`](crate::RunBuilder). Samples are bucketed by whole second since the run's
 //! origin, so deltas harvested at any moment still land in the right second.
+//!
+//! [`Recorders`] keeps every recorder of a run (one per task, or one per runtime thread via
+//! [`Recorders::for_thread`]) and takes all their deltas at once.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use common::sync::lock;
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
@@ -208,6 +214,70 @@ impl Recorder {
     /// The recorded metrics, consumed (for the builder).
     pub(crate) fn into_metrics(self) -> impl Iterator<Item = (MetricKey, Seconds)> {
         self.metrics.into_iter()
+    }
+}
+
+/// One task's recorder.
+pub type RecorderHandle = Arc<Mutex<Recorder>>;
+
+/// Every recorder of the run.
+#[derive(Debug)]
+pub struct Recorders {
+    origin: Instant,
+    handles: Mutex<Vec<RecorderHandle>>,
+}
+
+impl Recorders {
+    /// Recorders timed from `origin` (the run's start).
+    pub fn new(origin: Instant) -> Recorders {
+        Recorders {
+            origin,
+            handles: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The run's start.
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// A new recorder for one task.
+    pub fn handle(&self) -> RecorderHandle {
+        let h = Arc::new(Mutex::new(Recorder::new(self.origin)));
+        lock(&self.handles).push(h.clone());
+        h
+    }
+
+    /// The recorder of the calling thread (made on first use). Tasks record through their
+    /// thread's recorder between awaits, so thousands of goose users cost one recorder per
+    /// runtime thread, not one each.
+    pub fn for_thread(&self) -> RecorderHandle {
+        thread_local! {
+            static MINE: std::cell::RefCell<Option<(usize, RecorderHandle)>> = const { std::cell::RefCell::new(None) };
+        }
+        let id = self as *const Recorders as usize;
+        MINE.with(|m| {
+            let mut m = m.borrow_mut();
+            match &*m {
+                Some((owner, h)) if *owner == id => h.clone(),
+                _ => {
+                    let h = self.handle();
+                    *m = Some((id, h.clone()));
+                    h
+                }
+            }
+        })
+    }
+
+    /// Takes what every recorder holds since the last harvest.
+    pub fn harvest(&self) -> Recorder {
+        let handles: Vec<RecorderHandle> = lock(&self.handles).clone();
+        let mut all = Recorder::new(self.origin);
+        for h in handles {
+            let delta = lock(&h).take();
+            all.merge(delta);
+        }
+        all
     }
 }
 

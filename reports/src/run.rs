@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::hist::{self, HistError, Summary};
 use crate::key::MetricKey;
-use crate::threshold::Verdict;
 
 /// The run file version this crate writes and reads.
 pub const VERSION: u32 = 1;
@@ -36,7 +35,7 @@ pub struct Run {
     /// Per-second points for every key in `metrics` (only seconds with data).
     #[serde(default)]
     pub series: BTreeMap<MetricKey, Series>,
-    /// Threshold verdicts, as stored by [`evaluate`](crate::threshold::evaluate)'s caller.
+    /// Threshold verdicts, as stored by `threshold::evaluate`'s caller.
     #[serde(default)]
     pub thresholds: Vec<Verdict>,
 }
@@ -503,4 +502,21 @@ fn merge_series(key: &MetricKey, mine: Series, theirs: Series) -> Result<Series,
         (a, Series::Histogram(b)) if b.is_empty() => Ok(a),
         _ => Err(MergeError::Kind(key.clone())),
     }
+}
+
+/// The outcome of one threshold (`threshold::evaluate`), as stored in [`Run::thresholds`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The metric key as written.
+    pub metric: String,
+    /// The expression as written.
+    pub expr: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// The value compared (µs for latencies, a fraction for rates of hit/miss counters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<f64>,
+    /// Why it failed without a comparison (unknown metric, wrong kind, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }

@@ -8,9 +8,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use hdrhistogram::Histogram;
-use serde::{Deserialize, Serialize};
 
 use crate::key::{KeyError, MetricKey};
+pub use crate::run::Verdict;
 use crate::run::{CounterMetric, Run, Selected};
 
 /// What a threshold measures.
@@ -307,23 +307,6 @@ impl Threshold {
             source: expr.trim().to_string(),
         })
     }
-}
-
-/// The outcome of one threshold, as stored in [`Run::thresholds`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Verdict {
-    /// The metric key as written.
-    pub metric: String,
-    /// The expression as written.
-    pub expr: String,
-    /// Whether it passed.
-    pub ok: bool,
-    /// The value compared (µs for latencies, a fraction for rates of hit/miss counters).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed: Option<f64>,
-    /// Why it failed without a comparison (unknown metric, wrong kind, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
 }
 
 fn on_histogram(agg: Agg, h: &Histogram<u64>, duration_s: f64) -> Result<f64, String> {

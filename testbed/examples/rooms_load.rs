@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -45,12 +45,6 @@ fn small_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0)
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Per push id: devices that got it and the latest arrival.
@@ -94,7 +88,7 @@ async fn devices(addr: SocketAddr, count: usize, prefix: String) {
                 let sent = push["sent_at_ns"].as_u64().unwrap_or(0);
                 let ack = format!(r#"{{"type":"ack","id":"{id}"}}"#);
                 let _ = ws.send(Message::text(ack)).await;
-                let now = now_ns();
+                let now = common::clock::unix_ns();
                 let mut arrivals = arrivals.lock().expect("lock");
                 let entry = arrivals.entry(id).or_insert((0, sent, 0));
                 entry.0 += 1;

@@ -13,10 +13,10 @@ use goose::goose::{
 };
 use goose::GooseAttack;
 
-use crate::collect::Recorders;
 use crate::journey::{self, Journey, Prepared, Response, Transport, TransportError, Vars};
 use crate::plan::Schedule;
 use crate::stop::Stop;
+use reports::Recorders;
 
 /// Goose refused the plan; a harness error (exit 1).
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,16 @@
-//! The engines that send load: closed-model journeys on goose, and the open-rate driver.
+//! The engines that send load, each reading its part of the plan and recording into per-task
+//! recorders under the run's stop switch:
+//!
+//! - [`closed`]: closed-model sender journeys on goose (users in a loop, think time);
+//! - [`open`]: the open-rate driver (iterations start at scheduled instants over a fixed
+//!   connection pool, latency from the intended instant);
+//! - [`replay`]: recorded traffic paced onto the open-rate driver, and recorded WebSocket
+//!   sessions;
+//! - [`swarm`]: the device swarm (long-lived connections in shards);
+//! - [`http`]: the HTTP connections the open-rate driver, replay and dispatch calls share.
 
 pub mod closed;
-pub mod conn;
+pub mod http;
 pub mod open;
+pub mod replay;
+pub mod swarm;

@@ -15,11 +15,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::collect::Recorders;
-use crate::engine::conn::{Conn, Origin, Tls};
+use crate::engine::http::{origin_of, Conn, Origin, Tls};
 use crate::journey::{self, Journey, Prepared, Response, Transport, TransportError};
 use crate::plan::Schedule;
 use crate::stop::Stop;
+use reports::Recorders;
 
 /// Pool settings of one open-model sender.
 #[derive(Debug, Clone)]
@@ -32,6 +32,18 @@ pub struct PoolConfig {
     pub streams: usize,
     /// Iterations that may wait for a worker.
     pub queue: usize,
+}
+
+impl PoolConfig {
+    /// The pool a scenario's `pool:` section asks for.
+    pub fn of(pool: &crate::scenario::Pool) -> PoolConfig {
+        PoolConfig {
+            connections: pool.connections,
+            http2: pool.http2,
+            streams: pool.streams,
+            queue: pool.queue,
+        }
+    }
 }
 
 /// One scheduled iteration.
@@ -300,7 +312,7 @@ impl Transport for PoolTransport {
             .url
             .parse()
             .map_err(|e| TransportError::BadUrl(format!("{}: {e}", req.url)))?;
-        let origin = Origin::of(&uri)?;
+        let origin = origin_of(&uri)?;
         let result = tokio::time::timeout(timeout, async {
             let conn = self.conn_for(&origin, timeout).await?;
             conn.send(uri, req).await

@@ -8,12 +8,11 @@
 //! own JSON or text protocol is driven from the file alone.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use schemars::JsonSchema;
 use serde::{de, Deserialize, Deserializer};
 
-use super::step::{Capture, CaptureSource};
+use super::extract::{Match, Source};
 use super::{Dur, Shape, Template, Think};
 
 /// A device journey: a population of long-lived connections.
@@ -106,7 +105,7 @@ pub struct Dispatch {
     /// The URL (a template, e.g. `{{base_url}}/dispatch?user={{user}}`).
     pub get: Template,
     /// Where the address is in the answer (`{ json: /ws }`, `{ regex: ... }`, `{ header: ... }`).
-    pub address: Capture,
+    pub address: Source,
 }
 
 /// Raw TCP framings.
@@ -133,7 +132,7 @@ pub struct Exchange {
     pub within: Option<Dur>,
     /// Values to take from the answer into variables for later templates.
     #[serde(default)]
-    pub capture: BTreeMap<String, Capture>,
+    pub capture: BTreeMap<String, Source>,
 }
 
 /// Application-level heartbeat.
@@ -163,7 +162,7 @@ pub struct Push {
     #[serde(rename = "match")]
     pub match_: Match,
     /// The message id (tracking joins receipts to sends on it).
-    pub id: Capture,
+    pub id: Source,
     /// The send timestamp carried in the push; `delivery_latency` is measured from it (else
     /// from the time the tracked send was made).
     #[serde(default)]
@@ -185,7 +184,7 @@ pub struct ServerError {
     pub match_: Match,
     /// The cause tag to count under (e.g. `{ json: /code }`); default `refused`.
     #[serde(default)]
-    pub cause: Option<Capture>,
+    pub cause: Option<Source>,
 }
 
 /// Reconnection.
@@ -280,7 +279,7 @@ struct RawSentAt {
 #[schemars(with = "RawSentAt")]
 pub struct SentAt {
     /// Where the number is.
-    pub source: CaptureSource,
+    pub source: Source,
     /// Its unit.
     pub unit: TimeUnit,
 }
@@ -289,18 +288,14 @@ impl<'de> Deserialize<'de> for SentAt {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = RawSentAt::deserialize(d)?;
         let source = match (raw.json, raw.regex) {
-            (Some(p), None) if p.is_empty() || p.starts_with('/') => CaptureSource::Json(p),
+            (Some(p), None) if p.is_empty() || p.starts_with('/') => Source::Json(p),
             (Some(p), None) => {
                 return Err(de::Error::custom(format!(
                     "`json` takes a JSON pointer such as `/sent_at_ns`, got `{p}`"
                 )))
             }
             (None, Some(r)) => {
-                let re = regex::Regex::new(&r).map_err(|e| {
-                    de::Error::custom(format!("invalid regular expression `{r}`: {e}"))
-                })?;
-                let group = usize::from(re.captures_len() > 1);
-                CaptureSource::Regex(re, group)
+                Source::regex_first_group(super::extract::regex(&r).map_err(de::Error::custom)?)
             }
             _ => {
                 return Err(de::Error::custom(
@@ -312,92 +307,6 @@ impl<'de> Deserialize<'de> for SentAt {
             source,
             unit: raw.unit,
         })
-    }
-}
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct RawMatch {
-    /// A JSON pointer; with `equals` the value there must equal it, alone it must exist.
-    #[serde(default)]
-    json: Option<String>,
-    /// The value at `json` (a string, number, boolean or null).
-    #[serde(default)]
-    equals: Option<serde_json::Value>,
-    /// The message must contain this text.
-    #[serde(default)]
-    contains: Option<String>,
-    /// The message must match this regular expression.
-    #[serde(default)]
-    regex: Option<String>,
-}
-
-/// A test on one received message.
-#[derive(Debug, Clone, JsonSchema)]
-#[schemars(with = "RawMatch")]
-pub enum Match {
-    /// The JSON value at the pointer equals this (or exists, for `None`).
-    Json(String, Option<serde_json::Value>),
-    /// The text contains this.
-    Contains(String),
-    /// The text matches.
-    Regex(regex::Regex),
-}
-
-impl Match {
-    /// True when it needs the message parsed as JSON.
-    pub fn needs_json(&self) -> bool {
-        matches!(self, Match::Json(..))
-    }
-
-    /// Tests a message; `json` is its parse (when it parsed).
-    pub fn test(&self, text: &[u8], json: Option<&serde_json::Value>) -> bool {
-        match self {
-            Match::Json(pointer, want) => match json.and_then(|j| j.pointer(pointer)) {
-                Some(v) => want.as_ref().is_none_or(|w| w == v),
-                None => false,
-            },
-            Match::Contains(s) => memfind(text, s.as_bytes()),
-            Match::Regex(re) => std::str::from_utf8(text).is_ok_and(|t| re.is_match(t)),
-        }
-    }
-}
-
-fn memfind(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
-}
-
-impl<'de> Deserialize<'de> for Match {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = RawMatch::deserialize(d)?;
-        match (raw.json, raw.contains, raw.regex) {
-            (Some(p), None, None) => {
-                if !(p.is_empty() || p.starts_with('/')) {
-                    return Err(de::Error::custom(format!(
-                        "`json` takes a JSON pointer such as `/type`, got `{p}`"
-                    )));
-                }
-                Ok(Match::Json(p, raw.equals))
-            }
-            (None, Some(s), None) if raw.equals.is_none() => Ok(Match::Contains(s)),
-            (None, None, Some(r)) if raw.equals.is_none() => regex::Regex::new(&r)
-                .map(Match::Regex)
-                .map_err(|e| de::Error::custom(format!("invalid regular expression `{r}`: {e}"))),
-            _ => Err(de::Error::custom(
-                "a match takes exactly one of `json` (with optional `equals`), `contains` or `regex`",
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Match {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Match::Json(p, Some(v)) => write!(f, "{p} == {v}"),
-            Match::Json(p, None) => write!(f, "{p} present"),
-            Match::Contains(s) => write!(f, "contains `{s}`"),
-            Match::Regex(r) => write!(f, "matches `{r}`"),
-        }
     }
 }
 
@@ -474,222 +383,6 @@ pub const DEVICE_VARS: &[&str] = &[
     "device.journey",
     "address",
 ];
-
-impl super::load::Checker<'_> {
-    /// Cross-field checks of `devices:`, `swarm:` and sender `track:` options.
-    pub(super) fn check_devices(&self, s: &super::Scenario) -> Result<(), super::ScenarioError> {
-        use super::step::Step;
-        if s.devices.is_empty() {
-            for (i, sender) in s.senders.iter().enumerate() {
-                for (j, step) in sender.steps.iter().enumerate() {
-                    if matches!(step, Step::Request(r) if r.track.is_some()) {
-                        return Err(self.err(None, "track", format!("senders[{i}].steps[{j}].track: delivery tracking needs device journeys (`devices:`)")));
-                    }
-                }
-            }
-            if s.swarm.is_some() {
-                return Err(self.err(
-                    None,
-                    "swarm",
-                    "swarm: there are no device journeys (`devices:`)".into(),
-                ));
-            }
-            return Ok(());
-        }
-        for (i, sender) in s.senders.iter().enumerate() {
-            for (j, step) in sender.steps.iter().enumerate() {
-                let Step::Request(r) = step else { continue };
-                let Some(t) = &r.track else { continue };
-                let anchor = format!("name: {}", sender.name);
-                let kinds = usize::from(t.unicast.is_some())
-                    + usize::from(t.broadcast == Some(true))
-                    + usize::from(t.topic.is_some());
-                if kinds != 1 {
-                    return Err(self.err(Some(&anchor), "track", format!("senders[{i}].steps[{j}].track: expected exactly one of `unicast: USER`, `broadcast: true` or `topic: NAME`")));
-                }
-                if t.within.is_some_and(|w| w.get().is_zero()) {
-                    return Err(self.err(
-                        Some(&anchor),
-                        "within",
-                        format!("senders[{i}].steps[{j}].track.within: must be longer than 0s"),
-                    ));
-                }
-            }
-        }
-        let mut names = std::collections::BTreeSet::new();
-        let mut any_constant = false;
-        for (i, d) in s.devices.iter().enumerate() {
-            let anchor = format!("name: {}", d.name);
-            let anchor = Some(anchor.as_str());
-            let field = |f: &str| format!("devices[{i}].{f}");
-            if d.name.trim().is_empty() {
-                return Err(self.err(
-                    anchor,
-                    "name",
-                    format!("{}: must not be empty", field("name")),
-                ));
-            }
-            if !names.insert(d.name.as_str()) || s.senders.iter().any(|sd| sd.name == d.name) {
-                return Err(self.err(
-                    anchor,
-                    "name",
-                    format!("{}: `{}` is used by another journey", field("name"), d.name),
-                ));
-            }
-            match (&d.count, &d.arrival) {
-                (Some(Shape::Constant(0)), None) => {
-                    return Err(self.err(anchor, "count", format!("{}: must be at least 1", field("count"))))
-                }
-                (Some(Shape::Constant(_)), None) => any_constant = true,
-                (Some(Shape::Staged(st)), None) => {
-                    self.check_stages(anchor, &field("count.stages"), &st.stages)?
-                }
-                (None, Some(a)) => {
-                    if !(a.per_second.is_finite() && a.per_second > 0.0) || a.max == 0 {
-                        return Err(self.err(anchor, "arrival", format!("{}: expected a positive `per_second` and `max` of at least 1", field("arrival"))));
-                    }
-                    any_constant = true;
-                }
-                _ => {
-                    return Err(self.err(anchor, "name", format!("{}: expected exactly one of `count` (closed model: connections held) or `arrival` (open model: devices per second)", field("count"))))
-                }
-            }
-            self.check_connect(anchor, i, d)?;
-            if let Some(h) = &d.heartbeat {
-                if h.every.get().is_zero() {
-                    return Err(self.err(
-                        anchor,
-                        "every",
-                        format!("{}: must be longer than 0s", field("heartbeat.every")),
-                    ));
-                }
-            }
-            if let Some(c) = &d.churn {
-                if !(c.per_second.is_finite() && (0.0..=1.0).contains(&c.per_second)) {
-                    return Err(self.err(
-                        anchor,
-                        "churn",
-                        format!(
-                            "{}: expected a fraction of devices per second from 0 to 1, got {}",
-                            field("churn.per_second"),
-                            c.per_second
-                        ),
-                    ));
-                }
-            }
-            if let Some(r) = &d.reconnect {
-                if r.backoff.initial > r.backoff.max {
-                    return Err(self.err(
-                        anchor,
-                        "backoff",
-                        format!(
-                            "{}: `initial` must not exceed `max`",
-                            field("reconnect.backoff")
-                        ),
-                    ));
-                }
-            }
-            self.check_device_vars(anchor, i, d)?;
-        }
-        if any_constant && s.duration.is_none() {
-            return Err(self.err(None, "devices", "duration: a constant device count or an arrival rate needs a `duration` to bound the run".into()));
-        }
-        if let Some(o) = &s.swarm {
-            if o.per_shard == Some(0) || o.source_addresses == Some(0) {
-                return Err(self.err(
-                    None,
-                    "swarm",
-                    "swarm: `per_shard` and `source_addresses` must be at least 1".into(),
-                ));
-            }
-            if o.source_addresses.is_some_and(|n| n > 65_000) {
-                return Err(self.err(
-                    None,
-                    "source_addresses",
-                    "swarm.source_addresses: at most 65000 (127.0.0.1 up to 127.0.253.232)".into(),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn check_connect(
-        &self,
-        anchor: Option<&str>,
-        i: usize,
-        d: &Device,
-    ) -> Result<(), super::ScenarioError> {
-        let c = &d.connect;
-        if c.url.is_none() && c.dispatch.is_none() {
-            return Err(self.err(anchor, "connect", format!("devices[{i}].connect: expected `url` (ws://, wss:// or tcp://) or `dispatch: {{ get: URL, address: {{ json: /ws }} }}`")));
-        }
-        if let Some(url) = &c.url {
-            let src = url.source();
-            let scheme_ok = ["ws://", "wss://", "tcp://"]
-                .iter()
-                .any(|p| src.starts_with(p))
-                || src.starts_with("{{");
-            if !scheme_ok {
-                return Err(self.err(anchor, "url", format!("devices[{i}].connect.url: expected a ws://, wss:// or tcp:// URL, got `{src}`")));
-            }
-            if c.framing.is_some() && (src.starts_with("ws://") || src.starts_with("wss://")) {
-                return Err(self.err(anchor, "framing", format!("devices[{i}].connect.framing: framing is for tcp:// connections; WebSocket has its own frames")));
-            }
-        }
-        Ok(())
-    }
-
-    fn check_device_vars(
-        &self,
-        anchor: Option<&str>,
-        i: usize,
-        d: &Device,
-    ) -> Result<(), super::ScenarioError> {
-        let mut known: std::collections::BTreeSet<String> =
-            DEVICE_VARS.iter().map(|s| s.to_string()).collect();
-        let check = |known: &std::collections::BTreeSet<String>, what: &str, t: &Template| {
-            for v in t.vars() {
-                let ack_id = what.ends_with("ack") && v == "msg.id";
-                if !(known.contains(v) || ack_id) {
-                    return Err(self.err(anchor, &format!("{{{{{v}"), format!("devices[{i}].{what}: variable `{v}` is not set; device templates read {} and values captured by `send_on_connect`", DEVICE_VARS.join(", "))));
-                }
-            }
-            Ok(())
-        };
-        if let Some(u) = &d.user {
-            for v in u.vars() {
-                if v == "user" || !known.contains(v) {
-                    return Err(self.err(anchor, "user", format!("devices[{i}].user: variable `{v}` is not available here; use device.index, device.id, device.journey or base_url")));
-                }
-            }
-        }
-        if let Some(disp) = &d.connect.dispatch {
-            check(&known, "connect.dispatch.get", &disp.get)?;
-        }
-        if let Some(u) = &d.connect.url {
-            check(&known, "connect.url", u)?;
-        }
-        for h in d.connect.headers.values() {
-            check(&known, "connect.headers", h)?;
-        }
-        for (j, x) in d.send_on_connect.iter().enumerate() {
-            check(&known, &format!("send_on_connect[{j}].send"), &x.send)?;
-            known.extend(x.capture.keys().cloned());
-        }
-        if let Some(h) = &d.heartbeat {
-            check(&known, "heartbeat.send", &h.send)?;
-        }
-        if let Some(p) = &d.push {
-            if let Some(a) = &p.ack {
-                check(&known, "push.ack", a)?;
-            }
-        }
-        if let Some(c) = &d.close {
-            check(&known, "close", c)?;
-        }
-        Ok(())
-    }
-}
 
 #[cfg(test)]
 mod tests {

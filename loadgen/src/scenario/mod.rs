@@ -6,7 +6,9 @@
 //! messages (serde's "unknown field `x`, expected one of …") and `loadgen schema` all come
 //! from them.
 
+mod check;
 pub mod device;
+pub mod extract;
 mod load;
 pub mod replay;
 pub mod step;
@@ -19,9 +21,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 pub use common::duration::Dur;
+pub use device::Device;
+pub use extract::{Match, Source};
 pub use load::{load_str, located, ScenarioError};
 pub use step::Request;
-pub use step::{Capture, CaptureSource, Expect, Method, Step, Think};
+pub use step::{Expect, Method, Step, Think};
 pub use template::{JsonTemplate, Template};
 
 /// A scenario file.

@@ -6,6 +6,7 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{de, Deserialize, Deserializer};
 
+use super::extract::Source;
 use super::{Dur, JsonTemplate, Template};
 
 /// HTTP methods a step may use.
@@ -82,7 +83,7 @@ struct RawStep {
     expect: Option<Expect>,
     /// Values to take from the response into variables.
     #[serde(default)]
-    capture: BTreeMap<String, Capture>,
+    capture: BTreeMap<String, Source>,
     /// Pause after this step.
     #[serde(default)]
     think: Option<Think>,
@@ -117,7 +118,7 @@ pub struct Request {
     /// Expectations.
     pub expect: Expect,
     /// Captures.
-    pub capture: Vec<(String, Capture)>,
+    pub capture: Vec<(String, Source)>,
     /// Pause after the step.
     pub think: Option<Think>,
     /// Delivery expectation registered when the step succeeds.
@@ -223,9 +224,9 @@ pub struct Expect {
     #[serde(default)]
     pub body_contains: Option<Template>,
     /// The body must match this regular expression.
-    #[serde(default, deserialize_with = "opt_regex::deserialize")]
+    #[serde(default, deserialize_with = "super::extract::opt_regex")]
     #[schemars(with = "Option<String>")]
-    pub body_matches: Option<regex::Regex>,
+    pub body_matches: Option<regex::bytes::Regex>,
 }
 
 /// One status or several.
@@ -245,88 +246,6 @@ impl StatusSet {
             StatusSet::One(s) => *s == status,
             StatusSet::Any(v) => v.contains(&status),
         }
-    }
-}
-
-mod opt_regex {
-    use serde::{de, Deserialize, Deserializer};
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<regex::Regex>, D::Error> {
-        let s = String::deserialize(d)?;
-        regex::Regex::new(&s)
-            .map(Some)
-            .map_err(|e| de::Error::custom(format!("invalid regular expression `{s}`: {e}")))
-    }
-}
-
-/// Where a captured value comes from.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct RawCapture {
-    /// A JSON pointer into the response body, e.g. `/device_id`.
-    #[serde(default)]
-    json: Option<String>,
-    /// A regular expression over the body; the first capture group (or `group`) is taken.
-    #[serde(default)]
-    regex: Option<String>,
-    /// The regex group to take (default 1, or 0 when the regex has no group).
-    #[serde(default)]
-    group: Option<usize>,
-    /// A response header.
-    #[serde(default)]
-    header: Option<String>,
-}
-
-/// A capture: a value taken from a response into a variable.
-#[derive(Debug, Clone, JsonSchema)]
-#[schemars(with = "RawCapture")]
-pub struct Capture {
-    /// Where the value comes from.
-    pub source: CaptureSource,
-}
-
-/// Where a captured value comes from.
-#[derive(Debug, Clone)]
-pub enum CaptureSource {
-    /// JSON pointer into the body.
-    Json(String),
-    /// Regex over the body, with the group to take.
-    Regex(regex::Regex, usize),
-    /// A response header (lower case).
-    Header(String),
-}
-
-impl<'de> Deserialize<'de> for Capture {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = RawCapture::deserialize(d)?;
-        let source =
-            match (raw.json, raw.regex, raw.header) {
-                (Some(p), None, None) => {
-                    if !(p.is_empty() || p.starts_with('/')) {
-                        return Err(de::Error::custom(format!(
-                            "capture `json` takes a JSON pointer such as `/device_id`, got `{p}`"
-                        )));
-                    }
-                    CaptureSource::Json(p)
-                }
-                (None, Some(r), None) => {
-                    let re = regex::Regex::new(&r).map_err(|e| {
-                        de::Error::custom(format!("invalid regular expression `{r}`: {e}"))
-                    })?;
-                    let groups = re.captures_len() - 1;
-                    let group = raw.group.unwrap_or(usize::from(groups > 0));
-                    if group > groups {
-                        return Err(de::Error::custom(format!(
-                            "capture group {group} does not exist in `{r}` ({groups} groups)"
-                        )));
-                    }
-                    CaptureSource::Regex(re, group)
-                }
-                (None, None, Some(h)) => CaptureSource::Header(h.to_ascii_lowercase()),
-                _ => return Err(de::Error::custom(
-                    "a capture takes exactly one of `json` (a JSON pointer), `regex` or `header`",
-                )),
-            };
-        Ok(Capture { source })
     }
 }
 

@@ -1,0 +1,31 @@
+//! `loadgen check` (validate a scenario and print its planned schedule; sends nothing) and
+//! `loadgen schema` (the scenario files' JSON Schema).
+
+use std::path::Path;
+
+use super::{exit, fail};
+use crate::plan::Plan;
+
+/// A scenario file's plan, its `${NAME}` variables filled in from `-e` pairs and the
+/// environment; the error is one line.
+pub fn load_plan(file: &Path, env: &[String]) -> Result<Plan, String> {
+    let vars = crate::scenario::vars::Vars::from_pairs(env)?;
+    Plan::from_file_with(file, &vars).map_err(|e| e.to_string())
+}
+
+/// `loadgen check FILE [-e NAME=VALUE]...`.
+pub fn main(file: &Path, env: &[String]) -> i32 {
+    match load_plan(file, env) {
+        Ok(plan) => {
+            print!("{}", plan.describe());
+            exit::OK
+        }
+        Err(e) => fail(exit::BAD_INPUT, &e),
+    }
+}
+
+/// `loadgen schema`.
+pub fn schema() -> i32 {
+    println!("{:#}", crate::scenario::json_schema());
+    exit::OK
+}

@@ -1,0 +1,277 @@
+//! [`DeliveryTracker`]: one shard's end of delivery tracking. The coordinator forwards every
+//! tracked send (message id, expected recipients, send time, deadline) to the shards that own
+//! a recipient; devices report each push they receive. At the deadline each expected
+//! (message, device) pair is settled: received in time, or lost when the device was connected
+//! for the whole window [send, deadline] and did not get it. Receipts beyond the first are
+//! duplicates (or redeliveries when the push says so); receipts no tracked send explains are
+//! unexpected. A push can overtake the tracking record (the send's HTTP answer comes after the
+//! push reached the device): such receipts wait, and count as unexpected only when no record
+//! arrives within [`ORPHAN_GRACE`].
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use reports::{MetricKey, Recorder};
+
+use super::clock::unix_ns;
+use super::{names, Presence, Recipients, Target, TrackMsg};
+
+/// How long a receipt of an unknown message waits for its tracking record.
+pub const ORPHAN_GRACE: Duration = Duration::from_secs(30);
+
+/// How long a settled message is remembered, to classify late copies.
+const SETTLED_MEMORY: Duration = Duration::from_secs(120);
+
+/// One received push, as the device saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Receipt {
+    /// The device (local index in the shard).
+    pub local: u32,
+    /// When it arrived, Unix ns.
+    pub at_ns: u64,
+    /// Marked as a redelivery by the gateway.
+    pub redelivery: bool,
+    /// The send time the push carries, Unix ns.
+    pub sent_ns: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FirstReceipt {
+    at_ns: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    msg: TrackMsg,
+    receipts: HashMap<u32, FirstReceipt>,
+    settled: bool,
+}
+
+#[derive(Debug)]
+struct SenderKeys {
+    latency: MetricKey,
+    received: MetricKey,
+    expected: MetricKey,
+    lost: MetricKey,
+    duplicates: MetricKey,
+    redelivered: MetricKey,
+    unexpected: MetricKey,
+    unresolved: MetricKey,
+}
+
+impl SenderKeys {
+    fn new(journey: &str) -> SenderKeys {
+        let k = |n: &str| MetricKey::new(n).with_tag("journey", journey);
+        SenderKeys {
+            latency: k(names::DELIVERY_LATENCY),
+            received: k(names::DELIVERY_RECEIVED),
+            expected: k(names::DELIVERY_EXPECTED),
+            lost: k(names::DELIVERY_LOST),
+            duplicates: k(names::DELIVERY_DUPLICATES),
+            redelivered: k(names::DELIVERY_REDELIVERED),
+            unexpected: k(names::DELIVERY_UNEXPECTED),
+            unresolved: k(names::DELIVERY_UNRESOLVED),
+        }
+    }
+}
+
+/// A settled broadcast on this shard: `(id, last in-time receipt ns, in-time receipts)`.
+pub type BroadcastSettled = (String, u64, u64);
+
+/// One shard's delivery tracking state and its metrics.
+#[derive(Debug)]
+pub struct DeliveryTracker {
+    rec: Recorder,
+    msgs: HashMap<String, Entry>,
+    /// Unsettled messages by (deadline, sequence).
+    due: BTreeMap<(u64, u64), String>,
+    seq: u64,
+    forget: VecDeque<(u64, String)>,
+    orphans: HashMap<String, Vec<Receipt>>,
+    orphan_queue: VecDeque<(u64, String)>,
+    keys: HashMap<String, SenderKeys>,
+    unexpected: MetricKey,
+    settled_broadcasts: Vec<BroadcastSettled>,
+}
+
+impl DeliveryTracker {
+    /// A tracker recording into seconds counted from `origin`.
+    pub fn new(origin: Instant) -> DeliveryTracker {
+        DeliveryTracker {
+            rec: Recorder::new(origin),
+            msgs: HashMap::new(),
+            due: BTreeMap::new(),
+            seq: 0,
+            forget: VecDeque::new(),
+            orphans: HashMap::new(),
+            orphan_queue: VecDeque::new(),
+            keys: HashMap::new(),
+            unexpected: MetricKey::new(names::DELIVERY_UNEXPECTED),
+            settled_broadcasts: Vec::new(),
+        }
+    }
+
+    /// Takes the metrics recorded since the last call.
+    pub fn take_metrics(&mut self) -> Recorder {
+        self.rec.take()
+    }
+
+    /// Takes the broadcasts settled since the last call.
+    pub fn take_settled_broadcasts(&mut self) -> Vec<BroadcastSettled> {
+        std::mem::take(&mut self.settled_broadcasts)
+    }
+
+    fn keys(&mut self, journey: &str) -> &SenderKeys {
+        if !self.keys.contains_key(journey) {
+            self.keys
+                .insert(journey.to_string(), SenderKeys::new(journey));
+        }
+        &self.keys[journey]
+    }
+
+    /// Registers a tracked send; receipts that arrived before it are applied now.
+    pub fn track(&mut self, msg: TrackMsg, devices: &impl Recipients) {
+        let id = msg.id.clone();
+        self.seq += 1;
+        self.due.insert((msg.deadline_ns, self.seq), id.clone());
+        self.keys(&msg.journey);
+        self.msgs.insert(
+            id.clone(),
+            Entry {
+                msg,
+                receipts: HashMap::new(),
+                settled: false,
+            },
+        );
+        if let Some(early) = self.orphans.remove(&id) {
+            for r in early {
+                self.receipt(&id, r, devices);
+            }
+        }
+    }
+
+    /// A device received push `id`.
+    pub fn receipt(&mut self, id: &str, r: Receipt, devices: &impl Recipients) {
+        let now = Instant::now();
+        let Some(entry) = self.msgs.get_mut(id) else {
+            self.orphans.entry(id.to_string()).or_default().push(r);
+            self.orphan_queue.push_back((r.at_ns, id.to_string()));
+            return;
+        };
+        let keys = &self.keys[&entry.msg.journey];
+        if !devices.is_recipient(&entry.msg.target, r.local) {
+            self.rec.add(&keys.unexpected, now, 1);
+            return;
+        }
+        if r.redelivery {
+            self.rec.add(&keys.redelivered, now, 1);
+        }
+        match entry.receipts.get(&r.local) {
+            Some(_) => {
+                if !r.redelivery {
+                    self.rec.add(&keys.duplicates, now, 1);
+                }
+            }
+            None => {
+                entry
+                    .receipts
+                    .insert(r.local, FirstReceipt { at_ns: r.at_ns });
+                if !entry.settled && r.at_ns <= entry.msg.deadline_ns {
+                    self.rec.add(&keys.received, now, 1);
+                    let from = r.sent_ns.unwrap_or(entry.msg.sent_ns);
+                    self.rec
+                        .record(&keys.latency, now, r.at_ns.saturating_sub(from) / 1_000);
+                }
+            }
+        }
+    }
+
+    /// Settles every message whose deadline has passed, and gives up on old orphans.
+    pub fn settle_due(&mut self, now_ns: u64, devices: &impl Recipients) {
+        while let Some(((deadline, _), _)) = self.due.first_key_value() {
+            if *deadline > now_ns {
+                break;
+            }
+            let Some((_, id)) = self.due.pop_first() else {
+                break;
+            };
+            self.settle(&id, devices);
+            self.forget
+                .push_back((now_ns + SETTLED_MEMORY.as_nanos() as u64, id));
+        }
+        while self.forget.front().is_some_and(|(t, _)| *t <= now_ns) {
+            if let Some((_, id)) = self.forget.pop_front() {
+                self.msgs.remove(&id);
+            }
+        }
+        let grace = ORPHAN_GRACE.as_nanos() as u64;
+        while self
+            .orphan_queue
+            .front()
+            .is_some_and(|(t, _)| t + grace <= now_ns)
+        {
+            if let Some((_, id)) = self.orphan_queue.pop_front() {
+                if let Some(rs) = self.orphans.remove(&id) {
+                    self.rec
+                        .add(&self.unexpected, Instant::now(), rs.len() as u64);
+                }
+            }
+        }
+    }
+
+    fn settle(&mut self, id: &str, devices: &impl Recipients) {
+        let now = Instant::now();
+        let Some(entry) = self.msgs.get_mut(id) else {
+            return;
+        };
+        entry.settled = true;
+        let m = &entry.msg;
+        let (mut expected, mut lost, mut received, mut last) = (0u64, 0u64, 0u64, 0u64);
+        devices.for_each_recipient(&m.target, &mut |local, slot| {
+            let in_time = entry
+                .receipts
+                .get(&local)
+                .filter(|r| r.at_ns <= m.deadline_ns);
+            let whole = slot.connected_through(m.sent_ns, m.deadline_ns);
+            if let Some(r) = in_time {
+                received += 1;
+                last = last.max(r.at_ns);
+            }
+            if in_time.is_some() || whole {
+                expected += 1;
+            }
+            if whole && in_time.is_none() {
+                lost += 1;
+            }
+        });
+        let keys = &self.keys[&m.journey];
+        self.rec.add(&keys.expected, now, expected);
+        self.rec.add(&keys.lost, now, lost);
+        // Present even when nothing went wrong, so `count == 0` thresholds can be checked.
+        for k in [&keys.duplicates, &keys.redelivered, &keys.unexpected] {
+            self.rec.add(k, now, 0);
+        }
+        if !matches!(m.target, Target::Unicast { .. }) {
+            self.settled_broadcasts.push((m.id.clone(), last, received));
+        }
+    }
+
+    /// The end of the run: settles what is due, counts the rest as unresolved and leftover
+    /// orphans as unexpected.
+    pub fn finish(&mut self, devices: &impl Recipients) {
+        let now_ns = unix_ns();
+        self.settle_due(now_ns, devices);
+        let now = Instant::now();
+        for (_, id) in std::mem::take(&mut self.due) {
+            if let Some(e) = self.msgs.get(&id) {
+                let k = &self.keys[&e.msg.journey];
+                self.rec.add(&k.unresolved, now, 1);
+            }
+        }
+        let orphans: u64 = self.orphans.drain().map(|(_, v)| v.len() as u64).sum();
+        if orphans > 0 {
+            self.rec.add(&self.unexpected, now, orphans);
+        }
+        self.orphan_queue.clear();
+    }
+}

@@ -1,0 +1,46 @@
+//! The device swarm: long-lived WebSocket and raw TCP connections running the scenario's
+//! device journeys, reporting what they receive to delivery tracking ([`crate::delivery`]).
+//!
+//! - [`wire`]: client framing (RFC 6455, length-prefixed, newline) and the WebSocket upgrade.
+//! - [`net`]: source addresses, `IP_BIND_ADDRESS_NO_PORT`, the open-file limit, resolving.
+//! - [`script`]: a device journey compiled for running, its metric keys, template scope.
+//! - [`connection`]: one device's task (connect, exchanges, heartbeat, pushes, churn,
+//!   reconnect).
+//! - [`ack`]: the reply to a push, rendered straight into the connection's output.
+//! - [`dispatch`]: the HTTP call that hands a device its address.
+//! - [`shard`]: the devices a shard owns, its schedule and control loop.
+//! - [`control`]: the coordinator ↔ shard messages (JSON lines).
+//! - [`coordinator`]: shards, routing of tracking records, metrics merge.
+//!
+//! Devices are split over shards by global index (device g belongs to shard g mod N). Small
+//! swarms run in the loadgen process; larger ones as `loadgen __shard` child processes of at
+//! most `swarm.per_shard` connections each, since one process's open-file limit bounds it
+//! (the layout is planned in [`crate::plan::devices`]).
+
+pub mod ack;
+pub mod connection;
+pub mod control;
+pub mod coordinator;
+pub mod dispatch;
+pub mod net;
+pub mod script;
+pub mod shard;
+pub mod wire;
+
+pub use coordinator::{Launched, Swarm, SwarmError, SwarmSetup};
+
+/// Metric names of device connections (delivery's are in [`crate::delivery::names`]).
+pub mod names {
+    /// TCP connect + WebSocket upgrade, µs.
+    pub const WS_CONNECTING: &str = "ws_connecting";
+    /// TCP connect of raw TCP devices, µs.
+    pub const TCP_CONNECTING: &str = "tcp_connecting";
+    /// Heartbeat round trip, µs.
+    pub const HEARTBEAT_RTT: &str = "heartbeat_rtt";
+    /// Sessions established.
+    pub const CONNECTIONS_OPENED: &str = "connections_opened";
+    /// Connection attempts or sessions that failed, by `cause`.
+    pub const CONNECTIONS_FAILED: &str = "connections_failed";
+    /// Sessions open now (gauge, one writer per shard).
+    pub const CONNECTIONS_ACTIVE: &str = "connections_active";
+}

@@ -1,0 +1,181 @@
+//! A device journey compiled for running: the scenario's `devices[i]` with its plan (its
+//! place in the global device index space and its schedule), its metric keys, and the
+//! template scope of one device.
+
+use std::time::Duration;
+
+use reports::MetricKey;
+
+use super::names;
+use super::wire::Framing;
+use crate::plan::DeviceJourneyPlan;
+use crate::scenario::device::{Device, Framing as FileFraming};
+use crate::scenario::template::Scope;
+
+/// A device journey ready to run.
+#[derive(Debug)]
+pub struct Script {
+    /// As written.
+    pub def: Device,
+    /// Its devices and schedule.
+    pub plan: DeviceJourneyPlan,
+    /// Raw TCP framing.
+    pub tcp_framing: Framing,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Keys.
+    pub keys: Keys,
+}
+
+/// Metric keys of one device journey.
+#[derive(Debug)]
+pub struct Keys {
+    /// `connections_opened{journey}`.
+    pub opened: MetricKey,
+    /// `ws_connecting{journey}`.
+    pub ws_connecting: MetricKey,
+    /// `tcp_connecting{journey}`.
+    pub tcp_connecting: MetricKey,
+    /// `heartbeat_rtt{journey}`.
+    pub heartbeat_rtt: MetricKey,
+    failed: MetricKey,
+}
+
+impl Keys {
+    /// `connections_failed{journey}` (for a zero count before any failure).
+    pub fn failed_any(&self) -> MetricKey {
+        self.failed.clone()
+    }
+
+    /// `connections_failed{journey,cause}`.
+    pub fn failed(&self, cause: &str) -> MetricKey {
+        self.failed.clone().with_tag("cause", cause)
+    }
+}
+
+impl Script {
+    /// Compiles every device journey of `devices` with its plan.
+    pub fn compile_all(devices: &[Device], plans: Vec<DeviceJourneyPlan>) -> Vec<Script> {
+        plans
+            .into_iter()
+            .map(|plan| {
+                let d = &devices[plan.index];
+                let tagged = |n: &str| MetricKey::new(n).with_tag("journey", &d.name);
+                Script {
+                    def: d.clone(),
+                    plan,
+                    tcp_framing: match d.connect.framing {
+                        Some(FileFraming::Newline) => Framing::Newline,
+                        _ => Framing::LengthU32,
+                    },
+                    connect_timeout: d
+                        .connect
+                        .timeout
+                        .map_or(Duration::from_secs(10), |t| t.get()),
+                    keys: Keys {
+                        opened: tagged(names::CONNECTIONS_OPENED),
+                        ws_connecting: tagged(names::WS_CONNECTING),
+                        tcp_connecting: tagged(names::TCP_CONNECTING),
+                        heartbeat_rtt: tagged(names::HEARTBEAT_RTT),
+                        failed: tagged(names::CONNECTIONS_FAILED),
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// The user id of this journey's device `index` (global index `global`).
+    pub fn user(&self, index: u32, global: u32, base_url: &str) -> String {
+        match &self.def.user {
+            Some(t) => {
+                let scope = DeviceScope::new(self, index, global, "", base_url);
+                t.render(&scope)
+                    .unwrap_or_else(|_| format!("{}-{index}", self.def.name))
+            }
+            None => format!("{}-{index}", self.def.name),
+        }
+    }
+
+    /// True when the journey recognises pushes.
+    pub fn handles_push(&self) -> bool {
+        self.def.push.is_some()
+    }
+}
+
+/// Every device's user id, by global index.
+pub fn all_users(scripts: &[Script], base_url: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in scripts {
+        for i in 0..s.plan.planned {
+            out.push(s.user(i, s.plan.base + i, base_url));
+        }
+    }
+    out
+}
+
+/// The variables of one device while it renders a template.
+#[derive(Debug)]
+pub struct DeviceScope<'a> {
+    index: String,
+    id: String,
+    user: &'a str,
+    base_url: &'a str,
+    journey: &'a str,
+    /// Values captured from answers, and `address`.
+    pub extra: Vec<(String, String)>,
+}
+
+impl<'a> DeviceScope<'a> {
+    /// The scope of device `index` (global `global`) with user `user`.
+    pub fn new(
+        script: &'a Script,
+        index: u32,
+        global: u32,
+        user: &'a str,
+        base_url: &'a str,
+    ) -> DeviceScope<'a> {
+        DeviceScope {
+            index: index.to_string(),
+            id: global.to_string(),
+            user,
+            base_url,
+            journey: &script.def.name,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Sets or replaces a variable.
+    pub fn set(&mut self, name: &str, value: String) {
+        match self.extra.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.extra.push((name.to_string(), value)),
+        }
+    }
+}
+
+impl Scope for DeviceScope<'_> {
+    fn var(&self, name: &str) -> Option<&str> {
+        match name {
+            "user" => Some(self.user),
+            "base_url" => Some(self.base_url),
+            "device.journey" => Some(self.journey),
+            "device.index" => Some(&self.index),
+            "device.id" => Some(&self.id),
+            _ => lookup(&self.extra, name),
+        }
+    }
+    fn iteration(&self) -> u64 {
+        0
+    }
+    fn user_id(&self) -> u64 {
+        self.id.parse().unwrap_or(0)
+    }
+}
+
+/// The value a device variable list gives `name`: the last one set wins.
+pub fn lookup<'a>(vars: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    vars.iter()
+        .rev()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}

@@ -1,0 +1,283 @@
+//! Step semantics every engine shares: a sender journey compiled for running ([`Journey`]),
+//! one iteration of its steps ([`run_iteration`]) with what each step records, and the pieces
+//! it is made of:
+//!
+//! - [`vars`]: the variables of one user or worker (let, capture, feeders, globals);
+//! - [`request`]: rendering a step into a request, and the [`Transport`] that carries it;
+//! - [`expect`]: what a response must be, and captures;
+//! - [`extract`]: the one set of rules for reading values out of answers and messages, also
+//!   used by the device swarm.
+//!
+//! The closed-model engine (goose) and the open-rate driver (hyper) differ only in how a
+//! request reaches the wire; both implement [`Transport`] and call [`run_iteration`].
+
+pub mod expect;
+pub mod extract;
+pub mod request;
+pub mod vars;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reports::{MetricKey, Recorder};
+
+pub use request::{prepare, Prepared, Response, Transport, TransportError};
+pub use vars::Vars;
+
+use crate::delivery::{DeliveryHooks, Target};
+use crate::plan::Feeders;
+use crate::scenario::template::Scope;
+use crate::scenario::{Sender, Step, Think};
+use crate::stop::Stop;
+
+/// Metric names every engine records.
+pub mod names {
+    /// Request latency, µs (full response, from the intended start in open-model work).
+    pub const HTTP_REQ_DURATION: &str = "http_req_duration";
+    /// Requests sent.
+    pub const HTTP_REQS: &str = "http_reqs";
+    /// Failed requests over all requests (transport error, timeout or unmet expectation).
+    pub const HTTP_REQ_FAILED: &str = "http_req_failed";
+    /// Failures by cause.
+    pub const HTTP_ERRORS: &str = "http_errors";
+    /// Whole iterations, µs.
+    pub const ITERATION_DURATION: &str = "iteration_duration";
+    /// Iterations completed (successfully or not).
+    pub const ITERATIONS: &str = "iterations";
+    /// Open model: iterations not started because the driver could not keep up, over all
+    /// scheduled.
+    pub const DROPPED_ITERATIONS: &str = "dropped_iterations";
+}
+
+/// A journey compiled for running: the sender, its metric keys, and shared values.
+#[derive(Debug)]
+pub struct Journey {
+    /// The sender as written.
+    pub sender: Sender,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    steps: Vec<StepKeys>,
+    iteration_duration: MetricKey,
+    iterations: MetricKey,
+    /// `dropped_iterations{journey=…}`.
+    pub dropped: MetricKey,
+    errors_base: MetricKey,
+    globals: Arc<HashMap<String, String>>,
+    feeders: Arc<Feeders>,
+    /// Delivery tracking helpers, when the scenario has a device swarm.
+    delivery: Option<Arc<DeliveryHooks>>,
+}
+
+#[derive(Debug)]
+struct StepKeys {
+    duration: MetricKey,
+    reqs: MetricKey,
+    failed: MetricKey,
+}
+
+impl Journey {
+    /// Compiles `sender`; `globals` holds `base_url` and friends.
+    pub fn new(
+        sender: Sender,
+        globals: Arc<HashMap<String, String>>,
+        feeders: Arc<Feeders>,
+    ) -> Journey {
+        let tagged = |name: &str| MetricKey::new(name).with_tag("journey", &sender.name);
+        let steps = sender
+            .steps
+            .iter()
+            .map(|s| {
+                let step_name = match s {
+                    Step::Request(r) => r.name.as_str(),
+                    Step::Let(_) => "let",
+                };
+                let k = |n: &str| tagged(n).with_tag("step", step_name);
+                StepKeys {
+                    duration: k(names::HTTP_REQ_DURATION),
+                    reqs: k(names::HTTP_REQS),
+                    failed: k(names::HTTP_REQ_FAILED),
+                }
+            })
+            .collect();
+        Journey {
+            timeout: sender.timeout.map_or(Duration::from_secs(30), |d| d.get()),
+            steps,
+            iteration_duration: tagged(names::ITERATION_DURATION),
+            iterations: tagged(names::ITERATIONS),
+            dropped: tagged(names::DROPPED_ITERATIONS),
+            errors_base: tagged(names::HTTP_ERRORS),
+            sender,
+            globals,
+            feeders,
+            delivery: None,
+        }
+    }
+
+    /// Gives the journey the swarm's delivery helpers: `{{msg_id}}`, `{{random_device}}` and
+    /// `track:` on request steps.
+    pub fn with_delivery(mut self, hooks: Option<Arc<DeliveryHooks>>) -> Journey {
+        self.delivery = hooks;
+        self
+    }
+
+    /// The journey's name.
+    pub fn name(&self) -> &str {
+        &self.sender.name
+    }
+
+    /// Fresh variables for one user or worker.
+    pub fn vars(&self, user_id: u64) -> Vars {
+        Vars::new(self.globals.clone(), user_id)
+    }
+
+    fn error_key(&self, step: &str, cause: &str) -> MetricKey {
+        self.errors_base
+            .clone()
+            .with_tag("step", step)
+            .with_tag("cause", cause)
+    }
+}
+
+/// Sleeps for a think time (nothing when `None`), waking early when the run stops.
+pub async fn think(t: Option<&Think>, stop: &Stop) {
+    if let Some(t) = t {
+        let d = t.sample();
+        if !d.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(d) => {}
+                _ = stop.wait() => {}
+            }
+        }
+    }
+}
+
+/// Runs one iteration of `journey`: every step in order, stopping at the first failure.
+/// `intended` is when the iteration should have started (open model) — the first request's
+/// latency is measured from it, so time spent waiting for a free connection counts.
+/// Returns whether every step succeeded.
+pub async fn run_iteration<T: Transport>(
+    journey: &Journey,
+    transport: &mut T,
+    vars: &mut Vars,
+    recorder: &std::sync::Mutex<Recorder>,
+    intended: Instant,
+    stop: &Stop,
+) -> bool {
+    vars.next_iteration();
+    vars.fill(&journey.feeders);
+    if let Some(h) = &journey.delivery {
+        vars.set("msg_id", h.next_msg_id());
+        match h.random_device() {
+            Some(u) => vars.set("random_device", u),
+            None => vars.unset("random_device"),
+        }
+    }
+    let mut ok = true;
+    let mut step_start = intended;
+    for (i, step) in journey.sender.steps.iter().enumerate() {
+        if stop.is_stopped() {
+            break;
+        }
+        let req = match step {
+            Step::Let(assignments) => {
+                for (name, t) in assignments {
+                    match t.render(vars) {
+                        Ok(v) => vars.set(name, v),
+                        Err(_) => {
+                            ok = false;
+                            break;
+                        }
+                    }
+                }
+                if !ok {
+                    record_error(journey, recorder, "let", "template", Instant::now());
+                    break;
+                }
+                continue;
+            }
+            Step::Request(r) => r,
+        };
+        let keys = &journey.steps[i];
+        let prepared = match prepare(req, vars) {
+            Ok(p) => p,
+            Err(_) => {
+                record_error(journey, recorder, &req.name, "template", Instant::now());
+                ok = false;
+                break;
+            }
+        };
+        let sent_ns = crate::delivery::clock::unix_ns();
+        let result = transport.send(&req.name, prepared, journey.timeout).await;
+        let done = Instant::now();
+        let latency = done.saturating_duration_since(step_start);
+        let outcome = match result {
+            Ok(resp) => expect::verify(req, &resp, vars),
+            Err(e) => {
+                tracing::debug!(journey = journey.name(), step = %req.name, "request failed: {e}");
+                Err(e.cause().to_string())
+            }
+        };
+        {
+            let mut rec = common::sync::lock(recorder);
+            rec.record(&keys.duration, done, latency.as_micros() as u64);
+            rec.add(&keys.reqs, done, 1);
+            rec.count(&keys.failed, done, outcome.is_err());
+            if let Err(cause) = &outcome {
+                rec.add(&journey.error_key(&req.name, cause), done, 1);
+            }
+        }
+        if outcome.is_err() {
+            ok = false;
+            break;
+        }
+        if let (Some(t), Some(h)) = (&req.track, &journey.delivery) {
+            track(journey.name(), t, h, vars, sent_ns);
+        }
+        think(req.think.as_ref(), stop).await;
+        step_start = Instant::now();
+    }
+    let done = Instant::now();
+    let mut rec = common::sync::lock(recorder);
+    rec.record(
+        &journey.iteration_duration,
+        done,
+        done.saturating_duration_since(intended).as_micros() as u64,
+    );
+    rec.add(&journey.iterations, done, 1);
+    ok
+}
+
+/// Registers a successful send's delivery expectation with the swarm.
+fn track(
+    journey: &str,
+    t: &crate::scenario::device::Track,
+    hooks: &DeliveryHooks,
+    vars: &Vars,
+    sent_ns: u64,
+) {
+    let id = match &t.id {
+        Some(id) => id.render(vars).ok(),
+        None => vars.var("msg_id").map(str::to_string),
+    };
+    let target = if let Some(u) = &t.unicast {
+        u.render(vars).ok().map(|user| Target::Unicast { user })
+    } else if let Some(topic) = &t.topic {
+        topic.render(vars).ok().map(|topic| Target::Topic { topic })
+    } else {
+        Some(Target::Broadcast)
+    };
+    if let (Some(id), Some(target)) = (id, target) {
+        hooks.track(journey, target, id, sent_ns, t.within());
+    }
+}
+
+fn record_error(
+    journey: &Journey,
+    recorder: &std::sync::Mutex<Recorder>,
+    step: &str,
+    cause: &str,
+    at: Instant,
+) {
+    common::sync::lock(recorder).add(&journey.error_key(step, cause), at, 1);
+}

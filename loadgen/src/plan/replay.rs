@@ -1,0 +1,252 @@
+//! The replay plan: a scenario's `replay:` section (or `loadgen replay`'s flags) checked by
+//! reading the whole recording once through its transforms, so a malformed record is
+//! reported before anything is sent, and the counts and length `check` and the run record
+//! show.
+
+use std::path::Path;
+use std::time::Duration;
+
+use traffic::{DeviceSession, Item, Paced, ReadOptions, ReadStats, Recording, Transforms};
+
+use crate::scenario::replay::ReplaySpec;
+use crate::scenario::Pool;
+
+/// How long a session stays open after its last recorded message (scaled), for the
+/// server's last answers; it ends sooner once everything recorded has arrived.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// A replay that cannot be planned (bad input, exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayPlanError {
+    /// An option is invalid; the message names the field.
+    #[error("{0}")]
+    Option(String),
+    /// The recording cannot be read.
+    #[error(transparent)]
+    Read(#[from] traffic::ReadError),
+}
+
+/// A checked replay.
+#[derive(Debug)]
+pub struct ReplayPlan {
+    /// The recording.
+    pub recording: Recording,
+    /// Its transforms.
+    pub transforms: Transforms,
+    /// The connection pool.
+    pub pool: Pool,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Compare replayed statuses with recorded ones.
+    pub compare_status: bool,
+    /// Requests that will be sent.
+    pub planned_requests: u64,
+    /// WebSocket device sessions in the stream.
+    pub planned_sessions: u64,
+    /// Client→server messages of those sessions.
+    pub planned_ws_sends: u64,
+    /// Server→client messages the recording holds for those sessions.
+    pub recorded_ws_receives: u64,
+    /// Where sessions connect (`ws://…`/`wss://…`); `None`: the HTTP target's ws twin.
+    pub ws_target: Option<String>,
+    /// Offset of the last request from the start.
+    pub length: Duration,
+    /// Reader counts of one pass.
+    pub read_stats: ReadStats,
+}
+
+impl ReplayPlan {
+    /// Checks `spec` (files relative to `base_dir`) and reads the recording once through its
+    /// transforms, so a malformed record is reported before anything is sent.
+    pub fn new(spec: &ReplaySpec, base_dir: &Path) -> Result<ReplayPlan, ReplayPlanError> {
+        let opt = |m: String| ReplayPlanError::Option(m);
+        let format = match &spec.format {
+            Some(f) => Some(f.parse().map_err(|e| opt(format!("replay.format: {e}")))?),
+            None => None,
+        };
+        let defaults = ReadOptions::default();
+        let read = ReadOptions {
+            format,
+            skip_malformed: spec.skip_malformed,
+            reorder_window: spec.reorder_window.unwrap_or(defaults.reorder_window),
+            untimed_rate: spec.untimed_rate.unwrap_or(defaults.untimed_rate),
+        };
+        if spec.files.is_empty() {
+            return Err(opt("replay.files: name at least one recording file".into()));
+        }
+        let files: Vec<String> = spec
+            .files
+            .iter()
+            .map(|f| {
+                if Path::new(f).is_absolute() || base_dir == Path::new(".") {
+                    f.clone()
+                } else {
+                    base_dir.join(f).display().to_string()
+                }
+            })
+            .collect();
+        let recording = Recording::open(&files, read)?;
+        let regex = |field: &str, re: &str| {
+            regex::Regex::new(re).map_err(|e| opt(format!("{field}: bad regex `{re}`: {e}")))
+        };
+        let filter = spec.filter.clone().unwrap_or_default();
+        let rewrite = spec.rewrite.clone().unwrap_or_default();
+        let window = spec.window.clone().unwrap_or_default();
+        let transforms = Transforms {
+            from: window.from.map(|d| d.get()),
+            to: window.to.map(|d| d.get()),
+            methods: filter
+                .methods
+                .iter()
+                .map(|m| m.to_ascii_uppercase())
+                .collect(),
+            hosts: filter.hosts.clone(),
+            path: filter
+                .path
+                .as_deref()
+                .map(|r| regex("replay.filter.path", r))
+                .transpose()?,
+            exclude_path: filter
+                .exclude_path
+                .as_deref()
+                .map(|r| regex("replay.filter.exclude_path", r))
+                .transpose()?,
+            rewrite_path: rewrite
+                .path
+                .iter()
+                .map(|p| Ok((regex("replay.rewrite.path", &p.pattern)?, p.to.clone())))
+                .collect::<Result<_, ReplayPlanError>>()?,
+            host: rewrite.host.clone(),
+            set_headers: rewrite.set_headers.clone().into_iter().collect(),
+            remove_headers: rewrite.remove_headers.clone(),
+            speed: spec.speed.map_or(1.0, |s| s.0),
+            max_wait: spec.max_wait.map(|d| d.get()),
+            loops: spec.loops.unwrap_or(1),
+            rate_cap: spec.rate_cap,
+        };
+        transforms
+            .validate()
+            .map_err(|e| opt(format!("replay: {e}")))?;
+        let pool = spec.pool.clone().unwrap_or_default();
+        if pool.connections == 0 || pool.streams == 0 {
+            return Err(opt(
+                "replay.pool: `connections` and `streams` must be at least 1".into(),
+            ));
+        }
+        // One pass: counts, length, and every read error before the run.
+        let ws_target = spec
+            .ws_target
+            .as_deref()
+            .map(|u| target_from(u).map_err(|e| opt(format!("replay.ws_target: {e}"))))
+            .transpose()?;
+        let mut paced = Paced::new(&recording, transforms.clone())?;
+        let (mut requests, mut sessions, mut length) = (0u64, 0u64, Duration::ZERO);
+        let (mut ws_sends, mut ws_receives) = (0u64, 0u64);
+        for s in paced.by_ref() {
+            let s = s?;
+            match &s.item {
+                Item::Request(_) => {
+                    requests += 1;
+                    length = length.max(s.offset);
+                }
+                Item::Session(d) => {
+                    sessions += 1;
+                    let sends = d
+                        .messages
+                        .iter()
+                        .filter(|m| m.direction == traffic::WsDirection::Send)
+                        .count() as u64;
+                    ws_sends += sends;
+                    ws_receives += d.messages.len() as u64 - sends;
+                    length = length.max(s.offset + span(d, transforms.speed) + LINGER);
+                }
+            }
+        }
+        Ok(ReplayPlan {
+            read_stats: paced.stats().clone(),
+            recording,
+            transforms,
+            pool,
+            timeout: spec.timeout.map_or(Duration::from_secs(30), |d| d.get()),
+            compare_status: spec.compare_status,
+            planned_requests: requests,
+            planned_sessions: sessions,
+            planned_ws_sends: ws_sends,
+            recorded_ws_receives: ws_receives,
+            ws_target,
+            length,
+        })
+    }
+
+    /// What the run record's `meta.replay` holds.
+    pub fn meta(&self) -> serde_json::Value {
+        let s = &self.read_stats;
+        serde_json::json!({
+            "files": self.recording.files().iter().map(|(p, f)| serde_json::json!({"path": p.display().to_string(), "format": f.name()})).collect::<Vec<_>>(),
+            "planned_requests": self.planned_requests,
+            "planned_length_s": self.length.as_secs_f64(),
+            "planned_rate": if self.length.is_zero() { 0.0 } else { self.planned_requests as f64 / self.length.as_secs_f64() },
+            "speed": self.transforms.speed,
+            "loops": self.transforms.loops,
+            "ws_sessions": self.planned_sessions,
+            "ws_planned_sends": self.planned_ws_sends,
+            "ws_recorded_receives": self.recorded_ws_receives,
+            "ws_target": self.ws_target,
+            "out_of_order": s.out_of_order,
+            "late": s.late,
+            "malformed_skipped": s.malformed,
+            "recorded_responses": s.responses_matched,
+        })
+    }
+}
+
+/// Checks a WebSocket target given by the operator: `ws://` or `wss://` with a host (an
+/// `http(s)://` URL is taken as its `ws(s)://` twin).
+pub fn target_from(url: &str) -> Result<String, String> {
+    let url = ws_twin(url)
+        .ok_or_else(|| format!("expected a ws://, wss://, http:// or https:// URL, got `{url}`"))?;
+    let ok = url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
+    if !ok {
+        return Err(format!("`{url}` is not a URL with a host"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// `http(s)://` → `ws(s)://`; ws URLs as they are; anything else `None`.
+fn ws_twin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "ws" | "http" => "ws",
+        "wss" | "https" => "wss",
+        _ => return None,
+    };
+    Some(format!("{scheme}://{rest}"))
+}
+
+/// Offset of a session's last recorded message, at `speed`.
+pub fn span(session: &DeviceSession, speed: f64) -> Duration {
+    let last = session
+        .messages
+        .iter()
+        .map(|m| m.offset_ns.max(0))
+        .max()
+        .unwrap_or(0);
+    Duration::from_secs_f64(last as f64 / 1e9 / speed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_targets() {
+        assert_eq!(
+            target_from("http://127.0.0.1:9/").unwrap(),
+            "ws://127.0.0.1:9"
+        );
+        assert_eq!(target_from("wss://gw.example").unwrap(), "wss://gw.example");
+        assert!(target_from("ftp://x")
+            .unwrap_err()
+            .contains("expected a ws://, wss://, http:// or https:// URL"));
+    }
+}

@@ -1,0 +1,344 @@
+//! Executing a plan, in the order a run goes: make the output folder, start the target when it
+//! is embedded ([`target`]), start the swarm's shards, start the clock and every engine under
+//! one stop switch, harvest the per-task recorders each second for the [`Observer`] (live
+//! progress, [`progress`]), wait for the end (the plan's bound, its last iteration, or the stop
+//! switch), drain, and write the run record with its metadata ([`meta`]) and threshold
+//! verdicts — also when the run was interrupted.
+
+pub mod meta;
+pub mod progress;
+pub mod target;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reports::{Recorders, Run, RunBuilder};
+
+use crate::engine::http::Tls;
+use crate::engine::swarm::{Launched, Swarm, SwarmSetup};
+use crate::engine::{self, closed::GooseFailed};
+use crate::journey::Journey;
+use crate::plan::{devices::longest_deadline, Plan};
+use crate::stop::Stop;
+
+/// Why a run could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Bad input: an unreachable target, an unwritable output folder (exit 2).
+    #[error("{0}")]
+    BadInput(String),
+    /// The harness failed (exit 1).
+    #[error("{0}")]
+    Harness(String),
+}
+
+/// Who watches a run: called about once a second with the record so far, and told what the
+/// operator should hear about. The command line draws progress with it.
+pub trait Observer {
+    /// The record so far, at `now`; the run started at `origin`.
+    fn tick(&mut self, builder: &RunBuilder, origin: Instant);
+    /// Something went wrong that does not stop the run (a shard failed).
+    fn notice(&mut self, message: &str);
+    /// The load is over (draining follows).
+    fn finish(&mut self);
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The record (thresholds evaluated).
+    pub run: Run,
+    /// Where `run.json` was written.
+    pub path: PathBuf,
+    /// True when every threshold passed.
+    pub passed: bool,
+    /// Why the run ended early, if it did.
+    pub stopped_early: Option<String>,
+}
+
+/// Grace for in-flight requests after the stop switch, before engines are abandoned.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// The reason the stop switch carries when the plan's bound is reached.
+pub const DURATION_REACHED: &str = "duration reached";
+
+/// Runs `plan` until it ends or `stop` is pulled; `out` is the output folder (default
+/// `runs/<name>-<timestamp>/`).
+pub async fn execute(
+    plan: Plan,
+    out: Option<PathBuf>,
+    observer: &mut dyn Observer,
+    stop: Stop,
+) -> Result<Outcome, RunError> {
+    let out_dir = out.unwrap_or_else(|| default_out_dir(&plan.scenario.name));
+    std::fs::create_dir_all(&out_dir).map_err(|e| {
+        RunError::BadInput(format!(
+            "{}: cannot create output folder: {e}",
+            out_dir.display()
+        ))
+    })?;
+    let target = target::start(&plan.scenario.target).await?;
+    let base_url = target.base_url().to_string();
+    let launched = match plan.swarm() {
+        Some(s) => Some(
+            Launched::launch(s.shards)
+                .await
+                .map_err(|e| RunError::Harness(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let mut engines = Engines::start(&plan, &base_url, launched, stop.clone())?;
+    engines.drive(&plan, observer, &stop).await;
+    let goose = engines.drain(&plan).await;
+    observer.finish();
+    let elapsed = engines.origin.elapsed();
+    for n in std::mem::take(&mut engines.late_notices) {
+        observer.notice(&n);
+    }
+    goose.map_err(|e| RunError::Harness(e.to_string()))?;
+    engines.builder.absorb(engines.recorders.harvest());
+    let stopped_early = stop.reason().filter(|r| r != DURATION_REACHED);
+    let mut run = engines.builder.finish(elapsed);
+    run.meta = Some(meta::meta(&plan, &base_url, stopped_early.as_deref()));
+    let verdicts = reports::threshold::evaluate(&run, &plan.thresholds);
+    let passed = verdicts.iter().all(|v| v.ok);
+    run.thresholds = verdicts;
+    let path = write_record(&run, &out_dir)?;
+    drop(target);
+    Ok(Outcome {
+        run,
+        path,
+        passed,
+        stopped_early,
+    })
+}
+
+/// Every engine of a run, on one clock.
+struct Engines {
+    origin: Instant,
+    recorders: Arc<Recorders>,
+    builder: RunBuilder,
+    tasks: tokio::task::JoinSet<()>,
+    goose: Option<tokio::task::JoinHandle<Result<(), GooseFailed>>>,
+    swarm: Option<Swarm>,
+    /// What the swarm had to say while it finished.
+    late_notices: Vec<String>,
+}
+
+impl Engines {
+    /// Starts the clock, the swarm (already launched) and every sender engine.
+    fn start(
+        plan: &Plan,
+        base_url: &str,
+        launched: Option<Launched>,
+        stop: Stop,
+    ) -> Result<Engines, RunError> {
+        let scenario = &plan.scenario;
+        let tls = Tls::new(scenario.target.insecure)
+            .map_err(|e| RunError::Harness(format!("TLS setup: {e}")))?;
+        let origin = Instant::now();
+        let recorders = Arc::new(Recorders::new(origin));
+        let builder = RunBuilder::new(&scenario.name, chrono::Utc::now(), origin);
+        let swarm = match (launched, plan.swarm()) {
+            (Some(l), Some(swarm_plan)) => {
+                Some(begin_swarm(l, plan, &swarm_plan, base_url, &recorders)?)
+            }
+            _ => None,
+        };
+        let hooks = swarm.as_ref().map(Swarm::hooks);
+        let globals = Arc::new(HashMap::from([(
+            "base_url".to_string(),
+            base_url.to_string(),
+        )]));
+        let journeys: Vec<Arc<Journey>> = scenario
+            .senders
+            .iter()
+            .map(|s| {
+                Arc::new(
+                    Journey::new(s.clone(), globals.clone(), plan.feeders.clone())
+                        .with_delivery(hooks.clone()),
+                )
+            })
+            .collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        for o in &plan.open {
+            let pool = engine::open::PoolConfig::of(&o.pool);
+            let run = engine::open::run(
+                journeys[o.sender].clone(),
+                o.rate.clone(),
+                pool,
+                tls.clone(),
+                recorders.clone(),
+                stop.clone(),
+            );
+            tasks.spawn(async move {
+                run.await;
+            });
+        }
+        if let Some(r) = &plan.replay {
+            let run = engine::replay::run(
+                r.clone(),
+                base_url.to_string(),
+                tls.clone(),
+                recorders.clone(),
+                stop.clone(),
+            );
+            tasks.spawn(async move {
+                run.await;
+            });
+        }
+        let goose = plan.closed.as_ref().map(|c| {
+            let js = c
+                .senders
+                .iter()
+                .map(|(i, w)| (journeys[*i].clone(), *w))
+                .collect();
+            let users = c.users.clone();
+            let (recorders, stop, base_url) =
+                (recorders.clone(), stop.clone(), base_url.to_string());
+            let insecure = scenario.target.insecure;
+            tokio::spawn(async move {
+                Box::pin(engine::closed::run(
+                    &users, js, &base_url, insecure, recorders, stop,
+                ))
+                .await
+            })
+        });
+        Ok(Engines {
+            origin,
+            recorders,
+            builder,
+            tasks,
+            goose,
+            swarm,
+            late_notices: Vec::new(),
+        })
+    }
+
+    /// Harvests each second until the plan's bound, the end of every engine (devices hold
+    /// their connections until the bound), or the stop switch.
+    async fn drive(&mut self, plan: &Plan, observer: &mut dyn Observer, stop: &Stop) {
+        let deadline = self.origin + plan.duration;
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let goose_done = self.goose.as_ref().is_none_or(|g| g.is_finished());
+            if self.tasks.is_empty() && goose_done && self.swarm.is_none() {
+                break;
+            }
+            tokio::select! {
+                _ = ticker.tick() => {
+                    self.builder.absorb(self.recorders.harvest());
+                    observer.tick(&self.builder, self.origin);
+                    for n in self.swarm_notices() {
+                        observer.notice(&n);
+                    }
+                }
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+                _ = tokio::time::sleep_until(deadline.into()), if !stop.is_stopped() => {
+                    stop.stop(DURATION_REACHED);
+                }
+                _ = stop.wait(), if !stop.is_stopped() => {}
+            }
+            if stop.is_stopped() {
+                goose::trigger_killswitch("pushbench stop");
+                break;
+            }
+        }
+    }
+
+    /// Lets in-flight requests finish (bounded by [`GRACE`]), then waits out the tracked
+    /// pushes' deadlines and stops the swarm; returns goose's result.
+    async fn drain(&mut self, plan: &Plan) -> Result<(), GooseFailed> {
+        let grace_end = tokio::time::Instant::now() + GRACE;
+        while tokio::time::timeout_at(grace_end, self.tasks.join_next())
+            .await
+            .is_ok_and(|r| r.is_some())
+        {}
+        self.tasks.abort_all();
+        let mut result = Ok(());
+        if let Some(g) = self.goose.take() {
+            match tokio::time::timeout_at(grace_end, g).await {
+                Ok(Ok(r)) => result = r,
+                Ok(Err(e)) => result = Err(GooseFailed(e.to_string())),
+                Err(_) => {}
+            }
+        }
+        if let Some(s) = self.swarm.take() {
+            // Pushes sent just before the end get their delivery deadline.
+            let wait = longest_deadline(&plan.scenario) + Duration::from_secs(1);
+            self.late_notices = s.finish(wait).await;
+        }
+        result
+    }
+
+    fn swarm_notices(&self) -> Vec<String> {
+        self.swarm
+            .as_ref()
+            .map(Swarm::take_notices)
+            .unwrap_or_default()
+    }
+}
+
+/// Gives the launched shards their plan and starts the swarm on the run's clock.
+fn begin_swarm(
+    launched: Launched,
+    plan: &Plan,
+    swarm: &crate::plan::SwarmPlan,
+    base_url: &str,
+    recorders: &Arc<Recorders>,
+) -> Result<Swarm, RunError> {
+    // The text as parsed (variables filled in), so the shards plan what this process did.
+    let text = match &plan.source {
+        Some(text) => text.clone(),
+        None => std::fs::read_to_string(&plan.path).map_err(|e| {
+            RunError::Harness(format!(
+                "{}: cannot read scenario file: {e}",
+                plan.path.display()
+            ))
+        })?,
+    };
+    let scripts = crate::engine::swarm::script::Script::compile_all(
+        &plan.scenario.devices,
+        swarm.journeys.clone(),
+    );
+    let setup = SwarmSetup {
+        scenario_path: plan.path.display().to_string(),
+        scenario_text: text,
+        duration: plan.duration,
+        base_url: base_url.to_string(),
+        insecure: plan.scenario.target.insecure,
+    };
+    Ok(launched.begin(setup, swarm, &scripts, recorders.clone()))
+}
+
+fn write_record(run: &Run, out_dir: &Path) -> Result<PathBuf, RunError> {
+    let path = out_dir.join("run.json");
+    let json = run
+        .to_json_pretty()
+        .map_err(|e| RunError::Harness(format!("cannot serialise the run record: {e}")))?;
+    std::fs::write(&path, json).map_err(|e| {
+        RunError::BadInput(format!(
+            "{}: cannot write the run record: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(path)
+}
+
+fn default_out_dir(name: &str) -> PathBuf {
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    Path::new("runs").join(format!("{safe}-{stamp}"))
+}

@@ -1,0 +1,560 @@
+//! Validation of a parsed scenario: the checks serde cannot express (fields that depend on
+//! each other, variables used before they are set, device and tracking options), each error
+//! located in the file by searching its text for the offending field.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::device::{Device, DEVICE_VARS};
+use super::load::ScenarioError;
+use super::{Scenario, Shape, Stage, Step, Template};
+
+/// The file being checked: errors are located in its text.
+pub(super) struct Checker<'a> {
+    pub(super) path: &'a Path,
+    pub(super) text: &'a str,
+}
+
+impl Checker<'_> {
+    /// An error located at the first occurrence of `needle` (after `anchor`, when given).
+    pub(super) fn err(&self, anchor: Option<&str>, needle: &str, message: String) -> ScenarioError {
+        let start = anchor.and_then(|a| self.text.find(a)).unwrap_or(0);
+        let at = self.text[start..]
+            .find(needle)
+            .or_else(|| (start > 0).then_some(0))
+            .map(|i| {
+                let offset = start + i;
+                let before = &self.text[..offset];
+                let line = before.matches('\n').count() + 1;
+                let col = before.rfind('\n').map_or(offset, |n| offset - n - 1) + 1;
+                (line, col)
+            });
+        ScenarioError::Invalid {
+            path: self.path.to_path_buf(),
+            at,
+            message,
+        }
+    }
+
+    pub(super) fn validate(&self, s: &Scenario) -> Result<(), ScenarioError> {
+        if s.version != 1 {
+            return Err(self.err(
+                None,
+                "version",
+                format!(
+                    "version: expected 1 (the only scenario format version), got {}",
+                    s.version
+                ),
+            ));
+        }
+        if s.name.trim().is_empty() {
+            return Err(self.err(None, "name", "name: must not be empty".into()));
+        }
+        self.check_target(s)?;
+        self.check_devices(s)?;
+        if s.senders.is_empty() && s.devices.is_empty() && s.replay.is_none() {
+            return Err(self.err(
+                None,
+                "senders",
+                "senders: at least one sender or device journey (or a `replay:` section) is needed"
+                    .into(),
+            ));
+        }
+        let mut names = BTreeSet::new();
+        let mut machine_names = BTreeSet::new();
+        let mut any_closed = false;
+        let mut any_constant = false;
+        for (i, sender) in s.senders.iter().enumerate() {
+            let anchor = format!("name: {}", sender.name);
+            let anchor = Some(anchor.as_str());
+            let field = |f: &str| format!("senders[{i}].{f}");
+            if sender.name.trim().is_empty() {
+                return Err(self.err(
+                    anchor,
+                    "name",
+                    format!("{}: must not be empty", field("name")),
+                ));
+            }
+            if !names.insert(sender.name.as_str()) {
+                return Err(self.err(
+                    anchor,
+                    "name",
+                    format!(
+                        "{}: `{}` is used by two senders",
+                        field("name"),
+                        sender.name
+                    ),
+                ));
+            }
+            if sender.steps.is_empty() {
+                return Err(self.err(
+                    anchor,
+                    "steps",
+                    format!("{}: a journey needs at least one step", field("steps")),
+                ));
+            }
+            if !sender.steps.iter().any(|s| matches!(s, Step::Request(_))) {
+                return Err(self.err(
+                    anchor,
+                    "steps",
+                    format!(
+                        "{}: a journey needs at least one request step",
+                        field("steps")
+                    ),
+                ));
+            }
+            match &sender.rate {
+                Some(rate) => {
+                    if sender.weight.is_some() {
+                        return Err(self.err(anchor, "weight", format!("{}: `weight` shares closed-model users; a sender with `rate` is open-model", field("weight"))));
+                    }
+                    match (&rate.per_second, &rate.stages) {
+                        (Some(r), None) => {
+                            if !(r.is_finite() && *r > 0.0) {
+                                return Err(self.err(
+                                    anchor,
+                                    "per_second",
+                                    format!(
+                                        "{}: must be a positive number of iterations per second",
+                                        field("rate.per_second")
+                                    ),
+                                ));
+                            }
+                            if rate.start.is_some() {
+                                return Err(self.err(
+                                    anchor,
+                                    "start",
+                                    format!("{}: `start` goes with `stages`", field("rate.start")),
+                                ));
+                            }
+                            any_constant = true;
+                        }
+                        (None, Some(stages)) => {
+                            self.check_stages(anchor, &field("rate.stages"), stages)?
+                        }
+                        _ => {
+                            return Err(self.err(
+                                anchor,
+                                "rate",
+                                format!(
+                                    "{}: expected exactly one of `per_second` or `stages`",
+                                    field("rate")
+                                ),
+                            ))
+                        }
+                    }
+                    if let Some(pool) = &sender.pool {
+                        if pool.connections == 0 || pool.streams == 0 {
+                            return Err(self.err(
+                                anchor,
+                                "pool",
+                                format!(
+                                    "{}: `connections` and `streams` must be at least 1",
+                                    field("pool")
+                                ),
+                            ));
+                        }
+                    }
+                }
+                None => {
+                    any_closed = true;
+                    if sender.pool.is_some() {
+                        return Err(self.err(anchor, "pool", format!("{}: `pool` is for open-model senders (with `rate`); closed-model users share goose's client", field("pool"))));
+                    }
+                    if sender.weight == Some(0) {
+                        return Err(self.err(
+                            anchor,
+                            "weight",
+                            format!("{}: must be at least 1", field("weight")),
+                        ));
+                    }
+                    // goose keeps only letters and digits of scenario names.
+                    let machine: String = sender
+                        .name
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric())
+                        .collect::<String>()
+                        .to_lowercase();
+                    if !machine_names.insert(machine) {
+                        return Err(self.err(anchor, "name", format!("{}: `{}` differs from another closed-model sender only in punctuation or case; goose would merge them", field("name"), sender.name)));
+                    }
+                }
+            }
+            self.check_vars(s, anchor, i)?;
+        }
+        match (&s.users, any_closed) {
+            (None, true) => return Err(self.err(None, "senders", "users: closed-model senders (without `rate`) need `users: N` or `users: { stages: [...] }`".into())),
+            (Some(_), false) => return Err(self.err(None, "users", "users: no sender is closed-model (every sender has a `rate`)".into())),
+            (Some(Shape::Constant(0)), true) => return Err(self.err(None, "users", "users: must be at least 1".into())),
+            (Some(Shape::Constant(_)), true) => any_constant = true,
+            (Some(Shape::Staged(st)), true) => self.check_stages(None, "users.stages", &st.stages)?,
+            (None, false) => {}
+        }
+        if any_constant && s.duration.is_none() {
+            return Err(self.err(None, "senders", "duration: a constant load (`users: N` or `rate: { per_second: N }`) needs a `duration` to bound the run".into()));
+        }
+        if let Some(d) = s.duration {
+            if d.0.is_zero() {
+                return Err(self.err(None, "duration", "duration: must be longer than 0s".into()));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_target(&self, s: &Scenario) -> Result<(), ScenarioError> {
+        let t = &s.target;
+        match (&t.embedded, &t.base_url) {
+            (Some(_), None) => {}
+            (None, Some(url)) => {
+                let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                    && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
+                if !ok {
+                    return Err(self.err(
+                        None,
+                        "base_url",
+                        format!(
+                            "target.base_url: expected an http:// or https:// URL, got `{url}`"
+                        ),
+                    ));
+                }
+                if t.faults.is_some() {
+                    return Err(self.err(
+                        None,
+                        "faults",
+                        "target.faults: faults are injected by the embedded gateway only".into(),
+                    ));
+                }
+            }
+            _ => {
+                return Err(self.err(
+                    None,
+                    "target",
+                    "target: expected exactly one of `embedded: gateway` or `base_url: URL`".into(),
+                ))
+            }
+        }
+        if let Some(f) = &t.faults {
+            if let Some(r) = f.error_rate {
+                if !(0.0..=1.0).contains(&r) {
+                    return Err(self.err(None, "error_rate", format!("target.faults.error_rate: expected a fraction from 0.0 to 1.0, got {r}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_stages(
+        &self,
+        anchor: Option<&str>,
+        field: &str,
+        stages: &[Stage],
+    ) -> Result<(), ScenarioError> {
+        if stages.is_empty() {
+            return Err(self.err(
+                anchor,
+                "stages",
+                format!("{field}: at least one stage is needed"),
+            ));
+        }
+        for (j, st) in stages.iter().enumerate() {
+            let ok = matches!(
+                (st.to, st.over, st.hold),
+                (Some(_), Some(_), None) | (None, None, Some(_))
+            );
+            if !ok {
+                return Err(self.err(anchor, "stages", format!("{field}[{j}]: a stage is `{{ to: N, over: DURATION }}` or `{{ hold: DURATION }}`")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every variable a step reads must be set by then: by `let` or `capture` in an earlier
+    /// step, by a data feeder, or built in.
+    fn check_vars(
+        &self,
+        s: &Scenario,
+        anchor: Option<&str>,
+        i: usize,
+    ) -> Result<(), ScenarioError> {
+        let mut known: BTreeSet<String> = BTreeSet::from(["base_url".to_string()]);
+        if !s.devices.is_empty() {
+            // Delivery tracking helpers, set by the swarm for every iteration.
+            known.extend(["msg_id".to_string(), "random_device".to_string()]);
+        }
+        let feeders: BTreeSet<&str> = s.data.keys().map(String::as_str).collect();
+        let is_known = |known: &BTreeSet<String>, v: &str| {
+            known.contains(v)
+                || v.strip_prefix("data.")
+                    .and_then(|rest| rest.split_once('.'))
+                    .is_some_and(|(feeder, _)| feeders.contains(feeder))
+        };
+        for (j, step) in s.senders[i].steps.iter().enumerate() {
+            let mut used: Vec<&str> = Vec::new();
+            match step {
+                Step::Let(vars) => {
+                    for (name, t) in vars {
+                        used.extend(t.vars());
+                        for v in &used {
+                            if !is_known(&known, v) {
+                                return Err(self.unset(anchor, i, j, v));
+                            }
+                        }
+                        used.clear();
+                        known.insert(name.clone());
+                    }
+                }
+                Step::Request(r) => {
+                    used.extend(r.url.vars());
+                    for (_, h) in &r.headers {
+                        used.extend(h.vars());
+                    }
+                    used.extend(r.expect.body_contains.iter().flat_map(|t| t.vars()));
+                    match &r.body {
+                        super::step::Body::Json(j) => used.extend(j.vars()),
+                        super::step::Body::Raw(t) => used.extend(t.vars()),
+                        super::step::Body::None => {}
+                    }
+                    for v in &used {
+                        if !is_known(&known, v) {
+                            return Err(self.unset(anchor, i, j, v));
+                        }
+                    }
+                    known.extend(r.capture.iter().map(|(n, _)| n.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unset(&self, anchor: Option<&str>, i: usize, j: usize, var: &str) -> ScenarioError {
+        let hint = if let Some(rest) = var.strip_prefix("data.") {
+            format!(
+                "no data feeder `{}` is defined",
+                rest.split('.').next().unwrap_or(rest)
+            )
+        } else {
+            "set it with `let` or `capture` in an earlier step, or use a `data` feeder".into()
+        };
+        self.err(
+            anchor,
+            &format!("{{{{{var}"),
+            format!("senders[{i}].steps[{j}]: variable `{var}` is used before it is set; {hint}"),
+        )
+    }
+}
+
+impl Checker<'_> {
+    /// Cross-field checks of `devices:`, `swarm:` and sender `track:` options.
+    pub(super) fn check_devices(&self, s: &Scenario) -> Result<(), ScenarioError> {
+        use super::step::Step;
+        if s.devices.is_empty() {
+            for (i, sender) in s.senders.iter().enumerate() {
+                for (j, step) in sender.steps.iter().enumerate() {
+                    if matches!(step, Step::Request(r) if r.track.is_some()) {
+                        return Err(self.err(None, "track", format!("senders[{i}].steps[{j}].track: delivery tracking needs device journeys (`devices:`)")));
+                    }
+                }
+            }
+            if s.swarm.is_some() {
+                return Err(self.err(
+                    None,
+                    "swarm",
+                    "swarm: there are no device journeys (`devices:`)".into(),
+                ));
+            }
+            return Ok(());
+        }
+        for (i, sender) in s.senders.iter().enumerate() {
+            for (j, step) in sender.steps.iter().enumerate() {
+                let Step::Request(r) = step else { continue };
+                let Some(t) = &r.track else { continue };
+                let anchor = format!("name: {}", sender.name);
+                let kinds = usize::from(t.unicast.is_some())
+                    + usize::from(t.broadcast == Some(true))
+                    + usize::from(t.topic.is_some());
+                if kinds != 1 {
+                    return Err(self.err(Some(&anchor), "track", format!("senders[{i}].steps[{j}].track: expected exactly one of `unicast: USER`, `broadcast: true` or `topic: NAME`")));
+                }
+                if t.within.is_some_and(|w| w.get().is_zero()) {
+                    return Err(self.err(
+                        Some(&anchor),
+                        "within",
+                        format!("senders[{i}].steps[{j}].track.within: must be longer than 0s"),
+                    ));
+                }
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut any_constant = false;
+        for (i, d) in s.devices.iter().enumerate() {
+            let anchor = format!("name: {}", d.name);
+            let anchor = Some(anchor.as_str());
+            let field = |f: &str| format!("devices[{i}].{f}");
+            if d.name.trim().is_empty() {
+                return Err(self.err(
+                    anchor,
+                    "name",
+                    format!("{}: must not be empty", field("name")),
+                ));
+            }
+            if !names.insert(d.name.as_str()) || s.senders.iter().any(|sd| sd.name == d.name) {
+                return Err(self.err(
+                    anchor,
+                    "name",
+                    format!("{}: `{}` is used by another journey", field("name"), d.name),
+                ));
+            }
+            match (&d.count, &d.arrival) {
+                (Some(Shape::Constant(0)), None) => {
+                    return Err(self.err(anchor, "count", format!("{}: must be at least 1", field("count"))))
+                }
+                (Some(Shape::Constant(_)), None) => any_constant = true,
+                (Some(Shape::Staged(st)), None) => {
+                    self.check_stages(anchor, &field("count.stages"), &st.stages)?
+                }
+                (None, Some(a)) => {
+                    if !(a.per_second.is_finite() && a.per_second > 0.0) || a.max == 0 {
+                        return Err(self.err(anchor, "arrival", format!("{}: expected a positive `per_second` and `max` of at least 1", field("arrival"))));
+                    }
+                    any_constant = true;
+                }
+                _ => {
+                    return Err(self.err(anchor, "name", format!("{}: expected exactly one of `count` (closed model: connections held) or `arrival` (open model: devices per second)", field("count"))))
+                }
+            }
+            self.check_connect(anchor, i, d)?;
+            if let Some(h) = &d.heartbeat {
+                if h.every.get().is_zero() {
+                    return Err(self.err(
+                        anchor,
+                        "every",
+                        format!("{}: must be longer than 0s", field("heartbeat.every")),
+                    ));
+                }
+            }
+            if let Some(c) = &d.churn {
+                if !(c.per_second.is_finite() && (0.0..=1.0).contains(&c.per_second)) {
+                    return Err(self.err(
+                        anchor,
+                        "churn",
+                        format!(
+                            "{}: expected a fraction of devices per second from 0 to 1, got {}",
+                            field("churn.per_second"),
+                            c.per_second
+                        ),
+                    ));
+                }
+            }
+            if let Some(r) = &d.reconnect {
+                if r.backoff.initial > r.backoff.max {
+                    return Err(self.err(
+                        anchor,
+                        "backoff",
+                        format!(
+                            "{}: `initial` must not exceed `max`",
+                            field("reconnect.backoff")
+                        ),
+                    ));
+                }
+            }
+            self.check_device_vars(anchor, i, d)?;
+        }
+        if any_constant && s.duration.is_none() {
+            return Err(self.err(None, "devices", "duration: a constant device count or an arrival rate needs a `duration` to bound the run".into()));
+        }
+        if let Some(o) = &s.swarm {
+            if o.per_shard == Some(0) || o.source_addresses == Some(0) {
+                return Err(self.err(
+                    None,
+                    "swarm",
+                    "swarm: `per_shard` and `source_addresses` must be at least 1".into(),
+                ));
+            }
+            if o.source_addresses.is_some_and(|n| n > 65_000) {
+                return Err(self.err(
+                    None,
+                    "source_addresses",
+                    "swarm.source_addresses: at most 65000 (127.0.0.1 up to 127.0.253.232)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_connect(
+        &self,
+        anchor: Option<&str>,
+        i: usize,
+        d: &Device,
+    ) -> Result<(), ScenarioError> {
+        let c = &d.connect;
+        if c.url.is_none() && c.dispatch.is_none() {
+            return Err(self.err(anchor, "connect", format!("devices[{i}].connect: expected `url` (ws://, wss:// or tcp://) or `dispatch: {{ get: URL, address: {{ json: /ws }} }}`")));
+        }
+        if let Some(url) = &c.url {
+            let src = url.source();
+            let scheme_ok = ["ws://", "wss://", "tcp://"]
+                .iter()
+                .any(|p| src.starts_with(p))
+                || src.starts_with("{{");
+            if !scheme_ok {
+                return Err(self.err(anchor, "url", format!("devices[{i}].connect.url: expected a ws://, wss:// or tcp:// URL, got `{src}`")));
+            }
+            if c.framing.is_some() && (src.starts_with("ws://") || src.starts_with("wss://")) {
+                return Err(self.err(anchor, "framing", format!("devices[{i}].connect.framing: framing is for tcp:// connections; WebSocket has its own frames")));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_device_vars(
+        &self,
+        anchor: Option<&str>,
+        i: usize,
+        d: &Device,
+    ) -> Result<(), ScenarioError> {
+        let mut known: std::collections::BTreeSet<String> =
+            DEVICE_VARS.iter().map(|s| s.to_string()).collect();
+        let check = |known: &std::collections::BTreeSet<String>, what: &str, t: &Template| {
+            for v in t.vars() {
+                let ack_id = what.ends_with("ack") && v == "msg.id";
+                if !(known.contains(v) || ack_id) {
+                    return Err(self.err(anchor, &format!("{{{{{v}"), format!("devices[{i}].{what}: variable `{v}` is not set; device templates read {} and values captured by `send_on_connect`", DEVICE_VARS.join(", "))));
+                }
+            }
+            Ok(())
+        };
+        if let Some(u) = &d.user {
+            for v in u.vars() {
+                if v == "user" || !known.contains(v) {
+                    return Err(self.err(anchor, "user", format!("devices[{i}].user: variable `{v}` is not available here; use device.index, device.id, device.journey or base_url")));
+                }
+            }
+        }
+        if let Some(disp) = &d.connect.dispatch {
+            check(&known, "connect.dispatch.get", &disp.get)?;
+        }
+        if let Some(u) = &d.connect.url {
+            check(&known, "connect.url", u)?;
+        }
+        for h in d.connect.headers.values() {
+            check(&known, "connect.headers", h)?;
+        }
+        for (j, x) in d.send_on_connect.iter().enumerate() {
+            check(&known, &format!("send_on_connect[{j}].send"), &x.send)?;
+            known.extend(x.capture.keys().cloned());
+        }
+        if let Some(h) = &d.heartbeat {
+            check(&known, "heartbeat.send", &h.send)?;
+        }
+        if let Some(p) = &d.push {
+            if let Some(a) = &p.ack {
+                check(&known, "push.ack", a)?;
+            }
+        }
+        if let Some(c) = &d.close {
+            check(&known, "close", c)?;
+        }
+        Ok(())
+    }
+}
