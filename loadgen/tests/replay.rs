@@ -4,8 +4,6 @@
 mod common;
 use common::*;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const SEP: &str = "\n🐵🙈🙉\n";
@@ -505,27 +503,17 @@ fn record_then_replay_round_trip() {
         .unwrap();
     let d = Dir::new();
 
-    // Recorder A, the real binary, on a free port.
-    let mut rec_a = d
-        .command(&[
-            "record",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &gw_a.base_url(),
-            "--out",
-            "a.gor",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(rec_a.stderr.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first
-        .strip_prefix("recording http://")
-        .and_then(|r| r.split(' ').next())
-        .unwrap_or_else(|| panic!("{first}"))
-        .to_string();
+    // Recorder A, the real binary, on a port of its own choosing.
+    let mut rec_a = testkit::Spawned::start_stderr(d.command(&[
+        "record",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &gw_a.base_url(),
+        "--out",
+        "a.gor",
+    ]));
+    let addr = rec_a.announced("recording http://").to_string();
 
     // A real HTTP client, with gaps from 0 to 300 ms and a body holding the separator text.
     let plan: Vec<(u64, &str, &str, String)> = vec![
@@ -569,13 +557,9 @@ fn record_then_replay_round_trip() {
         }
     });
     // SIGTERM stops the recorder and flushes the file.
-    std::process::Command::new("kill")
-        .args(["-TERM", &rec_a.id().to_string()])
-        .status()
-        .unwrap();
-    let status = rec_a.wait().unwrap();
+    let status = rec_a.stop(Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let rest = rec_a.rest();
     assert!(
         rest.iter()
             .any(|l| l.contains("recorded 7 requests and 7 responses")),

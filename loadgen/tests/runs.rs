@@ -4,7 +4,6 @@
 mod common;
 use common::*;
 
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -209,7 +208,12 @@ fn open_model_latency_grows_when_the_gateway_stalls() {
         .command(&["run", "s.yaml", "--out", "out", "--quiet"])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // A second of load (100 broadcasts) before the stall.
+    testkit::wait::until(
+        Duration::from_secs(30),
+        "100 broadcasts at the gateway",
+        || gw.stats().broadcasts >= 100,
+    );
     gw.set_faults(testbed::gateway::FaultConfig {
         stall_ms: 1000,
         ..Default::default()
@@ -232,32 +236,17 @@ fn open_model_latency_grows_when_the_gateway_stalls() {
 fn sigint_mid_run_still_writes_the_record() {
     let d = Dir::new();
     d.write("s.yaml", &OPEN.replace("duration: 3s", "duration: 60s"));
-    let mut child = d
-        .command(&["run", "s.yaml", "--out", "out"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut cmd = d.command(&["run", "s.yaml", "--out", "out"]);
+    cmd.stdout(std::process::Stdio::null());
+    let mut child = testkit::Spawned::start_stderr(cmd);
     // Wait for the first progress line (a condition, not luck).
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        line.clear();
-        if err.read_line(&mut line).unwrap() == 0 || line.contains("req/s") {
-            break;
-        }
-    }
-    assert!(line.contains("req/s"), "no progress line: {line}");
+    child.wait_for(Duration::from_secs(30), |l| {
+        l.contains("req/s").then_some(())
+    });
     let started = Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
-    let code = child.wait().unwrap().code();
+    child.signal(testkit::process::Signal::SIGINT);
+    let code = child.wait(Duration::from_secs(15)).code();
+    let rest = child.rest().join("\n");
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "stopped promptly"

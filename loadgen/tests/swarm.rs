@@ -322,24 +322,16 @@ fn a_crashed_shard_is_reported_and_the_run_goes_on() {
             .unwrap();
         let pid = child.id();
         // Wait for both shard processes and their devices, then kill one shard by its pid.
-        let children = format!("/proc/{pid}/task/{pid}/children");
         let mut shards = Vec::new();
         for _ in 0..200 {
-            shards = std::fs::read_to_string(&children)
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(|s| s.parse::<i32>().unwrap())
-                .collect();
+            shards = testkit::process::children_of(pid);
             if shards.len() == 2 && gw.fetch_stats().await.connections >= 200 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(shards.len(), 2, "shard processes: {shards:?}");
-        std::process::Command::new("kill")
-            .args(["-9", &shards[1].to_string()])
-            .status()
-            .unwrap();
+        testkit::process::signal_pid(shards[1], testkit::process::Signal::SIGKILL);
         let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
             .await
             .unwrap();

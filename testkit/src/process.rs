@@ -23,8 +23,23 @@ impl std::fmt::Debug for Spawned {
     }
 }
 
+/// Sends every line of `from` into the returned channel, on a thread of its own.
+fn line_reader(from: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 impl Spawned {
-    /// Starts `cmd` with stdout piped (stderr is inherited, so the test log shows it).
+    /// Starts `cmd` with stdout piped and read as lines (stderr is inherited, so the test log
+    /// shows it).
     pub fn start(mut cmd: Command) -> Spawned {
         let name = cmd.get_program().to_string_lossy().into_owned();
         let mut child = cmd
@@ -32,18 +47,26 @@ impl Spawned {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         Spawned {
             child,
-            lines,
+            lines: line_reader(stdout),
+            seen: Vec::new(),
+            name,
+        }
+    }
+
+    /// Starts `cmd` with stderr piped and read as lines, for programs that announce there
+    /// (loadgen prints its progress and notices on stderr); stdout is inherited.
+    pub fn start_stderr(mut cmd: Command) -> Spawned {
+        let name = cmd.get_program().to_string_lossy().into_owned();
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        Spawned {
+            child,
+            lines: line_reader(stderr),
             seen: Vec::new(),
             name,
         }
@@ -102,8 +125,7 @@ impl Spawned {
 
     /// Sends `signal` (e.g. [`Signal::SIGINT`]).
     pub fn signal(&self, signal: Signal) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, signal);
+        signal_pid(self.child.id(), signal);
     }
 
     /// Waits for the process to end by itself, at most `within` (then kills it and panics).
@@ -144,8 +166,8 @@ impl Spawned {
         let _ = self.child.wait();
     }
 
-    /// Everything the process printed on stdout after the lines already read, until it closed
-    /// stdout (call after the process ended).
+    /// Every line the process printed after the lines already read, until it closed the
+    /// stream (call after the process ended; waits at most 5 s for each line).
     pub fn rest(&mut self) -> Vec<String> {
         let mut out = Vec::new();
         while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
@@ -160,6 +182,31 @@ impl Drop for Spawned {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends `signal` to process `pid` (one this test started, or a child of it).
+pub fn signal_pid(pid: u32, signal: Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+}
+
+/// The pids of `pid`'s child processes (from `/proc`).
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // Fields after the `(comm)`: state, ppid, …
+                    let rest = s.rsplit_once(')')?.1;
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
 }
 
 /// Whether `program` is on the PATH.

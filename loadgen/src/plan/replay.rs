@@ -59,18 +59,7 @@ impl ReplayPlan {
     /// Checks `spec` (files relative to `base_dir`) and reads the recording once through its
     /// transforms, so a malformed record is reported before anything is sent.
     pub fn new(spec: &ReplaySpec, base_dir: &Path) -> Result<ReplayPlan, ReplayPlanError> {
-        let opt = |m: String| ReplayPlanError::Option(m);
-        let format = match &spec.format {
-            Some(f) => Some(f.parse().map_err(|e| opt(format!("replay.format: {e}")))?),
-            None => None,
-        };
-        let defaults = ReadOptions::default();
-        let read = ReadOptions {
-            format,
-            skip_malformed: spec.skip_malformed,
-            reorder_window: spec.reorder_window.unwrap_or(defaults.reorder_window),
-            untimed_rate: spec.untimed_rate.unwrap_or(defaults.untimed_rate),
-        };
+        let opt = ReplayPlanError::Option;
         if spec.files.is_empty() {
             return Err(opt("replay.files: name at least one recording file".into()));
         }
@@ -85,82 +74,24 @@ impl ReplayPlan {
                 }
             })
             .collect();
-        let recording = Recording::open(&files, read)?;
-        let regex = |field: &str, re: &str| {
-            regex::Regex::new(re).map_err(|e| opt(format!("{field}: bad regex `{re}`: {e}")))
-        };
-        let filter = spec.filter.clone().unwrap_or_default();
-        let rewrite = spec.rewrite.clone().unwrap_or_default();
-        let window = spec.window.clone().unwrap_or_default();
-        let transforms = Transforms {
-            from: window.from.map(|d| d.get()),
-            to: window.to.map(|d| d.get()),
-            methods: filter
-                .methods
-                .iter()
-                .map(|m| m.to_ascii_uppercase())
-                .collect(),
-            hosts: filter.hosts.clone(),
-            path: filter
-                .path
-                .as_deref()
-                .map(|r| regex("replay.filter.path", r))
-                .transpose()?,
-            exclude_path: filter
-                .exclude_path
-                .as_deref()
-                .map(|r| regex("replay.filter.exclude_path", r))
-                .transpose()?,
-            rewrite_path: rewrite
-                .path
-                .iter()
-                .map(|p| Ok((regex("replay.rewrite.path", &p.pattern)?, p.to.clone())))
-                .collect::<Result<_, ReplayPlanError>>()?,
-            host: rewrite.host.clone(),
-            set_headers: rewrite.set_headers.clone().into_iter().collect(),
-            remove_headers: rewrite.remove_headers.clone(),
-            speed: spec.speed.map_or(1.0, |s| s.0),
-            max_wait: spec.max_wait.map(|d| d.get()),
-            loops: spec.loops.unwrap_or(1),
-            rate_cap: spec.rate_cap,
-        };
-        transforms
-            .validate()
-            .map_err(|e| opt(format!("replay: {e}")))?;
+        let recording = Recording::open(&files, read_options(spec)?)?;
+        let transforms = transforms(spec)?;
         let pool = spec.pool.clone().unwrap_or_default();
         if pool.connections == 0 || pool.streams == 0 {
             return Err(opt(
                 "replay.pool: `connections` and `streams` must be at least 1".into(),
             ));
         }
-        // One pass: counts, length, and every read error before the run.
         let ws_target = spec
             .ws_target
             .as_deref()
             .map(|u| target_from(u).map_err(|e| opt(format!("replay.ws_target: {e}"))))
             .transpose()?;
+        // One pass: counts, length, and every read error before the run.
         let mut paced = Paced::new(&recording, transforms.clone())?;
-        let (mut requests, mut sessions, mut length) = (0u64, 0u64, Duration::ZERO);
-        let (mut ws_sends, mut ws_receives) = (0u64, 0u64);
+        let mut counts = Counts::default();
         for s in paced.by_ref() {
-            let s = s?;
-            match &s.item {
-                Item::Request(_) => {
-                    requests += 1;
-                    length = length.max(s.offset);
-                }
-                Item::Session(d) => {
-                    sessions += 1;
-                    let sends = d
-                        .messages
-                        .iter()
-                        .filter(|m| m.direction == traffic::WsDirection::Send)
-                        .count() as u64;
-                    ws_sends += sends;
-                    ws_receives += d.messages.len() as u64 - sends;
-                    length = length.max(s.offset + span(d, transforms.speed) + LINGER);
-                }
-            }
+            counts.add(&s?, transforms.speed);
         }
         Ok(ReplayPlan {
             read_stats: paced.stats().clone(),
@@ -169,12 +100,12 @@ impl ReplayPlan {
             pool,
             timeout: spec.timeout.map_or(Duration::from_secs(30), |d| d.get()),
             compare_status: spec.compare_status,
-            planned_requests: requests,
-            planned_sessions: sessions,
-            planned_ws_sends: ws_sends,
-            recorded_ws_receives: ws_receives,
+            planned_requests: counts.requests,
+            planned_sessions: counts.sessions,
+            planned_ws_sends: counts.ws_sends,
+            recorded_ws_receives: counts.ws_receives,
             ws_target,
-            length,
+            length: counts.length,
         })
     }
 
@@ -198,6 +129,108 @@ impl ReplayPlan {
             "recorded_responses": s.responses_matched,
         })
     }
+}
+
+/// What one pass over the transformed recording finds.
+#[derive(Debug, Default)]
+struct Counts {
+    requests: u64,
+    sessions: u64,
+    ws_sends: u64,
+    ws_receives: u64,
+    length: Duration,
+}
+
+impl Counts {
+    fn add(&mut self, s: &traffic::Scheduled, speed: f64) {
+        match &s.item {
+            Item::Request(_) => {
+                self.requests += 1;
+                self.length = self.length.max(s.offset);
+            }
+            Item::Session(d) => {
+                self.sessions += 1;
+                let sends = d
+                    .messages
+                    .iter()
+                    .filter(|m| m.direction == traffic::WsDirection::Send)
+                    .count() as u64;
+                self.ws_sends += sends;
+                self.ws_receives += d.messages.len() as u64 - sends;
+                self.length = self.length.max(s.offset + span(d, speed) + LINGER);
+            }
+        }
+    }
+}
+
+/// How to read the recording.
+fn read_options(spec: &ReplaySpec) -> Result<ReadOptions, ReplayPlanError> {
+    let format = match &spec.format {
+        Some(f) => Some(
+            f.parse()
+                .map_err(|e| ReplayPlanError::Option(format!("replay.format: {e}")))?,
+        ),
+        None => None,
+    };
+    let defaults = ReadOptions::default();
+    Ok(ReadOptions {
+        format,
+        skip_malformed: spec.skip_malformed,
+        reorder_window: spec.reorder_window.unwrap_or(defaults.reorder_window),
+        untimed_rate: spec.untimed_rate.unwrap_or(defaults.untimed_rate),
+    })
+}
+
+/// The transforms the section asks for, checked.
+fn transforms(spec: &ReplaySpec) -> Result<Transforms, ReplayPlanError> {
+    let opt = ReplayPlanError::Option;
+    let regex = |field: &str, re: &str| {
+        regex::Regex::new(re).map_err(|e| {
+            opt(format!(
+                "{field}: {}",
+                crate::scenario::extract::regex_error(re, &e)
+            ))
+        })
+    };
+    let filter = spec.filter.clone().unwrap_or_default();
+    let rewrite = spec.rewrite.clone().unwrap_or_default();
+    let window = spec.window.clone().unwrap_or_default();
+    let transforms = Transforms {
+        from: window.from.map(|d| d.get()),
+        to: window.to.map(|d| d.get()),
+        methods: filter
+            .methods
+            .iter()
+            .map(|m| m.to_ascii_uppercase())
+            .collect(),
+        hosts: filter.hosts.clone(),
+        path: filter
+            .path
+            .as_deref()
+            .map(|r| regex("replay.filter.path", r))
+            .transpose()?,
+        exclude_path: filter
+            .exclude_path
+            .as_deref()
+            .map(|r| regex("replay.filter.exclude_path", r))
+            .transpose()?,
+        rewrite_path: rewrite
+            .path
+            .iter()
+            .map(|p| Ok((regex("replay.rewrite.path", &p.pattern)?, p.to.clone())))
+            .collect::<Result<_, ReplayPlanError>>()?,
+        host: rewrite.host.clone(),
+        set_headers: rewrite.set_headers.clone().into_iter().collect(),
+        remove_headers: rewrite.remove_headers.clone(),
+        speed: spec.speed.map_or(1.0, |s| s.0),
+        max_wait: spec.max_wait.map(|d| d.get()),
+        loops: spec.loops.unwrap_or(1),
+        rate_cap: spec.rate_cap,
+    };
+    transforms
+        .validate()
+        .map_err(|e| opt(format!("replay: {e}")))?;
+    Ok(transforms)
 }
 
 /// Checks a WebSocket target given by the operator: `ws://` or `wss://` with a host (an

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::device::{Device, DEVICE_VARS};
 use super::load::ScenarioError;
-use super::{Scenario, Shape, Stage, Step, Template};
+use super::{Rate, Scenario, Sender, Shape, Stage, Step, Template};
 
 /// The file being checked: errors are located in its text.
 pub(super) struct Checker<'a> {
@@ -36,6 +36,7 @@ impl Checker<'_> {
         }
     }
 
+    /// Every check of a parsed scenario; the first failure is the error.
     pub(super) fn validate(&self, s: &Scenario) -> Result<(), ScenarioError> {
         if s.version != 1 {
             return Err(self.err(
@@ -62,122 +63,16 @@ impl Checker<'_> {
         }
         let mut names = BTreeSet::new();
         let mut machine_names = BTreeSet::new();
-        let mut any_closed = false;
-        let mut any_constant = false;
+        let (mut any_closed, mut any_constant) = (false, false);
         for (i, sender) in s.senders.iter().enumerate() {
             let anchor = format!("name: {}", sender.name);
             let anchor = Some(anchor.as_str());
-            let field = |f: &str| format!("senders[{i}].{f}");
-            if sender.name.trim().is_empty() {
-                return Err(self.err(
-                    anchor,
-                    "name",
-                    format!("{}: must not be empty", field("name")),
-                ));
-            }
-            if !names.insert(sender.name.as_str()) {
-                return Err(self.err(
-                    anchor,
-                    "name",
-                    format!(
-                        "{}: `{}` is used by two senders",
-                        field("name"),
-                        sender.name
-                    ),
-                ));
-            }
-            if sender.steps.is_empty() {
-                return Err(self.err(
-                    anchor,
-                    "steps",
-                    format!("{}: a journey needs at least one step", field("steps")),
-                ));
-            }
-            if !sender.steps.iter().any(|s| matches!(s, Step::Request(_))) {
-                return Err(self.err(
-                    anchor,
-                    "steps",
-                    format!(
-                        "{}: a journey needs at least one request step",
-                        field("steps")
-                    ),
-                ));
-            }
+            self.check_sender_basics(anchor, i, sender, &mut names)?;
             match &sender.rate {
-                Some(rate) => {
-                    if sender.weight.is_some() {
-                        return Err(self.err(anchor, "weight", format!("{}: `weight` shares closed-model users; a sender with `rate` is open-model", field("weight"))));
-                    }
-                    match (&rate.per_second, &rate.stages) {
-                        (Some(r), None) => {
-                            if !(r.is_finite() && *r > 0.0) {
-                                return Err(self.err(
-                                    anchor,
-                                    "per_second",
-                                    format!(
-                                        "{}: must be a positive number of iterations per second",
-                                        field("rate.per_second")
-                                    ),
-                                ));
-                            }
-                            if rate.start.is_some() {
-                                return Err(self.err(
-                                    anchor,
-                                    "start",
-                                    format!("{}: `start` goes with `stages`", field("rate.start")),
-                                ));
-                            }
-                            any_constant = true;
-                        }
-                        (None, Some(stages)) => {
-                            self.check_stages(anchor, &field("rate.stages"), stages)?
-                        }
-                        _ => {
-                            return Err(self.err(
-                                anchor,
-                                "rate",
-                                format!(
-                                    "{}: expected exactly one of `per_second` or `stages`",
-                                    field("rate")
-                                ),
-                            ))
-                        }
-                    }
-                    if let Some(pool) = &sender.pool {
-                        if pool.connections == 0 || pool.streams == 0 {
-                            return Err(self.err(
-                                anchor,
-                                "pool",
-                                format!(
-                                    "{}: `connections` and `streams` must be at least 1",
-                                    field("pool")
-                                ),
-                            ));
-                        }
-                    }
-                }
+                Some(rate) => any_constant |= self.check_open_sender(anchor, i, sender, rate)?,
                 None => {
                     any_closed = true;
-                    if sender.pool.is_some() {
-                        return Err(self.err(anchor, "pool", format!("{}: `pool` is for open-model senders (with `rate`); closed-model users share goose's client", field("pool"))));
-                    }
-                    if sender.weight == Some(0) {
-                        return Err(self.err(
-                            anchor,
-                            "weight",
-                            format!("{}: must be at least 1", field("weight")),
-                        ));
-                    }
-                    // goose keeps only letters and digits of scenario names.
-                    let machine: String = sender
-                        .name
-                        .chars()
-                        .filter(|c| c.is_ascii_alphanumeric())
-                        .collect::<String>()
-                        .to_lowercase();
-                    if !machine_names.insert(machine) {
-                        return Err(self.err(anchor, "name", format!("{}: `{}` differs from another closed-model sender only in punctuation or case; goose would merge them", field("name"), sender.name)));
-                    }
+                    self.check_closed_sender(anchor, i, sender, &mut machine_names)?;
                 }
             }
             self.check_vars(s, anchor, i)?;
@@ -197,6 +92,156 @@ impl Checker<'_> {
             if d.0.is_zero() {
                 return Err(self.err(None, "duration", "duration: must be longer than 0s".into()));
             }
+        }
+        Ok(())
+    }
+
+    /// A sender's name (unique) and steps (at least one request).
+    fn check_sender_basics<'s>(
+        &self,
+        anchor: Option<&str>,
+        i: usize,
+        sender: &'s Sender,
+        names: &mut BTreeSet<&'s str>,
+    ) -> Result<(), ScenarioError> {
+        let field = |f: &str| format!("senders[{i}].{f}");
+        if sender.name.trim().is_empty() {
+            return Err(self.err(
+                anchor,
+                "name",
+                format!("{}: must not be empty", field("name")),
+            ));
+        }
+        if !names.insert(sender.name.as_str()) {
+            return Err(self.err(
+                anchor,
+                "name",
+                format!(
+                    "{}: `{}` is used by two senders",
+                    field("name"),
+                    sender.name
+                ),
+            ));
+        }
+        if sender.steps.is_empty() {
+            return Err(self.err(
+                anchor,
+                "steps",
+                format!("{}: a journey needs at least one step", field("steps")),
+            ));
+        }
+        if !sender.steps.iter().any(|s| matches!(s, Step::Request(_))) {
+            return Err(self.err(
+                anchor,
+                "steps",
+                format!(
+                    "{}: a journey needs at least one request step",
+                    field("steps")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// An open-model sender's rate and pool; true when its rate is constant (it then needs a
+    /// `duration`).
+    fn check_open_sender(
+        &self,
+        anchor: Option<&str>,
+        i: usize,
+        sender: &Sender,
+        rate: &Rate,
+    ) -> Result<bool, ScenarioError> {
+        let field = |f: &str| format!("senders[{i}].{f}");
+        if sender.weight.is_some() {
+            return Err(self.err(
+                anchor,
+                "weight",
+                format!(
+                    "{}: `weight` shares closed-model users; a sender with `rate` is open-model",
+                    field("weight")
+                ),
+            ));
+        }
+        let constant = match (&rate.per_second, &rate.stages) {
+            (Some(r), None) => {
+                if !(r.is_finite() && *r > 0.0) {
+                    return Err(self.err(
+                        anchor,
+                        "per_second",
+                        format!(
+                            "{}: must be a positive number of iterations per second",
+                            field("rate.per_second")
+                        ),
+                    ));
+                }
+                if rate.start.is_some() {
+                    return Err(self.err(
+                        anchor,
+                        "start",
+                        format!("{}: `start` goes with `stages`", field("rate.start")),
+                    ));
+                }
+                true
+            }
+            (None, Some(stages)) => {
+                self.check_stages(anchor, &field("rate.stages"), stages)?;
+                false
+            }
+            _ => {
+                return Err(self.err(
+                    anchor,
+                    "rate",
+                    format!(
+                        "{}: expected exactly one of `per_second` or `stages`",
+                        field("rate")
+                    ),
+                ))
+            }
+        };
+        if let Some(pool) = &sender.pool {
+            if pool.connections == 0 || pool.streams == 0 {
+                return Err(self.err(
+                    anchor,
+                    "pool",
+                    format!(
+                        "{}: `connections` and `streams` must be at least 1",
+                        field("pool")
+                    ),
+                ));
+            }
+        }
+        Ok(constant)
+    }
+
+    /// A closed-model sender: no pool, a weight of at least 1, a name goose keeps apart.
+    fn check_closed_sender(
+        &self,
+        anchor: Option<&str>,
+        i: usize,
+        sender: &Sender,
+        machine_names: &mut BTreeSet<String>,
+    ) -> Result<(), ScenarioError> {
+        let field = |f: &str| format!("senders[{i}].{f}");
+        if sender.pool.is_some() {
+            return Err(self.err(anchor, "pool", format!("{}: `pool` is for open-model senders (with `rate`); closed-model users share goose's client", field("pool"))));
+        }
+        if sender.weight == Some(0) {
+            return Err(self.err(
+                anchor,
+                "weight",
+                format!("{}: must be at least 1", field("weight")),
+            ));
+        }
+        // goose keeps only letters and digits of scenario names.
+        let machine: String = sender
+            .name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_lowercase();
+        if !machine_names.insert(machine) {
+            return Err(self.err(anchor, "name", format!("{}: `{}` differs from another closed-model sender only in punctuation or case; goose would merge them", field("name"), sender.name)));
         }
         Ok(())
     }
@@ -345,16 +390,10 @@ impl Checker<'_> {
 
 impl Checker<'_> {
     /// Cross-field checks of `devices:`, `swarm:` and sender `track:` options.
+    /// Cross-field checks of `devices:`, `swarm:` and sender `track:` options.
     pub(super) fn check_devices(&self, s: &Scenario) -> Result<(), ScenarioError> {
-        use super::step::Step;
+        self.check_tracks(s)?;
         if s.devices.is_empty() {
-            for (i, sender) in s.senders.iter().enumerate() {
-                for (j, step) in sender.steps.iter().enumerate() {
-                    if matches!(step, Step::Request(r) if r.track.is_some()) {
-                        return Err(self.err(None, "track", format!("senders[{i}].steps[{j}].track: delivery tracking needs device journeys (`devices:`)")));
-                    }
-                }
-            }
             if s.swarm.is_some() {
                 return Err(self.err(
                     None,
@@ -364,100 +403,26 @@ impl Checker<'_> {
             }
             return Ok(());
         }
-        for (i, sender) in s.senders.iter().enumerate() {
-            for (j, step) in sender.steps.iter().enumerate() {
-                let Step::Request(r) = step else { continue };
-                let Some(t) = &r.track else { continue };
-                let anchor = format!("name: {}", sender.name);
-                let kinds = usize::from(t.unicast.is_some())
-                    + usize::from(t.broadcast == Some(true))
-                    + usize::from(t.topic.is_some());
-                if kinds != 1 {
-                    return Err(self.err(Some(&anchor), "track", format!("senders[{i}].steps[{j}].track: expected exactly one of `unicast: USER`, `broadcast: true` or `topic: NAME`")));
-                }
-                if t.within.is_some_and(|w| w.get().is_zero()) {
-                    return Err(self.err(
-                        Some(&anchor),
-                        "within",
-                        format!("senders[{i}].steps[{j}].track.within: must be longer than 0s"),
-                    ));
-                }
-            }
-        }
-        let mut names = std::collections::BTreeSet::new();
+        let mut names = BTreeSet::new();
         let mut any_constant = false;
         for (i, d) in s.devices.iter().enumerate() {
             let anchor = format!("name: {}", d.name);
             let anchor = Some(anchor.as_str());
-            let field = |f: &str| format!("devices[{i}].{f}");
             if d.name.trim().is_empty() {
                 return Err(self.err(
                     anchor,
                     "name",
-                    format!("{}: must not be empty", field("name")),
+                    format!("devices[{i}].name: must not be empty"),
                 ));
             }
             if !names.insert(d.name.as_str()) || s.senders.iter().any(|sd| sd.name == d.name) {
                 return Err(self.err(
                     anchor,
                     "name",
-                    format!("{}: `{}` is used by another journey", field("name"), d.name),
+                    format!("devices[{i}].name: `{}` is used by another journey", d.name),
                 ));
             }
-            match (&d.count, &d.arrival) {
-                (Some(Shape::Constant(0)), None) => {
-                    return Err(self.err(anchor, "count", format!("{}: must be at least 1", field("count"))))
-                }
-                (Some(Shape::Constant(_)), None) => any_constant = true,
-                (Some(Shape::Staged(st)), None) => {
-                    self.check_stages(anchor, &field("count.stages"), &st.stages)?
-                }
-                (None, Some(a)) => {
-                    if !(a.per_second.is_finite() && a.per_second > 0.0) || a.max == 0 {
-                        return Err(self.err(anchor, "arrival", format!("{}: expected a positive `per_second` and `max` of at least 1", field("arrival"))));
-                    }
-                    any_constant = true;
-                }
-                _ => {
-                    return Err(self.err(anchor, "name", format!("{}: expected exactly one of `count` (closed model: connections held) or `arrival` (open model: devices per second)", field("count"))))
-                }
-            }
-            self.check_connect(anchor, i, d)?;
-            if let Some(h) = &d.heartbeat {
-                if h.every.get().is_zero() {
-                    return Err(self.err(
-                        anchor,
-                        "every",
-                        format!("{}: must be longer than 0s", field("heartbeat.every")),
-                    ));
-                }
-            }
-            if let Some(c) = &d.churn {
-                if !(c.per_second.is_finite() && (0.0..=1.0).contains(&c.per_second)) {
-                    return Err(self.err(
-                        anchor,
-                        "churn",
-                        format!(
-                            "{}: expected a fraction of devices per second from 0 to 1, got {}",
-                            field("churn.per_second"),
-                            c.per_second
-                        ),
-                    ));
-                }
-            }
-            if let Some(r) = &d.reconnect {
-                if r.backoff.initial > r.backoff.max {
-                    return Err(self.err(
-                        anchor,
-                        "backoff",
-                        format!(
-                            "{}: `initial` must not exceed `max`",
-                            field("reconnect.backoff")
-                        ),
-                    ));
-                }
-            }
-            self.check_device_vars(anchor, i, d)?;
+            any_constant |= self.check_device(anchor, i, d)?;
         }
         if any_constant && s.duration.is_none() {
             return Err(self.err(None, "devices", "duration: a constant device count or an arrival rate needs a `duration` to bound the run".into()));
@@ -479,6 +444,102 @@ impl Checker<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Sender steps' `track:` sections: only with device journeys, one kind of recipient, a
+    /// deadline longer than 0s.
+    fn check_tracks(&self, s: &Scenario) -> Result<(), ScenarioError> {
+        for (i, sender) in s.senders.iter().enumerate() {
+            for (j, step) in sender.steps.iter().enumerate() {
+                let Step::Request(r) = step else { continue };
+                let Some(t) = &r.track else { continue };
+                if s.devices.is_empty() {
+                    return Err(self.err(None, "track", format!("senders[{i}].steps[{j}].track: delivery tracking needs device journeys (`devices:`)")));
+                }
+                let anchor = format!("name: {}", sender.name);
+                let kinds = usize::from(t.unicast.is_some())
+                    + usize::from(t.broadcast == Some(true))
+                    + usize::from(t.topic.is_some());
+                if kinds != 1 {
+                    return Err(self.err(Some(&anchor), "track", format!("senders[{i}].steps[{j}].track: expected exactly one of `unicast: USER`, `broadcast: true` or `topic: NAME`")));
+                }
+                if t.within.is_some_and(|w| w.get().is_zero()) {
+                    return Err(self.err(
+                        Some(&anchor),
+                        "within",
+                        format!("senders[{i}].steps[{j}].track.within: must be longer than 0s"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One device journey; true when its count is constant or it has an arrival rate (it
+    /// then needs a `duration`).
+    fn check_device(
+        &self,
+        anchor: Option<&str>,
+        i: usize,
+        d: &Device,
+    ) -> Result<bool, ScenarioError> {
+        let field = |f: &str| format!("devices[{i}].{f}");
+        let constant = match (&d.count, &d.arrival) {
+            (Some(Shape::Constant(0)), None) => {
+                return Err(self.err(anchor, "count", format!("{}: must be at least 1", field("count"))))
+            }
+            (Some(Shape::Constant(_)), None) => true,
+            (Some(Shape::Staged(st)), None) => {
+                self.check_stages(anchor, &field("count.stages"), &st.stages)?;
+                false
+            }
+            (None, Some(a)) => {
+                if !(a.per_second.is_finite() && a.per_second > 0.0) || a.max == 0 {
+                    return Err(self.err(anchor, "arrival", format!("{}: expected a positive `per_second` and `max` of at least 1", field("arrival"))));
+                }
+                true
+            }
+            _ => {
+                return Err(self.err(anchor, "name", format!("{}: expected exactly one of `count` (closed model: connections held) or `arrival` (open model: devices per second)", field("count"))))
+            }
+        };
+        self.check_connect(anchor, i, d)?;
+        if let Some(h) = &d.heartbeat {
+            if h.every.get().is_zero() {
+                return Err(self.err(
+                    anchor,
+                    "every",
+                    format!("{}: must be longer than 0s", field("heartbeat.every")),
+                ));
+            }
+        }
+        if let Some(c) = &d.churn {
+            if !(c.per_second.is_finite() && (0.0..=1.0).contains(&c.per_second)) {
+                return Err(self.err(
+                    anchor,
+                    "churn",
+                    format!(
+                        "{}: expected a fraction of devices per second from 0 to 1, got {}",
+                        field("churn.per_second"),
+                        c.per_second
+                    ),
+                ));
+            }
+        }
+        if let Some(r) = &d.reconnect {
+            if r.backoff.initial > r.backoff.max {
+                return Err(self.err(
+                    anchor,
+                    "backoff",
+                    format!(
+                        "{}: `initial` must not exceed `max`",
+                        field("reconnect.backoff")
+                    ),
+                ));
+            }
+        }
+        self.check_device_vars(anchor, i, d)?;
+        Ok(constant)
     }
 
     fn check_connect(

@@ -9,19 +9,22 @@ use regex::bytes::Regex;
 use schemars::JsonSchema;
 use serde::{de, Deserialize, Deserializer};
 
-/// Compiles a regular expression from a scenario file; the error is one line (the regex
-/// crate's own message spans several, with a caret diagram).
+/// Compiles a regular expression from a scenario file; the error is one line.
 pub fn regex(pattern: &str) -> Result<Regex, String> {
-    Regex::new(pattern).map_err(|e| {
-        let text = e.to_string();
-        let why = text
-            .lines()
-            .rev()
-            .find_map(|l| l.trim().strip_prefix("error:"))
-            .map_or_else(|| text.lines().last().unwrap_or("").trim(), str::trim)
-            .to_string();
-        format!("invalid regular expression `{pattern}`: {why}")
-    })
+    Regex::new(pattern).map_err(|e| regex_error(pattern, &e))
+}
+
+/// The regex crate's error as one line (its own message spans several, with a caret
+/// diagram): `invalid regular expression `PATTERN`: WHY`.
+pub fn regex_error(pattern: &str, e: &regex::Error) -> String {
+    let text = e.to_string();
+    let why = text
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error:"))
+        .map_or_else(|| text.lines().last().unwrap_or("").trim(), str::trim)
+        .to_string();
+    format!("invalid regular expression `{pattern}`: {why}")
 }
 
 fn pointer(p: String, example: &str) -> Result<String, String> {

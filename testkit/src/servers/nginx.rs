@@ -93,23 +93,7 @@ impl Nginx {
 
     /// The worker processes' pids (children of the master), e.g. to SIGSTOP or SIGKILL one.
     pub fn workers(&self) -> Vec<u32> {
-        let master = self.process.pid();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .ok()
-                    .and_then(|s| {
-                        // Fields after the `(comm)`: state, ppid, …
-                        let rest = s.rsplit_once(')')?.1;
-                        rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                    })
-                    == Some(master)
-            })
-            .collect()
+        crate::process::children_of(self.process.pid())
     }
 
     /// The error log so far.

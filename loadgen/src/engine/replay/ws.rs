@@ -159,25 +159,7 @@ pub async fn play(player: Arc<Player>, session: DeviceSession, due: Instant) {
         );
         r.add(&player.keys.sessions, now, 1);
     }
-    let sends: Vec<(Instant, Vec<u8>, u8)> = session
-        .messages
-        .iter()
-        .filter(|m| m.direction == WsDirection::Send)
-        .map(|m| {
-            let at = due + Duration::from_secs_f64(m.offset_ns.max(0) as f64 / 1e9 / player.speed);
-            match m.opcode {
-                // Chrome records binary payloads base64-encoded.
-                2 => (
-                    at,
-                    base64::engine::general_purpose::STANDARD
-                        .decode(m.data.as_bytes())
-                        .unwrap_or_else(|_| m.data.as_bytes().to_vec()),
-                    2,
-                ),
-                _ => (at, m.data.as_bytes().to_vec(), 1),
-            }
-        })
-        .collect();
+    let sends = scheduled_sends(&session, due, player.speed);
     let recorded = session
         .messages
         .iter()
@@ -234,19 +216,54 @@ pub async fn play(player: Arc<Player>, session: DeviceSession, due: Instant) {
         let _ = io.write_all(&out).await;
     }
     let _ = io.shutdown().await;
+    record_session(&player, sent, sends.len(), received, recorded, closed);
+}
+
+/// A session's client→server messages, each with the instant it is due: `(due, payload,
+/// opcode)`; Chrome records binary payloads base64-encoded.
+fn scheduled_sends(
+    session: &DeviceSession,
+    due: Instant,
+    speed: f64,
+) -> Vec<(Instant, Vec<u8>, u8)> {
+    session
+        .messages
+        .iter()
+        .filter(|m| m.direction == WsDirection::Send)
+        .map(|m| {
+            let at = due + Duration::from_secs_f64(m.offset_ns.max(0) as f64 / 1e9 / speed);
+            match m.opcode {
+                2 => (
+                    at,
+                    base64::engine::general_purpose::STANDARD
+                        .decode(m.data.as_bytes())
+                        .unwrap_or_else(|_| m.data.as_bytes().to_vec()),
+                    2,
+                ),
+                _ => (at, m.data.as_bytes().to_vec(), 1),
+            }
+        })
+        .collect()
+}
+
+/// What one session did, against what its recording says.
+fn record_session(
+    player: &Player,
+    sent: usize,
+    planned: usize,
+    received: u64,
+    recorded: u64,
+    closed: bool,
+) {
     let now = Instant::now();
     let k = &player.keys;
     let mut r = common::sync::lock(&player.recorder);
     r.add(&k.sent, now, sent as u64);
-    r.add(&k.not_sent, now, (sends.len() - sent) as u64);
+    r.add(&k.not_sent, now, (planned - sent) as u64);
     r.add(&k.received, now, received);
     r.add(&k.recorded, now, recorded);
     r.count(&k.mismatch, now, received != recorded);
-    r.add(
-        &k.closed_early,
-        now,
-        u64::from(closed && sent < sends.len()),
-    );
+    r.add(&k.closed_early, now, u64::from(closed && sent < planned));
 }
 
 fn failed(player: &Player, cause: &str) {

@@ -275,98 +275,8 @@ async fn resolve(url: &str) -> Result<Dest, Cause> {
 
 /// Dispatch, connect, TLS, upgrade and the `send_on_connect` exchanges.
 async fn establish(ctx: &ShardCtx, slot: &Slot, script: &Script) -> Result<(Link, State), Cause> {
-    let def = &script.def;
     let mut vars: Vec<(String, String)> = Vec::new();
-    let connecting = async {
-        if let Some(d) = &def.connect.dispatch {
-            let url = d
-                .get
-                .render(&scope(ctx, slot, script, &vars))
-                .map_err(|_| Cow::Borrowed("dispatch"))?;
-            let address = ctx.dispatch.address(&url, &d.address).await?;
-            vars.push(("address".into(), address));
-        }
-        let url = match &def.connect.url {
-            Some(t) => t.render(&scope(ctx, slot, script, &vars)),
-            None => crate::scenario::Template::compile("{{address}}")
-                .unwrap_or_default()
-                .render(&scope(ctx, slot, script, &vars)),
-        }
-        .map_err(|_| Cow::Borrowed("connect"))?;
-        let dest = resolve(&url).await?;
-        let t0 = Instant::now();
-        let tcp = super::net::connect(dest.addr, ctx.source_for(slot.global))
-            .await
-            .map_err(|_| Cow::Borrowed("connect"))?;
-        let mut io = match dest.kind {
-            Kind::Wss => {
-                let name = rustls::pki_types::ServerName::try_from(
-                    dest.host.split(':').next().unwrap_or("").to_string(),
-                )
-                .map_err(|_| Cow::Borrowed("handshake"))?;
-                let s = ctx
-                    .tls
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|_| Cow::Borrowed("handshake"))?;
-                Io::Tls(Box::new(TlsIo {
-                    stream: s,
-                    buf: vec![0; 16 * 1024].into_boxed_slice(),
-                }))
-            }
-            _ => Io::Plain(tcp),
-        };
-        let (framing, leftover) = if dest.kind == Kind::Tcp {
-            let done = Instant::now();
-            ctx.record(|r| {
-                r.record(
-                    &script.keys.tcp_connecting,
-                    done,
-                    done.duration_since(t0).as_micros() as u64,
-                )
-            });
-            (script.tcp_framing, Vec::new())
-        } else {
-            let mut headers = Vec::new();
-            let sc = scope(ctx, slot, script, &vars);
-            for (n, v) in &def.connect.headers {
-                headers.push((
-                    n.clone(),
-                    v.render(&sc).map_err(|_| Cow::Borrowed("handshake"))?,
-                ));
-            }
-            let key = wire::new_key();
-            let req = wire::upgrade_request(&dest.host, &dest.path, &key, &headers);
-            io.write_all(req.as_bytes())
-                .await
-                .map_err(|_| Cow::Borrowed("handshake"))?;
-            let mut head: Vec<u8> = Vec::with_capacity(256);
-            let end = loop {
-                let alive = io
-                    .read_with(&mut |d| head.extend_from_slice(d))
-                    .await
-                    .map_err(|_| Cow::Borrowed("handshake"))?;
-                if !alive || head.len() > 16 * 1024 {
-                    return Err(Cow::Borrowed("handshake"));
-                }
-                if let Some(end) =
-                    wire::upgrade_answer(&head, &key).map_err(|_| Cow::Borrowed("handshake"))?
-                {
-                    break end;
-                }
-            };
-            let done = Instant::now();
-            ctx.record(|r| {
-                r.record(
-                    &script.keys.ws_connecting,
-                    done,
-                    done.duration_since(t0).as_micros() as u64,
-                )
-            });
-            (Framing::Ws, head.split_off(end))
-        };
-        Ok::<_, Cause>((io, framing, leftover))
-    };
+    let connecting = connect(ctx, slot, script, &mut vars);
     let (io, framing, leftover) =
         match tokio::time::timeout(script.connect_timeout, connecting).await {
             Ok(r) => r?,
@@ -381,13 +291,118 @@ async fn establish(ctx: &ShardCtx, slot: &Slot, script: &Script) -> Result<(Link
     if !leftover.is_empty() {
         feed(ctx, slot, script, &mut link, &mut st, &leftover)?;
     }
-    for (i, x) in def.send_on_connect.iter().enumerate() {
+    exchange(ctx, slot, script, &mut link, &mut st).await?;
+    Ok((link, st))
+}
+
+/// The dispatch call (its address becomes `{{address}}` in `vars`), TCP connect, TLS and the
+/// WebSocket upgrade: the stream, its framing, and bytes that came after the upgrade's head.
+async fn connect(
+    ctx: &ShardCtx,
+    slot: &Slot,
+    script: &Script,
+    vars: &mut Vec<(String, String)>,
+) -> Result<(Io, Framing, Vec<u8>), Cause> {
+    let def = &script.def;
+    if let Some(d) = &def.connect.dispatch {
+        let url = d
+            .get
+            .render(&scope(ctx, slot, script, vars))
+            .map_err(|_| Cow::Borrowed("dispatch"))?;
+        let address = ctx.dispatch.address(&url, &d.address).await?;
+        vars.push(("address".into(), address));
+    }
+    let url = match &def.connect.url {
+        Some(t) => t
+            .render(&scope(ctx, slot, script, vars))
+            .map_err(|_| Cow::Borrowed("connect"))?,
+        None => super::script::lookup(vars, "address")
+            .ok_or(Cow::Borrowed("connect"))?
+            .to_string(),
+    };
+    let dest = resolve(&url).await?;
+    let t0 = Instant::now();
+    let tcp = super::net::connect(dest.addr, ctx.source_for(slot.global))
+        .await
+        .map_err(|_| Cow::Borrowed("connect"))?;
+    let mut io = match dest.kind {
+        Kind::Wss => {
+            let name = rustls::pki_types::ServerName::try_from(
+                dest.host.split(':').next().unwrap_or("").to_string(),
+            )
+            .map_err(|_| Cow::Borrowed("handshake"))?;
+            let s = ctx
+                .tls
+                .connect(name, tcp)
+                .await
+                .map_err(|_| Cow::Borrowed("handshake"))?;
+            Io::Tls(Box::new(TlsIo {
+                stream: s,
+                buf: vec![0; 16 * 1024].into_boxed_slice(),
+            }))
+        }
+        _ => Io::Plain(tcp),
+    };
+    let (framing, leftover, key) = if dest.kind == Kind::Tcp {
+        (script.tcp_framing, Vec::new(), &script.keys.tcp_connecting)
+    } else {
+        let sc = scope(ctx, slot, script, vars);
+        let mut headers = Vec::new();
+        for (n, v) in &def.connect.headers {
+            headers.push((
+                n.clone(),
+                v.render(&sc).map_err(|_| Cow::Borrowed("handshake"))?,
+            ));
+        }
+        let leftover = upgrade(&mut io, &dest, &headers).await?;
+        (Framing::Ws, leftover, &script.keys.ws_connecting)
+    };
+    let done = Instant::now();
+    ctx.record(|r| r.record(key, done, done.duration_since(t0).as_micros() as u64));
+    Ok((io, framing, leftover))
+}
+
+/// The WebSocket opening handshake on `io`; returns the bytes after the answer's head.
+async fn upgrade(io: &mut Io, dest: &Dest, headers: &[(String, String)]) -> Result<Vec<u8>, Cause> {
+    let key = wire::new_key();
+    let req = wire::upgrade_request(&dest.host, &dest.path, &key, headers);
+    io.write_all(req.as_bytes())
+        .await
+        .map_err(|_| Cow::Borrowed("handshake"))?;
+    let mut head: Vec<u8> = Vec::with_capacity(256);
+    let end = loop {
+        let alive = io
+            .read_with(&mut |d| head.extend_from_slice(d))
+            .await
+            .map_err(|_| Cow::Borrowed("handshake"))?;
+        if !alive || head.len() > 16 * 1024 {
+            return Err(Cow::Borrowed("handshake"));
+        }
+        if let Some(end) =
+            wire::upgrade_answer(&head, &key).map_err(|_| Cow::Borrowed("handshake"))?
+        {
+            break end;
+        }
+    };
+    Ok(head.split_off(end))
+}
+
+/// The `send_on_connect` exchanges, each awaiting its answer when it expects one.
+async fn exchange(
+    ctx: &ShardCtx,
+    slot: &Slot,
+    script: &Script,
+    link: &mut Link,
+    st: &mut State,
+) -> Result<(), Cause> {
+    let framing = link.dec.framing();
+    for (i, x) in script.def.send_on_connect.iter().enumerate() {
         let msg = x
             .send
             .render(&scope(ctx, slot, script, &link.vars))
             .map_err(|_| Cow::Borrowed("refused"))?;
         wire::encode(framing, msg.as_bytes(), &mut st.out);
-        flush(&mut link, &mut st).await?;
+        flush(link, st).await?;
         if x.expect.is_none() {
             continue;
         }
@@ -395,19 +410,14 @@ async fn establish(ctx: &ShardCtx, slot: &Slot, script: &Script) -> Result<(Link
         let within = x.within.map_or(Duration::from_secs(10), |w| w.get());
         let deadline = tokio::time::Instant::now() + within;
         while st.awaiting.is_some() {
-            match tokio::time::timeout_at(
-                deadline,
-                read_step(ctx, slot, script, &mut link, &mut st),
-            )
-            .await
-            {
+            match tokio::time::timeout_at(deadline, read_step(ctx, slot, script, link, st)).await {
                 Ok(r) => r?,
                 Err(_) => return Err("timeout".into()),
             }
-            flush(&mut link, &mut st).await?;
+            flush(link, st).await?;
         }
     }
-    Ok((link, st))
+    Ok(())
 }
 
 /// Decodes `data` and handles every frame in it.
