@@ -476,10 +476,13 @@ thresholds:
     let out = d.loadgen(&["check", "bad.yaml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).starts_with("error: bad.yaml:4:1: replay.filter.path: bad regex `(`"),
+        stderr(&out).starts_with(
+            "error: bad.yaml:4:1: replay.filter.path: invalid regular expression `(`: unclosed group"
+        ),
         "{}",
         stderr(&out)
     );
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     d.write("bad2.yaml", &scenario.replace("speed: 2x", "speeed: 2x"));
     let out = d.loadgen(&["check", "bad2.yaml"]);
     assert!(

@@ -56,7 +56,7 @@ impl Recorder {
         let mut metrics: Vec<DeltaMetric> = self
             .metrics_ref()
             .map(|(key, seconds)| DeltaMetric {
-                key: key.clone(),
+                key: (*key).clone(),
                 values: match seconds {
                     Seconds::Histogram(m) => DeltaValues::Histogram(
                         m.iter().map(|(t, h)| (*t, hist::encode(h))).collect(),
@@ -101,7 +101,7 @@ impl Recorder {
                 DeltaValues::Gauge(v) => Seconds::Gauge(v.into_iter().collect()),
             };
             let mut one = Recorder::new(origin);
-            one.insert_seconds(m.key, seconds);
+            one.insert_seconds(&m.key, seconds);
             r.merge(one);
         }
         (r, bad)
@@ -119,10 +119,10 @@ mod tests {
         let lat = MetricKey::new("delivery_latency").with_tag("journey", "u");
         r.record(&lat, origin, 1_500);
         r.record(&lat, origin, 2_500);
-        r.add(&MetricKey::new("delivery_lost"), origin, 3);
-        r.count(&MetricKey::new("failed"), origin, true);
+        r.add(MetricKey::new("delivery_lost"), origin, 3);
+        r.count(MetricKey::new("failed"), origin, true);
         r.gauge(
-            &MetricKey::new("connections_active").with_tag("shard", "1"),
+            MetricKey::new("connections_active").with_tag("shard", "1"),
             origin,
             42,
         );

@@ -4,9 +4,10 @@
 //! scenario files, the terminal table). The characters `\ , = { }` inside a tag key or value
 //! are written with a backslash escape so any key survives the round trip through text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -69,6 +70,76 @@ impl MetricKey {
                 .tags
                 .iter()
                 .all(|(k, v)| self.tags.get(k).is_some_and(|mine| mine == v))
+    }
+}
+
+/// A metric key interned once, so that recording a sample costs an index, not the hashing of a
+/// name and its tags: engines make the ids of their keys when a journey is compiled and record
+/// through them ([`Recorder`](crate::Recorder) stores samples by id). Ids are local to the
+/// process; everything that leaves it (deltas, run records) carries keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MetricId(u32);
+
+/// The process's interned keys.
+#[derive(Debug, Default)]
+struct Registry {
+    keys: Vec<Arc<MetricKey>>,
+    ids: HashMap<Arc<MetricKey>, MetricId>,
+}
+
+fn registry() -> &'static RwLock<Registry> {
+    static REGISTRY: OnceLock<RwLock<Registry>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+impl MetricId {
+    /// The id of `key`, interning it the first time.
+    pub fn of(key: &MetricKey) -> MetricId {
+        if let Some(id) = common::sync::read(registry()).ids.get(key) {
+            return *id;
+        }
+        let mut r = common::sync::write(registry());
+        if let Some(id) = r.ids.get(key) {
+            return *id;
+        }
+        let id = MetricId(u32::try_from(r.keys.len()).unwrap_or(u32::MAX));
+        let key = Arc::new(key.clone());
+        r.keys.push(key.clone());
+        r.ids.insert(key, id);
+        id
+    }
+
+    /// The key this id stands for.
+    pub fn key(self) -> Arc<MetricKey> {
+        common::sync::read(registry()).keys[self.0 as usize].clone()
+    }
+
+    /// The id's index (dense from 0 in the order keys were interned).
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// The id at `index` (an index a recorder got from an id).
+    pub(crate) fn at(index: usize) -> MetricId {
+        MetricId(u32::try_from(index).unwrap_or(u32::MAX))
+    }
+}
+
+impl From<&MetricKey> for MetricId {
+    fn from(key: &MetricKey) -> MetricId {
+        MetricId::of(key)
+    }
+}
+
+impl From<MetricKey> for MetricId {
+    fn from(key: MetricKey) -> MetricId {
+        MetricId::of(&key)
+    }
+}
+
+impl From<&MetricId> for MetricId {
+    fn from(id: &MetricId) -> MetricId {
+        *id
     }
 }
 

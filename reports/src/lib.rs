@@ -51,7 +51,7 @@ pub use builder::RunBuilder;
 pub use compare::{compare, Change, CompareOptions, Comparison};
 pub use delta::Delta;
 pub use hist::Summary;
-pub use key::{KeyError, MetricKey};
+pub use key::{KeyError, MetricId, MetricKey};
 pub use recorder::{Recorder, RecorderHandle, Recorders};
 pub use render::{render, Format, RenderError};
 pub use run::{GaugeMetric, GaugePoint, MergeError, Metric, Run, RunError, Selected, Series};

@@ -8,7 +8,7 @@
 //! [`Recorders`] keeps every recorder of a run (one per task, or one per runtime thread via
 //! [`Recorders::for_thread`]) and takes all their deltas at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use common::sync::lock;
@@ -17,7 +17,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 
 use crate::hist;
-use crate::key::MetricKey;
+use crate::key::{MetricId, MetricKey};
 
 /// A counter for one second: `value`, and for hit/miss counters the number of trials.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,11 +64,13 @@ impl Seconds {
 
 /// Samples recorded by one task since the last [`take`](Recorder::take).
 ///
-/// Not meant to be shared: give every task its own and merge the deltas.
+/// Not meant to be shared: give every task its own and merge the deltas. Samples are stored
+/// by [`MetricId`]: recording through an id is an index; through a [`MetricKey`] it interns
+/// the key first (a hash and a read lock), so hot paths keep ids.
 #[derive(Debug, Clone)]
 pub struct Recorder {
     origin: Instant,
-    metrics: HashMap<MetricKey, Seconds>,
+    metrics: Vec<Option<Seconds>>,
 }
 
 /// The second since `origin` that `at` falls in; instants before the origin go to second 0.
@@ -81,7 +83,7 @@ impl Recorder {
     pub fn new(origin: Instant) -> Recorder {
         Recorder {
             origin,
-            metrics: HashMap::new(),
+            metrics: Vec::new(),
         }
     }
 
@@ -93,10 +95,10 @@ impl Recorder {
     /// Records one histogram sample of `value_us` microseconds at `at`.
     ///
     /// A key already used as a counter ignores the sample (a programming error, not a panic).
-    pub fn record(&mut self, key: &MetricKey, at: Instant, value_us: u64) {
+    pub fn record(&mut self, key: impl Into<MetricId>, at: Instant, value_us: u64) {
         let second = second_of(self.origin, at);
         let fresh = || Seconds::Histogram(BTreeMap::new());
-        self.update(key, fresh, |seconds| {
+        self.update(key.into(), fresh, |seconds| {
             if let Seconds::Histogram(per_second) = seconds {
                 let h = per_second.entry(second).or_insert_with(hist::new_histogram);
                 hist::record(h, value_us);
@@ -104,36 +106,38 @@ impl Recorder {
         });
     }
 
-    /// Applies `f` to `key`'s seconds; the key is cloned only when it is new.
+    /// Applies `f` to `id`'s seconds, made with `fresh` when it has none yet.
     fn update(
         &mut self,
-        key: &MetricKey,
+        id: MetricId,
         fresh: impl FnOnce() -> Seconds,
         f: impl FnOnce(&mut Seconds),
     ) {
-        if let Some(seconds) = self.metrics.get_mut(key) {
-            f(seconds);
-            return;
+        f(self.slot(id).get_or_insert_with(fresh));
+    }
+
+    fn slot(&mut self, id: MetricId) -> &mut Option<Seconds> {
+        let i = id.index();
+        if i >= self.metrics.len() {
+            self.metrics.resize_with(i + 1, || None);
         }
-        let mut seconds = fresh();
-        f(&mut seconds);
-        self.metrics.insert(key.clone(), seconds);
+        &mut self.metrics[i]
     }
 
     /// Adds `n` to the counter `key` at `at`.
     ///
     /// A key already used as a histogram ignores the call.
-    pub fn add(&mut self, key: &MetricKey, at: Instant, n: u64) {
-        self.tally(key, at, Tally { value: n, total: 0 });
+    pub fn add(&mut self, key: impl Into<MetricId>, at: Instant, n: u64) {
+        self.tally(key.into(), at, Tally { value: n, total: 0 });
     }
 
     /// Counts one trial of the rate counter `key` at `at`: its total grows by one and its
     /// value by one when `hit` (e.g. `http_req_failed`, whose rate is value / total).
     ///
     /// A key already used as a histogram ignores the call.
-    pub fn count(&mut self, key: &MetricKey, at: Instant, hit: bool) {
+    pub fn count(&mut self, key: impl Into<MetricId>, at: Instant, hit: bool) {
         self.tally(
-            key,
+            key.into(),
             at,
             Tally {
                 value: u64::from(hit),
@@ -148,20 +152,20 @@ impl Recorder {
     /// A gauge has one writer: where several tasks or shards hold parts of a level, each
     /// writes its own tagged key (e.g. `connections_active{shard=2}`) and the plain-name
     /// aggregate adds them up. A key already used as another kind ignores the call.
-    pub fn gauge(&mut self, key: &MetricKey, at: Instant, value: u64) {
+    pub fn gauge(&mut self, key: impl Into<MetricId>, at: Instant, value: u64) {
         let second = second_of(self.origin, at);
         let fresh = || Seconds::Gauge(BTreeMap::new());
-        self.update(key, fresh, |seconds| {
+        self.update(key.into(), fresh, |seconds| {
             if let Seconds::Gauge(per_second) = seconds {
                 per_second.insert(second, value);
             }
         });
     }
 
-    fn tally(&mut self, key: &MetricKey, at: Instant, t: Tally) {
+    fn tally(&mut self, id: MetricId, at: Instant, t: Tally) {
         let second = second_of(self.origin, at);
         let fresh = || Seconds::Counter(BTreeMap::new());
-        self.update(key, fresh, |seconds| {
+        self.update(id, fresh, |seconds| {
             if let Seconds::Counter(per_second) = seconds {
                 per_second.entry(second).or_default().add(t);
             }
@@ -179,7 +183,7 @@ impl Recorder {
 
     /// Whether nothing has been recorded since creation or the last [`take`](Recorder::take).
     pub fn is_empty(&self) -> bool {
-        self.metrics.is_empty()
+        self.metrics.iter().all(Option::is_none)
     }
 
     /// Adds everything `other` recorded into this recorder.
@@ -189,31 +193,34 @@ impl Recorder {
     /// recorder's kind; the other's samples for it are dropped.
     pub fn merge(&mut self, other: Recorder) {
         let shift = shift_seconds(self.origin, other.origin);
-        for (key, theirs) in other.metrics {
-            match self.metrics.get_mut(&key) {
-                Some(mine) => merge_seconds(mine, theirs, shift),
-                None => {
-                    let mut fresh = theirs.empty_like();
-                    merge_seconds(&mut fresh, theirs, shift);
-                    self.metrics.insert(key, fresh);
-                }
-            }
+        for (i, theirs) in other.metrics.into_iter().enumerate() {
+            let Some(theirs) = theirs else { continue };
+            let slot = self.slot(MetricId::at(i));
+            let mine = slot.get_or_insert_with(|| theirs.empty_like());
+            merge_seconds(mine, theirs, shift);
         }
     }
 
-    /// The recorded metrics, by reference (for [`Delta`](crate::delta::Delta)).
-    pub(crate) fn metrics_ref(&self) -> impl Iterator<Item = (&MetricKey, &Seconds)> {
-        self.metrics.iter()
+    /// The recorded metrics with their keys, by reference (for
+    /// [`Delta`](crate::delta::Delta)).
+    pub(crate) fn metrics_ref(&self) -> impl Iterator<Item = (Arc<MetricKey>, &Seconds)> {
+        self.metrics
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((MetricId::at(i).key(), s.as_ref()?)))
     }
 
     /// Sets one metric's seconds (for [`Delta`](crate::delta::Delta)).
-    pub(crate) fn insert_seconds(&mut self, key: MetricKey, seconds: Seconds) {
-        self.metrics.insert(key, seconds);
+    pub(crate) fn insert_seconds(&mut self, key: &MetricKey, seconds: Seconds) {
+        *self.slot(MetricId::of(key)) = Some(seconds);
     }
 
-    /// The recorded metrics, consumed (for the builder).
+    /// The recorded metrics with their keys, consumed (for the builder).
     pub(crate) fn into_metrics(self) -> impl Iterator<Item = (MetricKey, Seconds)> {
-        self.metrics.into_iter()
+        self.metrics
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some(((*MetricId::at(i).key()).clone(), s?)))
     }
 }
 
@@ -330,8 +337,14 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn get<'r>(r: &'r Recorder, key: &MetricKey) -> &'r Seconds {
+        r.metrics[MetricId::of(key).index()]
+            .as_ref()
+            .expect("recorded")
+    }
+
     fn secs(r: &Recorder, key: &MetricKey) -> Vec<u32> {
-        match &r.metrics[key] {
+        match get(r, key) {
             Seconds::Histogram(m) => m.keys().copied().collect(),
             Seconds::Counter(m) => m.keys().copied().collect(),
             Seconds::Gauge(m) => m.keys().copied().collect(),
@@ -349,7 +362,7 @@ mod tests {
         let mut later = Recorder::new(origin);
         later.gauge(&k, origin + Duration::from_millis(1900), 4);
         r.merge(later);
-        match &r.metrics[&k] {
+        match get(&r, &k) {
             Seconds::Gauge(m) => assert_eq!(
                 m.iter().map(|(t, v)| (*t, *v)).collect::<Vec<_>>(),
                 vec![(0, 7), (1, 4)]
@@ -374,7 +387,7 @@ mod tests {
         let origin = Instant::now();
         let mut r = Recorder::new(origin);
         assert!(r.is_empty());
-        r.add(&MetricKey::new("n"), origin, 3);
+        r.add(MetricKey::new("n"), origin, 3);
         let delta = r.take();
         assert!(r.is_empty());
         assert!(!delta.is_empty());
@@ -393,7 +406,7 @@ mod tests {
         let mut other = Recorder::new(origin);
         other.add(&k, origin, 1);
         r.merge(other);
-        match &r.metrics[&k] {
+        match get(&r, &k) {
             Seconds::Histogram(m) => assert_eq!(m[&0].len(), 1),
             _ => panic!("kind changed"),
         }
@@ -409,7 +422,7 @@ mod tests {
         b.count(&k, origin + Duration::from_secs(2), false);
         b.count(&k, origin + Duration::from_secs(2), true);
         a.merge(b);
-        match &a.metrics[&k] {
+        match get(&a, &k) {
             Seconds::Counter(m) => {
                 assert_eq!(m[&0], Tally { value: 1, total: 1 });
                 assert_eq!(m[&2], Tally { value: 1, total: 2 });

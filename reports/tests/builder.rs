@@ -99,8 +99,8 @@ fn finish_writes_recorded_keys_plain_aggregates_and_journey_rollups_only() {
             .with_tag("step", step);
         rec.record(&k, origin, 100);
     }
-    rec.add(&key("iterations{journey=a}"), origin, 2);
-    rec.add(&key("conns{region=eu}"), origin, 1);
+    rec.add(key("iterations{journey=a}"), origin, 2);
+    rec.add(key("conns{region=eu}"), origin, 1);
     let mut b = RunBuilder::new("s", started_at(), origin);
     b.absorb(rec.take());
     let run = b.finish(Duration::from_secs(1));
@@ -129,8 +129,8 @@ fn finish_writes_recorded_keys_plain_aggregates_and_journey_rollups_only() {
 fn extra_rollup_tags_are_written() {
     let origin = Instant::now();
     let mut rec = Recorder::new(origin);
-    rec.record(&key("lat{journey=a,step=x}"), origin, 1);
-    rec.record(&key("lat{journey=b,step=x}"), origin, 1);
+    rec.record(key("lat{journey=a,step=x}"), origin, 1);
+    rec.record(key("lat{journey=b,step=x}"), origin, 1);
     let mut b = RunBuilder::new("s", started_at(), origin);
     b.rollup_tag("step");
     b.absorb(rec.take());
@@ -342,13 +342,13 @@ fn gauges_of_several_writers_add_up_per_second_and_merge_across_runs() {
     let shard = |n: &str| key(&format!("connections_active{{shard={n}}}"));
     // Two shards, each the single writer of its own level.
     let mut r = Recorder::new(origin);
-    r.gauge(&shard("0"), at(origin, 0.2), 100);
-    r.gauge(&shard("0"), at(origin, 0.9), 120); // last in second 0 wins
-    r.gauge(&shard("1"), at(origin, 0.5), 80);
+    r.gauge(shard("0"), at(origin, 0.2), 100);
+    r.gauge(shard("0"), at(origin, 0.9), 120); // last in second 0 wins
+    r.gauge(shard("1"), at(origin, 0.5), 80);
     b.absorb(r.take());
     assert_eq!(b.gauge_now(&key("connections_active")), Some(200));
-    r.gauge(&shard("0"), at(origin, 1.5), 150);
-    r.gauge(&shard("1"), at(origin, 1.5), 50);
+    r.gauge(shard("0"), at(origin, 1.5), 150);
+    r.gauge(shard("1"), at(origin, 1.5), 50);
     b.absorb(r.take());
     let run = b.finish(Duration::from_secs(2));
     let plain = key("connections_active");
@@ -402,12 +402,12 @@ fn a_shard_reporting_late_holds_its_level_in_the_summed_gauge() {
     // Shard 0 reports every second; shard 1 misses second 1 and 3 (a second late), then
     // reports again at a new level; shard 2 starts reporting only at second 2.
     for (t, level) in [(0.1, 100), (1.1, 100), (2.1, 100), (3.1, 100), (4.1, 100)] {
-        r.gauge(&shard("0"), at(origin, t), level);
+        r.gauge(shard("0"), at(origin, t), level);
     }
     for (t, level) in [(0.2, 50), (2.2, 50), (4.2, 70)] {
-        r.gauge(&shard("1"), at(origin, t), level);
+        r.gauge(shard("1"), at(origin, t), level);
     }
-    r.gauge(&shard("2"), at(origin, 2.3), 10);
+    r.gauge(shard("2"), at(origin, 2.3), 10);
     b.absorb(r.take());
     let run = b.finish(Duration::from_secs(5));
     let series = |run: &Run| match &run.series[&key("connections_active")] {
@@ -426,8 +426,8 @@ fn a_shard_reporting_late_holds_its_level_in_the_summed_gauge() {
     // Merging two processes' runs: the one without a point in a second holds its level.
     let mut other = RunBuilder::new("swarm", started_at(), origin);
     let mut r = Recorder::new(origin);
-    r.gauge(&shard("9"), at(origin, 0.5), 1000);
-    r.gauge(&shard("9"), at(origin, 3.5), 900);
+    r.gauge(shard("9"), at(origin, 0.5), 1000);
+    r.gauge(shard("9"), at(origin, 3.5), 900);
     other.absorb(r.take());
     let other = other.finish(Duration::from_secs(5));
     let mut merged = run.clone();

@@ -30,8 +30,8 @@ fn build(samples: &[&Sample], origin: Instant) -> Run {
     for (_, metric, s, ms, value, failed) in samples {
         let t = at(origin, f64::from(*s) + f64::from(*ms) / 1000.0);
         rec.record(&keys[*metric], t, *value);
-        rec.add(&key("http_reqs{journey=unicast}"), t, 1);
-        rec.count(&key("http_req_failed{journey=unicast}"), t, *failed);
+        rec.add(key("http_reqs{journey=unicast}"), t, 1);
+        rec.count(key("http_req_failed{journey=unicast}"), t, *failed);
     }
     let mut b = RunBuilder::new("shards", started_at(), origin);
     b.absorb(rec);

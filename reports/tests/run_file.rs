@@ -12,9 +12,9 @@ fn sample_run(start: chrono::DateTime<chrono::Utc>, seconds: &[f64], value: u64)
     let origin = Instant::now();
     let mut rec = Recorder::new(origin);
     for &s in seconds {
-        rec.record(&key("lat{journey=a,step=x}"), at(origin, s), value);
-        rec.add(&key("reqs{journey=a}"), at(origin, s), 1);
-        rec.count(&key("failed{journey=a}"), at(origin, s), false);
+        rec.record(key("lat{journey=a,step=x}"), at(origin, s), value);
+        rec.add(key("reqs{journey=a}"), at(origin, s), 1);
+        rec.count(key("failed{journey=a}"), at(origin, s), false);
     }
     let mut b = RunBuilder::new("quickstart", start, origin);
     b.absorb(rec.take());
@@ -162,11 +162,11 @@ fn merge_refuses_unlike_runs() {
 fn select_prefers_the_exact_key_else_merges_matching_keys() {
     let origin = Instant::now();
     let mut rec = Recorder::new(origin);
-    rec.record(&key("lat{journey=a,step=x}"), origin, 10);
-    rec.record(&key("lat{journey=b,step=x}"), origin, 20);
-    rec.record(&key("lat{journey=b,step=y}"), origin, 30);
-    rec.count(&key("failed{journey=a,step=x}"), origin, true);
-    rec.count(&key("failed{journey=b,step=x}"), origin, false);
+    rec.record(key("lat{journey=a,step=x}"), origin, 10);
+    rec.record(key("lat{journey=b,step=x}"), origin, 20);
+    rec.record(key("lat{journey=b,step=y}"), origin, 30);
+    rec.count(key("failed{journey=a,step=x}"), origin, true);
+    rec.count(key("failed{journey=b,step=x}"), origin, false);
     let mut b = RunBuilder::new("s", started_at(), origin);
     b.absorb(rec.take());
     let run = b.finish(Duration::from_secs(1));

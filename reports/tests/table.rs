@@ -27,13 +27,13 @@ fn table_has_a_row_per_metric_and_the_verdicts() {
     let mut rec = Recorder::new(origin);
     for v in [850u64, 12_300, 1_200_000] {
         rec.record(
-            &key("http_req_duration{journey=unicast,step=push}"),
+            key("http_req_duration{journey=unicast,step=push}"),
             origin,
             v,
         );
-        rec.add(&key("http_reqs{journey=unicast,step=push}"), origin, 1);
+        rec.add(key("http_reqs{journey=unicast,step=push}"), origin, 1);
         rec.count(
-            &key("http_req_failed{journey=unicast,step=push}"),
+            key("http_req_failed{journey=unicast,step=push}"),
             origin,
             v > 1_000_000,
         );

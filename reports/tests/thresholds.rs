@@ -121,15 +121,15 @@ fn run() -> Run {
     let mut rec = Recorder::new(origin);
     // 100 samples 1..=100 ms for journey a, 10 samples of 500 ms for journey b.
     for v in 1..=100u64 {
-        rec.record(&key("lat{journey=a,step=x}"), origin, v * 1000);
-        rec.count(&key("failed{journey=a,step=x}"), origin, v <= 2);
+        rec.record(key("lat{journey=a,step=x}"), origin, v * 1000);
+        rec.count(key("failed{journey=a,step=x}"), origin, v <= 2);
     }
     for _ in 0..10 {
-        rec.record(&key("lat{journey=b,step=x}"), origin, 500_000);
-        rec.count(&key("failed{journey=b,step=x}"), origin, false);
+        rec.record(key("lat{journey=b,step=x}"), origin, 500_000);
+        rec.count(key("failed{journey=b,step=x}"), origin, false);
     }
-    rec.add(&key("reqs"), origin, 110);
-    rec.add(&key("lost"), origin, 0);
+    rec.add(key("reqs"), origin, 110);
+    rec.add(key("lost"), origin, 0);
     let mut b = RunBuilder::new("s", started_at(), origin);
     b.absorb(rec.take());
     b.finish(Duration::from_secs(10))

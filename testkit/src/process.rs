@@ -233,7 +233,7 @@ mod tests {
         let mut cmd = Command::new("sh");
         cmd.args([
             "-c",
-            "echo starting; echo 'listening on http://127.0.0.1:1234 now'; trap 'exit 7' TERM; while :; do sleep 0.05; done",
+            "trap 'exit 7' TERM; echo starting; echo 'listening on http://127.0.0.1:1234 now'; while :; do sleep 0.05; done",
         ]);
         let mut p = Spawned::start(cmd);
         assert_eq!(p.announced("listening on "), "http://127.0.0.1:1234");

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use reports::{MetricKey, Recorder};
+use reports::{MetricId, MetricKey, Recorder};
 
 use super::clock::unix_ns;
 use super::{names, Presence, Recipients, Target, TrackMsg};
@@ -49,19 +49,19 @@ struct Entry {
 
 #[derive(Debug)]
 struct SenderKeys {
-    latency: MetricKey,
-    received: MetricKey,
-    expected: MetricKey,
-    lost: MetricKey,
-    duplicates: MetricKey,
-    redelivered: MetricKey,
-    unexpected: MetricKey,
-    unresolved: MetricKey,
+    latency: MetricId,
+    received: MetricId,
+    expected: MetricId,
+    lost: MetricId,
+    duplicates: MetricId,
+    redelivered: MetricId,
+    unexpected: MetricId,
+    unresolved: MetricId,
 }
 
 impl SenderKeys {
     fn new(journey: &str) -> SenderKeys {
-        let k = |n: &str| MetricKey::new(n).with_tag("journey", journey);
+        let k = |n: &str| MetricId::of(&MetricKey::new(n).with_tag("journey", journey));
         SenderKeys {
             latency: k(names::DELIVERY_LATENCY),
             received: k(names::DELIVERY_RECEIVED),
@@ -90,7 +90,7 @@ pub struct DeliveryTracker {
     orphans: HashMap<String, Vec<Receipt>>,
     orphan_queue: VecDeque<(u64, String)>,
     keys: HashMap<String, SenderKeys>,
-    unexpected: MetricKey,
+    unexpected: MetricId,
     settled_broadcasts: Vec<BroadcastSettled>,
 }
 
@@ -106,7 +106,7 @@ impl DeliveryTracker {
             orphans: HashMap::new(),
             orphan_queue: VecDeque::new(),
             keys: HashMap::new(),
-            unexpected: MetricKey::new(names::DELIVERY_UNEXPECTED),
+            unexpected: MetricId::of(&MetricKey::new(names::DELIVERY_UNEXPECTED)),
             settled_broadcasts: Vec::new(),
         }
     }
@@ -160,16 +160,16 @@ impl DeliveryTracker {
         };
         let keys = &self.keys[&entry.msg.journey];
         if !devices.is_recipient(&entry.msg.target, r.local) {
-            self.rec.add(&keys.unexpected, now, 1);
+            self.rec.add(keys.unexpected, now, 1);
             return;
         }
         if r.redelivery {
-            self.rec.add(&keys.redelivered, now, 1);
+            self.rec.add(keys.redelivered, now, 1);
         }
         match entry.receipts.get(&r.local) {
             Some(_) => {
                 if !r.redelivery {
-                    self.rec.add(&keys.duplicates, now, 1);
+                    self.rec.add(keys.duplicates, now, 1);
                 }
             }
             None => {
@@ -177,10 +177,10 @@ impl DeliveryTracker {
                     .receipts
                     .insert(r.local, FirstReceipt { at_ns: r.at_ns });
                 if !entry.settled && r.at_ns <= entry.msg.deadline_ns {
-                    self.rec.add(&keys.received, now, 1);
+                    self.rec.add(keys.received, now, 1);
                     let from = r.sent_ns.unwrap_or(entry.msg.sent_ns);
                     self.rec
-                        .record(&keys.latency, now, r.at_ns.saturating_sub(from) / 1_000);
+                        .record(keys.latency, now, r.at_ns.saturating_sub(from) / 1_000);
                 }
             }
         }
@@ -213,7 +213,7 @@ impl DeliveryTracker {
             if let Some((_, id)) = self.orphan_queue.pop_front() {
                 if let Some(rs) = self.orphans.remove(&id) {
                     self.rec
-                        .add(&self.unexpected, Instant::now(), rs.len() as u64);
+                        .add(self.unexpected, Instant::now(), rs.len() as u64);
                 }
             }
         }
@@ -245,8 +245,8 @@ impl DeliveryTracker {
             }
         });
         let keys = &self.keys[&m.journey];
-        self.rec.add(&keys.expected, now, expected);
-        self.rec.add(&keys.lost, now, lost);
+        self.rec.add(keys.expected, now, expected);
+        self.rec.add(keys.lost, now, lost);
         // Present even when nothing went wrong, so `count == 0` thresholds can be checked.
         for k in [&keys.duplicates, &keys.redelivered, &keys.unexpected] {
             self.rec.add(k, now, 0);
@@ -265,12 +265,12 @@ impl DeliveryTracker {
         for (_, id) in std::mem::take(&mut self.due) {
             if let Some(e) = self.msgs.get(&id) {
                 let k = &self.keys[&e.msg.journey];
-                self.rec.add(&k.unresolved, now, 1);
+                self.rec.add(k.unresolved, now, 1);
             }
         }
         let orphans: u64 = self.orphans.drain().map(|(_, v)| v.len() as u64).sum();
         if orphans > 0 {
-            self.rec.add(&self.unexpected, now, orphans);
+            self.rec.add(self.unexpected, now, orphans);
         }
         self.orphan_queue.clear();
     }

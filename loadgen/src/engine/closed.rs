@@ -4,7 +4,7 @@
 //! file. Goose times requests to the first byte; we record the full response in our own
 //! metrics as well.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use goose::config::{GooseConfiguration, GooseDefault, GooseDefaultType};
@@ -88,7 +88,7 @@ pub async fn run(
 /// Per-user state kept in goose's session data.
 #[derive(Clone)]
 struct Session {
-    vars: Arc<Mutex<Option<Vars>>>,
+    vars: Option<Vars>,
 }
 
 fn iteration_fn(
@@ -101,22 +101,14 @@ fn iteration_fn(
         let recorders = recorders.clone();
         let stop = stop.clone();
         Box::pin(async move {
-            if user.get_session_data::<Session>().is_none() {
-                let vars = journey.vars(user.weighted_users_index as u64 + 1);
-                user.set_session_data(Session {
-                    vars: Arc::new(Mutex::new(Some(vars))),
-                });
+            // The user's variables live in its session data between iterations; they are
+            // taken out for the iteration (the transport borrows the user) and put back.
+            let mut vars = match user.get_session_data_mut::<Session>() {
+                Some(s) => s.vars.take(),
+                None => None,
             }
-            let slot = match user.get_session_data::<Session>() {
-                Some(s) => s.vars.clone(),
-                None => return Ok(()),
-            };
+            .unwrap_or_else(|| journey.vars(user.weighted_users_index as u64 + 1));
             let recorder = recorders.for_thread();
-            let taken = common::sync::lock(&slot).take();
-            let mut vars = match taken {
-                Some(v) => v,
-                None => journey.vars(user.weighted_users_index as u64 + 1),
-            };
             if !stop.is_stopped() {
                 let mut transport = GooseTransport { user };
                 journey::run_iteration(
@@ -134,7 +126,10 @@ fn iteration_fn(
                 // spin through empty transactions.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            *common::sync::lock(&slot) = Some(vars);
+            match user.get_session_data_mut::<Session>() {
+                Some(s) => s.vars = Some(vars),
+                None => user.set_session_data(Session { vars: Some(vars) }),
+            }
             Ok(())
         })
     })
@@ -185,8 +180,9 @@ impl Transport for GooseTransport<'_> {
             .await
             .map_err(|e| TransportError::Io(e.to_string()))?;
         let response = goose_response.response.map_err(classify)?;
+        let mut response = response;
         let status = response.status().as_u16();
-        let headers = response.headers().clone();
+        let headers = std::mem::take(response.headers_mut());
         let body = response.bytes().await.map_err(classify)?;
         Ok(Response {
             status,

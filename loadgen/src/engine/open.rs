@@ -218,7 +218,7 @@ async fn tick(
             outcome.scheduled += 1;
             let dropped = tx.try_send(Job { intended }).is_err();
             outcome.dropped += u64::from(dropped);
-            rec.count(&journey.dropped, intended, dropped);
+            rec.count(journey.dropped, intended, dropped);
         }
     }
     outcome

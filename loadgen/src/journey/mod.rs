@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reports::{MetricKey, Recorder};
+use reports::{MetricId, MetricKey, Recorder};
 
 pub use request::{prepare, Prepared, Response, Transport, TransportError};
 pub use vars::Vars;
@@ -58,10 +58,10 @@ pub struct Journey {
     /// Per-request timeout.
     pub timeout: Duration,
     steps: Vec<StepKeys>,
-    iteration_duration: MetricKey,
-    iterations: MetricKey,
+    iteration_duration: MetricId,
+    iterations: MetricId,
     /// `dropped_iterations{journey=…}`.
-    pub dropped: MetricKey,
+    pub dropped: MetricId,
     errors_base: MetricKey,
     globals: Arc<HashMap<String, String>>,
     feeders: Arc<Feeders>,
@@ -71,9 +71,9 @@ pub struct Journey {
 
 #[derive(Debug)]
 struct StepKeys {
-    duration: MetricKey,
-    reqs: MetricKey,
-    failed: MetricKey,
+    duration: MetricId,
+    reqs: MetricId,
+    failed: MetricId,
 }
 
 impl Journey {
@@ -92,7 +92,7 @@ impl Journey {
                     Step::Request(r) => r.name.as_str(),
                     Step::Let(_) => "let",
                 };
-                let k = |n: &str| tagged(n).with_tag("step", step_name);
+                let k = |n: &str| MetricId::of(&tagged(n).with_tag("step", step_name));
                 StepKeys {
                     duration: k(names::HTTP_REQ_DURATION),
                     reqs: k(names::HTTP_REQS),
@@ -103,9 +103,9 @@ impl Journey {
         Journey {
             timeout: sender.timeout.map_or(Duration::from_secs(30), |d| d.get()),
             steps,
-            iteration_duration: tagged(names::ITERATION_DURATION),
-            iterations: tagged(names::ITERATIONS),
-            dropped: tagged(names::DROPPED_ITERATIONS),
+            iteration_duration: MetricId::of(&tagged(names::ITERATION_DURATION)),
+            iterations: MetricId::of(&tagged(names::ITERATIONS)),
+            dropped: MetricId::of(&tagged(names::DROPPED_ITERATIONS)),
             errors_base: tagged(names::HTTP_ERRORS),
             sender,
             globals,
@@ -220,11 +220,11 @@ pub async fn run_iteration<T: Transport>(
         };
         {
             let mut rec = common::sync::lock(recorder);
-            rec.record(&keys.duration, done, latency.as_micros() as u64);
-            rec.add(&keys.reqs, done, 1);
-            rec.count(&keys.failed, done, outcome.is_err());
+            rec.record(keys.duration, done, latency.as_micros() as u64);
+            rec.add(keys.reqs, done, 1);
+            rec.count(keys.failed, done, outcome.is_err());
             if let Err(cause) = &outcome {
-                rec.add(&journey.error_key(&req.name, cause), done, 1);
+                rec.add(journey.error_key(&req.name, cause), done, 1);
             }
         }
         if outcome.is_err() {
@@ -240,11 +240,11 @@ pub async fn run_iteration<T: Transport>(
     let done = Instant::now();
     let mut rec = common::sync::lock(recorder);
     rec.record(
-        &journey.iteration_duration,
+        journey.iteration_duration,
         done,
         done.saturating_duration_since(intended).as_micros() as u64,
     );
-    rec.add(&journey.iterations, done, 1);
+    rec.add(journey.iterations, done, 1);
     ok
 }
 
@@ -279,5 +279,5 @@ fn record_error(
     cause: &str,
     at: Instant,
 ) {
-    common::sync::lock(recorder).add(&journey.error_key(step, cause), at, 1);
+    common::sync::lock(recorder).add(journey.error_key(step, cause), at, 1);
 }

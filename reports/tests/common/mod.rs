@@ -62,18 +62,18 @@ pub fn fixture_run(scenario: &str, seed: u64, slow: f64, seconds: u32) -> report
         for i in 0..50u32 {
             let t = at(origin, f64::from(s) + f64::from(i) / 50.0);
             rec.record(
-                &key("delivery_latency"),
+                key("delivery_latency"),
                 t,
                 ((5_000.0 + rng.f64() * 20_000.0) * slow) as u64,
             );
-            rec.add(&key("delivery_received"), t, 1);
-            rec.add(&key("delivery_expected"), t, 1);
+            rec.add(key("delivery_received"), t, 1);
+            rec.add(key("delivery_expected"), t, 1);
         }
         if s == seconds / 2 {
-            rec.add(&key("delivery_lost"), at(origin, f64::from(s) + 0.5), 2);
+            rec.add(key("delivery_lost"), at(origin, f64::from(s) + 0.5), 2);
         }
         rec.gauge(
-            &key("connections_active"),
+            key("connections_active"),
             at(origin, f64::from(s) + 0.9),
             u64::from(1_000.min(100 * (s + 1))),
         );

@@ -13,7 +13,7 @@ pub mod ws;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reports::{MetricKey, Recorder, Recorders};
+use reports::{MetricId, MetricKey, Recorder, Recorders};
 use traffic::{Item, Paced};
 
 use crate::engine::http::Tls;
@@ -36,17 +36,17 @@ pub mod metric {
 
 /// The metric keys of one method.
 struct MethodKeys {
-    duration: MetricKey,
-    reqs: MetricKey,
-    failed: MetricKey,
+    duration: MetricId,
+    reqs: MetricId,
+    failed: MetricId,
     errors: MetricKey,
 }
 
 struct Keys {
     methods: Vec<(&'static str, MethodKeys)>,
-    lag: MetricKey,
-    mismatch: MetricKey,
-    dropped: MetricKey,
+    lag: MetricId,
+    mismatch: MetricId,
+    dropped: MetricId,
 }
 
 impl Keys {
@@ -61,9 +61,9 @@ impl Keys {
             (
                 m,
                 MethodKeys {
-                    duration: k(names::HTTP_REQ_DURATION),
-                    reqs: k(names::HTTP_REQS),
-                    failed: k(names::HTTP_REQ_FAILED),
+                    duration: MetricId::of(&k(names::HTTP_REQ_DURATION)),
+                    reqs: MetricId::of(&k(names::HTTP_REQS)),
+                    failed: MetricId::of(&k(names::HTTP_REQ_FAILED)),
                     errors: k(names::HTTP_ERRORS),
                 },
             )
@@ -71,9 +71,9 @@ impl Keys {
         .collect();
         Keys {
             methods,
-            lag: tagged(metric::SEND_LAG),
-            mismatch: tagged(metric::STATUS_MISMATCH),
-            dropped: tagged(names::DROPPED_ITERATIONS),
+            lag: MetricId::of(&tagged(metric::SEND_LAG)),
+            mismatch: MetricId::of(&tagged(metric::STATUS_MISMATCH)),
+            dropped: MetricId::of(&tagged(names::DROPPED_ITERATIONS)),
         }
     }
 
@@ -246,7 +246,7 @@ fn pace(
         let Ok(http_method) = http::Method::from_bytes(r.method.as_bytes()) else {
             let k = &keys.methods[method].1;
             common::sync::lock(&recorder).add(
-                &k.errors.clone().with_tag("cause", "bad_method"),
+                k.errors.clone().with_tag("cause", "bad_method"),
                 due,
                 1,
             );
@@ -281,7 +281,7 @@ fn pace(
             Err(flume::TrySendError::Disconnected(_)) => break,
         };
         outcome.dropped += u64::from(dropped);
-        common::sync::lock(&recorder).count(&keys.dropped, due, dropped);
+        common::sync::lock(&recorder).count(keys.dropped, due, dropped);
     }
     outcome
 }
@@ -318,14 +318,14 @@ fn record(keys: &Keys, f: Fired<Ctx>, rec: &std::sync::Mutex<Recorder>) {
         Err(e) => (Some(e.cause().to_string()), None),
     };
     let mut r = common::sync::lock(rec);
-    r.record(&k.duration, f.done, latency.as_micros() as u64);
-    r.add(&k.reqs, f.done, 1);
-    r.count(&k.failed, f.done, cause.is_some());
-    r.record(&keys.lag, f.sent, lag.as_micros() as u64);
+    r.record(k.duration, f.done, latency.as_micros() as u64);
+    r.add(k.reqs, f.done, 1);
+    r.count(k.failed, f.done, cause.is_some());
+    r.record(keys.lag, f.sent, lag.as_micros() as u64);
     if let Some(m) = mismatch {
-        r.count(&keys.mismatch, f.done, m);
+        r.count(keys.mismatch, f.done, m);
     }
     if let Some(c) = cause {
-        r.add(&k.errors.clone().with_tag("cause", c), f.done, 1);
+        r.add(k.errors.clone().with_tag("cause", c), f.done, 1);
     }
 }

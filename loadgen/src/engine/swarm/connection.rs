@@ -98,7 +98,7 @@ async fn session(ctx: &Arc<ShardCtx>, slot: &Slot, script: &Script) -> Ended {
         }
     };
     let now = Instant::now();
-    ctx.record(|r| r.add(&script.keys.opened, now, 1));
+    ctx.record(|r| r.add(script.keys.opened, now, 1));
     slot.start_ns.store(unix_ns(), Ordering::Release);
     slot.end_ns.store(0, Ordering::Release);
     ctx.active.fetch_add(1, Ordering::Relaxed);
@@ -588,7 +588,7 @@ fn on_frame(
                 let now = Instant::now();
                 ctx.record(|r| {
                     r.record(
-                        &script.keys.heartbeat_rtt,
+                        script.keys.heartbeat_rtt,
                         now,
                         now.duration_since(sent).as_micros() as u64,
                     )

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use reports::MetricKey;
+use reports::{MetricId, MetricKey};
 
 use super::names;
 use super::wire::Framing;
@@ -31,13 +31,13 @@ pub struct Script {
 #[derive(Debug)]
 pub struct Keys {
     /// `connections_opened{journey}`.
-    pub opened: MetricKey,
+    pub opened: MetricId,
     /// `ws_connecting{journey}`.
-    pub ws_connecting: MetricKey,
+    pub ws_connecting: MetricId,
     /// `tcp_connecting{journey}`.
-    pub tcp_connecting: MetricKey,
+    pub tcp_connecting: MetricId,
     /// `heartbeat_rtt{journey}`.
-    pub heartbeat_rtt: MetricKey,
+    pub heartbeat_rtt: MetricId,
     failed: MetricKey,
 }
 
@@ -73,10 +73,10 @@ impl Script {
                         .timeout
                         .map_or(Duration::from_secs(10), |t| t.get()),
                     keys: Keys {
-                        opened: tagged(names::CONNECTIONS_OPENED),
-                        ws_connecting: tagged(names::WS_CONNECTING),
-                        tcp_connecting: tagged(names::TCP_CONNECTING),
-                        heartbeat_rtt: tagged(names::HEARTBEAT_RTT),
+                        opened: MetricId::of(&tagged(names::CONNECTIONS_OPENED)),
+                        ws_connecting: MetricId::of(&tagged(names::WS_CONNECTING)),
+                        tcp_connecting: MetricId::of(&tagged(names::TCP_CONNECTING)),
+                        heartbeat_rtt: MetricId::of(&tagged(names::HEARTBEAT_RTT)),
                         failed: tagged(names::CONNECTIONS_FAILED),
                     },
                 }

@@ -260,7 +260,7 @@ pub async fn serve(
     let gauge = MetricKey::new(names::CONNECTIONS_ACTIVE).with_tag("shard", plan.shard.to_string());
     for s in &ctx.table.scripts {
         // Present from the start, so `connections_failed: [count == 0]` can be checked.
-        ctx.record(|r| r.add(&s.keys.failed_any(), Instant::now(), 0));
+        ctx.record(|r| r.add(s.keys.failed_any(), Instant::now(), 0));
     }
     let mut schedule = Scheduler::new(&ctx.table);
     let mut tick = tokio::time::interval(TICK);
