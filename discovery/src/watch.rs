@@ -66,6 +66,38 @@ impl Instances {
         self.members.iter().map(|m| m.instance())
     }
 
+    /// One line per instance (node, id, URI, weight, region, state, endpoints), then one per
+    /// malformed node, then the staleness if any: what a command that looks prints.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if !self.path_exists {
+            lines.push("(the path does not exist)".to_string());
+        }
+        for m in &self.members {
+            let i = m.instance();
+            let mut line = format!(
+                "{}  id={}  uri={}  weight={}  region={}  {}",
+                m.node(),
+                i.id,
+                i.uri(),
+                i.weight(),
+                i.region().unwrap_or("-"),
+                if i.enabled { "enabled" } else { "disabled" },
+            );
+            for (name, url) in i.endpoints() {
+                line.push_str(&format!("  {name}={url}"));
+            }
+            lines.push(line);
+        }
+        for (node, why) in &self.malformed {
+            lines.push(format!("{node}  malformed: {why}"));
+        }
+        if let Some(stale) = &self.stale {
+            lines.push(format!("(the list may be stale: {stale})"));
+        }
+        lines
+    }
+
     /// Why nothing can be picked from here (`tried`: instances that already failed).
     fn why_none(&self, tried: usize) -> String {
         let mut why = if !self.path_exists {
@@ -184,10 +216,10 @@ impl ServiceWatch {
 
     /// A lease on one instance, by the balancing strategy.
     pub fn pick(&self) -> Result<Lease, Error> {
-        self.failover().next()
+        self.failover().next_lease()
     }
 
-    /// Picks for one piece of work that fails over: each [`Failover::next`] leases an instance
+    /// Picks for one piece of work that fails over: each [`Failover::next_lease`] leases an instance
     /// not tried yet for this work.
     pub fn failover(&self) -> Failover<'_> {
         Failover {
@@ -206,7 +238,7 @@ pub struct Failover<'a> {
 
 impl Failover<'_> {
     /// The next instance to try; [`Error::NoInstance`] when none is left, naming why.
-    pub fn next(&mut self) -> Result<Lease, Error> {
+    pub fn next_lease(&mut self) -> Result<Lease, Error> {
         let view = self.watch.instances();
         let lease = self
             .watch
@@ -455,4 +487,39 @@ pub async fn read_once(config: &ZkConfig, path: &ServicePath) -> Result<Instance
         path_exists: v.path_exists,
         stale: v.stale.clone(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_instances_and_malformed_nodes() {
+        let mut i = ServiceInstance::new("relay", "10.0.0.5")
+            .with_region("us-west-1")
+            .with_endpoint("relay", "https://10.0.0.5:8443");
+        i.id = "a".into();
+        i.ssl_port = Some(8443);
+        let view = Instances {
+            members: vec![Arc::new(Member::new("_c_x-a".into(), i, Arc::default()))],
+            malformed: vec![(
+                "bad".into(),
+                "not JSON: expected value at line 1 column 1".into(),
+            )],
+            path_exists: true,
+            stale: Some("disconnected from ZooKeeper".into()),
+        };
+        assert_eq!(
+            view.describe(),
+            [
+                "_c_x-a  id=a  uri=https://10.0.0.5:8443  weight=1  region=us-west-1  enabled  relay=https://10.0.0.5:8443",
+                "bad  malformed: not JSON: expected value at line 1 column 1",
+                "(the list may be stale: disconnected from ZooKeeper)",
+            ]
+        );
+        assert_eq!(
+            Instances::default().describe(),
+            ["(the path does not exist)"]
+        );
+    }
 }

@@ -41,9 +41,13 @@ async fn registration_is_curators_json_read_back_with_kazoo() {
     let hosts = zk.connect_string();
     let path = ServicePath::new("/services", "apns-relay").unwrap();
     let instance = relay_instance();
-    let reg = Registration::start(&config(&hosts, Duration::from_secs(4)), &path, instance.clone())
-        .await
-        .unwrap();
+    let reg = Registration::start(
+        &config(&hosts, Duration::from_secs(4)),
+        &path,
+        instance.clone(),
+    )
+    .await
+    .unwrap();
     let at = reg.registered().unwrap();
 
     let nodes = children(&hosts, "/services/apns-relay").unwrap();
@@ -51,7 +55,10 @@ async fn registration_is_curators_json_read_back_with_kazoo() {
     let node = &nodes[0];
     assert!(is_protected_name(&node.name, &instance.id), "{}", node.name);
     assert_eq!(at.path, format!("/services/apns-relay/{}", node.name));
-    assert_eq!(node.ephemeral_owner, at.session, "ephemeral, owned by our session");
+    assert_eq!(
+        node.ephemeral_owner, at.session,
+        "ephemeral, owned by our session"
+    );
     // Jackson's order: ServiceInstance's fields as declared (enabled last, CURATOR-275).
     assert_eq!(
         node.keys.as_deref().unwrap(),
@@ -72,7 +79,11 @@ async fn registration_is_curators_json_read_back_with_kazoo() {
     assert_eq!(json["name"], "apns-relay");
     assert_eq!(json["id"], instance.id.as_str());
     assert_eq!(json["address"], "127.0.0.1");
-    assert_eq!(json["port"], serde_json::Value::Null, "nulls written, as Jackson does");
+    assert_eq!(
+        json["port"],
+        serde_json::Value::Null,
+        "nulls written, as Jackson does"
+    );
     assert_eq!(json["sslPort"], 8443);
     assert_eq!(json["serviceType"], "DYNAMIC");
     assert_eq!(json["enabled"], true);
@@ -120,7 +131,11 @@ async fn a_lost_create_answer_leaves_exactly_one_node() {
         let reg = Registration::start(&through, &path, instance.clone())
             .await
             .unwrap();
-        assert_eq!(proxy.dropped(), before + 1, "{service}: the create's answer was lost");
+        assert_eq!(
+            proxy.dropped(),
+            before + 1,
+            "{service}: the create's answer was lost"
+        );
         let nodes = children(&hosts, &path.path()).unwrap();
         assert_eq!(nodes.len(), 1, "{service}: {nodes:?}");
         let at = reg.registered().unwrap();

@@ -138,7 +138,10 @@ async fn balancing_and_fail_over_over_real_sockets() {
             .entry(watch.pick().unwrap().instance().port.unwrap())
             .or_default() += 1;
     }
-    let live_ports: Vec<u16> = live.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    let live_ports: Vec<u16> = live
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
     assert_eq!(by_port[&live_ports[0]], 10);
     assert_eq!(by_port[&live_ports[1]], 20);
     assert_eq!(by_port[&dead_port], 10);
@@ -150,7 +153,7 @@ async fn balancing_and_fail_over_over_real_sockets() {
     for _ in 0..30 {
         let mut tries = watch.failover();
         loop {
-            let lease = tries.next().unwrap();
+            let lease = tries.next_lease().unwrap();
             let uri = lease.instance().uri();
             let addr = uri.trim_start_matches("http://").to_string();
             match tokio::net::TcpStream::connect(&addr).await {
@@ -175,7 +178,7 @@ async fn balancing_and_fail_over_over_real_sockets() {
     let mut tries = watch.failover();
     let mut n = 0;
     let err = loop {
-        match tries.next() {
+        match tries.next_lease() {
             Ok(l) => {
                 n += 1;
                 l.connect_failed();
@@ -280,7 +283,10 @@ async fn malformed_nodes_and_empty_paths_are_named() {
     );
 
     let _: String = kazoo(&hosts, &["create", "/services/bad/a-hello", "hello"]);
-    let _: String = kazoo(&hosts, &["create", "/services/bad/b-noaddr", r#"{"id":"x"}"#]);
+    let _: String = kazoo(
+        &hosts,
+        &["create", "/services/bad/b-noaddr", r#"{"id":"x"}"#],
+    );
     let bad = ServicePath::new("/services", "bad").unwrap();
     let watch = ServiceWatch::start(&cfg, &bad, WatchOptions::default())
         .await

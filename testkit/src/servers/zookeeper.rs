@@ -6,8 +6,8 @@
 //! The server is the Java class `QuorumPeerMain` run with `java` straight from the jars Debian
 //! installs (`/usr/share/java/zookeeper.jar` names its dependencies in its manifest), from a
 //! zoo.cfg written here: `tickTime` 200 ms (so the server accepts session timeouts from 400 ms),
-//! the four-letter words `ruok` and `stat` (readiness is `ruok` answering `imok`), no admin
-//! HTTP server.
+//! the four-letter words `ruok` and `stat` (ready is `stat` answering with the server's version:
+//! `ruok` says `imok` before the server takes sessions), no admin HTTP server.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -42,7 +42,7 @@ impl std::fmt::Debug for ZooKeeper {
 }
 
 impl ZooKeeper {
-    /// Starts a standalone server and waits (15 s at most) until it answers `ruok`.
+    /// Starts a standalone server and waits (15 s at most) until it serves requests.
     pub fn start() -> ZooKeeper {
         require("java");
         assert!(
@@ -76,7 +76,7 @@ impl ZooKeeper {
 
     /// Starts the server again after [`ZooKeeper::stop`] or [`ZooKeeper::kill`]: same address,
     /// same data (sessions and persistent nodes survive as ZooKeeper keeps them). Waits until it
-    /// answers `ruok` (15 s at most).
+    /// serves requests (15 s at most).
     pub fn start_again(&mut self) {
         assert!(
             self.process.is_none(),
@@ -98,9 +98,9 @@ impl ZooKeeper {
         .stderr(Stdio::null());
         let mut process = Spawned::start(cmd);
         let addr = self.addr;
-        if !crate::wait::within(Duration::from_secs(15), || ruok(addr)) {
+        if !crate::wait::within(Duration::from_secs(15), || serving(addr)) {
             process.kill();
-            panic!("zookeeper did not answer `ruok` on {addr} within 15 s");
+            panic!("zookeeper did not serve requests on {addr} within 15 s");
         }
         self.process = Some(process);
     }
@@ -140,16 +140,28 @@ impl ZooKeeper {
     }
 }
 
-/// Whether a server on `addr` answers the four-letter word `ruok` with `imok`.
-pub fn ruok(addr: SocketAddr) -> bool {
+/// A four-letter word's answer (empty when the server does not answer).
+fn four_letters(addr: SocketAddr, word: &[u8; 4]) -> Vec<u8> {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
+        return Vec::new();
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"ruok").is_err() {
-        return false;
+    if s.write_all(word).is_err() {
+        return Vec::new();
     }
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);
-    answer == b"imok"
+    answer
+}
+
+/// Whether a server on `addr` answers the four-letter word `ruok` with `imok` (it is up, but
+/// may not take sessions yet).
+pub fn ruok(addr: SocketAddr) -> bool {
+    four_letters(addr, b"ruok") == b"imok"
+}
+
+/// Whether a server on `addr` serves requests: `stat` answers with its version (rather than
+/// "This ZooKeeper instance is not currently serving requests").
+pub fn serving(addr: SocketAddr) -> bool {
+    four_letters(addr, b"stat").starts_with(b"Zookeeper version:")
 }
