@@ -377,7 +377,9 @@ async fn follow(shared: &Shared, client: &Client, known: &mut Known) -> String {
                 }
                 state = states.changed() => match state {
                     SessionState::Disconnected => publish(shared, known, Some("disconnected from ZooKeeper".into())),
-                    SessionState::SyncConnected | SessionState::ConnectedReadOnly => publish(shared, known, None),
+                    // Back within the session: the server re-arms the watches; read again
+                    // what a lost connection may have left unread.
+                    SessionState::SyncConnected | SessionState::ConnectedReadOnly => break,
                     s if s.is_terminated() => return format!("{s:?}"),
                     _ => {}
                 },
@@ -477,16 +479,9 @@ fn publish(shared: &Shared, known: &mut Known, stale: Option<String>) {
 }
 
 /// Reads a service's instances once (a new session, closed after): for a command that looks.
-pub async fn read_once(config: &ZkConfig, path: &ServicePath) -> Result<Instances, Error> {
+pub async fn read_once(config: &ZkConfig, path: &ServicePath) -> Result<Arc<Instances>, Error> {
     let watch = ServiceWatch::start(config, path, WatchOptions::default()).await?;
-    let view = watch.instances();
-    drop(watch);
-    Ok(Arc::try_unwrap(view).unwrap_or_else(|v| Instances {
-        members: v.members.clone(),
-        malformed: v.malformed.clone(),
-        path_exists: v.path_exists,
-        stale: v.stale.clone(),
-    }))
+    Ok(watch.instances())
 }
 
 #[cfg(test)]

@@ -54,6 +54,8 @@ async fn the_watch_follows_node_churn() {
         .unwrap_or_else(|v| panic!("{v:?}"));
     assert!(view.path_exists && view.stale.is_none());
     assert_eq!(ids(&view), sorted(all.clone()));
+    let once = discovery::read_once(&cfg, &path).await.unwrap();
+    assert_eq!(ids(&once), sorted(all.clone()));
 
     // One drains, one dies (its session closes), one new comes.
     regs.remove(0).drain().await.unwrap();
