@@ -325,19 +325,15 @@ async fn follow(shared: &Shared, client: &Client, known: &mut Known) -> String {
                     (Vec::new(), w)
                 }
                 Ok((Some(_), _)) => continue,
-                Err(e) if ends_session(&e) => return e.to_string(),
-                Err(_) => {
-                    wait_connected(client).await;
-                    continue;
-                }
+                Err(e) => match recover(shared, known, client, &e).await {
+                    Some(ended) => return ended,
+                    None => continue,
+                },
             },
-            Err(e) if ends_session(&e) => return e.to_string(),
-            Err(_) => {
-                if !wait_connected(client).await {
-                    return "the session ended".into();
-                }
-                continue;
-            }
+            Err(e) => match recover(shared, known, client, &e).await {
+                Some(ended) => return ended,
+                None => continue,
+            },
         };
         let children: HashSet<String> = children.into_iter().collect();
         known.nodes.retain(|n, _| children.contains(n));
@@ -386,6 +382,31 @@ async fn follow(shared: &Shared, client: &Client, known: &mut Known) -> String {
             }
         }
     }
+}
+
+/// After a failed read of the service's path: `Some(why)` when the session ended; otherwise
+/// waits until reading again makes sense (the connection is back, or 1 s after any other
+/// error, which is published as the reason the list may be stale).
+async fn recover(
+    shared: &Shared,
+    known: &mut Known,
+    client: &Client,
+    e: &zookeeper_client::Error,
+) -> Option<String> {
+    if ends_session(e) {
+        return Some(e.to_string());
+    }
+    if *e == zookeeper_client::Error::ConnectionLoss {
+        return (!wait_connected(client).await).then(|| "the session ended".to_string());
+    }
+    tracing::warn!(path = %shared.path, "cannot read the instances: {e}; trying again in 1s");
+    publish(
+        shared,
+        known,
+        Some(format!("cannot read `{}`: {e}", shared.path)),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    None
 }
 
 /// The children of `path` with a watch on them; `None` when the path does not exist.
