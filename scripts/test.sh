@@ -12,6 +12,17 @@ need_apt=(
   python3-jwt python3-cryptography  # mock APNs: provider tokens checked against PyJWT
   chromium chromium-driver     # reports: the HTML report opened in headless Chromium
 )
+# --- discovery (service discovery on ZooKeeper) -------------------------------------------
+# A real standalone ZooKeeper (testkit::servers::ZooKeeper), and Apache Curator's own
+# ServiceDiscovery on the Java side (discovery/tests/curator.rs runs
+# tests/support/CuratorCheck.java with the JDK's source launcher; Debian's curator-x-discovery
+# manifest leaves out the recipes jar its ServiceProvider needs, hence the second package).
+need_apt+=(
+  zookeeper
+  default-jdk-headless
+  libcurator-discovery-java libcurator-recipes-java
+)
+# ------------------------------------------------------------------------------------------
 # reports: .hlog files are read back with HdrHistogram's Python reader (PyPI hdrhistogram).
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 missing=()
@@ -28,6 +39,12 @@ fi
 if ! python3 -c "import hdrh.log" >/dev/null 2>&1; then
   python3 -m pip install --quiet hdrhistogram \
     || python3 -m pip install --quiet --break-system-packages hdrhistogram
+fi
+
+# discovery: kazoo (PyPI), a second ZooKeeper client that reads the registrations back.
+if ! python3 -c "import kazoo.client" >/dev/null 2>&1; then
+  python3 -m pip install --quiet kazoo==2.11.0 \
+    || python3 -m pip install --quiet --break-system-packages kazoo==2.11.0
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

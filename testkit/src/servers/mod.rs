@@ -4,6 +4,8 @@
 
 pub mod nginx;
 pub mod redis;
+pub mod zookeeper;
 
 pub use nginx::Nginx;
 pub use redis::Redis;
+pub use zookeeper::ZooKeeper;
