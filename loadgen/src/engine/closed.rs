@@ -50,8 +50,11 @@ pub async fn run(
     attack = *attack
         .set_default(GooseDefault::TestPlan, plan.as_str())
         .map_err(err)?;
+    // loadgen records every request in its own metrics (full response time, HdrHistogram);
+    // goose's per-request metric, cloned and sent to its aggregator, would be work for nothing.
     for key in [
         GooseDefault::NoTelnet,
+        GooseDefault::NoMetrics,
         GooseDefault::NoPrintMetrics,
         GooseDefault::NoErrorSummary,
     ] {
