@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Replay: (1) a synthetic 60 s recording at 5,000 req/s replayed at recorded speed against the
-# reference gateway: p99 of |actual − scheduled| send time (replay_send_lag) and the achieved
+# reference gateway: p99 of |actual − scheduled| send time (schedule_lag) and the achieved
 # rate vs the recording's; (2) max replay throughput (a GET /healthz recording played as fast
 # as possible) vs wrk against the same gateway, same sitting, 64 connections each.
 # Usage: bench/replay.sh [ROUNDS] [all|max]   (max: only the throughput comparison)
@@ -20,7 +20,7 @@ for round in $(seq "$ROUNDS"); do
   python3 - "$d/run.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); m = r["metrics"]; meta = r["meta"]["replay"]
-lag = m["replay_send_lag"]; n = m["http_reqs"]["value"]; planned = meta["planned_requests"]
+lag = m["schedule_lag"]; n = m["http_reqs"]["value"]; planned = meta["planned_requests"]
 pts = [p["value"] for p in r["series"]["http_reqs"]][1:-1]
 span = meta["planned_length_s"]
 print(f"replay 5k/s: sent={n}/{planned} dropped={m['dropped_iterations']['value']} failed={m['http_req_failed']['value']} "

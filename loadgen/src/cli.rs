@@ -39,6 +39,9 @@ pub enum Command {
         /// Baseline comparison (exit 99 on a regression).
         #[command(flatten)]
         baseline: BaselineArgs,
+        /// Run a plan beyond what this machine can hold (open files, memory, rate per core).
+        #[arg(long)]
+        ignore_limits: bool,
     },
     /// Render a run record (html, md, junit, hlog, json), compare runs, merge runs.
     Report(ReportArgs),
@@ -49,6 +52,9 @@ pub enum Command {
         /// Sets the scenario's `${NAME}` to VALUE (before the environment's NAME); repeatable.
         #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
         env: Vec<String>,
+        /// Accept a plan beyond what this machine can hold (open files, memory, rate per core).
+        #[arg(long)]
+        ignore_limits: bool,
     },
     /// Print the JSON Schema of scenario files.
     Schema,

@@ -66,7 +66,8 @@ fn replay_fires_on_schedule_and_gates_on_status_mismatch() {
         )["value"],
         1
     );
-    assert!(metric(&run, "replay_send_lag")["count"].as_u64() == Some(5));
+    assert!(metric(&run, "schedule_lag")["count"].as_u64() == Some(5));
+    assert!(metric(&run, "pacer_lag")["count"].as_u64() == Some(5));
     assert_eq!(run["meta"]["replay"]["planned_requests"], 5);
     let verdicts = run["thresholds"].as_array().unwrap();
     assert!(verdicts.iter().any(|v| v["ok"] == false), "{verdicts:?}");
@@ -604,7 +605,7 @@ fn record_then_replay_round_trip() {
         stderr(&out),
         stdout(&out)
     );
-    stop.stop("test done");
+    stop.stop(loadgen::stop::StopReason::Finished);
     let summary = rt.block_on(serving).unwrap().unwrap();
     assert_eq!(summary.requests, 7);
 

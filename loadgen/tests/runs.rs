@@ -247,11 +247,18 @@ fn sigint_mid_run_still_writes_the_record() {
     child.signal(testkit::process::Signal::SIGINT);
     let code = child.wait(Duration::from_secs(15)).code();
     let rest = child.rest().join("\n");
+    // In-flight work is cut at once: the goal is 1 s; the bound leaves room for a debug build
+    // on a busy machine.
     assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "stopped promptly"
+        started.elapsed() < Duration::from_secs(3),
+        "stopped in {:?}",
+        started.elapsed()
     );
-    assert_eq!(code, Some(0), "{rest}");
+    assert_eq!(
+        code,
+        Some(105),
+        "an interrupted run has its own exit code: {rest}"
+    );
     assert!(rest.contains("stopped early: interrupted"), "{rest}");
     let run = d.run_record().unwrap();
     assert!(metric(&run, "http_reqs")["value"].as_u64().unwrap() > 0);

@@ -121,6 +121,13 @@ fn header(out: &mut String, run: &Run, comparison: Option<&Comparison>) {
         run.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
         run.duration_s
     );
+    if let Some(note) = crate::saturation::note(run) {
+        let _ = writeln!(
+            out,
+            "<p class=\"verdict fail\" id=\"saturated\">{}</p>",
+            xml(&note)
+        );
+    }
 }
 
 fn thresholds(out: &mut String, run: &Run) {

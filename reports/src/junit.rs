@@ -68,6 +68,9 @@ pub fn render(run: &Run, comparison: Option<&Comparison>) -> String {
             );
         }
     }
+    if let Some(note) = crate::saturation::note(run) {
+        let _ = writeln!(out, "    <system-out>{}</system-out>", xml(&note));
+    }
     out.push_str("  </testsuite>\n");
 
     if let Some(c) = comparison {

@@ -43,6 +43,7 @@ pub mod markdown;
 pub mod recorder;
 pub mod render;
 pub mod run;
+pub mod saturation;
 pub mod summary;
 pub mod text;
 pub mod threshold;

@@ -79,6 +79,9 @@ fn headline(out: &mut String, run: &Run, comparison: Option<&Comparison>) {
         "## {mark} pushbench: {} {verdict}\n",
         text::md(&run.scenario)
     );
+    if let Some(note) = crate::saturation::note(run) {
+        let _ = writeln!(out, "> ⚠️ {note}\n");
+    }
     let target = run
         .meta
         .as_ref()

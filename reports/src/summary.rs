@@ -109,6 +109,9 @@ pub fn render_table(run: &Run, opts: &TableOptions) -> String {
         run.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
         run.duration_s
     );
+    if let Some(note) = crate::saturation::note(run) {
+        let _ = writeln!(out, "{note}");
+    }
     let keys = ordered(run);
 
     let mut hist_rows = vec![[

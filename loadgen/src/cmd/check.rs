@@ -4,18 +4,24 @@
 use std::path::Path;
 
 use super::{exit, fail};
-use crate::plan::Plan;
+use crate::plan::{Machine, Plan};
 
 /// A scenario file's plan, its `${NAME}` variables filled in from `-e` pairs and the
-/// environment; the error is one line.
-pub fn load_plan(file: &Path, env: &[String]) -> Result<Plan, String> {
+/// environment, checked against this machine's limits unless `ignore_limits`; the error is
+/// one line.
+pub fn load_plan(file: &Path, env: &[String], ignore_limits: bool) -> Result<Plan, String> {
     let vars = crate::scenario::vars::Vars::from_pairs(env)?;
-    Plan::from_file_with(file, &vars).map_err(|e| e.to_string())
+    let plan = Plan::from_file_with(file, &vars).map_err(|e| e.to_string())?;
+    if !ignore_limits {
+        plan.check_limits(&Machine::this())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(plan)
 }
 
-/// `loadgen check FILE [-e NAME=VALUE]...`.
-pub fn main(file: &Path, env: &[String]) -> i32 {
-    match load_plan(file, env) {
+/// `loadgen check FILE [-e NAME=VALUE]... [--ignore-limits]`.
+pub fn main(file: &Path, env: &[String], ignore_limits: bool) -> i32 {
+    match load_plan(file, env, ignore_limits) {
         Ok(plan) => {
             print!("{}", plan.describe());
             exit::OK

@@ -44,11 +44,11 @@ pub struct Console {
 }
 
 impl Console {
-    /// A console for a run planned to last `planned`.
-    pub fn new(mode: Mode, planned: Duration) -> Console {
+    /// A console for a run planned to last `planned` (`requests`: it sends HTTP requests).
+    pub fn new(mode: Mode, planned: Duration, requests: bool) -> Console {
         Console {
             mode,
-            progress: Progress::new(planned),
+            progress: Progress::new(planned, requests),
             last_line: None,
             drawn: false,
         }

@@ -21,7 +21,7 @@ pub mod report;
 pub mod run;
 
 use crate::cli::{Cli, Command};
-use crate::stop::Stop;
+use crate::stop::{Stop, StopReason};
 
 /// Exit codes, as k6 and CI pipelines expect them.
 pub mod exit {
@@ -31,8 +31,13 @@ pub mod exit {
     pub const HARNESS: i32 = 1;
     /// Bad input: scenario, data file, target, flags.
     pub const BAD_INPUT: i32 = 2;
-    /// A threshold failed.
+    /// A threshold failed, or the baseline comparison found a regression.
     pub const THRESHOLD: i32 = 99;
+    /// The run was interrupted (SIGINT or SIGTERM): the record holds what was measured until
+    /// then, whatever the thresholds say (k6's code for an external abort).
+    pub const INTERRUPTED: i32 = 105;
+    /// A second interrupt: the process exits at once, without a record.
+    pub const ABORTED: i32 = 130;
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -43,7 +48,11 @@ pub fn main(cli: Cli) -> i32 {
         Command::Replay(cmd) => replay::main(*cmd),
         Command::Record(args) => record::main(args),
         Command::Schema => check::schema(),
-        Command::Check { file, env } => check::main(&file, &env),
+        Command::Check {
+            file,
+            env,
+            ignore_limits,
+        } => check::main(&file, &env, ignore_limits),
         Command::Report(args) => report::main(args),
         Command::Run {
             file,
@@ -52,7 +61,8 @@ pub fn main(cli: Cli) -> i32 {
             quiet,
             reports,
             baseline,
-        } => run::main(&file, &env, out, quiet, &reports, &baseline),
+            ignore_limits,
+        } => run::main(&file, &env, out, quiet, &reports, &baseline, ignore_limits),
     }
 }
 
@@ -75,14 +85,15 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, i32> {
         })
 }
 
-/// Ctrl-C or SIGTERM stops the load (the record is still written); a second one exits at once.
+/// Ctrl-C or SIGTERM ends the run at once — in-flight work is cut and recorded as unfinished,
+/// and the record is written; a second one exits at once without a record.
 pub fn install_signal_handler(stop: Stop) {
     let result = ctrlc::set_handler(move || {
-        if stop.is_stopped() && stop.reason().as_deref() != Some(crate::run::DURATION_REACHED) {
+        if stop.reason() == Some(StopReason::Interrupted) {
             eprintln!("\nsecond interrupt: exiting without a record");
-            std::process::exit(130);
+            std::process::exit(exit::ABORTED);
         }
-        stop.stop("interrupted (SIGINT or SIGTERM)");
+        stop.cut(StopReason::Interrupted);
         goose::trigger_killswitch("interrupted");
     });
     if let Err(e) = result {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use super::{exit, fail};
 use crate::cli::RecordArgs;
 use crate::proxy::{GorProxy, ProxyConfig, ProxyError};
-use crate::stop::Stop;
+use crate::stop::{Stop, StopReason};
 
 /// Runs `loadgen record`; returns the exit code.
 pub fn main(args: RecordArgs) -> i32 {
@@ -66,7 +66,7 @@ pub fn main(args: RecordArgs) -> i32 {
             let stop = stop.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(d).await;
-                stop.stop("duration reached");
+                stop.stop(StopReason::DurationReached);
             });
         }
         match proxy.run(stop).await {

@@ -308,6 +308,7 @@ fn merge(paths: &[PathBuf], output: &Path) -> Result<i32, ReportError> {
         .iter()
         .filter_map(|(m, e)| Threshold::parse(m, e).ok())
         .collect();
+    reports::saturation::assess(&mut run);
     run.thresholds = reports::evaluate(&run, &thresholds);
     let mut text = run
         .to_json_pretty()

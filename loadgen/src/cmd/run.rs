@@ -10,10 +10,10 @@ use super::{exit, fail};
 use crate::cli::{BaselineArgs, ReportSpec};
 use crate::plan::Plan;
 use crate::run::{self, RunError};
-use crate::stop::Stop;
+use crate::stop::{Stop, StopReason};
 
 /// `loadgen run FILE [-e NAME=VALUE]... [--out DIR] [--quiet] [--report F=FILE]...
-/// [--baseline BASE.json]`.
+/// [--baseline BASE.json] [--ignore-limits]`.
 pub fn main(
     file: &Path,
     env: &[String],
@@ -21,8 +21,9 @@ pub fn main(
     quiet: bool,
     reports: &[ReportSpec],
     baseline: &BaselineArgs,
+    ignore_limits: bool,
 ) -> i32 {
-    let plan = match super::check::load_plan(file, env) {
+    let plan = match super::check::load_plan(file, env, ignore_limits) {
         Ok(p) => p,
         Err(e) => return fail(exit::BAD_INPUT, &e),
     };
@@ -54,7 +55,8 @@ pub fn execute_plan(
         Ok(r) => r,
         Err(code) => return code,
     };
-    let mut console = Console::new(Mode::detect(quiet), plan.duration);
+    let requests = !plan.scenario.senders.is_empty() || plan.replay.is_some();
+    let mut console = Console::new(Mode::detect(quiet), plan.duration, requests);
     eprintln!("{banner}");
     let outcome = match runtime.block_on(run::execute(plan, out, &mut console, stop)) {
         Ok(o) => o,
@@ -79,9 +81,10 @@ pub fn execute_plan(
     if regressed {
         eprintln!("baseline regressed");
     }
-    if outcome.passed && !regressed {
-        exit::OK
-    } else {
-        exit::THRESHOLD
+    match &outcome.stopped_early {
+        Some(StopReason::Interrupted) => exit::INTERRUPTED,
+        Some(StopReason::Failed(_)) => exit::HARNESS,
+        _ if outcome.passed && !regressed => exit::OK,
+        _ => exit::THRESHOLD,
     }
 }

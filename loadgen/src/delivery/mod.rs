@@ -1,8 +1,9 @@
 //! End-to-end delivery tracking, shared by sender journeys and device journeys: a sender's
 //! successful request with `track:` declares who must receive push `id` by a deadline
 //! ([`TrackMsg`]); devices report what they receive; each expected (push, device) pair is
-//! settled as received in time or lost, and extra copies as duplicates, redeliveries or
-//! unexpected.
+//! settled as received in time, lost, or not verifiable (the device was away for part of the
+//! window and the gateway's [`Promise`] does not cover it), and extra copies as duplicates,
+//! redeliveries or unexpected.
 //!
 //! - [`hooks`]: the senders' side, in the coordinating process: `{{msg_id}}`,
 //!   `{{random_device}}`, routing tracking records to the shards that own the recipients,
@@ -34,6 +35,9 @@ pub mod names {
     pub const DELIVERY_EXPECTED: &str = "delivery_expected";
     /// Expected pairs not received by the deadline.
     pub const DELIVERY_LOST: &str = "delivery_lost";
+    /// (push, device) pairs that cannot be judged: the device was not connected for the
+    /// whole window and the gateway's promise does not say it must get the push.
+    pub const DELIVERY_UNVERIFIABLE: &str = "delivery_unverifiable";
     /// Receipts of a push the device already had, not marked as redelivery.
     pub const DELIVERY_DUPLICATES: &str = "delivery_duplicates";
     /// Receipts no tracked send explains.
@@ -77,11 +81,17 @@ pub struct TrackMsg {
     pub deadline_ns: u64,
 }
 
-/// A device's connection history, as far as settling a push needs it.
+/// A device's connection history, as far as settling a push needs it (Unix ns).
 pub trait Presence {
     /// True when one session of the device spanned the whole window `[from_ns, to_ns]`.
     fn connected_through(&self, from_ns: u64, to_ns: u64) -> bool;
+    /// True when a session of the device was up at some time in `[from_ns, to_ns]`.
+    fn connected_during(&self, from_ns: u64, to_ns: u64) -> bool;
+    /// True when the device had connected before `at_ns` (the gateway knew it).
+    fn known_before(&self, at_ns: u64) -> bool;
 }
+
+pub use crate::scenario::Promise;
 
 /// The devices one tracker settles pushes for, by local index.
 pub trait Recipients {

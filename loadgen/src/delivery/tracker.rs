@@ -1,8 +1,17 @@
 //! [`DeliveryTracker`]: one shard's end of delivery tracking. The coordinator forwards every
 //! tracked send (message id, expected recipients, send time, deadline) to the shards that own
 //! a recipient; devices report each push they receive. At the deadline each expected
-//! (message, device) pair is settled: received in time, or lost when the device was connected
-//! for the whole window [send, deadline] and did not get it. Receipts beyond the first are
+//! (message, device) pair is settled:
+//!
+//! - **received** when it arrived by the deadline;
+//! - else **lost** when the device was connected for the whole window [send, deadline], or,
+//!   under a store-and-forward [`Promise`], when the device was known before the send and was
+//!   connected at some time in the window;
+//! - else **not verifiable** (the device was away, and the promise does not say it must get
+//!   the push).
+//!
+//! Counts are recorded at the send's second, so a chart shows expected pairs where the sends
+//! were made. Receipts beyond the first are
 //! duplicates (or redeliveries when the push says so); receipts no tracked send explains are
 //! unexpected. A push can overtake the tracking record (the send's HTTP answer comes after the
 //! push reached the device): such receipts wait, and count as unexpected only when no record
@@ -14,7 +23,7 @@ use std::time::{Duration, Instant};
 use reports::{MetricId, MetricKey, Recorder};
 
 use super::clock::unix_ns;
-use super::{names, Presence, Recipients, Target, TrackMsg};
+use super::{names, Presence, Promise, Recipients, Target, TrackMsg};
 
 /// How long a receipt of an unknown message waits for its tracking record.
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(30);
@@ -53,6 +62,7 @@ struct SenderKeys {
     received: MetricId,
     expected: MetricId,
     lost: MetricId,
+    unverifiable: MetricId,
     duplicates: MetricId,
     redelivered: MetricId,
     unexpected: MetricId,
@@ -67,6 +77,7 @@ impl SenderKeys {
             received: k(names::DELIVERY_RECEIVED),
             expected: k(names::DELIVERY_EXPECTED),
             lost: k(names::DELIVERY_LOST),
+            unverifiable: k(names::DELIVERY_UNVERIFIABLE),
             duplicates: k(names::DELIVERY_DUPLICATES),
             redelivered: k(names::DELIVERY_REDELIVERED),
             unexpected: k(names::DELIVERY_UNEXPECTED),
@@ -92,12 +103,20 @@ pub struct DeliveryTracker {
     keys: HashMap<String, SenderKeys>,
     unexpected: MetricId,
     settled_broadcasts: Vec<BroadcastSettled>,
+    promise: Promise,
+    /// `origin` as Unix ns, to place a send's counts in the send's second.
+    origin: Instant,
+    origin_ns: u64,
 }
 
 impl DeliveryTracker {
-    /// A tracker recording into seconds counted from `origin`.
-    pub fn new(origin: Instant) -> DeliveryTracker {
+    /// A tracker recording into seconds counted from `origin`, judging away devices by the
+    /// gateway's `promise`.
+    pub fn new(origin: Instant, promise: Promise) -> DeliveryTracker {
         DeliveryTracker {
+            promise,
+            origin,
+            origin_ns: super::clock::unix_of(origin),
             rec: Recorder::new(origin),
             msgs: HashMap::new(),
             due: BTreeMap::new(),
@@ -226,27 +245,38 @@ impl DeliveryTracker {
         };
         entry.settled = true;
         let m = &entry.msg;
-        let (mut expected, mut lost, mut received, mut last) = (0u64, 0u64, 0u64, 0u64);
+        let (mut expected, mut lost, mut unverifiable) = (0u64, 0u64, 0u64);
+        let (mut received, mut last) = (0u64, 0u64);
+        let promise = self.promise;
         devices.for_each_recipient(&m.target, &mut |local, slot| {
             let in_time = entry
                 .receipts
                 .get(&local)
                 .filter(|r| r.at_ns <= m.deadline_ns);
-            let whole = slot.connected_through(m.sent_ns, m.deadline_ns);
             if let Some(r) = in_time {
                 received += 1;
-                last = last.max(r.at_ns);
-            }
-            if in_time.is_some() || whole {
                 expected += 1;
+                last = last.max(r.at_ns);
+                return;
             }
-            if whole && in_time.is_none() {
+            let owed = slot.connected_through(m.sent_ns, m.deadline_ns)
+                || (promise == Promise::StoreAndForward
+                    && slot.known_before(m.sent_ns)
+                    && slot.connected_during(m.sent_ns, m.deadline_ns));
+            if owed {
+                expected += 1;
                 lost += 1;
+            } else {
+                unverifiable += 1;
             }
         });
         let keys = &self.keys[&m.journey];
-        self.rec.add(keys.expected, now, expected);
-        self.rec.add(keys.lost, now, lost);
+        let sent_at =
+            self.origin + std::time::Duration::from_nanos(m.sent_ns.saturating_sub(self.origin_ns));
+        let at = sent_at.min(now);
+        self.rec.add(keys.expected, at, expected);
+        self.rec.add(keys.lost, at, lost);
+        self.rec.add(keys.unverifiable, at, unverifiable);
         // Present even when nothing went wrong, so `count == 0` thresholds can be checked.
         for k in [&keys.duplicates, &keys.redelivered, &keys.unexpected] {
             self.rec.add(k, now, 0);

@@ -7,10 +7,12 @@
 //! - [`replay`]: recorded traffic paced onto the open-rate driver, and recorded WebSocket
 //!   sessions;
 //! - [`swarm`]: the device swarm (long-lived connections in shards);
-//! - [`http`]: the HTTP connections the open-rate driver, replay and dispatch calls share.
+//! - [`http`]: the HTTP connections the open-rate driver, replay and dispatch calls share;
+//! - [`pacer`]: the thread that puts scheduled work on a queue at its instant.
 
 pub mod closed;
 pub mod http;
 pub mod open;
+pub mod pacer;
 pub mod replay;
 pub mod swarm;

@@ -16,9 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::engine::http::{origin_of, Conn, Origin, Tls};
+use crate::engine::pacer;
 use crate::journey::{self, Journey, Prepared, Response, Transport, TransportError};
 use crate::plan::Schedule;
-use crate::stop::Stop;
+use crate::stop::{Stop, StopReason};
 use reports::Recorders;
 
 /// Pool settings of one open-model sender.
@@ -82,12 +83,33 @@ pub async fn run(
             stop.clone(),
         )));
     }
-    drop(rx);
-    let outcome = tick(&journey, &rate, &tx, &recorders, &stop).await;
-    drop(tx);
+    let pacer = {
+        let (journey, recorders, stop) = (journey.clone(), recorders.clone(), stop.clone());
+        pacer::spawn("open-pacer", move || {
+            tick(&journey, &rate, &tx, &recorders, &stop)
+        })
+    };
+    let mut outcome = match pacer {
+        Ok(p) => tokio::task::spawn_blocking(move || p.join().unwrap_or_default())
+            .await
+            .unwrap_or_default(),
+        Err(e) => {
+            stop.stop(StopReason::Failed(format!("cannot start the pacer: {e}")));
+            OpenOutcome::default()
+        }
+    };
     for t in tasks {
         let _ = t.await;
     }
+    // Iterations that were due but still waited for a connection when the run ended were
+    // never started: they count as dropped, at their instant.
+    let recorder = recorders.handle();
+    let mut rec = common::sync::lock(&recorder);
+    for job in rx.drain() {
+        outcome.dropped += 1;
+        rec.count(journey.dropped, job.intended, true);
+    }
+    drop(rec);
     outcome
 }
 
@@ -140,8 +162,9 @@ pub struct Fired<T> {
 
 /// Runs the pool's workers on pre-built requests: each request on `queue` (put there at its
 /// instant by the caller's pacer, which counts what did not fit) is sent as it is taken, and
-/// its outcome goes to `done` with the worker's thread recorder. Returns when the queue is
-/// closed and drained, or when `stop` is pulled.
+/// its outcome goes to `done` with the worker's thread recorder; a request still in flight at
+/// the cut ends as `unfinished`. Returns when the queue is closed and drained, or when `stop`
+/// is pulled, with the requests still queued then (due, never started).
 pub async fn run_prebuilt<T, F>(
     queue: flume::Receiver<Fire<T>>,
     pool: PoolConfig,
@@ -150,7 +173,8 @@ pub async fn run_prebuilt<T, F>(
     recorders: Arc<Recorders>,
     stop: Stop,
     done: F,
-) where
+) -> Vec<Fire<T>>
+where
     T: Send + 'static,
     F: Fn(Fired<T>, &std::sync::Mutex<reports::Recorder>) + Send + Sync + 'static,
 {
@@ -166,7 +190,10 @@ pub async fn run_prebuilt<T, F>(
                     _ = stop.wait() => break,
                 };
                 let sent = Instant::now();
-                let result = transport.send("", fire.request, timeout).await;
+                let result = tokio::select! {
+                    r = transport.send("", fire.request, timeout) => r,
+                    () = stop.wait_cut() => Err(TransportError::Unfinished),
+                };
                 let fired = Fired {
                     context: fire.context,
                     intended: fire.intended,
@@ -178,14 +205,15 @@ pub async fn run_prebuilt<T, F>(
             }
         }));
     }
-    drop(queue);
     for t in tasks {
         let _ = t.await;
     }
+    queue.drain().collect()
 }
 
-/// Puts each iteration on the queue at its instant; catches up in a batch after a late wake.
-async fn tick(
+/// The pacer: puts each iteration on the queue at its instant (a full queue drops it);
+/// catches up in a batch after a late wake.
+fn tick(
     journey: &Journey,
     rate: &Schedule,
     tx: &flume::Sender<Job>,
@@ -197,14 +225,7 @@ async fn tick(
     let mut outcome = OpenOutcome::default();
     let mut arrivals = rate.arrivals().peekable();
     while let Some(&offset) = arrivals.peek() {
-        let due = start + Duration::from_secs_f64(offset);
-        if due > Instant::now() {
-            tokio::select! {
-                _ = tokio::time::sleep_until(due.into()) => {}
-                _ = stop.wait() => break,
-            }
-        }
-        if stop.is_stopped() {
+        if !pacer::sleep_until(start + Duration::from_secs_f64(offset), stop) {
             break;
         }
         let now = Instant::now();
@@ -216,6 +237,11 @@ async fn tick(
             }
             arrivals.next();
             outcome.scheduled += 1;
+            rec.record(
+                journey.pacer_lag,
+                intended,
+                now.saturating_duration_since(intended).as_micros() as u64,
+            );
             let dropped = tx.try_send(Job { intended }).is_err();
             outcome.dropped += u64::from(dropped);
             rec.count(journey.dropped, intended, dropped);
@@ -239,6 +265,12 @@ async fn worker(
             _ = stop.wait() => break,
         };
         let recorder = recorders.for_thread();
+        let lag = Instant::now().saturating_duration_since(job.intended);
+        common::sync::lock(&recorder).record(
+            journey.schedule_lag,
+            job.intended,
+            lag.as_micros() as u64,
+        );
         journey::run_iteration(
             &journey,
             &mut transport,

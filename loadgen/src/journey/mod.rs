@@ -45,9 +45,15 @@ pub mod names {
     pub const ITERATION_DURATION: &str = "iteration_duration";
     /// Iterations completed (successfully or not).
     pub const ITERATIONS: &str = "iterations";
-    /// Open model: iterations not started because the driver could not keep up, over all
-    /// scheduled.
+    /// Open model: iterations not started because the driver could not keep up (or the run
+    /// ended while they waited for a connection), over all scheduled.
     pub const DROPPED_ITERATIONS: &str = "dropped_iterations";
+    /// Open model and replay: how late each scheduled iteration or request started after its
+    /// instant, µs — the pacer's lateness plus any wait for a free connection.
+    pub const SCHEDULE_LAG: &str = "schedule_lag";
+    /// Open model and replay: how late the pacer itself released each item, µs — the
+    /// generator's own timing, whatever the target does.
+    pub const PACER_LAG: &str = "pacer_lag";
 }
 
 /// A journey compiled for running: the sender, its metric keys, and shared values.
@@ -62,6 +68,10 @@ pub struct Journey {
     iterations: MetricId,
     /// `dropped_iterations{journey=…}`.
     pub dropped: MetricId,
+    /// `schedule_lag{journey=…}`.
+    pub schedule_lag: MetricId,
+    /// `pacer_lag{journey=…}`.
+    pub pacer_lag: MetricId,
     errors_base: MetricKey,
     globals: Arc<HashMap<String, String>>,
     feeders: Arc<Feeders>,
@@ -101,11 +111,13 @@ impl Journey {
             })
             .collect();
         Journey {
-            timeout: sender.timeout.map_or(Duration::from_secs(30), |d| d.get()),
+            timeout: sender.timeout(),
             steps,
             iteration_duration: MetricId::of(&tagged(names::ITERATION_DURATION)),
             iterations: MetricId::of(&tagged(names::ITERATIONS)),
             dropped: MetricId::of(&tagged(names::DROPPED_ITERATIONS)),
+            schedule_lag: MetricId::of(&tagged(names::SCHEDULE_LAG)),
+            pacer_lag: MetricId::of(&tagged(names::PACER_LAG)),
             errors_base: tagged(names::HTTP_ERRORS),
             sender,
             globals,
@@ -208,7 +220,13 @@ pub async fn run_iteration<T: Transport>(
             }
         };
         let sent_ns = crate::delivery::clock::unix_ns();
-        let result = transport.send(&req.name, prepared, journey.timeout).await;
+        // A request still in flight when the run's grace ends (or the run is interrupted)
+        // is cut and counted as failed (`unfinished`) with the time it had taken so far: a
+        // target that never answers shows as requests that all failed, not as no traffic.
+        let result = tokio::select! {
+            r = transport.send(&req.name, prepared, journey.timeout) => r,
+            () = stop.wait_cut() => Err(TransportError::Unfinished),
+        };
         let done = Instant::now();
         let latency = done.saturating_duration_since(step_start);
         let outcome = match result {

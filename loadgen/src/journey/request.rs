@@ -49,6 +49,9 @@ pub enum TransportError {
     /// The URL cannot be requested.
     #[error("bad url: {0}")]
     BadUrl(String),
+    /// The run ended (its grace over, or interrupted) while the request was in flight.
+    #[error("unfinished when the run ended")]
+    Unfinished,
 }
 
 impl TransportError {
@@ -59,6 +62,7 @@ impl TransportError {
             TransportError::Timeout => "timeout",
             TransportError::Io(_) => "io",
             TransportError::BadUrl(_) => "bad_url",
+            TransportError::Unfinished => "unfinished",
         }
     }
 }

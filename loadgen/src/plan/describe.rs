@@ -48,9 +48,10 @@ impl Plan {
                 let sd = &s.senders[*i];
                 let _ = writeln!(
                     out,
-                    "  journey `{}`: weight {w}/{total_weight}, {} request steps per iteration{}",
+                    "  journey `{}`: weight {w}/{total_weight}, {} request steps per iteration, timeout {} per request{}",
                     sd.name,
                     request_steps(&sd.steps),
+                    format_duration(sd.timeout()),
                     sd.think.as_ref().map_or(String::new(), |t| format!(
                         ", think {} mean",
                         format_duration(t.mean())
@@ -64,7 +65,7 @@ impl Plan {
             let steps = request_steps(&sd.steps) as f64;
             let _ = writeln!(
                 out,
-                "\nopen model: journey `{}`, {} connections{}, {} request steps per iteration",
+                "\nopen model: journey `{}`, {} connections{}, {} request steps per iteration, timeout {} per request",
                 sd.name,
                 o.pool.connections,
                 if o.pool.http2 {
@@ -72,7 +73,8 @@ impl Plan {
                 } else {
                     " (HTTP/1.1)".into()
                 },
-                steps
+                steps,
+                format_duration(sd.timeout())
             );
             describe_phases(&mut out, &o.rate, "iterations/s", |segment| {
                 // The phase's own levels: at a step (a 0 s ramp) the level just before it is

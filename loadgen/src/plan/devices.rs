@@ -38,6 +38,27 @@ pub struct DeviceJourneyPlan {
 }
 
 impl DeviceJourneyPlan {
+    /// How many devices each journey of `devices` plans, bounded by `duration`, without
+    /// listing them (the limits check runs before any list is made).
+    pub fn counts(devices: &[Device], duration: Duration) -> Vec<u64> {
+        devices
+            .iter()
+            .map(|d| match (&d.count, &d.arrival) {
+                (Some(shape), _) => Schedule::of_shape(shape, Some(duration)).peak().round() as u64,
+                (None, Some(a)) => {
+                    // Arrivals at 0, 1/rate, 2/rate, … before the bound, at most `max`.
+                    let within = (a.per_second * duration.as_secs_f64()).ceil();
+                    if within.is_finite() && within >= 0.0 {
+                        (within as u64).min(a.max)
+                    } else {
+                        a.max
+                    }
+                }
+                (None, None) => 0,
+            })
+            .collect()
+    }
+
     /// Every device journey of `devices`, bounded by `duration`, in global index order.
     pub fn all(devices: &[Device], duration: Duration) -> Vec<DeviceJourneyPlan> {
         let mut base = 0u32;

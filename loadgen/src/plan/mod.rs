@@ -7,11 +7,13 @@
 pub mod data;
 pub mod describe;
 pub mod devices;
+pub mod limits;
 pub mod replay;
 pub mod schedule;
 
 pub use data::{FeederError, Feeders};
 pub use devices::{DeviceJourneyPlan, SwarmPlan};
+pub use limits::Machine;
 pub use replay::{ReplayPlan, ReplayPlanError};
 pub use schedule::{Arrivals, Schedule};
 

@@ -5,6 +5,7 @@
 //! switch), drain, and write the run record with its metadata ([`meta`]) and threshold
 //! verdicts — also when the run was interrupted.
 
+pub mod cpu;
 pub mod meta;
 pub mod progress;
 pub mod target;
@@ -21,7 +22,7 @@ use crate::engine::swarm::{Launched, Swarm, SwarmSetup};
 use crate::engine::{self, closed::GooseFailed};
 use crate::journey::Journey;
 use crate::plan::{devices::longest_deadline, Plan};
-use crate::stop::Stop;
+use crate::stop::{Stop, StopReason};
 
 /// Why a run could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -54,15 +55,20 @@ pub struct Outcome {
     pub path: PathBuf,
     /// True when every threshold passed.
     pub passed: bool,
-    /// Why the run ended early, if it did.
-    pub stopped_early: Option<String>,
+    /// Why the run ended before its plan did (interrupted, or a failure), if it did.
+    pub stopped_early: Option<StopReason>,
 }
 
-/// Grace for in-flight requests after the stop switch, before engines are abandoned.
+/// The generator's CPU each second: this process and its shard processes, % of the machine's
+/// cores (a gauge).
+pub const GENERATOR_CPU: &str = "generator_cpu";
+
+/// Grace for in-flight work after the plan's bound, before it is cut and recorded as
+/// unfinished (an interrupt cuts at once).
 const GRACE: Duration = Duration::from_secs(5);
 
-/// The reason the stop switch carries when the plan's bound is reached.
-pub const DURATION_REACHED: &str = "duration reached";
+/// How long engines get to record what the cut ended, before they are abandoned.
+const AFTER_CUT: Duration = Duration::from_secs(2);
 
 /// Runs `plan` until it ends or `stop` is pulled; `out` is the output folder (default
 /// `runs/<name>-<timestamp>/`).
@@ -91,7 +97,7 @@ pub async fn execute(
     };
     let mut engines = Engines::start(&plan, &base_url, launched, stop.clone())?;
     engines.drive(&plan, observer, &stop).await;
-    let goose = engines.drain(&plan).await;
+    let goose = engines.drain(&plan, &stop).await;
     observer.finish();
     let elapsed = engines.origin.elapsed();
     for n in std::mem::take(&mut engines.late_notices) {
@@ -99,9 +105,14 @@ pub async fn execute(
     }
     goose.map_err(|e| RunError::Harness(e.to_string()))?;
     engines.builder.absorb(engines.recorders.harvest());
-    let stopped_early = stop.reason().filter(|r| r != DURATION_REACHED);
+    let stopped_early = stop.reason().filter(StopReason::is_early);
     let mut run = engines.builder.finish(elapsed);
-    run.meta = Some(meta::meta(&plan, &base_url, stopped_early.as_deref()));
+    run.meta = Some(meta::meta(
+        &plan,
+        &base_url,
+        stopped_early.as_ref().map(ToString::to_string).as_deref(),
+    ));
+    reports::saturation::assess(&mut run);
     let verdicts = reports::threshold::evaluate(&run, &plan.thresholds);
     let passed = verdicts.iter().all(|v| v.ok);
     run.thresholds = verdicts;
@@ -122,6 +133,8 @@ struct Engines {
     builder: RunBuilder,
     tasks: tokio::task::JoinSet<()>,
     goose: Option<tokio::task::JoinHandle<Result<(), GooseFailed>>>,
+    /// goose's result once its task has ended.
+    goose_result: Option<Result<(), GooseFailed>>,
     swarm: Option<Swarm>,
     /// What the swarm had to say while it finished.
     late_notices: Vec<String>,
@@ -212,6 +225,7 @@ impl Engines {
             builder,
             tasks,
             goose,
+            goose_result: None,
             swarm,
             late_notices: Vec::new(),
         })
@@ -221,15 +235,23 @@ impl Engines {
     /// their connections until the bound), or the stop switch.
     async fn drive(&mut self, plan: &Plan, observer: &mut dyn Observer, stop: &Stop) {
         let deadline = self.origin + plan.duration;
+        let mut cpu = cpu::CpuMeter::new();
+        let cpu_key = reports::MetricId::of(&reports::MetricKey::new(GENERATOR_CPU));
+        let cpu_rec = self.recorders.handle();
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let goose_done = self.goose.as_ref().is_none_or(|g| g.is_finished());
             if self.tasks.is_empty() && goose_done && self.swarm.is_none() {
+                stop.stop(StopReason::Finished);
                 break;
             }
             tokio::select! {
                 _ = ticker.tick() => {
+                    let pids = self.swarm.as_ref().map(Swarm::pids).unwrap_or_default();
+                    if let Some(share) = cpu.sample(&pids) {
+                        common::sync::lock(&cpu_rec).gauge(cpu_key, Instant::now(), share);
+                    }
                     self.builder.absorb(self.recorders.harvest());
                     observer.tick(&self.builder, self.origin);
                     for n in self.swarm_notices() {
@@ -238,7 +260,7 @@ impl Engines {
                 }
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
                 _ = tokio::time::sleep_until(deadline.into()), if !stop.is_stopped() => {
-                    stop.stop(DURATION_REACHED);
+                    stop.stop(StopReason::DurationReached);
                 }
                 _ = stop.wait(), if !stop.is_stopped() => {}
             }
@@ -249,29 +271,46 @@ impl Engines {
         }
     }
 
-    /// Lets in-flight requests finish (bounded by [`GRACE`]), then waits out the tracked
-    /// pushes' deadlines and stops the swarm; returns goose's result.
-    async fn drain(&mut self, plan: &Plan) -> Result<(), GooseFailed> {
+    /// Lets in-flight work finish (bounded by [`GRACE`]; none after an interrupt), cuts what
+    /// is left — every engine records it as unfinished — then waits out the tracked pushes'
+    /// deadlines (not after an interrupt) and stops the swarm; returns goose's result.
+    async fn drain(&mut self, plan: &Plan, stop: &Stop) -> Result<(), GooseFailed> {
         let grace_end = tokio::time::Instant::now() + GRACE;
-        while tokio::time::timeout_at(grace_end, self.tasks.join_next())
-            .await
-            .is_ok_and(|r| r.is_some())
-        {}
-        self.tasks.abort_all();
-        let mut result = Ok(());
-        if let Some(g) = self.goose.take() {
-            match tokio::time::timeout_at(grace_end, g).await {
-                Ok(Ok(r)) => result = r,
-                Ok(Err(e)) => result = Err(GooseFailed(e.to_string())),
-                Err(_) => {}
-            }
+        tokio::select! {
+            _ = self.join_all(), if !stop.is_cut() => {}
+            _ = tokio::time::sleep_until(grace_end) => {}
+            _ = stop.wait_cut() => {}
         }
+        stop.cut(StopReason::DurationReached);
+        let _ = tokio::time::timeout(AFTER_CUT, self.join_all()).await;
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        if let Some(g) = self.goose.take() {
+            g.abort();
+        }
+        let result = self.goose_result.take().unwrap_or(Ok(()));
         if let Some(s) = self.swarm.take() {
-            // Pushes sent just before the end get their delivery deadline.
-            let wait = longest_deadline(&plan.scenario) + Duration::from_secs(1);
+            // Pushes sent just before the end get their delivery deadline; an interrupted run
+            // does not wait (what is still within its deadline counts as unresolved).
+            let wait = if stop.reason() == Some(StopReason::Interrupted) {
+                Duration::ZERO
+            } else {
+                longest_deadline(&plan.scenario) + Duration::from_secs(1)
+            };
             self.late_notices = s.finish(wait).await;
         }
         result
+    }
+
+    /// Waits until every sender engine has ended (cancel-safe: a task or goose's result is
+    /// kept as it ends).
+    async fn join_all(&mut self) {
+        while self.tasks.join_next().await.is_some() {}
+        if let Some(g) = self.goose.as_mut() {
+            let r = g.await.unwrap_or_else(|e| Err(GooseFailed(e.to_string())));
+            self.goose = None;
+            self.goose_result = Some(r);
+        }
     }
 
     fn swarm_notices(&self) -> Vec<String> {

@@ -60,6 +60,17 @@ pub fn located(path: &Path, text: &str, needle: &str, message: String) -> Scenar
     Checker { path, text }.err(None, needle, message)
 }
 
+/// An error located at the first occurrence of `needle` after `anchor` (when given).
+pub fn located_after(
+    path: &Path,
+    text: &str,
+    anchor: Option<&str>,
+    needle: &str,
+    message: String,
+) -> ScenarioError {
+    Checker { path, text }.err(anchor, needle, message)
+}
+
 /// Removes libyaml's " at line N column M" (the location is already in front).
 fn strip_marks(message: &str) -> String {
     let mut out = String::with_capacity(message.len());

@@ -23,7 +23,7 @@ use serde::Deserialize;
 pub use common::duration::Dur;
 pub use device::Device;
 pub use extract::{Match, Source};
-pub use load::{load_str, located, ScenarioError};
+pub use load::{load_str, located, located_after, ScenarioError};
 pub use step::Request;
 pub use step::{Expect, Method, Step, Think};
 pub use template::{JsonTemplate, Template};
@@ -87,6 +87,25 @@ pub struct Target {
     /// The embedded gateway's rooms (device connections); default one in-process room.
     #[serde(default)]
     pub rooms: Option<device::EmbeddedRooms>,
+    /// What the gateway promises a device that was away when a tracked push was sent:
+    /// `online` (default: only connected devices get pushes) or `store_and_forward` (a device
+    /// that reconnects before the deadline must still get it).
+    #[serde(default)]
+    pub delivery: Promise,
+}
+
+/// A gateway's delivery promise, which decides how a tracked push to a device that was not
+/// connected for the whole window is judged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Promise {
+    /// Pushes reach devices connected when they are sent; a device away for part of the window
+    /// is not verifiable.
+    #[default]
+    Online,
+    /// Pushes are kept for devices that are away: a device known before the send that
+    /// reconnects before the deadline must get the push, else it is lost.
+    StoreAndForward,
 }
 
 /// The embedded targets.
@@ -269,6 +288,16 @@ pub struct Sender {
     pub timeout: Option<Dur>,
     /// The steps of one iteration, in order.
     pub steps: Vec<Step>,
+}
+
+/// A request's timeout when the sender does not set one.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Sender {
+    /// The per-request timeout: `timeout`, or [`DEFAULT_TIMEOUT`].
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout.map_or(DEFAULT_TIMEOUT, Dur::get)
+    }
 }
 
 /// A CSV data feeder.

@@ -4,31 +4,31 @@
 //! A pacer thread walks the transformed stream and puts each request on the driver's queue at
 //! its scheduled instant (a thread, not a Tokio timer: the timer wheel has 1 ms ticks and the
 //! send-time goal is under 1 ms). The driver's workers send it; latency counts from the
-//! scheduled instant, and `replay_send_lag` records how late each request left. A replayed
+//! scheduled instant, and `schedule_lag` records how late each request left (`pacer_lag`, how
+//! late the pacer released it). A replayed
 //! status is compared with the recorded response when the recording has one. WebSocket
 //! device sessions (HAR) are handed at their instant to [`ws`], which plays them on Tokio.
 
 pub mod ws;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use reports::{MetricId, MetricKey, Recorder, Recorders};
 use traffic::{Item, Paced};
 
 use crate::engine::http::Tls;
 use crate::engine::open::{self, Fire, Fired, OpenOutcome, PoolConfig};
+use crate::engine::pacer;
 use crate::journey::{names, Prepared};
 use crate::plan::replay::{target_from, ReplayPlan};
-use crate::stop::Stop;
+use crate::stop::{Stop, StopReason};
 
 /// The `journey` tag of replayed requests.
 pub const JOURNEY: &str = "replay";
 
 /// Metric names replay adds to the common ones.
 pub mod metric {
-    /// How late each request left: |actual − scheduled| send time, µs.
-    pub const SEND_LAG: &str = "replay_send_lag";
     /// Replayed status ≠ recorded status, over requests with a recorded response.
     pub const STATUS_MISMATCH: &str = "replay_status_mismatch";
     pub use super::ws::metric::*;
@@ -45,6 +45,7 @@ struct MethodKeys {
 struct Keys {
     methods: Vec<(&'static str, MethodKeys)>,
     lag: MetricId,
+    pacer_lag: MetricId,
     mismatch: MetricId,
     dropped: MetricId,
 }
@@ -71,7 +72,8 @@ impl Keys {
         .collect();
         Keys {
             methods,
-            lag: MetricId::of(&tagged(metric::SEND_LAG)),
+            lag: MetricId::of(&tagged(names::SCHEDULE_LAG)),
+            pacer_lag: MetricId::of(&tagged(names::PACER_LAG)),
             mismatch: MetricId::of(&tagged(metric::STATUS_MISMATCH)),
             dropped: MetricId::of(&tagged(names::DROPPED_ITERATIONS)),
         }
@@ -136,40 +138,50 @@ pub async fn run(
     let pacer = {
         let (plan, keys, recorders, stop) =
             (plan.clone(), keys.clone(), recorders.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name("replay-pacer".into())
-            .spawn(move || {
-                pace(
-                    &plan,
-                    &base_url,
-                    &keys,
-                    (&tx, &session_tx),
-                    &recorders,
-                    &stop,
-                )
-            })
+        pacer::spawn("replay-pacer", move || {
+            pace(
+                &plan,
+                &base_url,
+                &keys,
+                (&tx, &session_tx),
+                &recorders,
+                &stop,
+            )
+        })
     };
     let pacer = match pacer {
         Ok(p) => p,
         Err(e) => {
-            stop.stop(&format!("cannot start the replay pacer: {e}"));
+            stop.stop(StopReason::Failed(format!(
+                "cannot start the replay pacer: {e}"
+            )));
             return OpenOutcome::default();
         }
     };
     let record_keys = keys.clone();
-    open::run_prebuilt(
+    let left = open::run_prebuilt(
         rx,
         pool,
         tls,
         plan.timeout,
-        recorders,
+        recorders.clone(),
         stop,
         move |fired, rec| record(&record_keys, fired, rec),
     )
     .await;
-    let outcome = tokio::task::spawn_blocking(move || pacer.join().unwrap_or_default())
+    let mut outcome = tokio::task::spawn_blocking(move || pacer.join().unwrap_or_default())
         .await
         .unwrap_or_default();
+    // Requests that were due but still waited for a connection when the run ended were never
+    // sent: they count as dropped, at their instant.
+    let recorder = recorders.handle();
+    {
+        let mut rec = common::sync::lock(&recorder);
+        for fire in left {
+            outcome.dropped += 1;
+            rec.count(keys.dropped, fire.intended, true);
+        }
+    }
     let _ = sessions.await;
     outcome
 }
@@ -212,7 +224,7 @@ fn pace(
     let paced = match Paced::new(&plan.recording, plan.transforms.clone()) {
         Ok(p) => p,
         Err(e) => {
-            stop.stop(&format!("recording: {e}"));
+            stop.stop(StopReason::Failed(format!("recording: {e}")));
             return outcome;
         }
     };
@@ -222,14 +234,16 @@ fn pace(
         let s = match s {
             Ok(s) => s,
             Err(e) => {
-                stop.stop(&format!("recording: {e}"));
+                stop.stop(StopReason::Failed(format!("recording: {e}")));
                 break;
             }
         };
         let due = start + s.offset;
-        if !sleep_until(due, stop) {
+        if !pacer::sleep_until(due, stop) {
             break;
         }
+        let late = Instant::now().saturating_duration_since(due);
+        common::sync::lock(&recorder).record(keys.pacer_lag, due, late.as_micros() as u64);
         let r = match s.item {
             Item::Request(r) => r,
             Item::Session(session) => {
@@ -284,20 +298,6 @@ fn pace(
         common::sync::lock(&recorder).count(keys.dropped, due, dropped);
     }
     outcome
-}
-
-/// Sleeps until `due` in short steps so a stop is seen; false when stopped.
-fn sleep_until(due: Instant, stop: &Stop) -> bool {
-    loop {
-        if stop.is_stopped() {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= due {
-            return true;
-        }
-        std::thread::sleep((due - now).min(Duration::from_millis(50)));
-    }
 }
 
 fn record(keys: &Keys, f: Fired<Ctx>, rec: &std::sync::Mutex<Recorder>) {

@@ -89,18 +89,31 @@ pub async fn run(ctx: Arc<ShardCtx>, slot: Arc<Slot>) {
 }
 
 async fn session(ctx: &Arc<ShardCtx>, slot: &Slot, script: &Script) -> Ended {
-    let established = Box::pin(establish(ctx, slot, script)).await;
+    // A connect still under way when the run ends is cut and counted (`unfinished`), so no
+    // attempt goes without an outcome and the end is not held up by a slow handshake.
+    let established = tokio::select! {
+        r = Box::pin(establish(ctx, slot, script)) => r,
+        () = ctx.stop.wait() => Err(Cow::Borrowed("unfinished")),
+    };
     let (mut link, mut st) = match established {
         Ok(x) => x,
         Err(cause) => {
             count_failure(ctx, script, &cause);
-            return Ended::Failed;
+            return if ctx.stop.is_stopped() {
+                Ended::Stopped
+            } else {
+                Ended::Failed
+            };
         }
     };
     let now = Instant::now();
     ctx.record(|r| r.add(script.keys.opened, now, 1));
-    slot.start_ns.store(unix_ns(), Ordering::Release);
+    let start_ns = unix_ns();
+    slot.start_ns.store(start_ns, Ordering::Release);
     slot.end_ns.store(0, Ordering::Release);
+    let _ = slot
+        .first_ns
+        .compare_exchange(0, start_ns, Ordering::AcqRel, Ordering::Acquire);
     ctx.active.fetch_add(1, Ordering::Relaxed);
     common::sync::lock(&ctx.conn_events).0.push(slot.global);
     let held = hold(ctx, slot, script, &mut link, &mut st).await;
@@ -108,7 +121,15 @@ async fn session(ctx: &Arc<ShardCtx>, slot: &Slot, script: &Script) -> Ended {
     ctx.active.fetch_sub(1, Ordering::Relaxed);
     common::sync::lock(&ctx.conn_events).1.push(slot.global);
     match held {
-        Ok(e) => e,
+        Ok(e) => {
+            let key = match e {
+                Ended::Clean => script.keys.closed_think,
+                Ended::Churned => script.keys.closed_churn,
+                _ => script.keys.closed_end,
+            };
+            ctx.record(|r| r.add(key, Instant::now(), 1));
+            e
+        }
         Err(cause) => {
             count_failure(ctx, script, &cause);
             Ended::Failed
@@ -765,7 +786,10 @@ mod tests {
         let table = super::super::shard::DeviceTable::build(scripts, 0, 1, "");
         let origin = Instant::now();
         let ctx = Arc::new(ShardCtx {
-            tracker: std::sync::Mutex::new(crate::delivery::DeliveryTracker::new(origin)),
+            tracker: std::sync::Mutex::new(crate::delivery::DeliveryTracker::new(
+                origin,
+                Default::default(),
+            )),
             recorders: reports::Recorders::new(origin),
             base_url: String::new(),
             sources: Vec::new(),

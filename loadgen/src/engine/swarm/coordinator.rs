@@ -225,6 +225,14 @@ impl Swarm {
         self.hooks.clone()
     }
 
+    /// The shard processes' ids (none when the devices run in this process).
+    pub fn pids(&self) -> Vec<u32> {
+        self.children
+            .iter()
+            .filter_map(tokio::process::Child::id)
+            .collect()
+    }
+
     /// What the operator should hear about since the last call (a shard failed or ended).
     pub fn take_notices(&self) -> Vec<String> {
         std::mem::take(&mut *lock(&self.notices))

@@ -39,8 +39,12 @@ pub mod names {
     pub const HEARTBEAT_RTT: &str = "heartbeat_rtt";
     /// Sessions established.
     pub const CONNECTIONS_OPENED: &str = "connections_opened";
-    /// Connection attempts or sessions that failed, by `cause`.
+    /// Connection attempts or sessions that failed, by `cause` (`unfinished`: a connect cut
+    /// by the end of the run).
     pub const CONNECTIONS_FAILED: &str = "connections_failed";
+    /// Sessions that ended without failing, by `reason`: `end` (stopped by the schedule or
+    /// the end of the run), `think`, `churn`.
+    pub const CONNECTIONS_CLOSED: &str = "connections_closed";
     /// Sessions open now (gauge, one writer per shard).
     pub const CONNECTIONS_ACTIVE: &str = "connections_active";
 }

@@ -38,6 +38,13 @@ pub struct Keys {
     pub tcp_connecting: MetricId,
     /// `heartbeat_rtt{journey}`.
     pub heartbeat_rtt: MetricId,
+    /// `connections_closed{journey,reason=end}`: open until the device was stopped (the
+    /// schedule's step down, or the end of the run).
+    pub closed_end: MetricId,
+    /// `connections_closed{journey,reason=think}`: the device closed it after its think time.
+    pub closed_think: MetricId,
+    /// `connections_closed{journey,reason=churn}`: dropped by churn.
+    pub closed_churn: MetricId,
     failed: MetricKey,
 }
 
@@ -61,6 +68,9 @@ impl Script {
             .map(|plan| {
                 let d = &devices[plan.index];
                 let tagged = |n: &str| MetricKey::new(n).with_tag("journey", &d.name);
+                let closed = |reason: &str| {
+                    MetricId::of(&tagged(names::CONNECTIONS_CLOSED).with_tag("reason", reason))
+                };
                 Script {
                     def: d.clone(),
                     plan,
@@ -77,6 +87,9 @@ impl Script {
                         ws_connecting: MetricId::of(&tagged(names::WS_CONNECTING)),
                         tcp_connecting: MetricId::of(&tagged(names::TCP_CONNECTING)),
                         heartbeat_rtt: MetricId::of(&tagged(names::HEARTBEAT_RTT)),
+                        closed_end: closed("end"),
+                        closed_think: closed("think"),
+                        closed_churn: closed("churn"),
                         failed: tagged(names::CONNECTIONS_FAILED),
                     },
                 }

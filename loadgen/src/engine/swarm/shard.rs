@@ -20,7 +20,7 @@ use super::script::Script;
 use crate::delivery::clock::{origin_from_unix, unix_ns};
 use crate::delivery::{DeliveryTracker, Presence, Recipients, Target};
 use crate::plan::DeviceJourneyPlan;
-use crate::stop::Stop;
+use crate::stop::{Stop, StopReason};
 
 /// One device's place in its shard: identity, whether it should run, and its current
 /// session's bounds (for delivery windows).
@@ -44,9 +44,22 @@ pub struct Slot {
     pub start_ns: AtomicU64,
     /// End of the last session, Unix ns; 0 while a session is up.
     pub end_ns: AtomicU64,
+    /// Start of the first session, Unix ns; 0 = never connected.
+    pub first_ns: AtomicU64,
 }
 
 impl Presence for Slot {
+    fn connected_during(&self, from: u64, to: u64) -> bool {
+        let start = self.start_ns.load(Ordering::Acquire);
+        let end = self.end_ns.load(Ordering::Acquire);
+        start != 0 && start <= to && (end == 0 || end >= from)
+    }
+
+    fn known_before(&self, at: u64) -> bool {
+        let first = self.first_ns.load(Ordering::Acquire);
+        first != 0 && first <= at
+    }
+
     fn connected_through(&self, from: u64, to: u64) -> bool {
         let start = self.start_ns.load(Ordering::Acquire);
         let end = self.end_ns.load(Ordering::Acquire);
@@ -93,6 +106,7 @@ impl DeviceTable {
                     wake: Notify::new(),
                     start_ns: AtomicU64::new(0),
                     end_ns: AtomicU64::new(0),
+                    first_ns: AtomicU64::new(0),
                 }));
             }
         }
@@ -242,7 +256,7 @@ pub async fn serve(
     let scripts = Script::compile_all(&scenario.devices, journeys);
     let table = DeviceTable::build(scripts, plan.shard, plan.shards.max(1), &plan.base_url);
     let ctx = Arc::new(ShardCtx {
-        tracker: Mutex::new(DeliveryTracker::new(origin)),
+        tracker: Mutex::new(DeliveryTracker::new(origin, scenario.target.delivery)),
         recorders: Recorders::new(origin),
         base_url: plan.base_url.clone(),
         sources: plan.sources.clone(),
@@ -286,7 +300,7 @@ pub async fn serve(
         }
     }
     // Stop: every device closes; then tracking is settled and the last metrics go out.
-    ctx.stop.stop("stopped");
+    ctx.stop.cut(StopReason::Finished);
     for slot in &ctx.table.slots {
         slot.wanted.store(false, Ordering::Release);
         slot.wake.notify_one();
