@@ -43,12 +43,16 @@ pub mod markdown;
 pub mod recorder;
 pub mod render;
 pub mod run;
+pub mod stats;
 pub mod summary;
 pub mod text;
 pub mod threshold;
 
 pub use builder::RunBuilder;
-pub use compare::{compare, Change, CompareOptions, Comparison};
+pub use compare::{
+    compare, compare_paired, compare_runs, noise_report, Change, CompareOptions, Comparison,
+    GateOptions, Labeled, NoiseReport, Scope,
+};
 pub use delta::Delta;
 pub use hist::Summary;
 pub use key::{KeyError, MetricKey};
