@@ -35,6 +35,7 @@ pub mod chart;
 pub mod compare;
 pub mod delta;
 pub mod hist;
+pub mod history;
 pub mod hlog;
 pub mod html;
 pub mod junit;

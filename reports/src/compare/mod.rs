@@ -469,6 +469,12 @@ pub fn threshold_keys(run: &Run) -> Vec<MetricKey> {
     keys
 }
 
+/// How `others` differ from `reference` in scenario and load shape ([`SHAPE_FIELDS`]), one
+/// line per difference naming the run by its label: empty when all are alike.
+pub fn differences(reference: &Run, others: &[Labeled<'_>]) -> Vec<String> {
+    engine::unlike(reference, others)
+}
+
 /// Compares `new` with one baseline run, every metric gating (the one-baseline form).
 pub fn compare(base: &Run, new: &Run, opts: &CompareOptions) -> Result<Comparison, CompareError> {
     engine::run(
