@@ -118,9 +118,10 @@ fn folder_files(dir: &Path) -> Result<Vec<PathBuf>, HistoryError> {
 /// Reads run records from `paths`, each a file or a folder of `*.json` run records, oldest
 /// first (by start time). A folder without run records is an error, as is any file that is
 /// not a run record.
-pub fn read_runs(paths: &[PathBuf]) -> Result<Vec<Loaded>, HistoryError> {
+pub fn read_runs<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Loaded>, HistoryError> {
     let mut out = Vec::new();
     for path in paths {
+        let path = path.as_ref();
         let files = if path.is_dir() {
             let files = folder_files(path)?;
             if files.is_empty() {
@@ -128,7 +129,7 @@ pub fn read_runs(paths: &[PathBuf]) -> Result<Vec<Loaded>, HistoryError> {
             }
             files
         } else {
-            vec![path.clone()]
+            vec![path.to_path_buf()]
         };
         for file in files {
             let run = read_run(&file)?;

@@ -59,7 +59,7 @@ fn adding_keeps_the_newest_runs_and_reading_returns_them_oldest_first() {
         vec![dir.join("run-20261125T192200.123Z.json")]
     );
 
-    let loaded = history::read_runs(&[dir.clone()]).unwrap();
+    let loaded = history::read_runs(&[&dir]).unwrap();
     let minutes: Vec<i64> = loaded
         .iter()
         .map(|l| (l.run.started_at - common::started_at()).num_minutes())
@@ -68,7 +68,7 @@ fn adding_keeps_the_newest_runs_and_reading_returns_them_oldest_first() {
     // A folder and a file together; the comparison takes them as they are named.
     let extra = tmp.path().join("new.json");
     std::fs::write(&extra, run_at(&mut rng, 9).to_json_pretty().unwrap()).unwrap();
-    let all = history::read_runs(&[extra.clone(), dir.clone()]).unwrap();
+    let all = history::read_runs(&[&extra, &dir]).unwrap();
     assert_eq!(all.len(), 4);
     assert_eq!(all[3].path, extra, "sorted by start time");
     let base: Vec<Labeled<'_>> = all[..3].iter().map(|l| l.labeled()).collect();
@@ -102,7 +102,7 @@ fn unlike_runs_are_refused_or_replaced_and_named() {
     // Read back with a run of the old shape: the comparison names the odd one out.
     let odd = tmp.path().join("odd.json");
     std::fs::write(&odd, run_at(&mut rng, 2).to_json_pretty().unwrap()).unwrap();
-    let loaded = history::read_runs(&[dir.clone(), odd.clone()]).unwrap();
+    let loaded = history::read_runs(&[&dir, &odd]).unwrap();
     let base: Vec<Labeled<'_>> = loaded.iter().map(|l| l.labeled()).collect();
     let err = compare_runs(&base[..1], &base[1..], &GateOptions::default()).unwrap_err();
     assert!(
@@ -119,14 +119,14 @@ fn bad_files_and_folders_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("h");
     std::fs::create_dir(&dir).unwrap();
-    let err = history::read_runs(&[dir.clone()]).unwrap_err();
+    let err = history::read_runs(&[&dir]).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!("{}: no run records (*.json) in this folder", dir.display())
     );
     let bad = dir.join("broken.json");
     std::fs::write(&bad, "{\n  \"version\": 1,\n  \"scenario\": oops\n}\n").unwrap();
-    let err = history::read_runs(&[dir.clone()]).unwrap_err();
+    let err = history::read_runs(&[&dir]).unwrap_err();
     assert!(matches!(err, HistoryError::Parse { .. }));
     assert!(
         err.to_string().starts_with(&format!(
@@ -141,7 +141,7 @@ fn bad_files_and_folders_are_named() {
     assert_eq!(names(&dir), vec!["broken.json"]);
 
     let missing = PathBuf::from(tmp.path()).join("nope.json");
-    let err = history::read_runs(&[missing.clone()]).unwrap_err();
+    let err = history::read_runs(&[&missing]).unwrap_err();
     assert!(
         err.to_string()
             .starts_with(&format!("{}: cannot read: ", missing.display())),

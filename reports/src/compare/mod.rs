@@ -14,7 +14,7 @@
 //!    the run's histogram), rates and fractions a ratio estimator, never below Poisson or
 //!    binomial noise for counts of failures. Per-second values are autocorrelated (a GC
 //!    pause, a burst of timer lag, a slow connection spans several seconds), so seconds are
-//!    grouped in batches — at least `⌈∛n⌉` seconds and at least the series' integrated
+//!    grouped in batches — about `∛n` seconds and at least the series' integrated
 //!    autocorrelation time, `(1 + ρ) / (1 − ρ)` from its lag-one correlation — and batches,
 //!    not seconds, are the independent units (batch means).
 //! 2. **Run-to-run noise from history** ([`combine`](self::combine)): with two or more runs on
