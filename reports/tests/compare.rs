@@ -219,3 +219,27 @@ fn minimum_effect_floor_and_sample_floor() {
         .iter()
         .any(|k| k.metric == "delivery_latency" && k.change == Change::Regressed));
 }
+
+#[test]
+fn a_tag_filter_compares_the_merge_of_the_keys_it_matches() {
+    use reports::{compare_runs, GateOptions, Labeled, Scope};
+    let base = fixture_run("push-fanout", 1, 1.0, 10);
+    let slow = fixture_run("push-fanout", 2, 1.5, 10);
+    // No key is exactly `{step=push}`: the filter selects `{journey=unicast,step=push}`.
+    let filter: reports::MetricKey = "http_req_duration{step=push}".parse().unwrap();
+    assert!(!base.metrics.contains_key(&filter));
+    let opts = GateOptions {
+        scope: Scope::Asked(vec![filter]),
+        ..GateOptions::default()
+    };
+    let c = compare_runs(
+        &[Labeled::new("", &base)],
+        &[Labeled::new("", &slow)],
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(c.gated_metrics, vec!["http_req_duration{step=push}"]);
+    let p50 = verdict(&c, "http_req_duration{step=push}", "p50");
+    assert_eq!(p50.change, Change::Regressed, "{p50:?}");
+    assert!(p50.estimate.is_some());
+}

@@ -270,7 +270,7 @@ fn single_runs_are_warned_when_runs_spread_more_than_their_seconds_show() {
     let err = noise_report(&labeled(&runs[..1]), &GateOptions::default(), design, 0.8).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "expected at least 2 run of one build, got 1"
+        "expected at least 2 runs of one build, got 1"
     );
 }
 

@@ -104,7 +104,7 @@ pub fn noise_report(
 ) -> Result<NoiseReport, CompareError> {
     if runs.len() < 2 {
         return Err(CompareError::TooFewRuns {
-            what: "run of one build",
+            what: "runs of one build",
             needed: 2,
             got: runs.len(),
         });
