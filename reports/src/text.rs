@@ -133,10 +133,10 @@ pub fn method(c: &Comparison) -> String {
     let mut out = format!(
         "{}{}; false-alarm rate {} for the whole comparison (Holm over {} gated check{}",
         c.design,
-        if c.run_to_run {
-            ", run-to-run noise measured"
-        } else {
-            ", run-to-run noise not measured (one run a side)"
+        match (c.noise_profile_runs, c.run_to_run) {
+            (Some(n), _) => format!(", run-to-run noise from an A/A profile of {n} runs"),
+            (None, true) => ", run-to-run noise measured".to_string(),
+            (None, false) => ", run-to-run noise not measured (one run a side)".to_string(),
         },
         percent(c.alpha),
         c.tests(true),

@@ -118,6 +118,53 @@ fn single_runs_hold_the_rate_when_runs_differ_by_their_own_noise_only() {
 }
 
 #[test]
+fn a_noise_profile_lets_single_runs_hold_the_rate_when_runs_do_differ() {
+    // Runs differ by 3% on top of their own noise: one run a side, judged by within-run noise
+    // alone, cries wolf; with the run-to-run noise of ten earlier A/A runs pooled in, it does
+    // not. 20 profiles, 5 comparisons each.
+    let jumpy = Noise {
+        run_sd: 0.03,
+        ..CI_NOISE
+    };
+    let mut rng = fastrand::Rng::with_seed(16);
+    let design = NoiseDesign::Unpaired {
+        baselines: 1,
+        new: 1,
+    };
+    let (mut without, mut with) = (0, 0);
+    for _ in 0..20 {
+        let aa: Vec<Run> = (0..10)
+            .map(|_| synthetic_run(&mut rng, &jumpy, 1.0, 0.0))
+            .collect();
+        let profile = noise_report(&labeled(&aa), &GateOptions::default(), design, 0.8).unwrap();
+        let opts = GateOptions {
+            noise_profile: Some(profile),
+            ..GateOptions::default()
+        };
+        for _ in 0..5 {
+            let pair: Vec<Run> = (0..2)
+                .map(|_| synthetic_run(&mut rng, &jumpy, 1.0, 0.0))
+                .collect();
+            let (a, b) = (labeled(&pair[..1]), labeled(&pair[1..]));
+            let c = compare_runs(&a, &b, &GateOptions::default()).unwrap();
+            without += usize::from(alarmed(&c));
+            let c = compare_runs(&a, &b, &opts).unwrap();
+            assert_eq!(c.noise_profile_runs, Some(10));
+            assert!(c.run_to_run);
+            with += usize::from(alarmed(&c));
+        }
+    }
+    eprintln!(
+        "A/A one run a side, runs 3% apart: {without} of 100 alarmed alone, {with} with a profile"
+    );
+    assert!(
+        without > tolerance(100),
+        "the within-run noise alone should not suffice here"
+    );
+    assert!(with <= tolerance(100), "{with} of 100 > {}", tolerance(100));
+}
+
+#[test]
 fn a_20_percent_latency_shift_on_the_same_noise_is_detected() {
     let (_, caught) = unpaired(13, 100, HISTORY, &CI_NOISE, 1.2, &GateOptions::default());
     eprintln!("+20%, {HISTORY} baselines: {caught} of 100 detected");

@@ -68,8 +68,14 @@ fn within(runs: &[RunEstimate]) -> (f64, f64) {
     )
 }
 
-/// Baselines against new runs.
-pub(crate) fn unpaired(base: &[RunEstimate], new: &[RunEstimate]) -> Combined {
+/// Baselines against new runs. `prior` is a run-to-run variance measured before (an A/A
+/// noise profile: variance of the logarithm and its degrees of freedom), pooled with the
+/// spread of these runs.
+pub(crate) fn unpaired(
+    base: &[RunEstimate],
+    new: &[RunEstimate],
+    prior: Option<(f64, f64)>,
+) -> Combined {
     let (k, m) = (base.len() as f64, new.len() as f64);
     let yb: Vec<f64> = base.iter().map(|r| r.y).collect();
     let yn: Vec<f64> = new.iter().map(|r| r.y).collect();
@@ -78,8 +84,9 @@ pub(crate) fn unpaired(base: &[RunEstimate], new: &[RunEstimate]) -> Combined {
     let (wn, dfn) = within(new);
     let (ssb, nb) = sum_squares(&yb);
     let (ssn, nn) = sum_squares(&yn);
-    let df_runs = (nb + nn).saturating_sub(2);
-    if df_runs == 0 {
+    let (prior_ss, prior_df) = prior.map_or((0.0, 0.0), |(var, df)| (var * df, df));
+    let df_runs = (nb + nn).saturating_sub(2) as f64 + prior_df;
+    if df_runs <= 0.0 {
         let var = wb + wn;
         return Combined {
             d,
@@ -88,12 +95,12 @@ pub(crate) fn unpaired(base: &[RunEstimate], new: &[RunEstimate]) -> Combined {
             run_to_run: false,
         };
     }
-    let spread = (ssb + ssn) / df_runs as f64;
+    let spread = (ssb + ssn + prior_ss) / df_runs;
     let var = spread.max(wb) / k + spread.max(wn) / m;
     Combined {
         d,
         se: var.sqrt(),
-        df: df_runs as f64,
+        df: df_runs,
         run_to_run: true,
     }
 }
@@ -152,7 +159,7 @@ mod tests {
 
     #[test]
     fn one_run_a_side_uses_within_run_noise_with_satterthwaite_df() {
-        let c = unpaired(&[est(1.0, 0.01, 4.0)], &[est(1.2, 0.01, 4.0)]);
+        let c = unpaired(&[est(1.0, 0.01, 4.0)], &[est(1.2, 0.01, 4.0)], None);
         assert!((c.d - 0.2).abs() < 1e-12);
         assert!((c.se - 0.02f64.sqrt()).abs() < 1e-12);
         assert!((c.df - 8.0).abs() < 1e-9, "{}", c.df);
@@ -166,15 +173,28 @@ mod tests {
             est(1.2, 0.0001, 5.0),
             est(0.8, 0.0001, 5.0),
         ];
-        let c = unpaired(&base, &[est(1.0, 0.0001, 5.0)]);
+        let c = unpaired(&base, &[est(1.0, 0.0001, 5.0)], None);
         // Spread 0.04 with 2 df; variance 0.04/3 + 0.04/1.
         assert!((c.se - (0.04f64 / 3.0 + 0.04).sqrt()).abs() < 1e-12);
         assert_eq!(c.df, 2.0);
         assert!(c.run_to_run);
         let quiet = [est(1.0, 0.01, 5.0), est(1.0, 0.01, 5.0)];
-        let c = unpaired(&quiet, &[est(1.0, 0.01, 5.0)]);
+        let c = unpaired(&quiet, &[est(1.0, 0.01, 5.0)], None);
         assert!((c.se - (0.01f64 / 2.0 + 0.01).sqrt()).abs() < 1e-12);
         assert_eq!(c.df, 1.0);
+    }
+
+    #[test]
+    fn a_noise_profile_measures_run_to_run_noise_for_single_runs() {
+        // Within-run noise 0.0001, but runs of this build spread 0.01 (9 df, from a profile).
+        let c = unpaired(
+            &[est(1.0, 0.0001, 5.0)],
+            &[est(1.1, 0.0001, 5.0)],
+            Some((0.01, 9.0)),
+        );
+        assert!((c.se - 0.02f64.sqrt()).abs() < 1e-12);
+        assert_eq!(c.df, 9.0);
+        assert!(c.run_to_run);
     }
 
     #[test]

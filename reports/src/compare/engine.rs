@@ -312,7 +312,14 @@ fn pending(m: &Measured, paired: bool, opts: &GateOptions) -> Pending {
             m.base.iter().copied().zip(m.new.iter().copied()).collect();
         combine::paired(&pairs)
     } else {
-        combine::unpaired(&m.base, &m.new)
+        let prior = opts.noise_profile.as_ref().and_then(|profile| {
+            let line = profile.lines.iter().find(|l| {
+                l.metric == check.metric && l.stat == check.stat && l.run_to_run.is_some()
+            })?;
+            let spread = (1.0 + line.run_to_run?).ln();
+            Some((spread * spread, profile.runs.saturating_sub(1) as f64))
+        });
+        combine::unpaired(&m.base, &m.new, prior)
     };
     let p = if combined.se > 0.0 {
         stats::t_two_sided_p(combined.d / combined.se, combined.df)
@@ -432,6 +439,15 @@ pub(crate) fn run(
     let reference = base[0].run;
     let mut mismatches = unlike(reference, &base[1..]);
     mismatches.extend(unlike(reference, new));
+    let profile = opts.noise_profile.as_ref().filter(|_| !paired);
+    if let Some(p) = profile {
+        if p.scenario != reference.scenario {
+            mismatches.push(format!(
+                "noise profile: scenario `{}` vs `{}`",
+                reference.scenario, p.scenario
+            ));
+        }
+    }
     if !mismatches.is_empty() && !opts.force {
         return Err(CompareError::Unlike(mismatches));
     }
@@ -446,7 +462,7 @@ pub(crate) fn run(
     let run_to_run = if paired {
         base.len() >= 2
     } else {
-        base.len() + new.len() >= 3
+        base.len() + new.len() >= 3 || profile.is_some_and(|p| p.runs >= 2)
     };
     Ok(Comparison {
         base_scenario: reference.scenario.clone(),
@@ -468,6 +484,7 @@ pub(crate) fn run(
             }
         },
         run_to_run,
+        noise_profile_runs: profile.map(|p| p.runs),
         gated_metrics: planned
             .iter()
             .filter(|p| p.gated)

@@ -120,6 +120,10 @@ pub struct GateOptions {
     pub min_samples: u64,
     /// Which metrics are compared and gate.
     pub scope: Scope,
+    /// Run-to-run noise measured before, from A/A runs of this scenario ([`noise_report`]):
+    /// pooled with the spread of the compared runs, so even one run a side is judged against
+    /// the noise between runs, not only within them. Unpaired comparisons only.
+    pub noise_profile: Option<NoiseReport>,
     /// Compare even runs of different scenarios or load shapes (the mismatches are listed).
     pub force: bool,
 }
@@ -132,6 +136,7 @@ impl Default for GateOptions {
             floor_us: 50.0,
             min_samples: 100,
             scope: Scope::Asked(Vec::new()),
+            noise_profile: None,
             force: false,
         }
     }

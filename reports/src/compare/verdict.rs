@@ -174,9 +174,12 @@ pub struct Comparison {
     /// How the runs were laid out.
     #[serde(default)]
     pub design: Design,
-    /// Whether run-to-run noise was measured (several runs or rounds).
+    /// Whether run-to-run noise was measured (several runs or rounds, or a noise profile).
     #[serde(default)]
     pub run_to_run: bool,
+    /// How many A/A runs the noise profile that was pooled in came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_profile_runs: Option<usize>,
     /// The metric keys that gate.
     #[serde(default)]
     pub gated_metrics: Vec<String>,
