@@ -5,7 +5,7 @@
 //! A history folder holds one `run-<start>.json` per run, named by its UTC start time.
 //! [`add`] writes a run there (atomically: a temporary file renamed into place) and prunes
 //! the oldest beyond `keep`. The runs of a history must be alike (one scenario, one load
-//! shape, as [`compare`](crate::compare) requires): [`add`] refuses a run unlike the ones
+//! shape, as [`compare`](fn@crate::compare) requires): [`add`] refuses a run unlike the ones
 //! kept unless told to replace them, and [`read_runs`] hands them to the comparison, which
 //! refuses unlike runs by file name. Globs are the caller's to expand (the shell, or the CLI);
 //! this module takes files and folders.

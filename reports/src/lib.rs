@@ -7,7 +7,7 @@
 //! histograms in HdrHistogram V2 compressed form, so runs from several shards or processes
 //! merge exactly ([`Run::merge`]). [`threshold`] evaluates gates such as `p(99) < 250ms`;
 //! [`summary`] renders the terminal table; [`markdown`], [`html`], [`junit`] and [`hlog`]
-//! render the reports for people and CI ([`render`] picks one by name). [`compare`] judges
+//! render the reports for people and CI ([`render`](fn@render) picks one by name). [`compare`](fn@compare) judges
 //! new runs against baseline runs statistically — one baseline, a history of them
 //! ([`compare_runs`], with [`history`] keeping the folder), or alternating A/B rounds
 //! ([`compare_paired`]) — with one false-alarm rate for the whole comparison, and

@@ -8,7 +8,7 @@
 //! hit fraction of hit/miss counters), gauges by their peak. Every statistic is compared on
 //! the log scale, so a change is a ratio (`+12%`) and multiplicative noise is even.
 //!
-//! 1. **Each run's noise from its own seconds** ([`estimate`](self::estimate)): the run's
+//! 1. **Each run's noise from its own seconds** (module `estimate`): the run's
 //!    one-second series gives the variance of its statistic. Percentiles use Woodruff's
 //!    interval (how much the share of samples under the percentile varies, carried through
 //!    the run's histogram), rates and fractions a ratio estimator, never below Poisson or
@@ -17,12 +17,14 @@
 //!    grouped in batches — about `∛n` seconds and at least the series' integrated
 //!    autocorrelation time, `(1 + ρ) / (1 − ρ)` from its lag-one correlation — and batches,
 //!    not seconds, are the independent units (batch means).
-//! 2. **Run-to-run noise from history** ([`combine`](self::combine)): with two or more runs on
+//! 2. **Run-to-run noise from history** (module `combine`): with two or more runs on
 //!    a side the spread of the runs' values measures everything that differs between runs of
 //!    one build; the per-run variance is the larger of that spread and the within-run one,
 //!    tested with Student's t on the runs' degrees of freedom — conservative by construction.
 //!    With one run a side the run-to-run noise is not measured: the comparison says so
-//!    ([`Comparison::run_to_run`]) and rests on within-run noise alone. A/B rounds run
+//!    ([`Comparison::run_to_run`]) and rests on within-run noise alone — unless an A/A noise
+//!    profile ([`GateOptions::noise_profile`], from [`noise_report`]) brings the spread of
+//!    earlier runs of the scenario, pooled with its degrees of freedom. A/B rounds run
 //!    alternately are compared pair by pair, so drift of the machine cancels out.
 //! 3. **One false-alarm rate for the whole comparison**: every check gets a two-sided
 //!    p-value, and Holm's step-down procedure over the gated checks keeps the chance that an

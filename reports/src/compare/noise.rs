@@ -9,7 +9,11 @@
 //! the standard error and degrees of freedom that design would have. A second figure adds
 //! the minimum effect the gate also requires. When the runs spread more than their own
 //! seconds explain (an F test of run-to-run against within-run variance), comparing single
-//! runs would understate the noise, and the line says so.
+//! runs would understate the noise, and the line says so. Saved as JSON, the report is also a
+//! noise profile ([`GateOptions::noise_profile`](super::GateOptions::noise_profile)): its
+//! run-to-run spreads, pooled into later comparisons of the same scenario, let even single
+//! runs be judged against the noise between runs (make it with the scope those comparisons
+//! use, e.g. every metric for the one-baseline `compare`).
 
 use std::fmt::Write as _;
 
