@@ -402,20 +402,42 @@ fn unlike_runs_in_a_history_are_refused_by_name() {
 #[test]
 fn too_little_data_is_inconclusive_never_a_pass_or_a_failure() {
     let mut rng = fastrand::Rng::with_seed(61);
-    let short = Noise {
+    // 50 samples a side: under the 100-sample floor, whatever the change.
+    let tiny = Noise {
         seconds: 1,
+        per_second: 50,
         ..LOW_NOISE
     };
-    let base = [synthetic_run(&mut rng, &short, 1.0, 0.0)];
-    let new = [synthetic_run(&mut rng, &short, 3.0, 0.0)];
+    let base = [synthetic_run(&mut rng, &tiny, 1.0, 0.0)];
+    let new = [synthetic_run(&mut rng, &tiny, 3.0, 0.0)];
     let c = compare_runs(&labeled(&base), &labeled(&new), &GateOptions::default()).unwrap();
     let p99 = c.checks.iter().find(|k| k.stat == "p99").unwrap();
     assert_eq!(p99.change, Change::Inconclusive);
     assert_eq!(
         p99.note.as_deref(),
-        Some("too short: every run needs two batches of per-second series")
+        Some("too few samples: 50 vs 50 (need 100)")
     );
-    assert!(!c.regressed());
+    assert!(p99.estimate.is_none() && !c.regressed());
+
+    // Two seconds of 150 samples: enough samples, too few batches to measure the runs' own
+    // noise. A tripled latency is still caught, taking the samples as independent, and the
+    // check says so.
+    let short = Noise {
+        seconds: 2,
+        ..LOW_NOISE
+    };
+    let base = [synthetic_run(&mut rng, &short, 1.0, 0.0)];
+    let new = [synthetic_run(&mut rng, &short, 3.0, 0.0)];
+    let c = compare_runs(&labeled(&base), &labeled(&new), &GateOptions::default()).unwrap();
+    let p50 = c.checks.iter().find(|k| k.stat == "p50").unwrap();
+    assert_eq!(p50.change, Change::Regressed, "{p50:?}");
+    assert!(
+        p50.note
+            .as_deref()
+            .unwrap()
+            .ends_with("its samples were taken as independent"),
+        "{p50:?}"
+    );
 
     // Two runs of a jumpy machine: a 10% change cannot be told from the noise.
     let jumpy = Noise {

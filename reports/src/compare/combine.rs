@@ -154,6 +154,7 @@ mod tests {
             var,
             df,
             none: false,
+            independent: false,
         }
     }
 

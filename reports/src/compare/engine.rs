@@ -220,12 +220,6 @@ pub(crate) fn measure(
                 for (l, d) in labeled.iter().zip(data) {
                     match estimate::estimate(l.run, d, stat, bad) {
                         Ok(e) => v.push(e),
-                        Err(NoEstimate::TooShort) => {
-                            missing = Some(
-                                "too short: every run needs two batches of per-second series"
-                                    .to_string(),
-                            )
-                        }
                         Err(NoEstimate::Empty) => missing = Some("no samples".to_string()),
                     }
                 }
@@ -259,10 +253,12 @@ fn shown(unit: Unit, runs: &[RunEstimate]) -> f64 {
     }
 }
 
-/// A check before its verdict: the numbers, and the test when there is one.
+/// A check before its verdict: the numbers, the test when there is one, and whether a run
+/// was too short to measure its own noise.
 struct Pending {
     check: Check,
     test: Option<(Combined, f64)>,
+    independent: bool,
 }
 
 fn pending(m: &Measured, paired: bool, opts: &GateOptions) -> Pending {
@@ -296,16 +292,28 @@ fn pending(m: &Measured, paired: bool, opts: &GateOptions) -> Pending {
             "too few samples: {fb} vs {fnew} (need {})",
             opts.min_samples
         ));
-        return Pending { check, test: None };
+        return Pending {
+            check,
+            test: None,
+            independent: false,
+        };
     }
     if let Some(why) = &m.missing {
         check.note = Some(why.clone());
-        return Pending { check, test: None };
+        return Pending {
+            check,
+            test: None,
+            independent: false,
+        };
     }
     if m.base.iter().chain(&m.new).all(|r| r.none) {
         check.change = Change::Unchanged;
         check.note = Some("none on either side".to_string());
-        return Pending { check, test: None };
+        return Pending {
+            check,
+            test: None,
+            independent: false,
+        };
     }
     let combined = if paired {
         let pairs: Vec<(RunEstimate, RunEstimate)> =
@@ -331,6 +339,7 @@ fn pending(m: &Measured, paired: bool, opts: &GateOptions) -> Pending {
     Pending {
         check,
         test: Some((combined, p)),
+        independent: m.base.iter().chain(&m.new).any(|r| r.independent),
     }
 }
 
@@ -361,10 +370,21 @@ fn decide(family: &mut [Pending], alpha: f64) {
             df: c.df,
             run_to_run: c.run_to_run,
         };
+        let independent = family[i].independent;
         let check = &mut family[i].check;
         let (change, note) = verdict(&estimate, rejected, check.direction, check.min_effect);
         check.change = change;
         check.note = note;
+        if independent {
+            let short = format!(
+                "a run under {} batches of seconds cannot measure its own noise: its samples were taken as independent",
+                super::estimate::MIN_BATCHES
+            );
+            check.note = Some(match check.note.take() {
+                Some(n) => format!("{n}; {short}"),
+                None => short,
+            });
+        }
         check.estimate = Some(estimate);
     }
 }

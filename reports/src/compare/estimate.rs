@@ -6,7 +6,8 @@
 //! - Percentiles: Woodruff's interval. The share of samples at or below the run's percentile
 //!   is counted batch by batch; the spread of those counts (a cluster-robust variance, never
 //!   below the binomial one) is carried through the run's histogram: the values at
-//!   `q ± one standard error` of that share give the percentile's standard error.
+//!   `q ± one standard error` of that share give the percentile's standard error (one side
+//!   alone when the other falls off the end of the distribution).
 //! - Counter rates and hit/miss fractions: a ratio estimator over the batches (events or hits
 //!   per batch against seconds or trials per batch), never below the Poisson or binomial
 //!   variance for counts of things going wrong, whose zeros would otherwise claim certainty;
@@ -76,6 +77,31 @@ pub(crate) struct RunEstimate {
     pub df: f64,
     /// Whether nothing at all was counted (a zero count, a zero fraction, a zero peak).
     pub none: bool,
+    /// Whether the run was too short to measure its own noise (fewer than [`MIN_BATCHES`]
+    /// batches) and its samples were taken as independent.
+    pub independent: bool,
+}
+
+/// Fewer batches than this cannot measure a run's own noise (one or two batches leave the
+/// variance with 0 or 1 degree of freedom): the samples are then taken as independent
+/// (binomial or Poisson noise), and the check says so.
+pub(crate) const MIN_BATCHES: usize = 3;
+
+/// The within-run variance of a statistic from its batches (`None` or too few batches: not
+/// measurable) and the variance independent samples would give: `(variance, degrees of
+/// freedom, taken as independent)`. The batches' estimate stands when it is the larger (with
+/// `batches − 1` degrees of freedom); the model's floor otherwise (no estimation error).
+fn within_run(batched: Option<(f64, usize)>, independent: f64) -> (f64, f64, bool) {
+    match batched {
+        Some((var, batches)) if batches >= MIN_BATCHES => {
+            if var > independent {
+                (var, batches as f64 - 1.0, false)
+            } else {
+                (independent, f64::INFINITY, false)
+            }
+        }
+        _ => (independent, f64::INFINITY, true),
+    }
 }
 
 /// One metric of one run, with its seconds, ready for estimates.
@@ -217,10 +243,10 @@ fn batch_len(per_second: &[(f64, f64)]) -> usize {
 /// The cluster-robust variance of a ratio `Σx / Σn` from per-second pairs grouped into
 /// batches (the last batch taking the remainder; batches without trials dropped), and the
 /// number of batches; `None` with fewer than two. Batches are never so long that fewer than
-/// two remain: a short, strongly autocorrelated run then gets one degree of freedom (a wide
-/// interval), not no estimate at all.
+/// [`MIN_BATCHES`] remain: a short, strongly autocorrelated run then gets few degrees of
+/// freedom (a wide interval), not no estimate at all.
 fn batched_ratio_variance(per_second: &[(f64, f64)]) -> Option<(f64, usize)> {
-    let len = batch_len(per_second).min((per_second.len() / 2).max(1));
+    let len = batch_len(per_second).min((per_second.len() / MIN_BATCHES).max(1));
     let count = (per_second.len() / len).max(1);
     let mut batches = vec![(0.0, 0.0); count];
     for (t, (x, n)) in per_second.iter().enumerate() {
@@ -259,9 +285,7 @@ fn span(run: &Run, last: Option<u32>) -> u32 {
 
 /// Why a run's statistic cannot be estimated.
 pub(crate) enum NoEstimate {
-    /// Fewer than two batches of per-second data.
-    TooShort,
-    /// A percentile of an empty histogram.
+    /// A percentile of an empty histogram (or a statistic the metric does not have).
     Empty,
 }
 
@@ -295,6 +319,7 @@ pub(crate) fn estimate(
                 var: 0.0,
                 df: 0.0,
                 none: *peak == 0,
+                independent: false,
             })
         }
         _ => Err(NoEstimate::Empty),
@@ -315,26 +340,30 @@ fn percentile(
     for (t, h) in seconds {
         per_second[*t as usize] = (h.count_between(0, theta) as f64, h.len() as f64);
     }
-    let (var_share, batches) = batched_ratio_variance(&per_second).ok_or(NoEstimate::TooShort)?;
     let n = total.len() as f64;
-    // Never below the binomial variance of independent samples; that floor is a model's, not
-    // an estimate from batches, so it carries no batch degrees of freedom.
+    // Never below the binomial variance of independent samples.
     let binomial = q * (1.0 - q) / n;
-    let df = if var_share > binomial {
-        batches as f64 - 1.0
-    } else {
-        f64::INFINITY
+    let (var_share, df, independent) = within_run(batched_ratio_variance(&per_second), binomial);
+    let se_share = var_share.sqrt();
+    // Woodruff: the values at q ± one standard error of the share, on the log scale. A side
+    // that falls off the distribution (q + se past 1 lands on the single largest sample, an
+    // extreme, not a slope) is left out and the other side stands for both.
+    let y = (theta as f64).max(1.0).ln();
+    let at = |share: f64| (total.value_at_quantile(share) as f64).max(1.0).ln();
+    let below = (q - se_share > 0.0).then(|| y - at(q - se_share));
+    let above = (q + se_share < 1.0).then(|| at(q + se_share) - y);
+    let se = match (below, above) {
+        (Some(b), Some(a)) => (a + b) / 2.0,
+        (Some(one), None) | (None, Some(one)) => one,
+        (None, None) => (at(1.0) - at(0.0)) / 2.0,
     };
-    let se_share = var_share.max(binomial).sqrt();
-    let lo = total.value_at_quantile((q - se_share).max(0.0)) as f64;
-    let hi = total.value_at_quantile((q + se_share).min(1.0)) as f64;
-    let se = (hi.max(1.0).ln() - lo.max(1.0).ln()) / 2.0;
     Ok(RunEstimate {
         value: theta as f64,
-        y: (theta as f64).max(1.0).ln(),
+        y,
         var: se * se,
         df,
         none: false,
+        independent,
     })
 }
 
@@ -350,15 +379,19 @@ fn rate(
     for (t, v, _) in seconds {
         per_second[*t as usize].0 = *v as f64;
     }
-    let (var_rate, batches) = batched_ratio_variance(&per_second).ok_or(NoEstimate::TooShort)?;
     let corrected = value as f64 + 0.5;
     let per_exposure = corrected / f64::from(n);
-    let batch_var = var_rate / (per_exposure * per_exposure);
-    let floor = if bad_count { 1.0 / corrected } else { 0.0 };
-    let df = if batch_var >= floor {
-        batches as f64 - 1.0
-    } else {
-        f64::INFINITY
+    let batched =
+        batched_ratio_variance(&per_second).map(|(v, b)| (v / (per_exposure * per_exposure), b));
+    // Counts of failures never claim less than Poisson noise; other counts fall back on it
+    // only when the run is too short to measure its own.
+    let poisson = 1.0 / corrected;
+    let (var, df, independent) = match within_run(batched, poisson) {
+        (_, _, false) if !bad_count => {
+            let (v, b) = batched.unwrap_or((0.0, 1));
+            (v, b as f64 - 1.0, false)
+        }
+        measured => measured,
     };
     let duration = if run.duration_s > 0.0 {
         run.duration_s
@@ -368,9 +401,10 @@ fn rate(
     Ok(RunEstimate {
         value: value as f64 / duration,
         y: (corrected / duration).ln(),
-        var: batch_var.max(floor),
+        var,
         df,
         none: value == 0,
+        independent,
     })
 }
 
@@ -384,17 +418,11 @@ fn fraction(
     for (t, v, n) in seconds {
         per_second[*t as usize] = (*v as f64, *n as f64);
     }
-    let (var_p, batches) = batched_ratio_variance(&per_second).ok_or(NoEstimate::TooShort)?;
     let trials = total as f64;
     let p = (value as f64 + 0.5) / (trials + 1.0);
-    // Hits are things going wrong: never below the binomial variance (a model's, with no
-    // batch degrees of freedom).
-    let (batch_var, floor) = (var_p / (p * p), (1.0 - p) / (value as f64 + 0.5));
-    let df = if batch_var >= floor {
-        batches as f64 - 1.0
-    } else {
-        f64::INFINITY
-    };
+    // Hits are things going wrong: never below the binomial variance.
+    let batched = batched_ratio_variance(&per_second).map(|(v, b)| (v / (p * p), b));
+    let (var, df, independent) = within_run(batched, (1.0 - p) / (value as f64 + 0.5));
     Ok(RunEstimate {
         value: if total == 0 {
             0.0
@@ -402,9 +430,10 @@ fn fraction(
             value as f64 / trials
         },
         y: p.ln(),
-        var: batch_var.max(floor),
+        var,
         df,
         none: value == 0,
+        independent,
     })
 }
 
@@ -433,7 +462,7 @@ mod tests {
             "one second"
         );
         let (_, batches) = batched_ratio_variance(&wave[..10]).unwrap();
-        assert_eq!(batches, 2, "never fewer than two batches");
+        assert_eq!(batches, MIN_BATCHES, "never fewer than three batches");
     }
 
     #[test]

@@ -182,6 +182,9 @@ fn fill(
     min_effect: f64,
 ) {
     let (between, df, within, within_df) = combine::spread(runs);
+    // A model's floor (binomial, Poisson) has no estimation error: infinite degrees of
+    // freedom, which the F and t functions take as a large number.
+    let within_df = within_df.min(1e6);
     line.run_to_run = Some(between.sqrt().exp() - 1.0);
     line.within_run = Some(within.sqrt().exp() - 1.0);
     let excess =
