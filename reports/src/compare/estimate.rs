@@ -259,7 +259,7 @@ fn batched_ratio_variance(per_second: &[(f64, f64)]) -> Option<(f64, usize)> {
 }
 
 /// The cluster-robust variance of a ratio `Σx / Σn` over batches `(x, n)`; `None` with
-/// fewer than two batches.
+/// fewer than two batches (no spread to measure).
 fn ratio_variance(batches: &[(f64, f64)]) -> Option<f64> {
     let b = batches.len();
     if b < 2 {

@@ -38,10 +38,11 @@
 //! 4. **Verdicts**: *Regressed* (or *Improved*) needs significance after the correction and a
 //!    point estimate at least the minimum effect (default 5%; for latencies also at least
 //!    the absolute floor, default 50 µs) in the worse (better) direction. *Unchanged* needs
-//!    the interval inside ± the minimum effect. Anything else — too few samples, a run too
-//!    short for two batches, or an interval wider than the minimum effect — is
-//!    *Inconclusive*, never a pass or a failure. The interval is at the level Holm tested the
-//!    check at, so it always agrees with the verdict.
+//!    the interval inside ± the minimum effect. Anything else — too few samples, or an
+//!    interval wider than the minimum effect — is *Inconclusive*, never a pass or a failure.
+//!    The interval is at the level Holm tested the check at, so it always agrees with the
+//!    verdict. A run under three seconds cannot measure its own noise: its samples are taken
+//!    as independent, and the check says so.
 //!
 //! Runs of different scenarios or load shapes are refused unless forced: their deltas would
 //! measure the change of load, not of the system.
