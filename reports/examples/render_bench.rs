@@ -144,7 +144,25 @@ fn main() {
     let base = back.clone();
     let t = Instant::now();
     let comparison = reports::compare(&base, &run, &Default::default()).expect("comparable");
-    println!("compare: {:.2?}", t.elapsed());
+    println!(
+        "compare, every metric ({} checks): {:.2?}",
+        comparison.checks.len(),
+        t.elapsed()
+    );
+    let t = Instant::now();
+    let history: Vec<reports::Labeled<'_>> =
+        (0..9).map(|_| reports::Labeled::new("", &base)).collect();
+    let gated = reports::compare_runs(
+        &history,
+        &[reports::Labeled::new("", &run)],
+        &reports::GateOptions::default(),
+    )
+    .expect("comparable");
+    println!(
+        "compare against 9 baselines, the thresholds' metrics ({} checks): {:.2?}",
+        gated.checks.len(),
+        t.elapsed()
+    );
 
     let all = Instant::now();
     for format in [

@@ -105,7 +105,7 @@ pub fn render(run: &Run, comparison: Option<&Comparison>) -> String {
 
 fn header(out: &mut String, run: &Run, comparison: Option<&Comparison>) {
     let failed = run.thresholds.iter().filter(|v| !v.ok).count();
-    let regressed = comparison.map_or(0, |c| c.count(Change::Regressed));
+    let regressed = comparison.map_or(0, Comparison::regressions);
     let (class, verdict) = if failed + regressed == 0 {
         ("pass", "passed".to_string())
     } else {
@@ -152,17 +152,22 @@ fn thresholds(out: &mut String, run: &Run) {
 fn baseline(out: &mut String, c: &Comparison) {
     let _ = writeln!(
         out,
-        "<h2>Baseline</h2>\n<p>Against <code>{}</code> started {} — noise band ±{}%, latency floor {}, at least {} samples: {} regressed, {} improved, {} unchanged, {} inconclusive.</p>",
+        "<h2>Baseline</h2>\n<p>Against <code>{}</code> (latest started {}): {} regressed, {} improved, {} unchanged, {} inconclusive.</p>\n<p class=\"note\" id=\"method\">{}.</p>",
         xml(&c.base_scenario),
         c.base_started_at.format("%Y-%m-%d %H:%M:%S UTC"),
-        c.noise * 100.0,
-        human_us(c.floor_us),
-        c.min_samples,
         c.count(Change::Regressed),
         c.count(Change::Improved),
         c.count(Change::Unchanged),
-        c.count(Change::Inconclusive)
+        c.count(Change::Inconclusive),
+        xml(&text::method(c)),
     );
+    if !c.run_to_run {
+        let _ = writeln!(
+            out,
+            "<p class=\"warn\">{}</p>",
+            xml(text::SINGLE_RUN_WARNING)
+        );
+    }
     for m in &c.mismatches {
         let _ = writeln!(
             out,
@@ -170,7 +175,7 @@ fn baseline(out: &mut String, c: &Comparison) {
             xml(m)
         );
     }
-    out.push_str("<table id=\"baseline\"><tr><th>metric</th><th>stat</th><th>baseline</th><th>new</th><th>Δ</th><th>verdict</th></tr>\n");
+    out.push_str("<table id=\"baseline\"><tr><th>metric</th><th>stat</th><th>baseline</th><th>new</th><th>Δ</th><th>change [interval]</th><th>confidence</th><th>p</th><th>gates</th><th>verdict</th></tr>\n");
     for k in &c.checks {
         let class = match k.change {
             Change::Improved => "pass",
@@ -182,14 +187,22 @@ fn baseline(out: &mut String, c: &Comparison) {
             Direction::LowerIsBetter => "lower is better",
             Direction::HigherIsBetter => "higher is better",
         };
+        let (confidence, p) = k.estimate.map_or_else(
+            || ("–".to_string(), "–".to_string()),
+            |e| (text::percent(e.confidence), text::p_value(e.p)),
+        );
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td title=\"{better}\">{}</td><td class=\"{class}\">{}{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td title=\"{better}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{}{}</td></tr>",
             xml(&k.metric),
             xml(&k.stat),
             xml(&text::value(k.unit, k.base)),
             xml(&text::value(k.unit, k.new)),
             xml(&text::delta(k)),
+            xml(&text::interval(k)),
+            xml(&confidence),
+            xml(&p),
+            if k.gated { "yes" } else { "reported" },
             k.change,
             k.note.as_deref().map(|n| format!(" ({})", xml(n))).unwrap_or_default()
         );

@@ -1,10 +1,12 @@
 //! The JUnit XML report for CI test tabs: one test case per threshold (suite `thresholds`)
-//! and one per baseline check (suite `baseline`); a failure carries the observed numbers.
-//! An inconclusive baseline check is reported as skipped, with its reason.
+//! and one per gated baseline check (suite `baseline`), checks only reported in suite
+//! `baseline-reported` (never failing); a failure carries the numbers: the change with its
+//! interval, the confidence, the p-value and the correction. An inconclusive baseline check
+//! is reported as skipped, with its reason.
 
 use std::fmt::Write as _;
 
-use crate::compare::{Change, Comparison};
+use crate::compare::{Change, Check, Comparison};
 use crate::run::Run;
 use crate::summary::observed_text;
 use crate::text::{self, xml};
@@ -17,7 +19,7 @@ pub fn render(run: &Run, comparison: Option<&Comparison>) -> String {
     let (checks, regressions, skipped) = comparison.map_or((0, 0, 0), |c| {
         (
             c.checks.len(),
-            c.count(Change::Regressed),
+            c.regressions(),
             c.count(Change::Inconclusive),
         )
     });
@@ -74,57 +76,88 @@ pub fn render(run: &Run, comparison: Option<&Comparison>) -> String {
     out.push_str("  </testsuite>\n");
 
     if let Some(c) = comparison {
-        let _ = writeln!(
-            out,
-            "  <testsuite name=\"baseline\" tests=\"{checks}\" failures=\"{regressions}\" errors=\"0\" skipped=\"{skipped}\" timestamp=\"{stamp}\" time=\"0\">"
-        );
-        if !c.mismatches.is_empty() {
+        let method = text::method(c);
+        for gated in [true, false] {
+            let cases: Vec<&Check> = c.checks.iter().filter(|k| k.gated == gated).collect();
+            if cases.is_empty() {
+                continue;
+            }
+            let suite = if gated {
+                "baseline"
+            } else {
+                "baseline-reported"
+            };
+            let failures = cases
+                .iter()
+                .filter(|k| gated && k.change == Change::Regressed)
+                .count();
+            let skipped = cases
+                .iter()
+                .filter(|k| k.change == Change::Inconclusive)
+                .count();
             let _ = writeln!(
                 out,
-                "    <properties>\n      <property name=\"forced\" value=\"{}\"/>\n    </properties>",
-                xml(&c.mismatches.join("; "))
+                "  <testsuite name=\"{suite}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" timestamp=\"{stamp}\" time=\"0\">",
+                cases.len()
             );
+            let mut properties = vec![("method", method.clone())];
+            if !c.mismatches.is_empty() {
+                properties.push(("forced", c.mismatches.join("; ")));
+            }
+            out.push_str("    <properties>\n");
+            for (name, value) in properties {
+                let _ = writeln!(
+                    out,
+                    "      <property name=\"{name}\" value=\"{}\"/>",
+                    xml(&value)
+                );
+            }
+            out.push_str("    </properties>\n");
+            for k in cases {
+                case(&mut out, k, &class(suite), gated);
+            }
+            out.push_str("  </testsuite>\n");
         }
-        for k in &c.checks {
-            let name = xml(&format!("{} {}", k.metric, k.stat));
-            let numbers = format!(
-                "{} {}: baseline {}, new {}, delta {} (noise band ±{}%)",
-                k.metric,
-                k.stat,
-                text::value(k.unit, k.base),
-                text::value(k.unit, k.new),
-                text::delta(k),
-                c.noise * 100.0
-            );
-            let _ = write!(
-                out,
-                "    <testcase name=\"{name}\" classname=\"{}\" time=\"0\">",
-                class("baseline")
-            );
-            let body = match k.change {
-                Change::Regressed => format!(
-                    "\n      <failure message=\"{} regressed\" type=\"baseline\">{}</failure>\n    ",
-                    xml(&numbers),
-                    xml(&numbers)
-                ),
-                Change::Inconclusive => format!(
-                    "\n      <skipped message=\"{}\"/>\n    ",
-                    xml(&format!(
-                        "{numbers}; {}",
-                        k.note.as_deref().unwrap_or("inconclusive")
-                    ))
-                ),
-                Change::Improved | Change::Unchanged => format!(
-                    "\n      <system-out>{}: {}</system-out>\n    ",
-                    k.change,
-                    xml(&numbers)
-                ),
-            };
-            out.push_str(&body);
-            out.push_str("</testcase>\n");
-        }
-        out.push_str("  </testsuite>\n");
     }
     out.push_str("</testsuites>\n");
     out
+}
+
+/// One baseline check as a test case.
+fn case(out: &mut String, k: &Check, class: &str, gated: bool) {
+    let name = xml(&format!("{} {}", k.metric, k.stat));
+    let numbers = format!(
+        "{} {}: baseline {}, new {}, delta {}; {} (minimum effect ±{})",
+        k.metric,
+        k.stat,
+        text::value(k.unit, k.base),
+        text::value(k.unit, k.new),
+        text::delta(k),
+        text::tested(k),
+        text::percent(k.min_effect)
+    );
+    let _ = write!(
+        out,
+        "    <testcase name=\"{name}\" classname=\"{class}\" time=\"0\">"
+    );
+    let body = match k.change {
+        Change::Regressed if gated => format!(
+            "\n      <failure message=\"{} regressed\" type=\"baseline\">{}</failure>\n    ",
+            xml(&numbers),
+            xml(&numbers)
+        ),
+        Change::Inconclusive => format!(
+            "\n      <skipped message=\"{}\"/>\n    ",
+            xml(&match &k.estimate {
+                Some(_) => format!("{numbers}; {}", k.note.as_deref().unwrap_or("inconclusive")),
+                None => numbers,
+            })
+        ),
+        change => format!(
+            "\n      <system-out>{change}: {}</system-out>\n    ",
+            xml(&numbers)
+        ),
+    };
+    out.push_str(&body);
+    out.push_str("</testcase>\n");
 }

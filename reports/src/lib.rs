@@ -7,8 +7,12 @@
 //! histograms in HdrHistogram V2 compressed form, so runs from several shards or processes
 //! merge exactly ([`Run::merge`]). [`threshold`] evaluates gates such as `p(99) < 250ms`;
 //! [`summary`] renders the terminal table; [`markdown`], [`html`], [`junit`] and [`hlog`]
-//! render the reports for people and CI ([`render`] picks one by name), and [`compare`]
-//! judges a run against a baseline.
+//! render the reports for people and CI ([`render`](fn@render) picks one by name). [`compare`](fn@compare) judges
+//! new runs against baseline runs statistically — one baseline, a history of them
+//! ([`compare_runs`], with [`history`] keeping the folder), or alternating A/B rounds
+//! ([`compare_paired`]) — with one false-alarm rate for the whole comparison, and
+//! [`noise_report`] tells from A/A runs how small a change a gate can see ([`stats`] holds the
+//! distribution functions).
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -35,6 +39,7 @@ pub mod chart;
 pub mod compare;
 pub mod delta;
 pub mod hist;
+pub mod history;
 pub mod hlog;
 pub mod html;
 pub mod junit;
@@ -44,12 +49,16 @@ pub mod recorder;
 pub mod render;
 pub mod run;
 pub mod saturation;
+pub mod stats;
 pub mod summary;
 pub mod text;
 pub mod threshold;
 
 pub use builder::RunBuilder;
-pub use compare::{compare, Change, CompareOptions, Comparison};
+pub use compare::{
+    compare, compare_paired, compare_runs, noise_report, Change, CompareOptions, Comparison,
+    GateOptions, Labeled, NoiseReport, Scope,
+};
 pub use delta::Delta;
 pub use hist::Summary;
 pub use key::{KeyError, MetricId, MetricKey};

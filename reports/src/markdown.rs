@@ -53,7 +53,7 @@ pub fn render(run: &Run, comparison: Option<&Comparison>) -> String {
 
 fn headline(out: &mut String, run: &Run, comparison: Option<&Comparison>) {
     let failed = run.thresholds.iter().filter(|v| !v.ok).count();
-    let regressed = comparison.map_or(0, |c| c.count(Change::Regressed));
+    let regressed = comparison.map_or(0, Comparison::regressions);
     let mark = if failed + regressed == 0 {
         "✅"
     } else {
@@ -67,7 +67,7 @@ fn headline(out: &mut String, run: &Run, comparison: Option<&Comparison>) {
         ));
     }
     if regressed > 0 {
-        why.push(format!("{regressed} baseline checks regressed"));
+        why.push(format!("{regressed} gated baseline checks regressed"));
     }
     let verdict = if why.is_empty() {
         "passed".to_string()
@@ -170,18 +170,18 @@ fn metric_tables(out: &mut String, run: &Run, keys: &[(&crate::MetricKey, &Metri
 fn baseline(out: &mut String, c: &Comparison) {
     let _ = writeln!(
         out,
-        "### Baseline\n\nAgainst {} started {} (noise band ±{}%, latency floor {}, at least {} samples): \
-         {} regressed, {} improved, {} unchanged, {} inconclusive.\n",
+        "### Baseline\n\nAgainst {} (latest started {}): {} regressed, {} improved, {} unchanged, {} inconclusive.\n\n{}.\n",
         text::md(&c.base_scenario),
         c.base_started_at.format("%Y-%m-%d %H:%M:%S UTC"),
-        c.noise * 100.0,
-        human_us(c.floor_us),
-        c.min_samples,
         c.count(Change::Regressed),
         c.count(Change::Improved),
         c.count(Change::Unchanged),
         c.count(Change::Inconclusive),
+        text::md(&text::method(c)),
     );
+    if !c.run_to_run {
+        let _ = writeln!(out, "> ⚠️ {}\n", text::md(text::SINGLE_RUN_WARNING));
+    }
     for m in &c.mismatches {
         let _ = writeln!(
             out,
@@ -192,8 +192,10 @@ fn baseline(out: &mut String, c: &Comparison) {
     if !c.mismatches.is_empty() {
         out.push('\n');
     }
-    let (moved, still): (Vec<&Check>, Vec<&Check>) =
-        c.checks.iter().partition(|k| k.change != Change::Unchanged);
+    let (gated, reported): (Vec<&Check>, Vec<&Check>) = c.checks.iter().partition(|k| k.gated);
+    let (moved, still): (Vec<&Check>, Vec<&Check>) = gated
+        .into_iter()
+        .partition(|k| k.change != Change::Unchanged);
     if !moved.is_empty() {
         check_table(out, &moved);
     }
@@ -204,6 +206,15 @@ fn baseline(out: &mut String, c: &Comparison) {
             still.len()
         );
         check_table(out, &still);
+        out.push_str("</details>\n\n");
+    }
+    if !reported.is_empty() {
+        let _ = writeln!(
+            out,
+            "<details><summary>Reported, not gated ({}; corrected for their own number)</summary>\n",
+            reported.len()
+        );
+        check_table(out, &reported);
         out.push_str("</details>\n\n");
     }
     if !c.unmatched.is_empty() {
@@ -221,7 +232,7 @@ fn baseline(out: &mut String, c: &Comparison) {
 
 fn check_table(out: &mut String, checks: &[&Check]) {
     out.push_str(
-        "| metric | stat | baseline | new | Δ | verdict |\n| --- | --- | --: | --: | --: | --- |\n",
+        "| metric | stat | baseline | new | Δ | change [interval] | confidence | p | verdict |\n| --- | --- | --: | --: | --: | --: | --: | --: | --- |\n",
     );
     for k in checks {
         let arrow = if k.new > k.base {
@@ -242,14 +253,20 @@ fn check_table(out: &mut String, checks: &[&Check]) {
             .as_deref()
             .map(|n| format!(": {}", text::md(n)))
             .unwrap_or_default();
+        let (confidence, p) = k.estimate.map_or_else(
+            || ("–".to_string(), "–".to_string()),
+            |e| (text::percent(e.confidence), text::p_value(e.p)),
+        );
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {arrow} {} | {verdict}{note} |",
+            "| {} | {} | {} | {} | {arrow} {} | {} | {confidence} | {} | {verdict}{note} |",
             text::md(&k.metric),
             k.stat,
             text::value(k.unit, k.base),
             text::value(k.unit, k.new),
             text::delta(k),
+            text::interval(k),
+            p.trim_start_matches("p=").replace("p<", "<"),
         );
     }
     out.push('\n');

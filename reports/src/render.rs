@@ -101,6 +101,13 @@ pub fn render(
             text.push('\n');
             text.into_bytes()
         }
-        Format::Text => crate::summary::render_table(run, &Default::default()).into_bytes(),
+        Format::Text => {
+            let mut text = crate::summary::render_table(run, &Default::default());
+            if let Some(c) = comparison {
+                text.push('\n');
+                text.push_str(&crate::summary::comparison_text(c, false));
+            }
+            text.into_bytes()
+        }
     })
 }

@@ -1,10 +1,13 @@
 //! The terminal table: one row per metric (plain names first, then tagged keys, sorted),
-//! then the threshold verdicts. Plain aligned text; colour only when asked for.
+//! then the threshold verdicts; and the plain-text view of a baseline comparison. Plain
+//! aligned text; colour only when asked for.
 
 use std::fmt::Write as _;
 
+use crate::compare::{Change, Check, Comparison};
 use crate::key::MetricKey;
 use crate::run::{Metric, Run};
+use crate::text;
 use crate::threshold::{Agg, Expr, Verdict};
 
 /// How [`render_table`] draws.
@@ -193,6 +196,55 @@ pub fn render_table(run: &Run, opts: &TableOptions) -> String {
             })
             .collect();
         push_table(&mut out, &rows);
+    }
+    out
+}
+
+/// The verdicts of a comparison as plain text: a headline with the counts, how the comparison
+/// was made, then one line per check — only the ones that moved (and gated inconclusive ones)
+/// when `brief` — with the change, its interval, the confidence and the p-value.
+pub fn comparison_text(c: &Comparison, brief: bool) -> String {
+    let mut out = format!(
+        "baseline `{}` ({}): {} regressed, {} improved, {} unchanged, {} inconclusive\n  {}\n",
+        c.base_scenario,
+        c.base_started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        c.count(Change::Regressed),
+        c.count(Change::Improved),
+        c.count(Change::Unchanged),
+        c.count(Change::Inconclusive),
+        text::method(c)
+    );
+    if !c.run_to_run {
+        let _ = writeln!(out, "  warning: {}", text::SINGLE_RUN_WARNING);
+    }
+    for m in &c.mismatches {
+        let _ = writeln!(out, "  forced: {m}");
+    }
+    let shown = |k: &&Check| {
+        !brief
+            || matches!(k.change, Change::Regressed | Change::Improved)
+            || (k.gated && k.change == Change::Inconclusive)
+    };
+    for k in c.checks.iter().filter(shown) {
+        let _ = writeln!(
+            out,
+            "  {:<12} {}{} {}: {} -> {} ({}) {}{}",
+            k.change.to_string(),
+            if k.gated { "" } else { "(reported) " },
+            k.metric,
+            k.stat,
+            text::value(k.unit, k.base),
+            text::value(k.unit, k.new),
+            text::delta(k),
+            text::tested(k),
+            match (&k.estimate, &k.note) {
+                (Some(_), Some(n)) => format!(" — {n}"),
+                _ => String::new(),
+            }
+        );
+    }
+    if !c.unmatched.is_empty() {
+        let _ = writeln!(out, "  not compared: {}", c.unmatched.join(", "));
     }
     out
 }

@@ -357,3 +357,76 @@ fn hlog_lines_match_the_crate_writer() {
     assert_eq!(strip(&ours), strip(&theirs));
     assert_eq!(strip(&ours).len(), points.len());
 }
+
+/// Every renderer shows the statistical verdicts: the change with its interval, the
+/// confidence, the p-value, the correction (Holm over the gated checks), the design, and the
+/// checks only reported apart from the gated ones.
+#[test]
+fn comparisons_render_intervals_confidence_and_the_correction() {
+    use reports::{compare_runs, GateOptions, Labeled, Scope};
+    let runs: Vec<Run> = (1..=3)
+        .map(|seed| fixture_run("push-fanout", seed, 1.0, 10))
+        .collect();
+    let new = fixture_run("push-fanout", 9, 1.3, 10);
+    let base: Vec<Labeled<'_>> = runs.iter().map(|r| Labeled::new("", r)).collect();
+    let opts = GateOptions {
+        scope: Scope::AskedAndRest(Vec::new()),
+        ..GateOptions::default()
+    };
+    let c = compare_runs(&base, &[Labeled::new("", &new)], &opts).unwrap();
+    assert!(c.run_to_run && c.regressed());
+    let gated = c.tests(true);
+    let method = format!(
+        "3 baseline runs against 1 new run, run-to-run noise measured; false-alarm rate 5% for the whole comparison (Holm over {gated} gated checks; {} reported checks corrected apart)",
+        c.tests(false)
+    );
+    let p99 = c
+        .checks
+        .iter()
+        .find(|k| k.metric == "http_req_duration" && k.stat == "p99")
+        .unwrap();
+    let interval = reports::text::interval(p99);
+    assert!(
+        interval.starts_with('+') && interval.contains(" ["),
+        "{interval}"
+    );
+
+    let md = text(Format::Markdown, &new, Some(&c));
+    assert!(md.contains(&reports::text::md(&method)), "{md}");
+    assert!(!md.contains("one run a side"), "{md}");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| http\\_req\\_duration | p99 |"))
+        .unwrap();
+    assert!(
+        row.contains(&interval) && row.contains("Regressed"),
+        "{row}"
+    );
+    assert!(md.contains("<summary>Reported, not gated ("), "{md}");
+
+    let html = text(Format::Html, &new, Some(&c));
+    assert!(html.contains("<th>change [interval]</th><th>confidence</th><th>p</th>"));
+    assert!(html.contains(&reports::text::xml(&method)), "method shown");
+    assert!(html.contains("<td>reported</td>"), "reported checks marked");
+
+    let xml = text(Format::Junit, &new, Some(&c));
+    assert!(
+        xml.contains("<testsuite name=\"baseline-reported\""),
+        "{xml}"
+    );
+    let reported_failures = xml
+        .split("<testsuite name=\"baseline-reported\"")
+        .nth(1)
+        .unwrap()
+        .matches("<failure ")
+        .count();
+    assert_eq!(reported_failures, 0, "reported checks never fail");
+    assert!(xml.contains(&format!("{interval} at ")), "{xml}");
+
+    let plain = text(Format::Text, &new, Some(&c));
+    assert!(plain.contains(&method), "{plain}");
+    assert!(
+        plain.contains("Regressed    http_req_duration p99: "),
+        "{plain}"
+    );
+}

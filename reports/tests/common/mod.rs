@@ -97,3 +97,113 @@ pub fn fixture_run(scenario: &str, seed: u64, slow: f64, seconds: u32) -> report
     run.thresholds = evaluate(&run, &gates);
     run
 }
+
+/// How noisy a synthetic run is: the log of every latency sample is the run's offset
+/// (`N(0, run_sd)`, the run-to-run noise) plus the second's level (an AR(1) series with
+/// standard deviation `second_sd` and lag-one correlation `rho`: autocorrelated seconds)
+/// plus the sample's own `N(0, sample_sd)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Noise {
+    pub run_sd: f64,
+    pub second_sd: f64,
+    pub rho: f64,
+    pub sample_sd: f64,
+    pub seconds: u32,
+    pub per_second: u32,
+}
+
+/// A standard normal draw (Box–Muller).
+pub fn normal(rng: &mut fastrand::Rng) -> f64 {
+    let u = 1.0 - rng.f64();
+    let v = rng.f64();
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
+/// A synthetic run of scenario `synthetic`, built directly (no recorder: thousands of runs
+/// must stay fast): `http_req_duration` around 2 ms with `noise`, every latency multiplied by
+/// `scale` and by `exp(offset)` (a drift shared by the runs of one A/B round); `http_reqs`;
+/// `http_req_failed` failing 0.2% of requests; thresholds on `http_req_duration` and
+/// `http_req_failed` (what a comparison gates by default).
+pub fn synthetic_run(
+    rng: &mut fastrand::Rng,
+    noise: &Noise,
+    scale: f64,
+    offset: f64,
+) -> reports::Run {
+    use reports::run::{CounterMetric, CounterPoint, HistPoint, HistogramMetric, Metric, Series};
+    use reports::{evaluate, Threshold};
+    let run_level = noise.run_sd * normal(rng) + offset + (2_000.0 * scale).ln();
+    let innovation = noise.second_sd * (1.0 - noise.rho * noise.rho).sqrt();
+    let mut level = noise.second_sd * normal(rng);
+    let mut total = reports::hist::new_histogram();
+    let (mut points, mut reqs, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    let mut failures = 0;
+    for t in 0..noise.seconds {
+        level = noise.rho * level + innovation * normal(rng);
+        let mut h = reports::hist::new_histogram();
+        let mut bad = 0;
+        for _ in 0..noise.per_second {
+            let v = (run_level + level + noise.sample_sd * normal(rng)).exp();
+            h.record(v as u64).unwrap();
+            bad += u64::from(rng.u32(0..500) == 0);
+        }
+        total.add(&h).unwrap();
+        points.push(HistPoint::from_histogram(t, &h));
+        let n = u64::from(noise.per_second);
+        reqs.push(CounterPoint {
+            t,
+            value: n,
+            total: None,
+        });
+        failed.push(CounterPoint {
+            t,
+            value: bad,
+            total: Some(n),
+        });
+        failures += bad;
+    }
+    let requests = u64::from(noise.per_second * noise.seconds);
+    let mut run = reports::Run {
+        version: reports::run::VERSION,
+        scenario: "synthetic".into(),
+        started_at: started_at(),
+        duration_s: f64::from(noise.seconds),
+        meta: Some(serde_json::json!({"planned_duration_s": f64::from(noise.seconds)})),
+        metrics: Default::default(),
+        series: Default::default(),
+        thresholds: Vec::new(),
+    };
+    let entries = [
+        (
+            "http_req_duration",
+            Metric::Histogram(HistogramMetric::from_histogram(&total)),
+            Series::Histogram(points),
+        ),
+        (
+            "http_reqs",
+            Metric::Counter(CounterMetric {
+                value: requests,
+                total: None,
+            }),
+            Series::Counter(reqs),
+        ),
+        (
+            "http_req_failed",
+            Metric::Counter(CounterMetric {
+                value: failures,
+                total: Some(requests),
+            }),
+            Series::Counter(failed),
+        ),
+    ];
+    for (name, metric, series) in entries {
+        run.metrics.insert(key(name), metric);
+        run.series.insert(key(name), series);
+    }
+    let gates = [
+        Threshold::parse("http_req_duration", "p(99) < 100ms").unwrap(),
+        Threshold::parse("http_req_failed", "rate < 1%").unwrap(),
+    ];
+    run.thresholds = evaluate(&run, &gates);
+    run
+}
