@@ -33,6 +33,9 @@ pub enum EndpointError {
     /// No host.
     #[error("`{0}` has no host")]
     NoHost(String),
+    /// A port beyond 65535.
+    #[error("`{0}`: the port must be 1 to 65535")]
+    BadPort(String),
 }
 
 /// Default ports and TLS of the schemes pushbench speaks.
@@ -80,8 +83,22 @@ impl Endpoint {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
+        // The port as written: `http::Uri` reads one beyond 65535 as no port at all.
+        let written = uri
+            .authority()
+            .map(|a| a.as_str())
+            .and_then(|a| a.rsplit_once(':'))
+            .map(|(_, p)| p)
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        let port = match written {
+            None => default_port,
+            Some(p) => match p.parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => return Err(EndpointError::BadPort(uri.to_string())),
+            },
+        };
         Ok(Endpoint {
-            port: uri.port_u16().unwrap_or(default_port),
+            port,
             scheme,
             host,
             tls,
@@ -126,5 +143,11 @@ mod tests {
             Err(EndpointError::NotUrl(_))
         ));
         assert!(Endpoint::parse("/just/a/path", &["http"]).is_err());
+        assert_eq!(
+            Endpoint::parse("http://h:99999/x", &["http"])
+                .unwrap_err()
+                .to_string(),
+            "`http://h:99999/x`: the port must be 1 to 65535"
+        );
     }
 }

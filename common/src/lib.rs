@@ -8,6 +8,7 @@
 //! - [`websocket`]: the RFC 6455 accept key.
 //! - [`apns`]: constants of Apple's push protocol shared by the mock APNs and the relay.
 //! - [`endpoint`]: a URL's scheme, host and port, as the socket layer needs them.
+//! - [`printable`]: outside text made safe for one terminal line.
 
 #![deny(missing_docs)]
 
@@ -15,6 +16,7 @@ pub mod apns;
 pub mod clock;
 pub mod duration;
 pub mod endpoint;
+pub mod printable;
 pub mod sync;
 pub mod websocket;
 

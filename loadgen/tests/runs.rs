@@ -239,9 +239,13 @@ fn sigint_mid_run_still_writes_the_record() {
     let mut cmd = d.command(&["run", "s.yaml", "--out", "out"]);
     cmd.stdout(std::process::Stdio::null());
     let mut child = testkit::Spawned::start_stderr(cmd);
-    // Wait for the first progress line (a condition, not luck).
+    // Wait for a progress line that counts requests (a condition, not luck).
     child.wait_for(Duration::from_secs(30), |l| {
-        l.contains("req/s").then_some(())
+        l.split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .any(|w| w[1] == "requests" && w[0].parse::<u64>().is_ok_and(|n| n > 0))
+            .then_some(())
     });
     let started = Instant::now();
     child.signal(testkit::process::Signal::SIGINT);

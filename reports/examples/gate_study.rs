@@ -41,7 +41,14 @@ fn regressions(c: &Comparison) -> Vec<String> {
     c.checks
         .iter()
         .filter(|k| k.gated && k.change == Change::Regressed)
-        .map(|k| format!("{} {} {}", k.metric, k.stat, reports::text::interval(k)))
+        .map(|k| {
+            format!(
+                "{} {} {}",
+                k.metric,
+                k.stat,
+                reports::compare::display::interval(k)
+            )
+        })
         .collect()
 }
 

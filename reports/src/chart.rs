@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::summary::human_us;
+use crate::text::human_us;
 use crate::text::xml;
 
 /// Plot size in SVG user units.

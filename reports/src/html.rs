@@ -14,11 +14,12 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 
 use crate::chart::{Chart, Line, XAxis, YUnit};
-use crate::compare::{self, Change, Comparison, Direction};
+use crate::compare::{self, display, Change, Comparison, Direction};
 use crate::key::MetricKey;
 use crate::run::{Metric, Run, Series};
-use crate::summary::{human_us, observed_text, ordered};
-use crate::text::{self, xml};
+use crate::summary::{observed_text, ordered};
+use crate::text::human_us;
+use crate::text::xml;
 
 /// The highest percentile axis position drawn: 99.9999%.
 const MAX_NINES: f64 = 6.0;
@@ -159,13 +160,13 @@ fn baseline(out: &mut String, c: &Comparison) {
         c.count(Change::Improved),
         c.count(Change::Unchanged),
         c.count(Change::Inconclusive),
-        xml(&text::method(c)),
+        xml(&display::method(c)),
     );
     if !c.run_to_run {
         let _ = writeln!(
             out,
             "<p class=\"warn\">{}</p>",
-            xml(text::SINGLE_RUN_WARNING)
+            xml(display::SINGLE_RUN_WARNING)
         );
     }
     for m in &c.mismatches {
@@ -189,17 +190,17 @@ fn baseline(out: &mut String, c: &Comparison) {
         };
         let (confidence, p) = k.estimate.map_or_else(
             || ("–".to_string(), "–".to_string()),
-            |e| (text::percent(e.confidence), text::p_value(e.p)),
+            |e| (display::percent(e.confidence), display::p_value(e.p)),
         );
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td title=\"{better}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{}{}</td></tr>",
             xml(&k.metric),
             xml(&k.stat),
-            xml(&text::value(k.unit, k.base)),
-            xml(&text::value(k.unit, k.new)),
-            xml(&text::delta(k)),
-            xml(&text::interval(k)),
+            xml(&display::value(k.unit, k.base)),
+            xml(&display::value(k.unit, k.new)),
+            xml(&display::delta(k)),
+            xml(&display::interval(k)),
             xml(&confidence),
             xml(&p),
             if k.gated { "yes" } else { "reported" },

@@ -6,10 +6,10 @@
 
 use std::fmt::Write as _;
 
-use crate::compare::{Change, Check, Comparison};
+use crate::compare::{display, Change, Check, Comparison};
 use crate::run::Run;
 use crate::summary::observed_text;
-use crate::text::{self, xml};
+use crate::text::xml;
 
 /// Renders the gates of `run` (and of its comparison, when given) as JUnit XML.
 pub fn render(run: &Run, comparison: Option<&Comparison>) -> String {
@@ -76,7 +76,7 @@ pub fn render(run: &Run, comparison: Option<&Comparison>) -> String {
     out.push_str("  </testsuite>\n");
 
     if let Some(c) = comparison {
-        let method = text::method(c);
+        let method = display::method(c);
         for gated in [true, false] {
             let cases: Vec<&Check> = c.checks.iter().filter(|k| k.gated == gated).collect();
             if cases.is_empty() {
@@ -130,11 +130,11 @@ fn case(out: &mut String, k: &Check, class: &str, gated: bool) {
         "{} {}: baseline {}, new {}, delta {}; {} (minimum effect ±{})",
         k.metric,
         k.stat,
-        text::value(k.unit, k.base),
-        text::value(k.unit, k.new),
-        text::delta(k),
-        text::tested(k),
-        text::percent(k.min_effect)
+        display::value(k.unit, k.base),
+        display::value(k.unit, k.new),
+        display::delta(k),
+        display::tested(k),
+        display::percent(k.min_effect)
     );
     let _ = write!(
         out,

@@ -4,10 +4,11 @@
 
 use std::fmt::Write as _;
 
-use crate::compare::{Change, Check, Comparison};
+use crate::compare::{display, Change, Check, Comparison};
 use crate::run::{Metric, Run};
-use crate::summary::{human_us, observed_text, ordered};
+use crate::summary::{observed_text, ordered};
 use crate::text;
+use crate::text::human_us;
 
 /// Renders `run` (and its comparison with a baseline, when given) as GitHub-flavoured
 /// Markdown.
@@ -177,10 +178,10 @@ fn baseline(out: &mut String, c: &Comparison) {
         c.count(Change::Improved),
         c.count(Change::Unchanged),
         c.count(Change::Inconclusive),
-        text::md(&text::method(c)),
+        text::md(&display::method(c)),
     );
     if !c.run_to_run {
-        let _ = writeln!(out, "> ⚠️ {}\n", text::md(text::SINGLE_RUN_WARNING));
+        let _ = writeln!(out, "> ⚠️ {}\n", text::md(display::SINGLE_RUN_WARNING));
     }
     for m in &c.mismatches {
         let _ = writeln!(
@@ -255,17 +256,17 @@ fn check_table(out: &mut String, checks: &[&Check]) {
             .unwrap_or_default();
         let (confidence, p) = k.estimate.map_or_else(
             || ("–".to_string(), "–".to_string()),
-            |e| (text::percent(e.confidence), text::p_value(e.p)),
+            |e| (display::percent(e.confidence), display::p_value(e.p)),
         );
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {arrow} {} | {} | {confidence} | {} | {verdict}{note} |",
             text::md(&k.metric),
             k.stat,
-            text::value(k.unit, k.base),
-            text::value(k.unit, k.new),
-            text::delta(k),
-            text::interval(k),
+            display::value(k.unit, k.base),
+            display::value(k.unit, k.new),
+            display::delta(k),
+            display::interval(k),
             p.trim_start_matches("p=").replace("p<", "<"),
         );
     }

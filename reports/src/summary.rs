@@ -4,10 +4,10 @@
 
 use std::fmt::Write as _;
 
-use crate::compare::{Change, Check, Comparison};
+use crate::compare::{display, Change, Check, Comparison};
 use crate::key::MetricKey;
 use crate::run::{Metric, Run};
-use crate::text;
+use crate::text::human_us;
 use crate::threshold::{Agg, Expr, Verdict};
 
 /// How [`render_table`] draws.
@@ -15,28 +15,6 @@ use crate::threshold::{Agg, Expr, Verdict};
 pub struct TableOptions {
     /// Colour the verdict marks with ANSI escapes.
     pub colour: bool,
-}
-
-/// A duration in µs in a short human unit: `850µs`, `12.3ms`, `1.20s`.
-pub fn human_us(us: f64) -> String {
-    if us < 999.5 {
-        format!("{}µs", us.round())
-    } else if us < 999_500.0 {
-        three_digits(us / 1e3, "ms")
-    } else {
-        three_digits(us / 1e6, "s")
-    }
-}
-
-/// `x` with three significant digits (more for large integers) and `unit`.
-fn three_digits(x: f64, unit: &str) -> String {
-    if x >= 99.95 {
-        format!("{x:.0}{unit}")
-    } else if x >= 9.995 {
-        format!("{x:.1}{unit}")
-    } else {
-        format!("{x:.2}{unit}")
-    }
 }
 
 /// Rows of cells; the first column left-aligned, the others right-aligned.
@@ -102,13 +80,19 @@ pub(crate) fn observed_text(run: &Run, v: &Verdict) -> String {
     }
 }
 
+/// A metric key as the terminal shows it: tag values come from scenario files (step names),
+/// so control characters are escaped and long ones cut.
+fn shown(key: &MetricKey) -> String {
+    common::printable::printable(&key.to_string(), 200).into_owned()
+}
+
 /// Renders `run` as a plain-text table.
 pub fn render_table(run: &Run, opts: &TableOptions) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{} — started {} — {:.1}s",
-        run.scenario,
+        common::printable::printable(&run.scenario, 200),
         run.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
         run.duration_s
     );
@@ -128,7 +112,7 @@ pub fn render_table(run: &Run, opts: &TableOptions) -> String {
         match metric {
             Metric::Histogram(h) => {
                 let s = &h.summary;
-                let mut row = vec![key.to_string(), s.count.to_string()];
+                let mut row = vec![shown(key), s.count.to_string()];
                 for v in [
                     s.min as f64,
                     s.mean,
@@ -155,10 +139,10 @@ pub fn render_table(run: &Run, opts: &TableOptions) -> String {
                     Some(total) => format!("{} / {}", c.value, total),
                     None => c.value.to_string(),
                 };
-                counter_rows.push(vec![key.to_string(), value, rate]);
+                counter_rows.push(vec![shown(key), value, rate]);
             }
             Metric::Gauge(g) => gauge_rows.push(vec![
-                key.to_string(),
+                shown(key),
                 g.value.to_string(),
                 g.min.to_string(),
                 g.max.to_string(),
@@ -212,10 +196,10 @@ pub fn comparison_text(c: &Comparison, brief: bool) -> String {
         c.count(Change::Improved),
         c.count(Change::Unchanged),
         c.count(Change::Inconclusive),
-        text::method(c)
+        display::method(c)
     );
     if !c.run_to_run {
-        let _ = writeln!(out, "  warning: {}", text::SINGLE_RUN_WARNING);
+        let _ = writeln!(out, "  warning: {}", display::SINGLE_RUN_WARNING);
     }
     for m in &c.mismatches {
         let _ = writeln!(out, "  forced: {m}");
@@ -233,10 +217,10 @@ pub fn comparison_text(c: &Comparison, brief: bool) -> String {
             if k.gated { "" } else { "(reported) " },
             k.metric,
             k.stat,
-            text::value(k.unit, k.base),
-            text::value(k.unit, k.new),
-            text::delta(k),
-            text::tested(k),
+            display::value(k.unit, k.base),
+            display::value(k.unit, k.new),
+            display::delta(k),
+            display::tested(k),
             match (&k.estimate, &k.note) {
                 (Some(_), Some(n)) => format!(" — {n}"),
                 _ => String::new(),

@@ -385,7 +385,7 @@ fn comparisons_render_intervals_confidence_and_the_correction() {
         .iter()
         .find(|k| k.metric == "http_req_duration" && k.stat == "p99")
         .unwrap();
-    let interval = reports::text::interval(p99);
+    let interval = reports::compare::display::interval(p99);
     assert!(
         interval.starts_with('+') && interval.contains(" ["),
         "{interval}"

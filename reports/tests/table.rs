@@ -5,7 +5,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{key, started_at};
-use reports::summary::{human_us, render_table, TableOptions};
+use reports::summary::{render_table, TableOptions};
+use reports::text::human_us;
 use reports::threshold::{evaluate, Threshold};
 use reports::{Recorder, RunBuilder};
 

@@ -66,9 +66,10 @@ pub fn main(cli: Cli) -> i32 {
     }
 }
 
-/// Prints `message` as the one error line and returns `code`.
+/// Prints `message` as the one error line (control characters escaped, cut after 500
+/// characters: it may quote a file's content) and returns `code`.
 pub fn fail(code: i32, message: &str) -> i32 {
-    eprintln!("error: {message}");
+    eprintln!("error: {}", common::printable::printable(message, 500));
     code
 }
 

@@ -170,8 +170,8 @@ pub fn comparison_text(c: &Comparison, brief: bool) -> String {
             k.change.to_string(),
             k.metric,
             k.stat,
-            reports::text::value(k.unit, k.base),
-            reports::text::value(k.unit, k.new),
+            reports::compare::display::value(k.unit, k.base),
+            reports::compare::display::value(k.unit, k.new),
             k.note
                 .as_deref()
                 .map(|n| format!(" — {n}"))

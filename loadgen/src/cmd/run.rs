@@ -33,7 +33,7 @@ pub fn main(
     };
     let banner = format!(
         "running `{}` for up to {}",
-        plan.scenario.name,
+        common::printable::printable(&plan.scenario.name, 100),
         common::duration::format(plan.duration)
     );
     execute_plan(plan, out, quiet, reports, baseline.as_ref(), &banner)

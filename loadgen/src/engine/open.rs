@@ -261,10 +261,16 @@ async fn worker(
     let mut vars = journey.vars(id);
     loop {
         let job = tokio::select! {
-            job = rx.recv_async() => match job { Ok(j) => j, Err(_) => break },
+            biased;
             _ = stop.wait() => break,
+            job = rx.recv_async() => match job { Ok(j) => j, Err(_) => break },
         };
         let recorder = recorders.for_thread();
+        if stop.is_stopped() {
+            // Taken just as the run stopped: never started, like the jobs still queued.
+            common::sync::lock(&recorder).count(journey.dropped, job.intended, true);
+            break;
+        }
         let lag = Instant::now().saturating_duration_since(job.intended);
         common::sync::lock(&recorder).record(
             journey.schedule_lag,

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use reports::{MetricId, MetricKey, Recorder};
 
-pub use request::{prepare, Prepared, Response, Transport, TransportError};
+pub use request::{prepare, PrepareError, Prepared, Response, Transport, TransportError};
 pub use vars::Vars;
 
 use crate::delivery::{DeliveryHooks, Target};
@@ -176,6 +176,10 @@ pub async fn run_iteration<T: Transport>(
     intended: Instant,
     stop: &Stop,
 ) -> bool {
+    if stop.is_stopped() {
+        // Not started: the caller counts it (dropped, or not at all in the closed model).
+        return false;
+    }
     vars.next_iteration();
     vars.fill(&journey.feeders);
     if let Some(h) = &journey.delivery {
@@ -213,8 +217,8 @@ pub async fn run_iteration<T: Transport>(
         let keys = &journey.steps[i];
         let prepared = match prepare(req, vars) {
             Ok(p) => p,
-            Err(_) => {
-                record_error(journey, recorder, &req.name, "template", Instant::now());
+            Err(e) => {
+                record_error(journey, recorder, &req.name, e.cause(), Instant::now());
                 ok = false;
                 break;
             }

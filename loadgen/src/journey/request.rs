@@ -78,12 +78,38 @@ pub trait Transport {
     ) -> impl std::future::Future<Output = Result<Response, TransportError>> + Send;
 }
 
+/// Why a step could not be rendered into a request.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PrepareError {
+    /// A template read a variable that is not set.
+    #[error(transparent)]
+    Unset(#[from] Unset),
+    /// A header's rendered value is not a valid HTTP header value (a line break from a
+    /// variable, say).
+    #[error("header `{0}`: the rendered value is not a valid HTTP header value")]
+    Header(String),
+}
+
+impl PrepareError {
+    /// The `cause` tag of an iteration that stopped here.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            PrepareError::Unset(_) => "template",
+            PrepareError::Header(_) => "header",
+        }
+    }
+}
+
 /// Renders a request step.
-pub fn prepare(req: &Request, vars: &Vars) -> Result<Prepared, Unset> {
+pub fn prepare(req: &Request, vars: &Vars) -> Result<Prepared, PrepareError> {
     let url = req.url.render(vars)?;
     let mut headers = Vec::with_capacity(req.headers.len() + 1);
     for (name, value) in &req.headers {
-        headers.push((name.clone(), value.render(vars)?));
+        let value = value.render(vars)?;
+        if http::HeaderValue::from_str(&value).is_err() {
+            return Err(PrepareError::Header(name.clone()));
+        }
+        headers.push((name.clone(), value));
     }
     let body = match &req.body {
         Body::None => None,

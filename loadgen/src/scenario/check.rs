@@ -251,15 +251,11 @@ impl Checker<'_> {
         match (&t.embedded, &t.base_url) {
             (Some(_), None) => {}
             (None, Some(url)) => {
-                let ok = (url.starts_with("http://") || url.starts_with("https://"))
-                    && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
-                if !ok {
+                if let Err(e) = common::endpoint::Endpoint::parse(url, &["http", "https"]) {
                     return Err(self.err(
                         None,
                         "base_url",
-                        format!(
-                            "target.base_url: expected an http:// or https:// URL, got `{url}`"
-                        ),
+                        format!("target.base_url: expected an http:// or https:// URL: {e}"),
                     ));
                 }
                 if t.faults.is_some() {

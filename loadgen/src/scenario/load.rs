@@ -42,6 +42,11 @@ impl ScenarioError {
 
 /// Parses and validates scenario text; `path` is used in messages.
 pub fn load_str(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    // An editor's byte-order mark is not part of the YAML.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some(err) = control_character(path, text) {
+        return Err(err);
+    }
     let scenario: Scenario = serde_norway::from_str(text).map_err(|e| {
         let at = e.location().map(|l| (l.line(), l.column()));
         let message = strip_marks(&e.to_string());
@@ -69,6 +74,28 @@ pub fn located_after(
     message: String,
 ) -> ScenarioError {
     Checker { path, text }.err(anchor, needle, message)
+}
+
+/// The first control character YAML does not allow (a NUL from a bad copy, say), located at
+/// its own line and column (the YAML parser reports a byte position on line 1).
+fn control_character(path: &Path, text: &str) -> Option<ScenarioError> {
+    let (offset, c) = text
+        .char_indices()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))?;
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.chars().count(), |n| before[n + 1..].chars().count())
+        + 1;
+    Some(ScenarioError::Invalid {
+        path: path.to_path_buf(),
+        at: Some((line, col)),
+        message: format!(
+            "control character U+{:04X} is not allowed in a scenario file",
+            c as u32
+        ),
+    })
 }
 
 /// Removes libyaml's " at line N column M" (the location is already in front).

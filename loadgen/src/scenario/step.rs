@@ -181,6 +181,19 @@ impl<'de> Deserialize<'de> for Step {
             (None, Some(b)) => Body::Raw(b),
             (None, None) => Body::None,
         };
+        for (header, value) in &raw.headers {
+            if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                return Err(de::Error::custom(format!(
+                    "header name `{}` is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)",
+                    common::printable::printable(header, 60)
+                )));
+            }
+            if value.source().contains(['\r', '\n']) {
+                return Err(de::Error::custom(format!(
+                    "header `{header}`: a value may not hold a line break (CR or LF)"
+                )));
+            }
+        }
         let name = raw.name.unwrap_or_else(|| default_step_name(method, &url));
         Ok(Step::Request(Box::new(Request {
             name,
@@ -230,13 +243,52 @@ pub struct Expect {
 }
 
 /// One status or several.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
 #[serde(untagged)]
 pub enum StatusSet {
     /// One status.
     One(u16),
     /// Any of these.
     Any(Vec<u16>),
+}
+
+/// An HTTP status from a file: 100 to 599.
+fn status(v: i128) -> Result<u16, String> {
+    u16::try_from(v)
+        .ok()
+        .filter(|s| (100..=599).contains(s))
+        .ok_or_else(|| format!("expected an HTTP status from 100 to 599, got {v}"))
+}
+
+impl<'de> Deserialize<'de> for StatusSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = StatusSet;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an HTTP status such as `200`, or a list such as `[200, 201]`")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StatusSet, E> {
+                status(v.into()).map(StatusSet::One).map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StatusSet, E> {
+                status(v.into()).map(StatusSet::One).map_err(E::custom)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<StatusSet, A::Error> {
+                let mut all = Vec::new();
+                while let Some(v) = seq.next_element::<i64>()? {
+                    all.push(status(v.into()).map_err(de::Error::custom)?);
+                }
+                if all.is_empty() {
+                    return Err(de::Error::custom(
+                        "expected at least one HTTP status in the list",
+                    ));
+                }
+                Ok(StatusSet::Any(all))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl StatusSet {

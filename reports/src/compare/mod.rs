@@ -56,6 +56,7 @@
 //! and new (the reason to compare like with like).
 
 mod combine;
+pub mod display;
 mod engine;
 mod estimate;
 pub mod noise;

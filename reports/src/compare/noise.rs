@@ -19,11 +19,11 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::display;
 use super::engine::{measure, plan};
 use super::{combine, CompareError, GateOptions, Labeled, Unit};
 use crate::stats;
-use crate::summary::human_us;
-use crate::text;
+use crate::text::{self, human_us};
 
 /// The gate design a minimum detectable effect is computed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,7 +240,7 @@ fn pct(v: Option<f64>) -> String {
 fn mean_text(line: &NoiseLine) -> String {
     match line.unit {
         Unit::Micros => human_us(line.mean),
-        unit => text::value(unit, line.mean),
+        unit => display::value(unit, line.mean),
     }
 }
 
