@@ -377,8 +377,7 @@ fn stops_on_sigterm_and_prints_its_counters() {
     assert_eq!(stats["up"]["passed"], 1, "{stats}");
     assert_eq!(stats["down"]["passed"], 1, "{stats}");
     // The TUN devices went with the process.
-    let out = env.a.command("ip").args(["-o", "link"]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("pbl-a"));
+    assert!(!env.a.ip(&["-o", "link"]).contains("pbl-a"));
 }
 
 fn run(args: &[&str]) -> std::process::Output {

@@ -58,7 +58,6 @@ impl Netns {
     /// off (no router solicitations or other chatter on the test's links). Panics with the
     /// cause when it cannot, since as root it should.
     pub fn new(tag: &str) -> Netns {
-        crate::process::require("ip");
         sweep_stale();
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -81,11 +80,12 @@ impl Netns {
         Path::new(NETNS_DIR).join(&self.name)
     }
 
-    /// Runs `ip -n NAME ARGS…`; panics with its stderr when it fails.
-    pub fn ip(&self, args: &[&str]) {
+    /// Runs `ip -n NAME ARGS…` and returns what it printed; panics with its stderr when it
+    /// fails.
+    pub fn ip(&self, args: &[&str]) -> String {
         let mut all = vec!["-n", &self.name];
         all.extend_from_slice(args);
-        run_ip(&all);
+        run_ip(&all)
     }
 
     /// Sets a sysctl inside the namespace (`ip netns exec NAME sysctl -qw KEY=VALUE` without
@@ -99,7 +99,7 @@ impl Netns {
     /// A command that runs `program` inside the namespace (through `ip netns exec`, which
     /// execs it: the child's pid is the program's).
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
-        let mut cmd = Command::new("ip");
+        let mut cmd = Command::new(ip_binary());
         cmd.args(["netns", "exec", &self.name]).arg(program);
         cmd
     }
@@ -136,7 +136,7 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // Processes still inside keep it alive unnamed; their handles kill them.
-        let out = Command::new("ip")
+        let out = Command::new(ip_binary())
             .args(["netns", "delete", &self.name])
             .output();
         if let Ok(out) = out {
@@ -156,8 +156,19 @@ fn enter(path: &Path) -> io::Result<()> {
     setns(&ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
 }
 
-fn run_ip(args: &[&str]) {
-    let out = Command::new("ip")
+/// iproute2's `ip` (Debian installs it in /usr/sbin and /sbin, which a test's PATH may lack).
+fn ip_binary() -> PathBuf {
+    for p in ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"] {
+        if Path::new(p).is_file() {
+            return PathBuf::from(p);
+        }
+    }
+    crate::process::require("ip");
+    PathBuf::from("ip")
+}
+
+fn run_ip(args: &[&str]) -> String {
+    let out = Command::new(ip_binary())
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run ip {}: {e}", args.join(" ")));
@@ -167,6 +178,7 @@ fn run_ip(args: &[&str]) {
         args.join(" "),
         String::from_utf8_lossy(&out.stderr).trim()
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Deletes namespaces of ours whose process is gone (a test killed before its drops ran).
@@ -184,7 +196,9 @@ fn sweep_stale() {
             continue;
         };
         if !Path::new("/proc").join(pid.to_string()).exists() {
-            let _ = Command::new("ip").args(["netns", "delete", &name]).output();
+            let _ = Command::new(ip_binary())
+                .args(["netns", "delete", &name])
+                .output();
         }
     }
 }
@@ -246,9 +260,10 @@ mod tests {
         // The root namespace has no route into the test subnet.
         assert!(UdpSocket::bind("198.18.1.1:0").is_err());
         // A command runs inside: it sees the veth, not the root namespace's devices.
-        let out = a.command("ip").args(["-o", "link"]).output().unwrap();
-        let links = String::from_utf8_lossy(&out.stdout);
-        assert!(links.contains("pbv@"), "{links}");
+        let out = a.command("cat").arg("/proc/net/dev").output().unwrap();
+        let devices = String::from_utf8_lossy(&out.stdout);
+        assert!(devices.contains("pbv:"), "{devices}");
+        assert!(a.ip(&["-o", "link"]).contains("pbv@"));
 
         let path = a.path();
         let unwound = std::panic::catch_unwind(move || {

@@ -76,7 +76,7 @@ impl DelayQueue {
 }
 
 /// Reads packets from `from` until `stop` fires, and queues the ones the line keeps.
-pub(crate) fn read(
+fn read(
     from: &SyncDevice,
     direction: Direction,
     shared: &Shared,
@@ -110,7 +110,7 @@ fn lock_line(shared: &Shared, direction: Direction) -> std::sync::MutexGuard<'_,
 }
 
 /// Writes each queued packet to `to` when it is due, until the queue closes.
-pub(crate) fn write(to: &SyncDevice, queue: &DelayQueue) {
+fn write(to: &SyncDevice, queue: &DelayQueue) {
     let mut failures = 0u64;
     while let Some(packet) = queue.pop_due() {
         // The kernel refuses a packet it cannot take (e.g. the device went down); the far
