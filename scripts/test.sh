@@ -12,6 +12,9 @@ need_apt=(
   python3-jwt python3-cryptography  # mock APNs: provider tokens checked against PyJWT
   chromium chromium-driver     # reports: the HTML report opened in headless Chromium
 )
+# Link emulator (testbed/tests/link.rs, apns-relay/tests/overseas.rs, testkit::netns): `ip` for
+# network namespaces and veth pairs. Those tests need root and skip, saying so, without it.
+need_apt+=(iproute2)
 # reports: .hlog files are read back with HdrHistogram's Python reader (PyPI hdrhistogram).
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 missing=()
