@@ -42,7 +42,7 @@ fn main() {
     let rounds: usize = arg("--rounds", "2").parse().expect("--rounds: a number");
     let router_extra = format!("request_timeout = \"{timeout}\"\nretry_for = \"120s\"");
     println!(
-        "loss,round,path,pushes,completion_s,pushes_per_s,p50_ms,p99_ms,max_ms,accepted,unknown,rejected,no_outcome,resent,at_mock,duplicates,packets,packets_lost,tcp_retransmits"
+        "loss,round,path,pushes,completion_s,pushes_per_s,p50_ms,p99_ms,max_ms,accepted,unknown,rejected,no_outcome,resent,at_mock,duplicates,packets_up,packets_down,packets_lost,tcp_retransmits"
     );
     for loss in losses.split(',') {
         let profile = format!("{link} loss={loss}");
@@ -70,11 +70,12 @@ fn main() {
                 let after = Counts::now(&env);
                 let row = row(&sent, &env);
                 println!(
-                    "{loss},{round},{},{n},{:.2},{:.0},{row},{},{},{}",
+                    "{loss},{round},{},{n},{:.2},{:.0},{row},{},{},{},{}",
                     via.name(),
                     completion.as_secs_f64(),
                     n as f64 / completion.as_secs_f64(),
-                    after.packets - before.packets,
+                    after.up - before.up,
+                    after.down - before.down,
                     after.lost - before.lost,
                     after.retransmits - before.retransmits,
                 );
@@ -117,10 +118,12 @@ fn row(sent: &[Sent], env: &Overseas) -> String {
     )
 }
 
-/// Counters that only grow: packets the link carried and dropped (both directions), and TCP
-/// segments the kernels of both namespaces retransmitted.
+/// Counters that only grow: packets offered to the link from China (up) and from the US
+/// (down), packets it dropped (both ways), and TCP segments the kernels of both namespaces
+/// retransmitted.
 struct Counts {
-    packets: u64,
+    up: u64,
+    down: u64,
     lost: u64,
     retransmits: u64,
 }
@@ -130,7 +133,8 @@ impl Counts {
         let s = env.link.stats();
         let both = [s.up, s.down];
         Counts {
-            packets: both.iter().map(|c| c.packets).sum(),
+            up: s.up.packets,
+            down: s.down.packets,
             lost: both
                 .iter()
                 .map(|c| c.lost_random + c.lost_burst + c.dropped_queue + c.dropped_cut)

@@ -545,6 +545,13 @@ mod tests {
             e,
             "p.toml:3:8: expected a probability such as `2%` or `0.02` (0 to 100%), got `x`"
         );
+        let e = Profile::load(std::path::Path::new("/nonexistent/link.toml"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "/nonexistent/link.toml: cannot read: No such file or directory (os error 2)"
+        );
         let e = Profile::from_toml("jiter = \"1ms\"\n", "p.toml")
             .unwrap_err()
             .to_string();
