@@ -4,8 +4,8 @@
 //! through the relay (the release binary, TLS inbound, fjall dedupe) and through its CONNECT
 //! proxy, `--rounds` times in turn. Per round, path and loss level: completion time,
 //! p50/p99/max per push (from handing the push to the router to its final outcome, retries
-//! included), outcomes, duplicates at the mock, the packets that crossed the link and those it
-//! dropped, and the TCP segments both kernels retransmitted (`RetransSegs` of the two
+//! included), outcomes, duplicates at the mock, the packets and bytes offered to the link in
+//! each direction and the packets it dropped, and the TCP segments both kernels retransmitted (`RetransSegs` of the two
 //! namespaces). Needs root.
 //!
 //! ```text
@@ -42,7 +42,7 @@ fn main() {
     let rounds: usize = arg("--rounds", "2").parse().expect("--rounds: a number");
     let router_extra = format!("request_timeout = \"{timeout}\"\nretry_for = \"120s\"");
     println!(
-        "loss,round,path,pushes,completion_s,pushes_per_s,p50_ms,p99_ms,max_ms,accepted,unknown,rejected,no_outcome,resent,at_mock,duplicates,packets_up,packets_down,packets_lost,tcp_retransmits"
+        "loss,round,path,pushes,completion_s,pushes_per_s,p50_ms,p99_ms,max_ms,accepted,unknown,rejected,no_outcome,resent,at_mock,duplicates,packets_up,packets_down,bytes_up,bytes_down,packets_lost,tcp_retransmits"
     );
     for loss in losses.split(',') {
         let profile = format!("{link} loss={loss}");
@@ -70,12 +70,14 @@ fn main() {
                 let after = Counts::now(&env);
                 let row = row(&sent, &env);
                 println!(
-                    "{loss},{round},{},{n},{:.2},{:.0},{row},{},{},{},{}",
+                    "{loss},{round},{},{n},{:.2},{:.0},{row},{},{},{},{},{},{}",
                     via.name(),
                     completion.as_secs_f64(),
                     n as f64 / completion.as_secs_f64(),
                     after.up - before.up,
                     after.down - before.down,
+                    after.bytes_up - before.bytes_up,
+                    after.bytes_down - before.bytes_down,
                     after.lost - before.lost,
                     after.retransmits - before.retransmits,
                 );
@@ -118,12 +120,14 @@ fn row(sent: &[Sent], env: &Overseas) -> String {
     )
 }
 
-/// Counters that only grow: packets offered to the link from China (up) and from the US
-/// (down), packets it dropped (both ways), and TCP segments the kernels of both namespaces
-/// retransmitted.
+/// Counters that only grow: packets and bytes offered to the link from China (up) and from
+/// the US (down), packets it dropped (both ways), and TCP segments the kernels of both
+/// namespaces retransmitted.
 struct Counts {
     up: u64,
     down: u64,
+    bytes_up: u64,
+    bytes_down: u64,
     lost: u64,
     retransmits: u64,
 }
@@ -135,6 +139,8 @@ impl Counts {
         Counts {
             up: s.up.packets,
             down: s.down.packets,
+            bytes_up: s.up.bytes,
+            bytes_down: s.down.bytes,
             lost: both
                 .iter()
                 .map(|c| c.lost_random + c.lost_burst + c.dropped_queue + c.dropped_cut)
