@@ -5,8 +5,8 @@
 //! proxy, `--rounds` times in turn. Per round, path and loss level: completion time,
 //! p50/p99/max per push (from handing the push to the router to its final outcome, retries
 //! included), outcomes, duplicates at the mock, the packets and bytes offered to the link in
-//! each direction and the packets it dropped, and the TCP segments both kernels retransmitted (`RetransSegs` of the two
-//! namespaces). Needs root.
+//! each direction and the packets it dropped, and the TCP segments both kernels retransmitted
+//! (`RetransSegs` of the two namespaces). Needs root.
 //!
 //! ```text
 //! cargo build --release -p apns-relay --bin apns-relay --example overseas_bench
