@@ -35,6 +35,7 @@ mod forward;
 pub mod line;
 pub mod profile;
 mod tun;
+mod units;
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
