@@ -103,8 +103,8 @@ impl Overseas {
             Netns::new(&format!("{tag}-us")),
         );
         let link = Link::start(LinkConfig {
-            a: Side::new(Some(cn.path().to_str().unwrap()), "pbl", CN, 24),
-            b: Side::new(Some(us.path().to_str().unwrap()), "pbl", US, 24),
+            a: Side::new(Some(cn.name()), "pbl", CN, 24),
+            b: Side::new(Some(us.name()), "pbl", US, 24),
             profile: Profile::parse(profile).unwrap(),
             seed: 17,
         })
@@ -146,34 +146,7 @@ impl Overseas {
         ] {
             std::fs::write(dir.path().join(name), text).unwrap();
         }
-        let mock_local = format!("127.0.0.1:{}", mock.addr().port());
-        let relay_toml = format!(
-            r#"[relay]
-listen = "{US}:{RELAY_PORT}"
-tls = {{ cert = "relay.crt", key = "relay.key" }}
-drain_timeout = "5s"
-
-[apns]
-endpoint = "https://{mock_local}"
-ca = "apns-ca.pem"
-connections = 4
-request_timeout = "5s"
-token = {{ key = "key.p8", key_id = "{KEY_ID}", team_id = "{TEAM}" }}
-
-[dedupe]
-path = "dedupe"
-
-[proxy]
-listen = "{US}:{PROXY_PORT}"
-tls = {{ cert = "relay.crt", key = "relay.key" }}
-resolve = {{ "api.push.apple.com:443" = "{mock_local}" }}
-
-[[senders]]
-name = "cn-app"
-bearer_token = "{SENDER_TOKEN}"
-proxy_password = "{PROXY_PASSWORD}"
-"#
-        );
+        let relay_toml = relay_toml(&format!("127.0.0.1:{}", mock.addr().port()));
         std::fs::write(dir.path().join("relay.toml"), relay_toml).unwrap();
         let mut env = Overseas {
             relay: None,
@@ -268,6 +241,39 @@ proxy_password = "{PROXY_PASSWORD}"
         self.us_runtime
             .block_on(self.mock.wait_for_count(n, within))
     }
+}
+
+/// The relay's config: TLS relay and proxy listeners on the US address, the mock APNs at
+/// `mock_local` (its loopback address in "US"), one sender with a bearer token and a proxy
+/// password.
+fn relay_toml(mock_local: &str) -> String {
+    format!(
+        r#"[relay]
+listen = "{US}:{RELAY_PORT}"
+tls = {{ cert = "relay.crt", key = "relay.key" }}
+drain_timeout = "5s"
+
+[apns]
+endpoint = "https://{mock_local}"
+ca = "apns-ca.pem"
+connections = 4
+request_timeout = "5s"
+token = {{ key = "key.p8", key_id = "{KEY_ID}", team_id = "{TEAM}" }}
+
+[dedupe]
+path = "dedupe"
+
+[proxy]
+listen = "{US}:{PROXY_PORT}"
+tls = {{ cert = "relay.crt", key = "relay.key" }}
+resolve = {{ "api.push.apple.com:443" = "{mock_local}" }}
+
+[[senders]]
+name = "cn-app"
+bearer_token = "{SENDER_TOKEN}"
+proxy_password = "{PROXY_PASSWORD}"
+"#
+    )
 }
 
 /// Push `i`: an alert to a device token made from `i`, with a fresh apns-id.
