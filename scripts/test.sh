@@ -23,6 +23,9 @@ need_apt+=(
   libcurator-discovery-java libcurator-recipes-java
 )
 # ------------------------------------------------------------------------------------------
+# Link emulator (testbed/tests/link.rs, apns-relay/tests/overseas.rs, testkit::netns): `ip` for
+# network namespaces and veth pairs. Those tests need root and skip, saying so, without it.
+need_apt+=(iproute2)
 # reports: .hlog files are read back with HdrHistogram's Python reader (PyPI hdrhistogram).
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 missing=()

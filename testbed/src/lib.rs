@@ -30,10 +30,14 @@
 //! certificates, APNs errors, injectable faults) for APNs clients such as the relay, served by
 //! `testbed mock-apns --listen ADDR`; [`pki`] makes the test CA, certificates and provider keys
 //! that it and its clients use.
+//!
+//! [`link`] emulates a network path (delay, jitter, loss bursts, bandwidth cap, cuts) between
+//! two network namespaces through TUN devices, served by `testbed link`.
 
 mod accept;
 pub mod apns;
 pub mod gateway;
+pub mod link;
 pub mod pki;
 mod timer;
 

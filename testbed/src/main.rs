@@ -14,6 +14,15 @@
 //! serves the mock APNs (see `testbed::apns`) and prints `listening on https://ADDR`, then
 //! `credentials in DIR` (CA to trust, `.p8` provider key, team and key id).
 //! `testbed apns-token --tls-dir DIR` prints a fresh provider token signed with that key.
+//!
+//! ```text
+//! testbed link --a-netns cn --a-addr 198.18.0.1/24 --b-netns us --b-addr 198.18.0.2/24 \
+//!              --profile "rtt=180ms jitter=20ms loss=2% rate=20mbit" [--control 127.0.0.1:0]
+//! ```
+//! joins two network namespaces through TUN devices and emulates the link between them (see
+//! `testbed::link`); prints `link up: …` and `control on ADDR`, takes `cut [DURATION]`,
+//! `restore`, `profile [PROFILE]` and `stats` there, one per line, and prints `stats {…}` on
+//! SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -24,6 +33,7 @@ use clap::{Args, Parser, Subcommand};
 use common::duration::parse as parse_duration;
 use testbed::{FaultConfig, GatewayConfig, RoomCommand, RoomsConfig};
 
+mod link_cli;
 mod mock_apns_cli;
 
 /// Embedded default targets for pushbench.
@@ -42,6 +52,9 @@ enum Command {
     MockApns(mock_apns_cli::MockApnsArgs),
     /// Print a provider token (JWT) signed with the .p8 key of a mock-apns credentials dir.
     ApnsToken(mock_apns_cli::ApnsTokenArgs),
+    /// Emulate a link (delay, jitter, loss, bandwidth cap, cuts) between two network
+    /// namespaces through TUN devices, until SIGINT or SIGTERM (needs root).
+    Link(link_cli::LinkArgs),
     /// A room process of `gateway --room-processes` (started by the gateway, not by hand).
     #[command(hide = true)]
     Room {
@@ -190,6 +203,7 @@ fn main() -> ExitCode {
         }
         Command::MockApns(args) => mock_apns_cli::main(args),
         Command::ApnsToken(args) => mock_apns_cli::token(args),
+        Command::Link(args) => link_cli::main(args),
         Command::Room { args } => testbed::gateway::room::run_process(args),
     }
 }

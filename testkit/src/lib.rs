@@ -8,10 +8,13 @@
 //! - [`wait`]: wait for a condition with a deadline.
 //! - [`servers`]: outside servers a test needs (redis-server, nginx), installed by
 //!   `scripts/test.sh`, started on private addresses and stopped on drop.
+//! - [`netns`]: network namespaces a test makes for itself (as root), removed on drop, with
+//!   commands, threads and runtimes inside and veth pairs between them.
 
 #![deny(missing_docs)]
 
 pub mod net;
+pub mod netns;
 pub mod process;
 pub mod servers;
 pub mod wait;
