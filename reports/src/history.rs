@@ -7,8 +7,9 @@
 //! the oldest beyond `keep`. The runs of a history must be alike (one scenario, one load
 //! shape, as [`compare`](fn@crate::compare) requires): [`add`] refuses a run unlike the ones
 //! kept unless told to replace them, and [`read_runs`] hands them to the comparison, which
-//! refuses unlike runs by file name. Globs are the caller's to expand (the shell, or the CLI);
-//! this module takes files and folders.
+//! refuses unlike runs by file name. [`read_runs`] also reads a folder of run output folders
+//! (`DIR/*/run.json`, as `loadgen run --out` and `loadgen ab` write them). Globs are the
+//! caller's to expand (the shell, or the CLI); this module takes files and folders.
 
 use std::path::{Path, PathBuf};
 
@@ -53,7 +54,7 @@ pub enum HistoryError {
         source: RunError,
     },
     /// A folder without run records.
-    #[error("{0}: no run records (*.json) in this folder")]
+    #[error("{0}: no run records (*.json, or */run.json) in this folder")]
     Empty(String),
     /// A file could not be written or removed.
     #[error("{path}: cannot write: {message}")]
@@ -115,15 +116,33 @@ fn folder_files(dir: &Path) -> Result<Vec<PathBuf>, HistoryError> {
     Ok(files)
 }
 
-/// Reads run records from `paths`, each a file or a folder of `*.json` run records, oldest
-/// first (by start time). A folder without run records is an error, as is any file that is
-/// not a run record.
+/// The run records of a folder as [`read_runs`] takes them: its own `*.json` files and the
+/// `run.json` of each subfolder (`loadgen run --out` folders, `loadgen ab`'s rounds).
+fn folder_runs(dir: &Path) -> Result<Vec<PathBuf>, HistoryError> {
+    let mut files = folder_files(dir)?;
+    let entries = std::fs::read_dir(dir).map_err(|e| HistoryError::Read {
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    files.extend(
+        entries
+            .flatten()
+            .map(|e| e.path().join("run.json"))
+            .filter(|p| p.is_file()),
+    );
+    files.sort();
+    Ok(files)
+}
+
+/// Reads run records from `paths`, each a file or a folder (its `*.json` run records and its
+/// subfolders' `run.json`), oldest first (by start time). A folder without run records is an
+/// error, as is any file that is not a run record.
 pub fn read_runs<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<Loaded>, HistoryError> {
     let mut out = Vec::new();
     for path in paths {
         let path = path.as_ref();
         let files = if path.is_dir() {
-            let files = folder_files(path)?;
+            let files = folder_runs(path)?;
             if files.is_empty() {
                 return Err(HistoryError::Empty(path.display().to_string()));
             }

@@ -77,6 +77,33 @@ fn adding_keeps_the_newest_runs_and_reading_returns_them_oldest_first() {
 }
 
 #[test]
+fn a_folder_of_run_output_folders_reads_each_run_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = fastrand::Rng::with_seed(4);
+    // As `loadgen run --out DIR/N` (and `loadgen ab`) lay them out; other files are not runs.
+    for (round, minute) in [("02", 1), ("01", 0)] {
+        let out = tmp.path().join(round);
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(
+            out.join("run.json"),
+            run_at(&mut rng, minute).to_json_pretty().unwrap(),
+        )
+        .unwrap();
+        std::fs::write(out.join("loadgen.log"), "not a run").unwrap();
+    }
+    std::fs::create_dir(tmp.path().join("empty")).unwrap();
+    let loaded = history::read_runs(&[tmp.path()]).unwrap();
+    let paths: Vec<PathBuf> = loaded.iter().map(|l| l.path.clone()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            tmp.path().join("01/run.json"),
+            tmp.path().join("02/run.json")
+        ]
+    );
+}
+
+#[test]
 fn unlike_runs_are_refused_or_replaced_and_named() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
@@ -122,7 +149,10 @@ fn bad_files_and_folders_are_named() {
     let err = history::read_runs(&[&dir]).unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("{}: no run records (*.json) in this folder", dir.display())
+        format!(
+            "{}: no run records (*.json, or */run.json) in this folder",
+            dir.display()
+        )
     );
     let bad = dir.join("broken.json");
     std::fs::write(&bad, "{\n  \"version\": 1,\n  \"scenario\": oops\n}\n").unwrap();

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Check, Comparison, Unit};
+use super::{Change, Check, Comparison, Unit};
 use crate::text::human_us;
 
 /// A compared value in its unit: `12.3ms`, `1520.4/s`, `0.12%`, `3000`.
@@ -30,9 +30,17 @@ pub fn delta(c: &Check) -> String {
     out
 }
 
-/// A relative change with its sign: `+12.3%`.
-fn signed_pct(v: f64) -> String {
-    format!("{:+.1}%", v * 100.0)
+/// Relative changes beyond this (×11) are shown as `>+1000%`: an interval that wide (one
+/// degree of freedom at a Holm-corrected level) says "cannot tell", whatever its digits.
+pub const SHOWN_MAX: f64 = 10.0;
+
+/// A relative change with its sign: `+12.3%`; `>+1000%` beyond [`SHOWN_MAX`].
+pub fn signed_pct(v: f64) -> String {
+    if v > SHOWN_MAX {
+        format!(">{:+.0}%", SHOWN_MAX * 100.0)
+    } else {
+        format!("{:+.1}%", v * 100.0)
+    }
 }
 
 /// A tested check's change with its interval, `+12.6% [+3.1%, +22.9%]`; `–` when untested.
@@ -114,7 +122,7 @@ pub fn method(c: &Comparison) -> String {
     let _ = write!(
         out,
         "); minimum effect ±{} (latencies at least {}); at least {} samples",
-        percent(c.noise),
+        percent(c.min_effect),
         human_us(c.floor_us),
         c.min_samples
     );
@@ -123,3 +131,34 @@ pub fn method(c: &Comparison) -> String {
 
 /// The warning a comparison of single runs carries.
 pub const SINGLE_RUN_WARNING: &str = "one run a side: the noise between runs is not measured, so the false-alarm rate holds only if runs differ by their own noise; compare against several baselines (a history) or A/B rounds";
+
+/// The gate's verdict on the gated checks in one line: failed (some regressed), passed, or
+/// passed with the checks it could not judge named by their number — an inconclusive check
+/// neither passes nor fails, and a gate where every check is inconclusive says so.
+pub fn gate_verdict(c: &Comparison) -> String {
+    let gated = c.checks.iter().filter(|k| k.gated).count();
+    let regressed = c.regressions();
+    let inconclusive = c
+        .checks
+        .iter()
+        .filter(|k| k.gated && k.change == Change::Inconclusive)
+        .count();
+    let s = if gated == 1 { "" } else { "s" };
+    if gated == 0 {
+        "gate: nothing to judge (no gated metric is in the runs)".to_string()
+    } else if regressed > 0 {
+        format!("gate failed: {regressed} of {gated} gated check{s} regressed")
+    } else if inconclusive == gated {
+        format!(
+            "gate inconclusive: none of {gated} gated check{s} could be told from ±{} at the requested confidence (too few samples or runs); nothing regressed",
+            percent(c.min_effect)
+        )
+    } else if inconclusive > 0 {
+        format!(
+            "gate passed: no gated check regressed; {inconclusive} of {gated} inconclusive (too few samples or runs to tell ±{})",
+            percent(c.min_effect)
+        )
+    } else {
+        format!("gate passed: none of {gated} gated check{s} regressed")
+    }
+}

@@ -4,8 +4,8 @@
 use super::combine::{self, Combined};
 use super::estimate::{self, MetricData, NoEstimate, RunEstimate, Stat};
 use super::{
-    direction, is_bad_count, threshold_keys, Change, Check, CompareError, Comparison, Design,
-    Direction, Estimate, GateOptions, Labeled, Scope, Unit, SHAPE_FIELDS,
+    direction, gate_keys, is_bad_count, shape_differences, Change, Check, CompareError, Comparison,
+    Design, Direction, Estimate, GateOptions, Labeled, Scope, Unit,
 };
 use crate::key::MetricKey;
 use crate::run::{Metric, Run};
@@ -34,13 +34,6 @@ pub(crate) struct Measured {
 
 /// How `runs` differ from `reference` in scenario and load shape, each line naming the run.
 pub(crate) fn unlike(reference: &Run, runs: &[Labeled<'_>]) -> Vec<String> {
-    let field = |run: &Run, name: &str| {
-        run.meta
-            .as_ref()
-            .and_then(|m| m.get(name))
-            .cloned()
-            .unwrap_or(serde_json::Value::Null)
-    };
     let mut out = Vec::new();
     for l in runs {
         let who = if l.label.is_empty() {
@@ -48,18 +41,11 @@ pub(crate) fn unlike(reference: &Run, runs: &[Labeled<'_>]) -> Vec<String> {
         } else {
             format!("{}: ", l.label)
         };
-        if reference.scenario != l.run.scenario {
-            out.push(format!(
-                "{who}scenario `{}` vs `{}`",
-                reference.scenario, l.run.scenario
-            ));
-        }
-        for name in SHAPE_FIELDS {
-            let (b, n) = (field(reference, name), field(l.run, name));
-            if b != n {
-                out.push(format!("{who}load shape `{name}`: {b} vs {n}"));
-            }
-        }
+        let why = shape_differences(
+            (&reference.scenario, reference.meta.as_ref()),
+            (&l.run.scenario, l.run.meta.as_ref()),
+        );
+        out.extend(why.into_iter().map(|w| format!("{who}{w}")));
     }
     out
 }
@@ -81,7 +67,7 @@ pub(crate) fn plan(scope: &Scope, base: &[Labeled<'_>], new: &[Labeled<'_>]) -> 
         }
         let mut named: Vec<MetricKey> = Vec::new();
         for l in new {
-            for k in threshold_keys(l.run) {
+            for k in gate_keys(l.run) {
                 if !named.contains(&k) {
                     named.push(k);
                 }
@@ -107,9 +93,13 @@ pub(crate) fn plan(scope: &Scope, base: &[Labeled<'_>], new: &[Labeled<'_>]) -> 
         Scope::Asked(keys) => planned(asked(keys), true),
         Scope::AskedAndRest(keys) => {
             let gated = asked(keys);
+            // A gated key the runs hold is that metric alone; a gated filter they do not hold
+            // is the merge of the keys it selects, which are then not reported again.
+            let covers =
+                |g: &MetricKey, k: &MetricKey| g == k || (!every.contains(g) && k.matches(g));
             let rest = every
                 .iter()
-                .filter(|k| !gated.contains(k))
+                .filter(|k| !gated.iter().any(|g| covers(g, k)))
                 .cloned()
                 .collect();
             let mut out = planned(gated, true);
@@ -491,7 +481,7 @@ pub(crate) fn run(
             .map(|l| l.run.started_at)
             .max()
             .unwrap_or(reference.started_at),
-        noise: opts.min_effect,
+        min_effect: opts.min_effect,
         floor_us: opts.floor_us,
         min_samples: opts.min_samples,
         alpha: opts.alpha,

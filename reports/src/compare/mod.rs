@@ -99,8 +99,9 @@ impl Default for CompareOptions {
 /// Which metrics a comparison looks at, and which of them gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
-    /// Gate the named metric keys (exact keys or tag filters). Empty: the metrics the new
-    /// runs' thresholds name, or every plain-name metric when they have none.
+    /// Gate the named metric keys (exact keys or tag filters). Empty: the new runs' gate
+    /// lists or the metrics their thresholds name ([`gate_keys`]), or every plain-name metric
+    /// when they have neither.
     Asked(Vec<MetricKey>),
     /// As `Asked`, and also compare every other metric: reported, in a family of their own
     /// (corrected for their number), never gating.
@@ -249,8 +250,7 @@ pub fn is_bad_count(name: &str) -> bool {
     BAD.iter().any(|b| name.contains(b))
 }
 
-/// The metric keys `run`'s thresholds name, in order, each once: what a comparison gates by
-/// default.
+/// The metric keys `run`'s thresholds name, in order, each once.
 pub fn threshold_keys(run: &Run) -> Vec<MetricKey> {
     let mut keys: Vec<MetricKey> = Vec::new();
     for v in &run.thresholds {
@@ -261,6 +261,54 @@ pub fn threshold_keys(run: &Run) -> Vec<MetricKey> {
         }
     }
     keys
+}
+
+/// What a comparison gates by default: the scenario's `gate:` list when the run carries one
+/// (`meta.gate`, metric keys or tag filters), else the metric keys its thresholds name.
+pub fn gate_keys(run: &Run) -> Vec<MetricKey> {
+    let listed = run
+        .meta
+        .as_ref()
+        .and_then(|m| m.get("gate"))
+        .and_then(|g| g.as_array());
+    match listed {
+        Some(keys) if !keys.is_empty() => {
+            let mut out: Vec<MetricKey> = Vec::new();
+            for k in keys.iter().filter_map(|k| k.as_str()?.parse().ok()) {
+                if !out.contains(&k) {
+                    out.push(k);
+                }
+            }
+            out
+        }
+        _ => threshold_keys(run),
+    }
+}
+
+/// How `other` differs from `reference` in scenario name and load shape ([`SHAPE_FIELDS`]
+/// of their `meta`), one line per difference: empty when they are alike. What
+/// [`differences`] checks for runs, for plans not run yet (`loadgen ab` checks its arms
+/// before sending anything).
+pub fn shape_differences(
+    reference: (&str, Option<&serde_json::Value>),
+    other: (&str, Option<&serde_json::Value>),
+) -> Vec<String> {
+    let field = |meta: Option<&serde_json::Value>, name: &str| {
+        meta.and_then(|m| m.get(name))
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let mut out = Vec::new();
+    if reference.0 != other.0 {
+        out.push(format!("scenario `{}` vs `{}`", reference.0, other.0));
+    }
+    for name in SHAPE_FIELDS {
+        let (b, n) = (field(reference.1, name), field(other.1, name));
+        if b != n {
+            out.push(format!("load shape `{name}`: {b} vs {n}"));
+        }
+    }
+    out
 }
 
 /// How `others` differ from `reference` in scenario and load shape ([`SHAPE_FIELDS`]), one
@@ -354,6 +402,16 @@ pub fn parse_alpha(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Parses the power a detectable change is for: `80%`, `0.9`; at least 50%, below 100%.
+pub fn parse_power(text: &str) -> Result<f64, String> {
+    match parse_noise(text) {
+        Ok(v) if (0.5..1.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "expected a power of at least 50% and below 100% such as `80%`, got `{text}`"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +423,8 @@ mod tests {
         assert!(parse_noise("five").unwrap_err().contains("`five`"));
         assert!(parse_noise("-3%").is_err());
         assert_eq!(parse_alpha("1%").unwrap(), 0.01);
+        assert_eq!(parse_power("90%").unwrap(), 0.9);
+        assert!(parse_power("100%").unwrap_err().contains("`100%`"));
         assert_eq!(
             parse_alpha("0").unwrap_err(),
             "expected a false-alarm rate above 0% and below 50% such as `5%`, got `0`"

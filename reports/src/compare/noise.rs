@@ -43,6 +43,34 @@ pub enum NoiseDesign {
     },
 }
 
+impl std::str::FromStr for NoiseDesign {
+    type Err = String;
+
+    /// `history:N` (N baseline runs against one new run), `single` (one against one) or
+    /// `ab:N` (N alternating A/B rounds).
+    fn from_str(text: &str) -> Result<NoiseDesign, String> {
+        let bad = || {
+            format!(
+                "expected a design `history:N`, `single` or `ab:N` (N at least 1), got `{text}`"
+            )
+        };
+        let count = |n: &str| n.trim().parse::<usize>().ok().filter(|&n| n >= 1);
+        match text.trim().split_once(':') {
+            None if text.trim() == "single" => Ok(NoiseDesign::Unpaired {
+                baselines: 1,
+                new: 1,
+            }),
+            Some(("history", n)) => count(n)
+                .map(|baselines| NoiseDesign::Unpaired { baselines, new: 1 })
+                .ok_or_else(bad),
+            Some(("ab", n)) => count(n)
+                .map(|pairs| NoiseDesign::Paired { pairs })
+                .ok_or_else(bad),
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// One statistic's noise.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NoiseLine {
@@ -234,7 +262,11 @@ fn fill(
 }
 
 fn pct(v: Option<f64>) -> String {
-    v.map_or_else(|| "–".to_string(), |v| format!("{:.1}%", v * 100.0))
+    match v {
+        None => "–".to_string(),
+        Some(v) if v > display::SHOWN_MAX => format!(">{:.0}%", display::SHOWN_MAX * 100.0),
+        Some(v) => format!("{:.1}%", v * 100.0),
+    }
 }
 
 fn mean_text(line: &NoiseLine) -> String {
@@ -324,5 +356,34 @@ impl NoiseReport {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn designs_parse_by_name_and_count() {
+        assert_eq!(
+            "history:9".parse(),
+            Ok(NoiseDesign::Unpaired {
+                baselines: 9,
+                new: 1
+            })
+        );
+        assert_eq!(
+            "single".parse(),
+            Ok(NoiseDesign::Unpaired {
+                baselines: 1,
+                new: 1
+            })
+        );
+        assert_eq!("ab:10".parse(), Ok(NoiseDesign::Paired { pairs: 10 }));
+        assert_eq!(
+            "ab:0".parse::<NoiseDesign>().unwrap_err(),
+            "expected a design `history:N`, `single` or `ab:N` (N at least 1), got `ab:0`"
+        );
+        assert!("pairs:3".parse::<NoiseDesign>().is_err());
     }
 }

@@ -162,8 +162,10 @@ pub struct Comparison {
     pub base_scenario: String,
     /// When the latest baseline run started.
     pub base_started_at: chrono::DateTime<chrono::Utc>,
-    /// The minimum effect (relative), as [`GateOptions::min_effect`](super::GateOptions::min_effect).
-    pub noise: f64,
+    /// The minimum effect (relative), as [`GateOptions::min_effect`](super::GateOptions::min_effect)
+    /// (`noise` in run files written before it had this name).
+    #[serde(alias = "noise")]
+    pub min_effect: f64,
     /// The absolute latency floor of the minimum effect, µs.
     pub floor_us: f64,
     /// The minimum sample count used.
