@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand};
-use reports::compare::parse_noise;
-use reports::Format;
+use reports::compare::{parse_alpha, parse_noise, parse_power, NoiseDesign};
+use reports::{Format, MetricKey};
 
 /// pushbench's load generator: runs YAML scenario files against push gateways.
 #[derive(Debug, Parser)]
@@ -43,8 +43,12 @@ pub enum Command {
         #[arg(long)]
         ignore_limits: bool,
     },
-    /// Render a run record (html, md, junit, hlog, json), compare runs, merge runs.
+    /// Render a run record (html, md, junit, hlog, json), compare runs, merge runs, keep a
+    /// baseline history, report A/A noise.
     Report(ReportArgs),
+    /// Run a scenario against a baseline (A) and a candidate (B) alternately, N rounds, and
+    /// compare B with A round by round; exit 99 when a gated metric regressed.
+    Ab(Box<AbArgs>),
     /// Validate a scenario file and print the planned schedule; sends nothing.
     Check {
         /// The scenario file.
@@ -103,33 +107,65 @@ impl FromStr for ReportSpec {
     }
 }
 
-/// How to compare with a baseline: the flags of `report compare`, and of `run` and `report`
-/// next to `--baseline`.
+/// Which metrics gate and how sure a regression must be: the flags every comparison (`report
+/// compare`, `--baseline`, `ab`) and the noise report share.
 #[derive(Debug, Clone, Args)]
-pub struct CompareFlags {
-    /// Noise band: relative changes within it are Unchanged.
-    #[arg(long, value_name = "PERCENT", default_value = "5%", value_parser = parse_noise)]
-    pub noise: f64,
-    /// Latency changes smaller than this are Unchanged (e.g. 50us, 1ms).
-    #[arg(long, value_name = "DURATION", default_value = "50us", value_parser = parse_floor)]
-    pub noise_floor: f64,
-    /// Fewer samples than this on either side makes a check Inconclusive.
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    pub min_samples: u64,
+pub struct GateFlags {
+    /// Minimum effect: a smaller relative change is never a regression (`--noise` is an
+    /// alias).
+    #[arg(long, alias = "noise", value_name = "PERCENT", default_value = "5%", value_parser = parse_noise)]
+    pub min_effect: f64,
+    /// False-alarm rate of the whole comparison: the chance that an unchanged build shows any
+    /// regression among the gated checks (Holm-corrected for their number).
+    #[arg(long, value_name = "PERCENT", default_value = "5%", value_parser = parse_alpha)]
+    pub alpha: f64,
+    /// Gate this metric key or tag filter (repeatable); default: the scenario's `gate:` list,
+    /// else the metrics its thresholds name.
+    #[arg(long = "gate", value_name = "KEY", value_parser = parse_key)]
+    pub gate: Vec<MetricKey>,
+    /// Also compare every other metric: reported and corrected for their own number, never
+    /// failing the gate.
+    #[arg(long)]
+    pub all: bool,
     /// Compare even runs of different scenarios or load shapes.
     #[arg(long)]
     pub force: bool,
 }
 
+/// How to compare runs: the flags of `report compare`, `ab`, and of `run` and `report` next
+/// to `--baseline`.
+#[derive(Debug, Clone, Args)]
+pub struct CompareFlags {
+    /// Which metrics gate, the minimum effect and the false-alarm rate.
+    #[command(flatten)]
+    pub gate: GateFlags,
+    /// Latency changes smaller than this are never a regression (e.g. 50us, 1ms).
+    #[arg(long, value_name = "DURATION", default_value = "50us", value_parser = parse_floor)]
+    pub noise_floor: f64,
+    /// Fewer samples than this in a run makes a check Inconclusive.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub min_samples: u64,
+    /// An A/A noise profile (`report noise RUN… -o noise.json`): its run-to-run noise is
+    /// pooled in, so even one run a side is judged against the noise between runs.
+    #[arg(long, value_name = "NOISE.json")]
+    pub noise_profile: Option<PathBuf>,
+}
+
 /// The baseline flags of `run` (and `replay`) and `report`.
 #[derive(Debug, Clone, Args)]
 pub struct BaselineArgs {
-    /// Compare with this baseline run record; exit 99 when a metric regressed.
-    #[arg(long, value_name = "BASE.json")]
-    pub baseline: Option<PathBuf>,
+    /// Compare with these baseline runs: run files, folders of them (a history) or globs
+    /// (repeatable); exit 99 when a gated metric regressed.
+    #[arg(long, value_name = "BASE")]
+    pub baseline: Vec<String>,
     /// How to compare.
     #[command(flatten)]
     pub compare: CompareFlags,
+}
+
+fn parse_key(text: &str) -> Result<MetricKey, String> {
+    text.parse::<MetricKey>()
+        .map_err(|e| format!("`{text}`: {e}"))
 }
 
 fn parse_floor(text: &str) -> Result<f64, String> {
@@ -162,18 +198,23 @@ pub struct ReportArgs {
     pub baseline: BaselineArgs,
 }
 
-/// `loadgen report compare|merge`.
+/// `loadgen report compare|merge|history|noise`.
 #[derive(Debug, Subcommand)]
 pub enum ReportAction {
-    /// Compare NEW with BASE metric by metric; exit 99 when one regressed.
+    /// Compare new runs with baseline runs metric by metric; exit 99 when a gated metric
+    /// regressed.
     Compare {
-        /// The baseline run record.
-        #[arg(value_name = "BASE.json")]
-        base: PathBuf,
-        /// The new run record.
-        #[arg(value_name = "NEW.json")]
-        new: PathBuf,
-        /// Format: text, md, json (the comparison), junit, html (default text).
+        /// The baseline runs, then the new run(s): run files, folders or globs. The last
+        /// argument is the new side; with --paired, the first holds the A runs and the second
+        /// the B runs.
+        #[arg(required = true, num_args = 2.., value_name = "RUN")]
+        runs: Vec<String>,
+        /// Alternating A/B rounds, paired in start-time order (what `loadgen ab` writes as
+        /// DIR/a and DIR/b).
+        #[arg(long)]
+        paired: bool,
+        /// Format: text, md, json (the comparison), junit, html (default: from -o's
+        /// extension, else text).
         #[arg(long, short)]
         format: Option<Format>,
         /// Output file (default: standard output).
@@ -192,6 +233,110 @@ pub enum ReportAction {
         #[arg(long, short, value_name = "ALL.json")]
         output: PathBuf,
     },
+    /// Keep a baseline history: a folder of the last N runs (of the main branch).
+    History {
+        /// What to do with the history.
+        #[command(subcommand)]
+        action: HistoryAction,
+    },
+    /// The A/A noise report of runs of one unchanged build: each gated metric's run-to-run
+    /// spread and the smallest change a gate could detect; as JSON, a noise profile.
+    Noise(NoiseArgs),
+}
+
+/// `loadgen report history …`.
+#[derive(Debug, Subcommand)]
+pub enum HistoryAction {
+    /// Add a run to the history folder DIR (created when missing) and keep the newest N.
+    Add {
+        /// The history folder.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The run record to add.
+        #[arg(value_name = "RUN.json")]
+        run: PathBuf,
+        /// How many runs to keep (the oldest by start time go).
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        keep: usize,
+        /// Remove kept runs of another scenario or load shape instead of refusing the run
+        /// (the scenario changed on purpose: the history starts afresh).
+        #[arg(long)]
+        replace_unlike: bool,
+    },
+}
+
+/// What the noise report is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NoiseFormat {
+    /// Aligned plain text.
+    Text,
+    /// A Markdown table (a job summary, a PR comment).
+    Md,
+    /// JSON: also a noise profile for `--noise-profile`.
+    Json,
+}
+
+/// `loadgen report noise RUN…`.
+#[derive(Debug, Args)]
+pub struct NoiseArgs {
+    /// Runs of one unchanged build: run files, folders (a history) or globs.
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<String>,
+    /// The gate the detectable changes are for: `history:N` (N baselines against one new run),
+    /// `single` (one against one) or `ab:N` (N A/B rounds); default history of as many runs
+    /// as given.
+    #[arg(long, value_name = "DESIGN", value_parser = parse_design)]
+    pub design: Option<NoiseDesign>,
+    /// The chance of detecting a change of the printed size.
+    #[arg(long, value_name = "PERCENT", default_value = "80%", value_parser = parse_power)]
+    pub power: f64,
+    /// Format (default: from -o's extension, else text).
+    #[arg(long, short, value_enum)]
+    pub format: Option<NoiseFormat>,
+    /// Output file (default: standard output).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Which metrics gate, the minimum effect and the false-alarm rate.
+    #[command(flatten)]
+    pub gate: GateFlags,
+}
+
+fn parse_design(text: &str) -> Result<NoiseDesign, String> {
+    text.parse()
+}
+
+/// `loadgen ab SCENARIO --a NAME=VALUE… --b NAME=VALUE…`.
+#[derive(Debug, Args)]
+pub struct AbArgs {
+    /// The scenario file both arms run.
+    pub file: PathBuf,
+    /// Sets the scenario's `${NAME}` to VALUE for both arms; repeatable.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Sets `${NAME}` for arm A, the baseline (e.g. `TARGET=http://127.0.0.1:8081`);
+    /// repeatable, over `-e`.
+    #[arg(long = "a", value_name = "NAME=VALUE")]
+    pub a: Vec<String>,
+    /// Sets `${NAME}` for arm B, the candidate; repeatable, over `-e`.
+    #[arg(long = "b", value_name = "NAME=VALUE")]
+    pub b: Vec<String>,
+    /// Rounds: each runs A and B back to back, alternating which goes first (A B, B A, …).
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u16).range(1..))]
+    pub rounds: u16,
+    /// Output folder: DIR/a/NN and DIR/b/NN hold each round's run, DIR/comparison.json the
+    /// verdicts (default runs/ab-<name>-<timestamp>/).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Also write FORMAT (html, md, junit, json, text) of the comparison, with the last B
+    /// run, to FILE; repeatable.
+    #[arg(long = "report", value_name = "FORMAT=FILE")]
+    pub reports: Vec<ReportSpec>,
+    /// Run a plan beyond what this machine can hold (open files, memory, rate per core).
+    #[arg(long)]
+    pub ignore_limits: bool,
+    /// How to compare.
+    #[command(flatten)]
+    pub compare: CompareFlags,
 }
 
 /// `loadgen replay`.

@@ -1,37 +1,11 @@
-//! `loadgen report` (render, compare, merge) and `run --report/--baseline`, run as the real
+//! `loadgen report` (render, merge) and `run --report/--baseline`, run as the real
 //! binary in a temp folder.
 
 mod common;
 
-use std::time::{Duration, Instant};
-
+use common::synthetic::run_json;
 use common::{stderr, stdout, Dir};
-use reports::{MetricKey, Recorder, Run, RunBuilder};
-
-/// A run of `scenario`: `n` requests a second for 5 s at `latency_us`, `failed` of them failing.
-fn run_json(scenario: &str, latency_us: u64, n: u32, failed: u32) -> String {
-    let origin = Instant::now();
-    let start: chrono::DateTime<chrono::Utc> = "2026-11-25T19:20:00Z".parse().unwrap();
-    let mut rec = Recorder::new(origin);
-    let lat: MetricKey = "http_req_duration{journey=unicast}".parse().unwrap();
-    let reqs: MetricKey = "http_reqs{journey=unicast}".parse().unwrap();
-    let fail: MetricKey = "http_req_failed{journey=unicast}".parse().unwrap();
-    for s in 0..5u32 {
-        for i in 0..n {
-            let at = origin + Duration::from_secs_f64(f64::from(s) + f64::from(i) / f64::from(n));
-            rec.record(&lat, at, latency_us + u64::from(i % 10));
-            rec.add(&reqs, at, 1);
-            rec.count(&fail, at, i < failed);
-        }
-    }
-    let mut b = RunBuilder::new(scenario, start, origin);
-    b.absorb(rec);
-    let mut run = b.finish(Duration::from_secs(5));
-    run.meta = Some(serde_json::json!({"planned_duration_s": 5.0, "target": "embedded:gateway"}));
-    let gate = reports::Threshold::parse("http_req_failed", "rate < 1%").unwrap();
-    run.thresholds = reports::evaluate(&run, &[gate]);
-    run.to_json_pretty().unwrap()
-}
+use reports::{MetricKey, Run};
 
 #[test]
 fn report_renders_every_format() {
@@ -107,104 +81,6 @@ fn bad_run_files_name_file_line_and_column() {
 }
 
 #[test]
-fn compare_gives_verdicts_and_exits_99_on_a_regression() {
-    let d = Dir::new();
-    d.write("base.json", &run_json("quick", 2_000, 100, 0));
-    d.write("same.json", &run_json("quick", 2_020, 100, 0));
-    d.write("slow.json", &run_json("quick", 3_000, 100, 0));
-    d.write("faster.json", &run_json("quick", 1_000, 100, 0));
-    d.write("other.json", &run_json("another", 2_000, 100, 0));
-    d.write("few.json", &run_json("quick", 9_000, 10, 0));
-
-    let out = d.loadgen(&["report", "compare", "base.json", "same.json"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(stdout(&out).contains("0 regressed"), "{}", stdout(&out));
-
-    let out = d.loadgen(&["report", "compare", "base.json", "slow.json"]);
-    assert_eq!(out.status.code(), Some(99), "{}", stdout(&out));
-    let text = stdout(&out);
-    assert!(
-        text.contains("Regressed    http_req_duration p99: 2.01ms -> 3.01ms (+49.8%)"),
-        "{text}"
-    );
-
-    let out = d.loadgen(&[
-        "report",
-        "compare",
-        "base.json",
-        "faster.json",
-        "--format",
-        "json",
-    ]);
-    assert_eq!(out.status.code(), Some(0));
-    let c: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert!(c["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|k| k["change"] == "Improved"));
-
-    // A wide noise band absorbs the slowdown.
-    let out = d.loadgen(&[
-        "report",
-        "compare",
-        "base.json",
-        "slow.json",
-        "--noise",
-        "60%",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-
-    // 50 samples: latency is inconclusive (not a regression); the throughput fell 10×.
-    let out = d.loadgen(&["report", "compare", "base.json", "few.json"]);
-    assert_eq!(out.status.code(), Some(99));
-    let text = stdout(&out);
-    assert!(text.contains("Inconclusive http_req_duration p99: 2.01ms -> 9.02ms (+348.7%) — too few samples: 500 vs 50 (need 100)"), "{text}");
-    assert!(
-        text.contains("Regressed    http_reqs rate: 100.0/s -> 10.0/s (-90.0%)"),
-        "{text}"
-    );
-
-    let out = d.loadgen(&["report", "compare", "base.json", "other.json"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("refusing to compare unlike runs (scenario `quick` vs `another`)"),
-        "{}",
-        stderr(&out)
-    );
-    let out = d.loadgen(&["report", "compare", "base.json", "other.json", "--force"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("forced: scenario"),
-        "{}",
-        stdout(&out)
-    );
-
-    // Markdown and JUnit with the comparison.
-    let out = d.loadgen(&[
-        "report",
-        "slow.json",
-        "--baseline",
-        "base.json",
-        "--report",
-        "md=c.md",
-        "--report",
-        "junit=c.xml",
-    ]);
-    assert_eq!(out.status.code(), Some(99), "{}", stderr(&out));
-    let md = std::fs::read_to_string(d.path().join("c.md")).unwrap();
-    assert!(md.contains("🔴 Regressed (worse)"), "{md}");
-    let xml = std::fs::read_to_string(d.path().join("c.xml")).unwrap();
-    assert!(xml.contains("type=\"baseline\""), "{xml}");
-}
-
-#[test]
 fn merge_adds_runs_exactly() {
     let d = Dir::new();
     d.write("a.json", &run_json("quick", 2_000, 100, 1));
@@ -219,12 +95,10 @@ fn merge_adds_runs_exactly() {
     assert_eq!(h.count_between(2_000, 2_009), 500);
     assert_eq!(h.count_between(4_000, 4_009), 250);
     // The thresholds the inputs carried are evaluated again on the merged numbers.
-    assert_eq!(all.thresholds.len(), 1);
-    assert!(
-        !all.thresholds[0].ok,
-        "255 of 750 failed: {:?}",
-        all.thresholds[0]
-    );
+    assert_eq!(all.thresholds.len(), 2);
+    let failed = &all.thresholds[0];
+    assert_eq!(failed.metric, "http_req_failed");
+    assert!(!failed.ok, "255 of 750 failed: {failed:?}");
 
     d.write("other.json", &run_json("another", 2_000, 100, 0));
     let out = d.loadgen(&["report", "merge", "a.json", "other.json", "-o", "x.json"]);

@@ -4,14 +4,18 @@
 //!
 //! - [`run`]: `loadgen run` (and the run every `replay` becomes);
 //! - [`check`]: `loadgen check`, `loadgen schema`;
-//! - [`report`]: `loadgen report` (render, compare, merge) and the reports and baseline gate
-//!   at the end of a run;
+//! - [`report`]: `loadgen report` (render, merge) and the reports and baseline gate at the end
+//!   of a run; [`compare`]: `report compare`, `report history`, `report noise` and the
+//!   baselines they read;
+//! - [`ab`]: `loadgen ab`, A/B rounds of a scenario compared pair by pair;
 //! - [`replay`]: `loadgen replay`; [`inspect`]: `loadgen replay inspect`;
 //! - [`record`]: `loadgen record`;
 //! - [`internal`]: the hidden `__shard` and `__room` processes;
 //! - [`console`]: live progress on the terminal.
 
+pub mod ab;
 pub mod check;
+pub mod compare;
 pub mod console;
 pub mod inspect;
 pub mod internal;
@@ -54,6 +58,7 @@ pub fn main(cli: Cli) -> i32 {
             ignore_limits,
         } => check::main(&file, &env, ignore_limits),
         Command::Report(args) => report::main(args),
+        Command::Ab(args) => ab::main(&args),
         Command::Run {
             file,
             env,

@@ -1,14 +1,17 @@
-//! `loadgen report`: render a run record as HTML, Markdown, JUnit XML, `.hlog` or JSON,
-//! compare a run with a baseline, merge runs; and the same reports and baseline gate at the
-//! end of `run` (and `replay`) through [`finish_run`] / [`write_reports`].
+//! `loadgen report`: render a run record as HTML, Markdown, JUnit XML, `.hlog` or JSON, merge
+//! runs, and hand `compare`, `history` and `noise` to [`super::compare`]; and the same reports
+//! and baseline gate at the end of `run` (and `replay`) through [`finish_run`] /
+//! [`write_reports`].
 
 use std::path::{Path, PathBuf};
 
-use reports::compare::CompareError;
-use reports::{Change, CompareOptions, Comparison, Format, Run, Threshold};
+use reports::compare::display;
+use reports::{Comparison, Format, Run, Threshold};
 
+use super::compare as comparing;
+pub use super::compare::{load_baseline, Baseline};
 use super::exit;
-use crate::cli::{BaselineArgs, CompareFlags, ReportAction, ReportArgs, ReportSpec};
+use crate::cli::{ReportAction, ReportArgs, ReportSpec};
 
 /// Why a report command failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,67 +35,13 @@ impl ReportError {
     }
 }
 
-/// A baseline run and how to compare with it.
-#[derive(Debug, Clone)]
-pub struct Baseline {
-    /// The baseline record.
-    pub run: Run,
-    /// Where it was read from.
-    pub path: PathBuf,
-    /// How to compare.
-    pub options: CompareOptions,
-}
-
-impl Baseline {
-    /// `run` compared with this baseline; unlike runs are bad input naming the file.
-    pub fn compare(&self, run: &Run) -> Result<Comparison, ReportError> {
-        reports::compare(&self.run, run, &self.options).map_err(|e: CompareError| {
-            ReportError::BadInput(format!("{}: {e}", self.path.display()))
-        })
-    }
-}
-
-/// The comparison options `flags` give.
-pub fn compare_options(flags: &CompareFlags) -> CompareOptions {
-    CompareOptions {
-        noise: flags.noise,
-        floor_us: flags.noise_floor,
-        min_samples: flags.min_samples,
-        force: flags.force,
-    }
-}
-
-/// Reads the baseline `--baseline` names, if any.
-pub fn load_baseline(args: &BaselineArgs) -> Result<Option<Baseline>, ReportError> {
-    args.baseline
-        .as_deref()
-        .map(|path| {
-            Ok(Baseline {
-                run: load_run(path)?,
-                path: path.to_path_buf(),
-                options: compare_options(&args.compare),
-            })
-        })
-        .transpose()
-}
-
 /// Reads a run file; errors name the file (and line:column for malformed JSON).
-pub fn load_run(path: &Path) -> Result<Run, ReportError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ReportError::BadInput(format!("{}: cannot read: {e}", path.display())))?;
-    Run::from_json_str(&text).map_err(|e| {
-        let place = match &e {
-            reports::RunError::Json(j) if j.line() > 0 => {
-                format!("{}:{}:{}", path.display(), j.line(), j.column())
-            }
-            _ => path.display().to_string(),
-        };
-        ReportError::BadInput(format!("{place}: {e}"))
-    })
+pub(super) fn load_run(path: &Path) -> Result<Run, ReportError> {
+    reports::history::read_run(path).map_err(|e| ReportError::BadInput(e.to_string()))
 }
 
 /// Writes `bytes` to `path`, creating its folder.
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+pub(super) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| {
             ReportError::BadInput(format!("{}: cannot create folder: {e}", parent.display()))
@@ -129,9 +78,10 @@ pub fn finish_run(
     specs: &[ReportSpec],
     baseline: Option<&Baseline>,
 ) -> Result<Option<Comparison>, ReportError> {
-    let comparison = baseline.map(|b| b.compare(run)).transpose()?;
+    let comparison = baseline.map(|b| b.compare("this run", run)).transpose()?;
     if let Some(c) = &comparison {
-        eprint!("{}", comparison_text(c, true));
+        eprint!("{}", reports::summary::comparison_text(c, true));
+        eprintln!("{}", display::gate_verdict(c));
     }
     write_reports(run, specs, comparison.as_ref())?;
     for spec in specs {
@@ -140,49 +90,8 @@ pub fn finish_run(
     Ok(comparison)
 }
 
-/// A plain-text view of a comparison (only moved checks unless `brief` is false).
-pub fn comparison_text(c: &Comparison, brief: bool) -> String {
-    use std::fmt::Write as _;
-    let mut out = format!(
-        "baseline `{}` ({}): {} regressed, {} improved, {} unchanged, {} inconclusive (noise ±{}%)\n",
-        c.base_scenario,
-        c.base_started_at.format("%Y-%m-%d %H:%M:%S UTC"),
-        c.count(Change::Regressed),
-        c.count(Change::Improved),
-        c.count(Change::Unchanged),
-        c.count(Change::Inconclusive),
-        c.noise * 100.0
-    );
-    for m in &c.mismatches {
-        let _ = writeln!(out, "  forced: {m}");
-    }
-    for k in c
-        .checks
-        .iter()
-        .filter(|k| !brief || matches!(k.change, Change::Regressed | Change::Improved))
-    {
-        let delta = k
-            .delta
-            .map_or_else(|| "n/a".to_string(), |d| format!("{:+.1}%", d * 100.0));
-        let _ = writeln!(
-            out,
-            "  {:<12} {} {}: {} -> {} ({delta}){}",
-            k.change.to_string(),
-            k.metric,
-            k.stat,
-            reports::compare::display::value(k.unit, k.base),
-            reports::compare::display::value(k.unit, k.new),
-            k.note
-                .as_deref()
-                .map(|n| format!(" — {n}"))
-                .unwrap_or_default()
-        );
-    }
-    out
-}
-
 /// The format for `-o path` when `--format` is not given.
-fn format_for(path: Option<&Path>) -> Format {
+pub(super) fn format_for(path: Option<&Path>) -> Format {
     match path.and_then(|p| p.extension()).and_then(|e| e.to_str()) {
         Some("html" | "htm") => Format::Html,
         Some("md" | "markdown") => Format::Markdown,
@@ -193,7 +102,8 @@ fn format_for(path: Option<&Path>) -> Format {
     }
 }
 
-fn emit(bytes: &[u8], output: Option<&Path>) -> Result<(), ReportError> {
+/// Writes `bytes` to `output`, or to standard output.
+pub(super) fn emit(bytes: &[u8], output: Option<&Path>) -> Result<(), ReportError> {
     match output {
         Some(path) => write_file(path, bytes),
         None => {
@@ -220,37 +130,14 @@ fn execute(args: ReportArgs) -> Result<i32, ReportError> {
     match args.action {
         Some(ReportAction::Merge { runs, output }) => merge(&runs, &output),
         Some(ReportAction::Compare {
-            base,
-            new,
+            runs,
+            paired,
             format,
             output,
             flags,
-        }) => {
-            let baseline = Baseline {
-                run: load_run(&base)?,
-                path: base,
-                options: compare_options(&flags),
-            };
-            let new_run = load_run(&new)?;
-            let c = baseline.compare(&new_run)?;
-            let bytes = match format.unwrap_or(Format::Text) {
-                Format::Text => comparison_text(&c, false).into_bytes(),
-                Format::Json => {
-                    let mut text = serde_json::to_string_pretty(&c)
-                        .map_err(|e| ReportError::Harness(e.to_string()))?;
-                    text.push('\n');
-                    text.into_bytes()
-                }
-                f => reports::render(f, &new_run, Some(&c))
-                    .map_err(|e| ReportError::Harness(e.to_string()))?,
-            };
-            emit(&bytes, output.as_deref())?;
-            Ok(if c.regressed() {
-                exit::THRESHOLD
-            } else {
-                exit::OK
-            })
-        }
+        }) => comparing::compare(&runs, paired, format, output.as_deref(), &flags),
+        Some(ReportAction::History { action }) => comparing::history(action),
+        Some(ReportAction::Noise(args)) => comparing::noise(&args),
         None => {
             let Some(path) = args.run else {
                 return Err(ReportError::BadInput(
@@ -259,7 +146,11 @@ fn execute(args: ReportArgs) -> Result<i32, ReportError> {
             };
             let run = load_run(&path)?;
             let baseline = load_baseline(&args.baseline)?;
-            let comparison = baseline.as_ref().map(|b| b.compare(&run)).transpose()?;
+            let label = path.display().to_string();
+            let comparison = baseline
+                .as_ref()
+                .map(|b| b.compare(&label, &run))
+                .transpose()?;
             let format = args
                 .format
                 .unwrap_or_else(|| format_for(args.output.as_deref()));
@@ -270,7 +161,8 @@ fn execute(args: ReportArgs) -> Result<i32, ReportError> {
             }
             write_reports(&run, &args.reports, comparison.as_ref())?;
             if let Some(c) = &comparison {
-                eprint!("{}", comparison_text(c, true));
+                eprint!("{}", reports::summary::comparison_text(c, true));
+                eprintln!("{}", display::gate_verdict(c));
                 if c.regressed() {
                     return Ok(exit::THRESHOLD);
                 }

@@ -1,6 +1,7 @@
 //! What a run record says about its run besides the metrics (`meta` in run.json): the
-//! scenario, target, planned load shape, how the run ended and where it ran. A baseline
-//! comparison refuses runs whose planned shapes differ (`reports::compare::SHAPE_FIELDS`).
+//! scenario, target, planned load shape, how the run ended, the scenario's `gate:` list and
+//! where it ran. A baseline comparison refuses runs whose planned shapes differ
+//! (`reports::compare::SHAPE_FIELDS`) and gates the `gate:` list's metrics by default.
 
 use crate::plan::Plan;
 
@@ -23,6 +24,8 @@ pub fn meta(plan: &Plan, base_url: &str, stopped_early: Option<&str>) -> serde_j
             })
         })
         .collect();
+    let gate: Option<Vec<String>> =
+        (!s.gate.is_empty()).then(|| s.gate.iter().map(|k| k.0.to_string()).collect());
     serde_json::json!({
         "scenario_file": plan.path.display().to_string(),
         "target": if s.target.embedded.is_some() { "embedded:gateway".to_string() } else { base_url.to_string() },
@@ -32,6 +35,7 @@ pub fn meta(plan: &Plan, base_url: &str, stopped_early: Option<&str>) -> serde_j
         "replay": plan.replay.as_ref().map(|r| r.meta()),
         "load_shape": load_shape(plan),
         "stopped_early": stopped_early,
+        "gate": gate,
         "loadgen_version": env!("CARGO_PKG_VERSION"),
         "host": std::env::var("HOSTNAME").ok(),
     })

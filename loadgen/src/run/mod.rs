@@ -367,7 +367,8 @@ fn write_record(run: &Run, out_dir: &Path) -> Result<PathBuf, RunError> {
     Ok(path)
 }
 
-fn default_out_dir(name: &str) -> PathBuf {
+/// The output folder of a run of `name` when none is given: `runs/<name>-<timestamp>`.
+pub fn default_out_dir(name: &str) -> PathBuf {
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
     let safe: String = name
         .chars()

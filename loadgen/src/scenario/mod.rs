@@ -66,6 +66,11 @@ pub struct Scenario {
     /// Pass/fail criteria, k6 style: metric (with optional `{tag=value}`) → expressions.
     #[serde(default)]
     pub thresholds: BTreeMap<ThresholdKey, Vec<ThresholdExpr>>,
+    /// The metrics a baseline comparison gates by default (metric keys or tag filters, e.g.
+    /// `http_req_duration{journey=unicast}`); default: the metrics the thresholds name.
+    /// Others are compared with `--all`, reported but never failing the gate.
+    #[serde(default)]
+    pub gate: Vec<GateKey>,
 }
 
 /// Where the load goes: an embedded reference target, or a URL.
@@ -333,6 +338,20 @@ impl<'de> Deserialize<'de> for ThresholdKey {
         s.parse::<reports::MetricKey>()
             .map(ThresholdKey)
             .map_err(|e| serde::de::Error::custom(format!("threshold metric `{s}`: {e}")))
+    }
+}
+
+/// A metric key of the `gate:` list, e.g. `http_req_duration{journey=unicast}`.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[schemars(with = "String")]
+pub struct GateKey(pub reports::MetricKey);
+
+impl<'de> Deserialize<'de> for GateKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse::<reports::MetricKey>()
+            .map(GateKey)
+            .map_err(|e| serde::de::Error::custom(format!("gate metric `{s}`: {e}")))
     }
 }
 

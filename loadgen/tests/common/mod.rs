@@ -1,6 +1,8 @@
 //! Test helpers: run the real `loadgen` binary in a temp folder (ripgrep's harness style).
 #![allow(dead_code)]
 
+pub mod synthetic;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
