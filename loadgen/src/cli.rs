@@ -325,7 +325,7 @@ pub struct AbArgs {
     pub rounds: u16,
     /// Output folder: DIR/a/NN and DIR/b/NN hold each round's run, DIR/comparison.json the
     /// verdicts (default runs/ab-<name>-<timestamp>/).
-    #[arg(long, short)]
+    #[arg(long, short, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Also write FORMAT (html, md, junit, json, text) of the comparison, with the last B
     /// run, to FILE; repeatable.
