@@ -351,3 +351,32 @@ fn ab_passes_an_interrupt_to_the_run_and_compares_the_complete_rounds() {
         serde_json::from_str(&read(&d.path().join("ab/comparison.json"))).unwrap();
     assert_eq!(c["design"], serde_json::json!({"paired": {"pairs": 1}}));
 }
+
+/// A `--gate` key that selects no metric is a typo, not a passing gate: after the rounds (the
+/// runs name the metrics), exit 2 naming the key, the runs kept.
+#[test]
+fn ab_refuses_a_gate_key_that_selects_nothing() {
+    let d = Dir::new();
+    d.write("s.yaml", QUICK);
+    let out = d.loadgen(&[
+        "ab",
+        "s.yaml",
+        "-e",
+        "DURATION=1s",
+        "--rounds",
+        "1",
+        "--gate",
+        "http_req_durations",
+        "--out",
+        "ab",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("error: --gate http_req_durations: no metric of ab/b/01/run.json matches it"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(d.path().join("ab/a/01/run.json").exists());
+    assert!(d.path().join("ab/b/01/run.json").exists());
+    assert!(!d.path().join("ab/comparison.json").exists());
+}

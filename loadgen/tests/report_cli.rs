@@ -189,4 +189,25 @@ fn run_writes_reports_and_gates_on_the_baseline() {
         stderr(&out)
     );
     assert!(!d.path().join("never/run.json").exists());
+
+    // A --gate key that selects no metric is a typo, not a passing gate: exit 2, after the
+    // record is written.
+    let out = d.loadgen(&[
+        "run",
+        "fast.yaml",
+        "--out",
+        "typo",
+        "--quiet",
+        "--baseline",
+        "base/run.json",
+        "--gate",
+        "http_req_durations",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("error: --gate http_req_durations: no metric of this run matches it"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(d.path().join("typo/run.json").exists());
 }

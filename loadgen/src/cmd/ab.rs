@@ -23,7 +23,7 @@ use reports::compare::{ab_schedule, display, shape_differences, Arm};
 use reports::history::{read_run, Loaded};
 use reports::{Comparison, Labeled};
 
-use super::compare::{gate_options, write_comparison, PAIRED_PROFILE};
+use super::compare::{check_asked_keys, gate_options, write_comparison, PAIRED_PROFILE};
 use super::exit;
 use super::report::{write_reports, ReportError};
 use crate::cli::AbArgs;
@@ -297,7 +297,9 @@ fn compare_rounds(
     }
     let arm_a: Vec<Labeled<'_>> = a.iter().map(Loaded::labeled).collect();
     let arm_b: Vec<Labeled<'_>> = b.iter().map(Loaded::labeled).collect();
-    let c = reports::compare_paired(&arm_a, &arm_b, &gate_options(&args.compare)?)
+    let options = gate_options(&args.compare)?;
+    check_asked_keys(&options, &arm_b)?;
+    let c = reports::compare_paired(&arm_a, &arm_b, &options)
         .map_err(|e| ReportError::BadInput(e.to_string()))?;
     let last_b = b
         .pop()

@@ -31,7 +31,9 @@ impl Baseline {
     /// input naming the files.
     pub fn compare(&self, label: &str, run: &Run) -> Result<Comparison, ReportError> {
         let base: Vec<Labeled<'_>> = self.runs.iter().map(Loaded::labeled).collect();
-        reports::compare_runs(&base, &[Labeled::new(label, run)], &self.options)
+        let new = [Labeled::new(label, run)];
+        check_asked_keys(&self.options, &new)?;
+        reports::compare_runs(&base, &new, &self.options)
             .map_err(|e| ReportError::BadInput(e.to_string()))
     }
 }
@@ -113,15 +115,26 @@ fn read_profile(path: &Path) -> Result<NoiseReport, ReportError> {
     })
 }
 
+/// Every `--gate` key of `options` must select a metric of `runs` (see `check_gate_keys`).
+pub(super) fn check_asked_keys(
+    options: &GateOptions,
+    runs: &[Labeled<'_>],
+) -> Result<(), ReportError> {
+    match &options.scope {
+        Scope::Asked(keys) | Scope::AskedAndRest(keys) => check_gate_keys(keys, runs),
+        Scope::Every => Ok(()),
+    }
+}
+
 /// Every `--gate` key must select a metric of the runs: a key that selects nothing is a typo,
 /// not a gate that passes.
-fn check_gate_keys(keys: &[MetricKey], runs: &[Loaded]) -> Result<(), ReportError> {
+fn check_gate_keys(keys: &[MetricKey], runs: &[Labeled<'_>]) -> Result<(), ReportError> {
     for key in keys {
         let found = runs
             .iter()
             .any(|l| l.run.metrics.keys().any(|k| k.matches(key)));
         if !found {
-            let named = runs.last().map(|l| l.label.as_str()).unwrap_or("the runs");
+            let named = runs.last().map_or("the runs", |l| l.label);
             return Err(ReportError::BadInput(format!(
                 "--gate {key}: no metric of {named} matches it"
             )));
@@ -162,9 +175,9 @@ pub fn compare(
             both.label
         )));
     }
-    check_gate_keys(&flags.gate.gate, &new)?;
     let base_runs: Vec<Labeled<'_>> = base.iter().map(Loaded::labeled).collect();
     let new_runs: Vec<Labeled<'_>> = new.iter().map(Loaded::labeled).collect();
+    check_gate_keys(&flags.gate.gate, &new_runs)?;
     let c = if paired {
         reports::compare_paired(&base_runs, &new_runs, &options)
     } else {
@@ -249,7 +262,8 @@ pub fn history(action: HistoryAction) -> Result<i32, ReportError> {
 /// `loadgen report noise RUN… [--design D] [--power P] [-o FILE]`.
 pub fn noise(args: &NoiseArgs) -> Result<i32, ReportError> {
     let runs = load_runs(&args.runs)?;
-    check_gate_keys(&args.gate.gate, &runs)?;
+    let labeled: Vec<Labeled<'_>> = runs.iter().map(Loaded::labeled).collect();
+    check_gate_keys(&args.gate.gate, &labeled)?;
     let design = args.design.unwrap_or(NoiseDesign::Unpaired {
         baselines: runs.len(),
         new: 1,
@@ -261,7 +275,6 @@ pub fn noise(args: &NoiseArgs) -> Result<i32, ReportError> {
         force: args.gate.force,
         ..GateOptions::default()
     };
-    let labeled: Vec<Labeled<'_>> = runs.iter().map(Loaded::labeled).collect();
     let report = reports::noise_report(&labeled, &options, design, args.power)
         .map_err(|e| ReportError::BadInput(e.to_string()))?;
     let format = args.format.unwrap_or_else(|| {
