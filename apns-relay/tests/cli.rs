@@ -338,7 +338,7 @@ fn check_opens_every_file_and_names_the_field_and_the_path() {
             "relay.toml: senders[0] (x).keys[0] (K2): give exactly one of p8".into(),
         ),
         (
-            format!("[proxy]\nlisten = \"0.0.0.0:3128\"\n[[senders]]\nname = \"cn\"\nproxy_password = \"pw\"\n"),
+            "[proxy]\nlisten = \"0.0.0.0:3128\"\n[[senders]]\nname = \"cn\"\nproxy_password = \"pw\"\n".to_string(),
             "relay.toml: proxy.tls: a plain proxy listener off loopback would carry the Basic \
              credentials of cn in clear across the border"
                 .into(),

@@ -300,7 +300,7 @@ async fn curl_reads_every_refusal_whole_and_a_10_mb_body_gets_its_413_with_json(
     // before it answers.
     let refusals: Vec<_> = (0..20)
         .map(|i| {
-            let (url, curl) = (url.clone(), curl.clone());
+            let url = url.clone();
             tokio::task::spawn_blocking(move || {
                 let auth = if i % 2 == 0 {
                     "authorization: bearer nope"
