@@ -183,7 +183,13 @@ impl Running {
                     "drain timeout with pushes in flight"
                 );
             }
-            let _ = relay.store().ping().await;
+            // Carries the last outcomes to the disk; bounded, since a store that is gone
+            // (Redis down) would hold the exit up for as long as its client retries.
+            match tokio::time::timeout(Duration::from_secs(5), relay.store().ping()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "dedupe store: last flush failed"),
+                Err(_) => tracing::warn!("dedupe store: no answer to the last flush in 5 s"),
+            }
         }
         if let Some((stop, task)) = self.ops {
             let _ = stop.send(true);
