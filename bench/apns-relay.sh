@@ -4,7 +4,7 @@
 # at a fixed rate, alternating in one sitting. Prints CSV rows per round and target, with the
 # CPU time and write system calls each push cost.
 # Usage: bench/apns-relay.sh [--pin] [--n 20000] [--rate 5000] [--rounds 3] [--concurrency 256]
-#        [--fsync true|false] [--store DIR] [--soak SECS]
+#        [--fsync true|false] [--store DIR] [--cache-mib 256] [--soak SECS [--soak-direct SECS]]
 #        bench/apns-relay.sh --day-store DIR [KEYS]   (fills DIR with KEYS done pushes, default
 #                                   43,200,000: a day at 500/s; then pass --store DIR)
 #        bench/apns-relay.sh --sync-probe   (the disk's own fdatasync/syncfs latency)

@@ -10,7 +10,8 @@
 //!
 //! `--store DIR` runs the relay on an existing dedupe store (one filled with a day of keys by
 //! `store_bench --keep DIR`) instead of an empty one. `--soak SECS` replaces the rounds: pushes
-//! at `--rate` for SECS straight to the mock, then for SECS through the relay, printing a row
+//! at `--rate` straight to the mock (for `--soak-direct` seconds, default SECS), then for SECS
+//! through the relay, printing a row
 //! per 10 s (latency from the intended start: p50, p99, max; the relay's RSS).
 
 use std::io::BufRead;
@@ -253,7 +254,11 @@ async fn main() {
     let rounds: usize = arg("--rounds", "3").parse().unwrap();
     let conc: usize = arg("--concurrency", "256").parse().unwrap();
 
-    let key = ProviderKey::generate("KEY1234567").unwrap();
+    // A key id of its own per run: the relay keeps its provider token in the dedupe store under
+    // (team, key id), and a run on a store an earlier run used (`--store`) would otherwise
+    // adopt a token signed by that run's key, which this run's mock refuses.
+    let key_id = format!("K{:09}", fastrand::u32(..1_000_000_000));
+    let key = ProviderKey::generate(&key_id).unwrap();
     // Two providers sign for the one team here, each with its own `iat`: this bench (direct)
     // and the relay. APNs, and the mock, refuse a team's new token within 20 minutes of its
     // last one (429 TooManyProviderTokenUpdates), so when the two tokens' `iat` fell in
@@ -283,16 +288,18 @@ tls = {{ cert = "relay.crt", key = "relay.key" }}
 endpoint = "{}"
 ca = "apns-ca.pem"
 connections = 4
-token = {{ key = "key.p8", key_id = "KEY1234567", team_id = "{TEAM}" }}
+token = {{ key = "key.p8", key_id = "{key_id}", team_id = "{TEAM}" }}
 [dedupe]
 path = "{store}"
 fsync = {fsync}
+cache_mib = {cache_mib}
 [[senders]]
 name = "bench"
 bearer_token = "bench-token"
 "#,
         mock.url(),
         fsync = arg("--fsync", "true"),
+        cache_mib = arg("--cache-mib", "256"),
         store = {
             let given = arg("--store", "");
             if given.is_empty() {
@@ -350,7 +357,10 @@ bearer_token = "bench-token"
     let soak_secs: u64 = arg("--soak", "0").parse().unwrap();
     if soak_secs > 0 {
         println!("target,second,pushes,p50_us,p99_us,max_us,failed,relay_rss_kib");
-        let direct_max = soak(&direct, soak_secs, rate, child.id()).await;
+        let direct_secs: u64 = arg("--soak-direct", &soak_secs.to_string())
+            .parse()
+            .unwrap();
+        let direct_max = soak(&direct, direct_secs, rate, child.id()).await;
         let relay_max = soak(&relay, soak_secs, rate, child.id()).await;
         println!("# largest latency: direct {direct_max} us, relay {relay_max} us");
         let _ = child.kill();

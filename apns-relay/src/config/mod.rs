@@ -228,6 +228,11 @@ pub struct DedupeConfig {
     /// (survives a killed relay, not a power cut) and is faster on a busy disk.
     #[serde(default = "defaults::fsync")]
     pub fsync: bool,
+    /// Disk: the block cache, MiB. Each claim looks up a key the store does not hold, which
+    /// needs the bloom filter and index blocks of the stored keys in memory (~2 bytes per key:
+    /// a day at 500 pushes/s is ~90 MB); with too small a cache every lookup reads them back.
+    #[serde(default = "defaults::cache_mib")]
+    pub cache_mib: u64,
     /// Redis: `redis://host:port/db` or `redis+unix:///path`.
     pub url: Option<String>,
     /// Redis: key prefix.
@@ -253,6 +258,7 @@ impl Default for DedupeConfig {
             backend: defaults::backend(),
             path: defaults::dedupe_path(),
             fsync: defaults::fsync(),
+            cache_mib: defaults::cache_mib(),
             url: None,
             prefix: defaults::redis_prefix(),
             ttl: defaults::ttl(),
@@ -437,6 +443,9 @@ mod defaults {
     }
     pub fn fsync() -> bool {
         true
+    }
+    pub fn cache_mib() -> u64 {
+        crate::dedupe::disk::DEFAULT_CACHE >> 20
     }
     pub fn redis_prefix() -> String {
         "apns-relay:".into()
