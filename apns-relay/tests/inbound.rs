@@ -186,10 +186,12 @@ async fn apns_rejections_are_stored_and_replayed_to_retries() {
         .text()
         .await
         .unwrap();
-    // The push counts once; its replay counts as a dedupe hit.
+    // The push counts once; its replay counts as a dedupe hit; the one token the relay
+    // minted counts as a refresh.
     for line in [
         r#"apns_relay_pushes_total{outcome="rejected",reason="Unregistered"} 1"#,
         r#"apns_relay_dedupe_hits_total{state="done"} 1"#,
+        "apns_relay_token_refreshes_total 1",
     ] {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
