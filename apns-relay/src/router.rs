@@ -214,6 +214,7 @@ impl Router {
                     .map_err(|e| RouterError::Setup(e.to_string()))?,
                 t.refresh,
                 t.min_refresh_gap,
+                Default::default(),
             )),
             _ => None,
         };

@@ -4,7 +4,9 @@
 //! bodies, a record of every accepted notification, and injectable faults.
 //!
 //! [`spawn`] binds and serves in background Tokio tasks; the [`MockApnsHandle`] reads what was
-//! delivered, changes faults and shuts down. The request rules are in `request`, provider
+//! delivered, changes faults and shuts down. Outside the process, what was delivered is read
+//! from the admin endpoint ([`MockApnsConfig::admin`]: `GET /notifications`, `GET /stats`) or
+//! the record file ([`MockApnsConfig::record`]: one JSON line per accepted notification). The request rules are in `request`, provider
 //! tokens in `token`, the faults in [`faults`], the TLS and HTTP/2 serving in `server`.
 //!
 //! Build [`MockApnsConfig`], [`ApnsFaults`] and [`TokenAuth`] with `..Default::default()`:
@@ -27,6 +29,7 @@
 //! # }
 //! ```
 
+mod admin;
 pub mod faults;
 pub mod files;
 mod reason;
@@ -151,6 +154,11 @@ pub struct MockApnsConfig {
     pub topics: Vec<String>,
     /// Production or sandbox behaviour.
     pub environment: Environment,
+    /// Writes every accepted notification to this file (created or emptied) as a JSON line,
+    /// when it is accepted.
+    pub record: Option<std::path::PathBuf>,
+    /// Serves the admin endpoint (plain HTTP: `GET /notifications`, `GET /stats`) here.
+    pub admin: Option<SocketAddr>,
 }
 
 impl Default for MockApnsConfig {
@@ -164,6 +172,8 @@ impl Default for MockApnsConfig {
             unregistered: HashSet::new(),
             topics: Vec::new(),
             environment: Environment::default(),
+            record: None,
+            admin: None,
         }
     }
 }
@@ -226,8 +236,22 @@ pub async fn spawn(config: MockApnsConfig) -> io::Result<MockApnsHandle> {
             .map_err(|e| invalid(&e))?,
     };
     let acceptor = server::acceptor(&tls, &config.auth).map_err(|e| invalid(&e))?;
+    let recorder = match &config.record {
+        Some(path) => record::Recorder::with_log(std::fs::File::create(path).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: {e}", path.display()),
+            )
+        })?),
+        None => record::Recorder::default(),
+    };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    let admin = match config.admin {
+        Some(at) => Some(tokio::net::TcpListener::bind(at).await?),
+        None => None,
+    };
+    let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
     let now_ms = unix_ms(SystemTime::now());
     let mock = Arc::new(Mock {
         tokens: match &config.auth {
@@ -235,7 +259,7 @@ pub async fn spawn(config: MockApnsConfig) -> io::Result<MockApnsHandle> {
             Auth::Certificate(_) => None,
         },
         faults: faults::Faults::new(config.faults),
-        recorder: record::Recorder::default(),
+        recorder,
         unregistered: Mutex::new(
             config
                 .unregistered
@@ -249,10 +273,14 @@ pub async fn spawn(config: MockApnsConfig) -> io::Result<MockApnsHandle> {
         next_connection: std::sync::atomic::AtomicU64::new(1),
     });
     let (shutdown, stop) = watch::channel(false);
+    if let Some(admin) = admin {
+        tokio::spawn(admin::serve(admin, Arc::clone(&mock), stop.clone()));
+    }
     let task = tokio::spawn(server::serve(listener, acceptor, Arc::clone(&mock), stop));
     tracing::info!(%addr, "mock APNs listening");
     Ok(MockApnsHandle {
         addr,
+        admin_addr,
         ca_pem: tls.ca_pem,
         mock,
         shutdown,
@@ -263,6 +291,7 @@ pub async fn spawn(config: MockApnsConfig) -> io::Result<MockApnsHandle> {
 /// A running mock APNs. Dropping it stops the mock too, without waiting.
 pub struct MockApnsHandle {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     ca_pem: String,
     mock: Arc<Mock>,
     shutdown: watch::Sender<bool>,
@@ -281,6 +310,11 @@ impl MockApnsHandle {
     /// The address the mock is bound to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin endpoint's address, when [`MockApnsConfig::admin`] asked for one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// `https://IP:PORT`, with a loopback IP when the mock listens on all interfaces.
