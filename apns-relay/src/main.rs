@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use apns_relay::config::{Config, LogFormat, RouterConfig};
+use apns_relay::preflight::preflight;
 use apns_relay::router::{apple_payload, Notification, Router, Vendor};
 use clap::{Parser, Subcommand};
 
@@ -119,11 +120,12 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check { config: path } => {
-            let notes =
-                match Config::load(&path).and_then(|c| c.preflight(&path.display().to_string())) {
-                    Ok(notes) => notes,
-                    Err(e) => return fail(2, &e),
-                };
+            let notes = match Config::load(&path)
+                .and_then(|c| preflight(&c, &path.display().to_string()))
+            {
+                Ok(notes) => notes,
+                Err(e) => return fail(2, &e),
+            };
             println!("{}: ok", path.display());
             for note in notes {
                 println!("{note}");
@@ -136,7 +138,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fail(2, &e),
             };
-            if let Err(e) = config.preflight(&path.display().to_string()) {
+            if let Err(e) = preflight(&config, &path.display().to_string()) {
                 return fail(2, &e);
             }
             init_logs(

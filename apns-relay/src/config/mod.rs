@@ -13,7 +13,9 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-mod files;
+/// The dedupe store's block cache when none is configured (`dedupe.cache_mib`), in bytes.
+pub const DEFAULT_DEDUPE_CACHE: u64 = 256 << 20;
+
 mod router;
 pub use router::*;
 
@@ -445,7 +447,7 @@ mod defaults {
         true
     }
     pub fn cache_mib() -> u64 {
-        crate::dedupe::disk::DEFAULT_CACHE >> 20
+        DEFAULT_DEDUPE_CACHE >> 20
     }
     pub fn redis_prefix() -> String {
         "apns-relay:".into()

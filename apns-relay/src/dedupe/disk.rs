@@ -74,7 +74,7 @@ const ORPHANED: &str = "relay restarted while the push was in flight";
 /// Key stripes: claims of different keys rarely wait for each other.
 const STRIPES: usize = 256;
 /// The block cache when none is configured (`dedupe.cache_mib`).
-pub const DEFAULT_CACHE: u64 = 256 << 20;
+pub const DEFAULT_CACHE: u64 = crate::config::DEFAULT_DEDUPE_CACHE;
 /// How often outcomes are flushed when no claim is.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 

@@ -53,11 +53,11 @@ fn answer(mock: &Mock, method: &http::Method, path: &str) -> (StatusCode, String
             r#"{"error":"GET only"}"#.into(),
         );
     }
-    let duplicates = mock.recorder.duplicates();
+    let duplicates = mock.seen.duplicates();
     let body = match path {
         "/notifications" => {
             let list: Vec<_> = mock
-                .recorder
+                .seen
                 .notifications()
                 .iter()
                 .map(|n| n.to_json())
@@ -69,7 +69,7 @@ fn answer(mock: &Mock, method: &http::Method, path: &str) -> (StatusCode, String
             })
         }
         "/stats" => {
-            let mut stats = serde_json::to_value(mock.recorder.stats()).unwrap_or_default();
+            let mut stats = serde_json::to_value(mock.seen.stats()).unwrap_or_default();
             stats["duplicates"] = duplicates.len().into();
             stats["duplicate_ids"] = duplicates
                 .iter()

@@ -33,8 +33,8 @@ mod admin;
 pub mod faults;
 pub mod files;
 mod reason;
-mod record;
 mod request;
+mod seen;
 mod server;
 mod token;
 
@@ -52,8 +52,8 @@ use crate::pki::{CertificateAuthority, IssuedCert, ProviderKey};
 pub use faults::{ApnsFaults, ApnsFaultsError, Fault};
 pub use files::{Credentials, CredentialsError, ProviderInfo};
 pub use reason::{Reason, UnknownReason};
-pub use record::{displayed, ApnsStats, Notification};
 pub use request::{check_request, MAX_COLLAPSE_ID, MAX_PAYLOAD, MAX_VOIP_PAYLOAD, PUSH_TYPES};
+pub use seen::{displayed, ApnsStats, Notification};
 pub use token::{Claims, TokenVerifier};
 
 /// APNs asks providers to replace their token no more often than this.
@@ -192,7 +192,7 @@ impl MockApnsConfig {
 pub(crate) struct Mock {
     pub(crate) tokens: Option<TokenVerifier>,
     pub(crate) faults: faults::Faults,
-    pub(crate) recorder: record::Recorder,
+    pub(crate) seen: seen::Seen,
     /// Unregistered device tokens (lowercase) with the time, in ms since the Unix epoch, from
     /// which APNs knows them to be invalid.
     pub(crate) unregistered: Mutex<HashMap<String, u64>>,
@@ -236,14 +236,14 @@ pub async fn spawn(config: MockApnsConfig) -> io::Result<MockApnsHandle> {
             .map_err(|e| invalid(&e))?,
     };
     let acceptor = server::acceptor(&tls, &config.auth).map_err(|e| invalid(&e))?;
-    let recorder = match &config.record {
-        Some(path) => record::Recorder::with_log(std::fs::File::create(path).map_err(|e| {
+    let seen = match &config.record {
+        Some(path) => seen::Seen::with_log(std::fs::File::create(path).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{}: {e}", path.display()),
             )
         })?),
-        None => record::Recorder::default(),
+        None => seen::Seen::default(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
@@ -259,7 +259,7 @@ pub async fn spawn(config: MockApnsConfig) -> io::Result<MockApnsHandle> {
             Auth::Certificate(_) => None,
         },
         faults: faults::Faults::new(config.faults),
-        recorder,
+        seen,
         unregistered: Mutex::new(
             config
                 .unregistered
@@ -336,12 +336,12 @@ impl MockApnsHandle {
 
     /// Every notification accepted so far, in arrival order.
     pub fn notifications(&self) -> Vec<Notification> {
-        self.mock.recorder.notifications()
+        self.mock.seen.notifications()
     }
 
     /// How many notifications were accepted so far.
     pub fn count(&self) -> usize {
-        self.mock.recorder.len()
+        self.mock.seen.len()
     }
 
     /// What the device `device_token` would show: its notifications, a later one with the
@@ -352,7 +352,7 @@ impl MockApnsHandle {
 
     /// `apns-id`s accepted more than once, with how many times, sorted by id.
     pub fn duplicates(&self) -> Vec<(String, usize)> {
-        self.mock.recorder.duplicates()
+        self.mock.seen.duplicates()
     }
 
     /// Waits until at least `n` notifications were accepted; false when `timeout` passed
@@ -379,12 +379,12 @@ impl MockApnsHandle {
 
     /// Forgets the notifications recorded so far (counters stay).
     pub fn clear(&self) {
-        self.mock.recorder.clear();
+        self.mock.seen.clear();
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> ApnsStats {
-        self.mock.recorder.stats()
+        self.mock.seen.stats()
     }
 
     /// The faults in force.

@@ -100,7 +100,7 @@ pub struct ApnsStats {
 
 /// The notifications and counters, behind one lock (held only to copy in or out).
 #[derive(Debug, Default)]
-pub(crate) struct Recorder {
+pub(crate) struct Seen {
     inner: Mutex<Inner>,
     /// `--record`: each accepted notification as a JSON line, written when it is accepted.
     log: Option<Mutex<std::fs::File>>,
@@ -112,12 +112,12 @@ struct Inner {
     stats: ApnsStats,
 }
 
-impl Recorder {
-    /// A recorder that also writes each notification to `log` as a JSON line.
-    pub(crate) fn with_log(log: std::fs::File) -> Recorder {
-        Recorder {
+impl Seen {
+    /// Keeps what the mock sees and also writes each notification to `log` as a JSON line.
+    pub(crate) fn with_log(log: std::fs::File) -> Seen {
+        Seen {
             log: Some(Mutex::new(log)),
-            ..Recorder::default()
+            ..Seen::default()
         }
     }
 
