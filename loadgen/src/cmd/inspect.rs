@@ -38,6 +38,7 @@ pub fn main(args: InspectArgs) -> i32 {
                 "replayed_responses": i.stats.replayed_responses,
                 "malformed_skipped": i.stats.malformed,
                 "separator_framed": i.stats.separator_framed,
+                "upgrades_skipped": i.stats.upgrades_skipped,
             });
             println!("{v:#}");
             exit::OK

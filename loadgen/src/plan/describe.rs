@@ -256,6 +256,12 @@ fn describe_replay(r: &ReplayPlan) -> String {
             s.out_of_order, s.malformed
         );
     }
+    if s.upgrades_skipped > 0 {
+        out += &format!(
+            "  {} WebSocket upgrade lines (status 101) skipped: the log holds no frames to replay\n",
+            s.upgrades_skipped
+        );
+    }
     if r.planned_sessions > 0 {
         out += &format!(
             "  {} WebSocket device sessions ({} messages to send, {} recorded from the server) to {}\n",
