@@ -854,4 +854,30 @@ fn record_refuses_bad_input_with_exit_2() {
         "x.gor",
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // A listen address already taken: refused before the output (an earlier recording) is
+    // touched.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().map(|a| (a, taken)).unwrap();
+    d.write("x.gor", "an earlier recording");
+    let out = d.loadgen(&[
+        "record",
+        "--listen",
+        &taken.0.to_string(),
+        "--upstream",
+        &format!("http://{}", upstream.local_addr().unwrap()),
+        "--out",
+        "x.gor",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with(&format!("error: --listen {}: ", taken.0)),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("x.gor")).unwrap(),
+        "an earlier recording"
+    );
 }
