@@ -380,10 +380,17 @@ impl Run {
         self.series = series;
         self.started_at = start;
         self.duration_s = end;
+        let load_end = (offset(self.started_at) + self.load_s())
+            .max(offset(other.started_at) + other.load_s());
         self.parts = parts;
         self.id = new_id();
         if self.meta.is_none() {
             self.meta.clone_from(&other.meta);
+        }
+        if let Some(serde_json::Value::Object(m)) = &mut self.meta {
+            if m.contains_key("load_s") {
+                m.insert("load_s".into(), load_end.into());
+            }
         }
         self.thresholds.clear();
         Ok(())
@@ -396,6 +403,32 @@ pub fn new_id() -> String {
 }
 
 impl Run {
+    /// How long load was applied, in seconds: `meta.load_s` when the run says (the run less
+    /// the drain of work in flight at its end), else the whole run. Rates are counts over
+    /// this, so a drain does not dilute them.
+    pub fn load_s(&self) -> f64 {
+        self.meta
+            .as_ref()
+            .and_then(|m| m.get("load_s"))
+            .and_then(serde_json::Value::as_f64)
+            .filter(|s| *s > 0.0 && *s <= self.duration_s)
+            .unwrap_or(self.duration_s)
+    }
+
+    /// The run's length as reports head it: `12.3 s`, or `12.3 s (load applied 10.0 s, rates
+    /// are over it)` when the run ended with a drain.
+    pub fn length_text(&self) -> String {
+        let load = self.load_s();
+        if load + 0.05 < self.duration_s {
+            format!(
+                "{:.1} s (load applied {load:.1} s, rates are over it)",
+                self.duration_s
+            )
+        } else {
+            format!("{:.1} s", self.duration_s)
+        }
+    }
+
     /// The ids of the runs this one holds: its parts when merged, else itself (none for a
     /// file written before ids existed).
     pub fn part_ids(&self) -> Vec<&str> {

@@ -88,6 +88,7 @@ fn html(inspection: &Inspection) -> String {
         id: "requests-per-second".into(),
         title: "requests per second, from the recording's first item".into(),
         x: XAxis::Time,
+        x_end: None,
         y: YUnit::Rate,
         lines: vec![Line {
             name: "requests/s".into(),

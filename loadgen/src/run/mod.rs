@@ -97,6 +97,8 @@ pub async fn execute(
     };
     let mut engines = Engines::start(&plan, &base_url, launched, stop.clone())?;
     engines.drive(&plan, observer, &stop).await;
+    // Load stops being applied here; what follows is the drain of work in flight.
+    let load = engines.origin.elapsed();
     let goose = engines.drain(&plan, &stop).await;
     observer.finish();
     let elapsed = engines.origin.elapsed();
@@ -110,6 +112,7 @@ pub async fn execute(
     run.meta = Some(meta::meta(
         &plan,
         &base_url,
+        load,
         stopped_early.as_ref().map(ToString::to_string).as_deref(),
     ));
     reports::saturation::assess(&mut run);

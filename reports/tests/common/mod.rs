@@ -70,7 +70,10 @@ pub fn fixture_run(scenario: &str, seed: u64, slow: f64, seconds: u32) -> report
             rec.add(key("delivery_expected"), t, 1);
         }
         if s == seconds / 2 {
-            rec.add(key("delivery_lost"), at(origin, f64::from(s) + 0.5), 2);
+            // Lost pairs are expected pairs too.
+            let t = at(origin, f64::from(s) + 0.5);
+            rec.add(key("delivery_lost"), t, 2);
+            rec.add(key("delivery_expected"), t, 2);
         }
         rec.gauge(
             key("connections_active"),
