@@ -205,7 +205,12 @@ senders:
         .lines()
         .map(|l| l.trim().parse::<f64>().unwrap() * 1e6)
         .collect();
-    assert_eq!(curl_us.len(), 120, "{}", String::from_utf8_lossy(&curl.stderr));
+    assert_eq!(
+        curl_us.len(),
+        120,
+        "{}",
+        String::from_utf8_lossy(&curl.stderr)
+    );
     curl_us.sort_by(f64::total_cmp);
     let curl_p50 = curl_us[curl_us.len() / 2];
     let run = d.run_record().unwrap();

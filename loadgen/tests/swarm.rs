@@ -402,6 +402,59 @@ fn a_crashed_shard_is_reported_and_the_run_goes_on() {
     });
 }
 
+/// Ctrl-C in the middle of a device ramp: no new connection starts after it, the run ends
+/// within a second or so with the interrupt's exit code, and the record holds what happened.
+#[test]
+fn sigint_during_a_device_ramp_stops_connecting_at_once() {
+    runtime().block_on(async {
+        let gw = gateway_with(FaultConfig::default()).await;
+        let d = Dir::new();
+        // 3000 devices over 30 s: 100 new connections a second.
+        let scenario = format!(
+            "version: 1\nname: ramp\ntarget: {{ base_url: \"BASE\" }}\ndevices:\n{}",
+            phones("phones", 3000, "30s", "5s", "ws")
+        )
+        .replace("BASE", &gw.base_url());
+        d.write("s.yaml", &scenario);
+        let mut cmd = d.command(&["run", "s.yaml", "--out", "out", "--quiet"]);
+        cmd.stdout(std::process::Stdio::null());
+        let mut child = testkit::Spawned::start_stderr(cmd);
+        for _ in 0..400 {
+            if gw.fetch_stats().await.connections >= 150 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(gw.fetch_stats().await.connections >= 150);
+        let started = std::time::Instant::now();
+        child.signal(testkit::process::Signal::SIGINT);
+        let at_signal = gw.fetch_stats().await.connections;
+        let code = tokio::task::spawn_blocking(move || child.wait(Duration::from_secs(15)).code())
+            .await
+            .unwrap();
+        // The goal is 1 s; the bound leaves room for a debug build on a busy machine.
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(code, Some(105));
+        let run = d.run_record().expect("the record is written");
+        let opened = count(&run, "connections_opened");
+        // At most the connects already in flight when the signal came finished after it.
+        assert!(
+            opened <= at_signal + 20,
+            "{opened} opened, {at_signal} at the signal"
+        );
+        assert!(opened < 1000, "{opened}");
+        assert_eq!(
+            run["meta"]["stopped_early"],
+            "interrupted (SIGINT or SIGTERM)"
+        );
+        gw.shutdown().await;
+    });
+}
+
 /// A TLS terminator on loopback in front of a room's WebSocket port, presenting a certificate
 /// for `localhost` issued by a fresh test CA (which no client trusts unless told to).
 async fn tls_front(room: std::net::SocketAddr) -> std::net::SocketAddr {
