@@ -309,16 +309,26 @@ fn transforms(spec: &ReplaySpec) -> Result<Transforms, ReplayPlanError> {
     Ok(transforms)
 }
 
+/// A WebSocket target that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WsTargetError {
+    /// The scheme is not ws, wss, http or https.
+    #[error("expected a ws://, wss://, http:// or https:// URL, got `{0}`")]
+    Scheme(String),
+    /// No host (or not a URL at all).
+    #[error("`{0}` is not a URL with a host")]
+    NoHost(String),
+}
+
 /// Checks a WebSocket target given by the operator: `ws://` or `wss://` with a host (an
 /// `http(s)://` URL is taken as its `ws(s)://` twin).
-pub fn target_from(url: &str) -> Result<String, String> {
-    let url = ws_twin(url)
-        .ok_or_else(|| format!("expected a ws://, wss://, http:// or https:// URL, got `{url}`"))?;
-    let ok = url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
+pub fn target_from(url: &str) -> Result<String, WsTargetError> {
+    let twin = ws_twin(url).ok_or_else(|| WsTargetError::Scheme(url.to_string()))?;
+    let ok = twin.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
     if !ok {
-        return Err(format!("`{url}` is not a URL with a host"));
+        return Err(WsTargetError::NoHost(twin));
     }
-    Ok(url.trim_end_matches('/').to_string())
+    Ok(twin.trim_end_matches('/').to_string())
 }
 
 /// `http(s)://` → `ws(s)://`; ws URLs as they are; anything else `None`.
@@ -354,8 +364,9 @@ mod tests {
             "ws://127.0.0.1:9"
         );
         assert_eq!(target_from("wss://gw.example").unwrap(), "wss://gw.example");
-        assert!(target_from("ftp://x")
-            .unwrap_err()
-            .contains("expected a ws://, wss://, http:// or https:// URL"));
+        assert_eq!(
+            target_from("ftp://x"),
+            Err(WsTargetError::Scheme("ftp://x".into()))
+        );
     }
 }
