@@ -12,17 +12,18 @@ use crate::plan::Plan;
 use crate::run::{self, RunError};
 use crate::stop::Stop;
 
-/// `loadgen run FILE [-e NAME=VALUE]... [--out DIR] [--quiet] [--report F=FILE]...
-/// [--baseline BASE.json]`.
+/// `loadgen run FILE [-e NAME=VALUE]... [--segment i/N] [--out DIR] [--quiet]
+/// [--report F=FILE]... [--baseline BASE.json]`.
 pub fn main(
     file: &Path,
     env: &[String],
+    segment: Option<&str>,
     out: Option<PathBuf>,
     quiet: bool,
     reports: &[ReportSpec],
     baseline: &BaselineArgs,
 ) -> i32 {
-    let plan = match super::check::load_plan(file, env) {
+    let plan = match super::check::load_plan(file, env, segment) {
         Ok(p) => p,
         Err(e) => return fail(exit::BAD_INPUT, &e),
     };

@@ -33,6 +33,13 @@ impl Plan {
             "duration: {} (hard bound)",
             format_duration(self.duration)
         );
+        if !self.share.is_whole() {
+            let _ = writeln!(
+                out,
+                "segment:  {}/{} (every {}th arrival, user and device from #{}; the rest runs elsewhere)",
+                self.share.segment, self.share.segments, self.share.segments, self.share.segment
+            );
+        }
         for line in self.feeders.describe() {
             let _ = writeln!(out, "data:     {line}");
         }
@@ -79,6 +86,7 @@ impl Plan {
                 // not the level of the phase after it.
                 let its = Schedule {
                     segments: vec![segment],
+                    phase: 0.0,
                 }
                 .area();
                 format!(

@@ -32,6 +32,8 @@ pub fn meta(plan: &Plan, base_url: &str, stopped_early: Option<&str>) -> serde_j
         "replay": plan.replay.as_ref().map(|r| r.meta()),
         "load_shape": load_shape(plan),
         "stopped_early": stopped_early,
+        "segment": (!plan.share.is_whole())
+            .then(|| format!("{}/{}", plan.share.segment, plan.share.segments)),
         "loadgen_version": env!("CARGO_PKG_VERSION"),
         "host": std::env::var("HOSTNAME").ok(),
     })

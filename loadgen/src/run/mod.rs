@@ -59,7 +59,7 @@ pub struct Outcome {
 }
 
 /// Grace for in-flight requests after the stop switch, before engines are abandoned.
-const GRACE: Duration = Duration::from_secs(5);
+pub(crate) const GRACE: Duration = Duration::from_secs(5);
 
 /// The reason the stop switch carries when the plan's bound is reached.
 pub const DURATION_REACHED: &str = "duration reached";
@@ -283,7 +283,7 @@ impl Engines {
 }
 
 /// Gives the launched shards their plan and starts the swarm on the run's clock.
-fn begin_swarm(
+pub(crate) fn begin_swarm(
     launched: Launched,
     plan: &Plan,
     swarm: &crate::plan::SwarmPlan,
@@ -310,25 +310,30 @@ fn begin_swarm(
         duration: plan.duration,
         base_url: base_url.to_string(),
         insecure: plan.scenario.target.insecure,
+        share: plan.share,
     };
     Ok(launched.begin(setup, swarm, &scripts, recorders.clone()))
 }
 
-fn write_record(run: &Run, out_dir: &Path) -> Result<PathBuf, RunError> {
-    let path = out_dir.join("run.json");
+pub(crate) fn write_record_to(run: &Run, path: &Path) -> Result<(), RunError> {
     let json = run
         .to_json_pretty()
         .map_err(|e| RunError::Harness(format!("cannot serialise the run record: {e}")))?;
-    std::fs::write(&path, json).map_err(|e| {
+    std::fs::write(path, json).map_err(|e| {
         RunError::BadInput(format!(
             "{}: cannot write the run record: {e}",
             path.display()
         ))
-    })?;
+    })
+}
+
+fn write_record(run: &Run, out_dir: &Path) -> Result<PathBuf, RunError> {
+    let path = out_dir.join("run.json");
+    write_record_to(run, &path)?;
     Ok(path)
 }
 
-fn default_out_dir(name: &str) -> PathBuf {
+pub(crate) fn default_out_dir(name: &str) -> PathBuf {
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
     let safe: String = name
         .chars()

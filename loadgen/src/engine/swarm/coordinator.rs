@@ -77,6 +77,8 @@ pub struct SwarmSetup {
     pub base_url: String,
     /// Accept any TLS certificate.
     pub insecure: bool,
+    /// This process's share of the devices.
+    pub share: crate::plan::Share,
 }
 
 /// Shards started but not yet given their plan: process start-up (seconds for a debug build)
@@ -162,6 +164,7 @@ impl Launched {
                 base_url: setup.base_url.clone(),
                 sources: sources.clone(),
                 insecure: setup.insecure,
+                share: setup.share,
             };
             if self.in_process {
                 let Some(rx) = self.receivers[k as usize].take() else {
@@ -223,6 +226,14 @@ impl Swarm {
     /// The senders' delivery hooks.
     pub fn hooks(&self) -> Arc<DeliveryHooks> {
         self.hooks.clone()
+    }
+
+    /// Holds `count` devices of device journey `journey` from now on (a `controlled` share's
+    /// controller; each shard starts or stops those it owns).
+    pub fn set_count(&self, journey: usize, count: u32) {
+        for link in &self.links {
+            let _ = link.send(Command::Count { journey, count });
+        }
     }
 
     /// What the operator should hear about since the last call (a shard failed or ended).
