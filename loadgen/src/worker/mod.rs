@@ -192,7 +192,11 @@ pub async fn serve(mut plan: Plan, cfg: Config, stop: Stop, notices: &mut dyn No
         quitting: false,
         fatal: None,
     };
-    w.run(stop).await
+    let ended = w.run(stop).await;
+    // The last messages (the run's end, quit, an exception) reach the master before the
+    // process ends.
+    w.link.close(Duration::from_secs(2)).await;
+    ended
 }
 
 /// `client_ready` until the master's `ack`; the worker's index.

@@ -102,9 +102,10 @@ pub fn decode(frame: &[u8]) -> Result<Incoming, String> {
 /// The connection to the master.
 #[derive(Debug)]
 pub struct Link {
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: Option<mpsc::UnboundedSender<Vec<u8>>>,
     incoming: mpsc::UnboundedReceiver<Result<Incoming, String>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    writer: tokio::task::JoinHandle<()>,
+    reader: tokio::task::JoinHandle<()>,
 }
 
 impl Link {
@@ -168,15 +169,24 @@ impl Link {
             }
         });
         Ok(Link {
-            out,
+            out: Some(out),
             incoming,
-            tasks: vec![writer, reader],
+            writer,
+            reader,
         })
     }
 
     /// Queues a message to the master.
     pub fn send(&self, kind: &str, data: &impl Serialize, node_id: &str) {
-        let _ = self.out.send(encode(kind, data, node_id));
+        if let Some(out) = &self.out {
+            let _ = out.send(encode(kind, data, node_id));
+        }
+    }
+
+    /// Sends what is queued (at most `within`), then closes.
+    pub async fn close(mut self, within: Duration) {
+        self.out = None;
+        let _ = tokio::time::timeout(within, &mut self.writer).await;
     }
 
     /// The next message from the master (`Err`: a frame that did not decode).
@@ -187,9 +197,8 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.writer.abort();
+        self.reader.abort();
     }
 }
 
