@@ -118,6 +118,10 @@ class Collector:
         the workers to quit: the workers drain and send their end while it waits here."""
         if not self.files:
             return
+        # The master's state says stopping from here on (Locust sets it just after this
+        # event): a worker that finished its run and reports ready again is not given a new
+        # one meanwhile.
+        environment.runner.update_state("stopping")
         environment.runner.send_message("stop")
         deadline = time.monotonic() + WAIT
         # Every worker that began sends its end after draining; a worker that is gone

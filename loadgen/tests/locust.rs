@@ -145,6 +145,13 @@ impl Cluster {
     }
 }
 
+/// Waits for a worker to end and checks its exit code, showing what it printed otherwise.
+fn assert_exit(w: &mut Spawned, code: i32) {
+    let status = w.wait(Duration::from_secs(60));
+    let out = w.lines().join("\n") + &w.rest().join("\n");
+    assert_eq!(status.code(), Some(code), "worker: {out}");
+}
+
 /// The worker's client id from its "connected … as worker N (ID)" line.
 fn client_id(w: &mut Spawned) -> String {
     w.wait_for(Duration::from_secs(60), |l| {
@@ -199,8 +206,8 @@ fn two_workers_follow_the_masters_counts_up_and_down_and_merge_exactly() {
     let status = master.wait(Duration::from_secs(90));
     let log = master.lines().join("\n") + &master.rest().join("\n");
     assert_eq!(status.code(), Some(0), "master: {log}");
-    assert!(w1.wait(Duration::from_secs(30)).success());
-    assert!(w2.wait(Duration::from_secs(30)).success());
+    assert_exit(&mut w1, 0);
+    assert_exit(&mut w2, 0);
     // The master saw the counts go up and down, as the workers reported them.
     assert!(log.contains(r#""phones": 20"#), "{log}");
     assert!(log.contains(r#""phones": 12"#), "{log}");
@@ -273,7 +280,7 @@ fn a_worker_killed_mid_run_is_noticed_and_its_missing_share_named() {
         text.contains(&format!("Worker {killed} failed to send heartbeat, setting state to missing")),
         "{text}"
     );
-    assert!(w1.wait(Duration::from_secs(30)).success());
+    assert_exit(&mut w1, 0);
     let run = c.json("out/run/run.json");
     let missing = run["meta"]["distributed"]["missing"].as_array().unwrap();
     assert_eq!(missing.len(), 1, "{missing:?}");
@@ -335,8 +342,8 @@ fn the_oldest_supported_master_2_20_runs_workers_too() {
     let status = master.wait(Duration::from_secs(90));
     let text = master.lines().join("\n") + &master.rest().join("\n");
     assert_eq!(status.code(), Some(0), "{text}");
-    assert!(w1.wait(Duration::from_secs(30)).success());
-    assert!(w2.wait(Duration::from_secs(30)).success());
+    assert_exit(&mut w1, 0);
+    assert_exit(&mut w2, 0);
     let merged = load(&c.dir.path().join("out/run/run.json"));
     let out = c.dir.loadgen(&["report", "merge", "w1/run.json", "w2/run.json", "-o", "own.json"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -61,6 +61,13 @@ impl Share {
         self.segments <= 1
     }
 
+    /// The first of this process's `sources` loopback source addresses (see
+    /// [`crate::engine::swarm::net::source_address`]): segments and workers each take a range
+    /// of their own, so processes on one machine do not share a source's ephemeral ports.
+    pub fn first_source(&self, sources: u32) -> u32 {
+        self.segment.max(self.block).saturating_mul(sources)
+    }
+
     /// How many of the units `0 … level − 1` belong to this segment (those `≡ segment mod
     /// segments`). Summed over every segment this is `level`.
     pub fn stripe(&self, level: u64) -> u64 {

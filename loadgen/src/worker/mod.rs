@@ -450,15 +450,20 @@ impl Worker<'_> {
             }
             State::Starting(task, _) => {
                 task.abort();
-                self.quit_if(quit);
+                self.stopped_without_run(quit);
             }
             State::Finishing(task, q) => self.state = State::Finishing(task, q || quit),
-            State::Idle => self.quit_if(quit),
+            State::Idle => self.stopped_without_run(quit),
         }
     }
 
-    fn quit_if(&mut self, quit: bool) {
+    /// A stop or quit with no run to finish: answered as Locust's workers answer it.
+    fn stopped_without_run(&mut self, quit: bool) {
         self.quitting |= quit;
+        if !quit {
+            self.send("client_stopped", &());
+            self.send("client_ready", &-1);
+        }
     }
 
     fn finished(&mut self, f: Result<Finished, tokio::task::JoinError>) {

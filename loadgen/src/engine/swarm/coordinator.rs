@@ -151,8 +151,10 @@ impl Launched {
         let origin = recorders.origin();
         let origin_unix_ns = unix_of(origin);
         let n = self.shards;
-        let sources: Vec<std::net::Ipv4Addr> =
-            (0..swarm.sources).map(super::net::source_address).collect();
+        let first = setup.share.first_source(swarm.sources);
+        let sources: Vec<std::net::Ipv4Addr> = (first..first + swarm.sources)
+            .map(super::net::source_address)
+            .collect();
         for k in 0..n {
             let plan = ShardPlan {
                 scenario_path: setup.scenario_path.clone(),

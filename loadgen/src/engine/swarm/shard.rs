@@ -201,7 +201,11 @@ impl ShardCtx {
 
     /// The source address for global device `global`.
     pub fn source_for(&self, global: u32) -> Option<Ipv4Addr> {
-        (self.sources.len() > 1).then(|| self.sources[global as usize % self.sources.len()])
+        // One source that is the default one needs no bind; a process of a share (a segment,
+        // a Locust worker) binds its own range even when it is one address.
+        let default = self.sources.len() == 1 && self.sources[0] == Ipv4Addr::new(127, 0, 0, 1);
+        (!self.sources.is_empty() && !default)
+            .then(|| self.sources[global as usize % self.sources.len()])
     }
 }
 
