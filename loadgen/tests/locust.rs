@@ -128,14 +128,22 @@ impl Cluster {
     }
 
     fn worker(&self, name: &str, scenario: &str, extra: &[&str]) -> Spawned {
-        let mut c = self.dir.command(&["worker", "--master", &self.master_addr, scenario]);
-        c.args(["--out", name]).args(extra).env("TARGET", &self.target);
+        let mut c = self
+            .dir
+            .command(&["worker", "--master", &self.master_addr, scenario]);
+        c.args(["--out", name])
+            .args(extra)
+            .env("TARGET", &self.target);
         Spawned::start_stderr(c)
     }
 
     /// `loadgen ARGS` in the folder, with the scenario's TARGET set.
     fn loadgen(&self, args: &[&str]) -> std::process::Output {
-        self.dir.command(args).env("TARGET", &self.target).output().unwrap()
+        self.dir
+            .command(args)
+            .env("TARGET", &self.target)
+            .output()
+            .unwrap()
     }
 
     fn json(&self, path: &str) -> serde_json::Value {
@@ -214,13 +222,27 @@ fn two_workers_follow_the_masters_counts_up_and_down_and_merge_exactly() {
 
     // The merged record is the merge of the workers' own records, bucket for bucket.
     let merged = load(&c.dir.path().join("out/run/run.json"));
-    let out = c.dir.loadgen(&["report", "merge", "w1/run.json", "w2/run.json", "-o", "own.json"]);
+    let out = c.dir.loadgen(&[
+        "report",
+        "merge",
+        "w1/run.json",
+        "w2/run.json",
+        "-o",
+        "own.json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_same_numbers(&merged, &load(&c.dir.path().join("own.json")));
     let meta = merged.meta.as_ref().unwrap();
     assert_eq!(meta["distributed"]["workers"].as_array().unwrap().len(), 2);
-    assert!(meta["distributed"]["missing"].as_array().unwrap().is_empty());
-    assert!(merged.thresholds.iter().all(|v| v.ok), "{:?}", merged.thresholds);
+    assert!(meta["distributed"]["missing"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert!(
+        merged.thresholds.iter().all(|v| v.ok),
+        "{:?}",
+        merged.thresholds
+    );
 
     // Devices: 20 connected, then 8 of them closed when the count went down to 12.
     let run = c.json("out/run/run.json");
@@ -262,7 +284,16 @@ fn a_worker_killed_mid_run_is_noticed_and_its_missing_share_named() {
     let mut master = c.master(
         "2.47.0",
         &[],
-        &["--expect-workers", "2", "--users", "30", "--spawn-rate", "100", "--run-time", "12s"],
+        &[
+            "--expect-workers",
+            "2",
+            "--users",
+            "30",
+            "--spawn-rate",
+            "100",
+            "--run-time",
+            "12s",
+        ],
     );
     let mut w1 = c.worker("w1", "s.yaml", &[]);
     let mut w2 = c.worker("w2", "s.yaml", &[]);
@@ -277,14 +308,19 @@ fn a_worker_killed_mid_run_is_noticed_and_its_missing_share_named() {
     let text = master.lines().join("\n") + &master.rest().join("\n");
     assert_eq!(status.code(), Some(1), "a missing share exits 1: {text}");
     assert!(
-        text.contains(&format!("Worker {killed} failed to send heartbeat, setting state to missing")),
+        text.contains(&format!(
+            "Worker {killed} failed to send heartbeat, setting state to missing"
+        )),
         "{text}"
     );
     assert_exit(&mut w1, 0);
     let run = c.json("out/run/run.json");
     let missing = run["meta"]["distributed"]["missing"].as_array().unwrap();
     assert_eq!(missing.len(), 1, "{missing:?}");
-    assert!(missing[0].as_str().unwrap().contains(&killed), "{missing:?}");
+    assert!(
+        missing[0].as_str().unwrap().contains(&killed),
+        "{missing:?}"
+    );
     // What the killed worker measured until its last report is in the record.
     let reqs = metric(&run, "http_reqs")["value"].as_u64().unwrap();
     let own = c.json("w1/run.json");
@@ -298,13 +334,24 @@ fn workers_stop_and_write_their_slice_when_the_master_is_killed() {
     let mut master = c.master(
         "2.47.0",
         &[],
-        &["--expect-workers", "2", "--users", "30", "--spawn-rate", "100", "--run-time", "60s"],
+        &[
+            "--expect-workers",
+            "2",
+            "--users",
+            "30",
+            "--spawn-rate",
+            "100",
+            "--run-time",
+            "60s",
+        ],
     );
     let timeout = ["--heartbeat-timeout", "2s"];
     let mut w1 = c.worker("w1", "s.yaml", &timeout);
     let mut w2 = c.worker("w2", "s.yaml", &timeout);
     for w in [&mut w1, &mut w2] {
-        w.wait_for(Duration::from_secs(60), |l| l.contains("run 1 started").then_some(()));
+        w.wait_for(Duration::from_secs(60), |l| {
+            l.contains("run 1 started").then_some(())
+        });
     }
     master.kill();
     for (w, dir) in [(&mut w1, "w1"), (&mut w2, "w2")] {
@@ -320,7 +367,12 @@ fn workers_stop_and_write_their_slice_when_the_master_is_killed() {
             "{err}"
         );
         let run = c.json(&format!("{dir}/run.json"));
-        assert!(metric(&run, "connections_opened")["value"].as_u64().unwrap() > 0);
+        assert!(
+            metric(&run, "connections_opened")["value"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
         assert!(run["meta"]["stopped_early"]
             .as_str()
             .unwrap()
@@ -335,7 +387,16 @@ fn the_oldest_supported_master_2_20_runs_workers_too() {
     let mut master = c.master(
         "2.20.0",
         &[],
-        &["--expect-workers", "2", "--users", "26", "--spawn-rate", "100", "--run-time", "6s"],
+        &[
+            "--expect-workers",
+            "2",
+            "--users",
+            "26",
+            "--spawn-rate",
+            "100",
+            "--run-time",
+            "6s",
+        ],
     );
     let mut w1 = c.worker("w1", "s.yaml", &[]);
     let mut w2 = c.worker("w2", "s.yaml", &[]);
@@ -345,7 +406,14 @@ fn the_oldest_supported_master_2_20_runs_workers_too() {
     assert_exit(&mut w1, 0);
     assert_exit(&mut w2, 0);
     let merged = load(&c.dir.path().join("out/run/run.json"));
-    let out = c.dir.loadgen(&["report", "merge", "w1/run.json", "w2/run.json", "-o", "own.json"]);
+    let out = c.dir.loadgen(&[
+        "report",
+        "merge",
+        "w1/run.json",
+        "w2/run.json",
+        "-o",
+        "own.json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_same_numbers(&merged, &load(&c.dir.path().join("own.json")));
     let run = c.json("out/run/run.json");
@@ -359,12 +427,24 @@ fn a_class_the_scenario_does_not_have_is_bad_input() {
     // The worker's scenario has no `health` journey; the master's has.
     c.dir.write(
         "w.yaml",
-        &SCENARIO.replace("  - name: health\n    weight: 2", "  - name: other\n    weight: 2"),
+        &SCENARIO.replace(
+            "  - name: health\n    weight: 2",
+            "  - name: other\n    weight: 2",
+        ),
     );
     let mut master = c.master(
         "2.47.0",
         &[],
-        &["--expect-workers", "1", "--users", "25", "--spawn-rate", "100", "--run-time", "20s"],
+        &[
+            "--expect-workers",
+            "1",
+            "--users",
+            "25",
+            "--spawn-rate",
+            "100",
+            "--run-time",
+            "20s",
+        ],
     );
     let mut w = c.worker("w", "w.yaml", &[]);
     let status = w.wait(Duration::from_secs(60));
@@ -379,7 +459,10 @@ fn a_class_the_scenario_does_not_have_is_bad_input() {
     // worker quit, and exits 1 as Locust does after a worker's exception.
     let status = master.wait(Duration::from_secs(60));
     let text = master.lines().join("\n") + &master.rest().join("\n");
-    assert!(text.contains("The last worker quit, stopping test."), "{text}");
+    assert!(
+        text.contains("The last worker quit, stopping test."),
+        "{text}"
+    );
     assert_eq!(status.code(), Some(1), "{text}");
 }
 
@@ -389,7 +472,14 @@ fn masters_that_are_not_locust_or_speak_another_protocol_are_bad_input() {
     let c = Cluster::new(&gw);
     // An HTTP server where the master should be.
     let http = gw.gw.base_url().trim_start_matches("http://").to_string();
-    let out = c.loadgen(&["worker", "--master", &http, "s.yaml", "--connect-timeout", "5s"]);
+    let out = c.loadgen(&[
+        "worker",
+        "--master",
+        &http,
+        "s.yaml",
+        "--connect-timeout",
+        "5s",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr(&out).trim(),
@@ -415,7 +505,14 @@ fn masters_that_are_not_locust_or_speak_another_protocol_are_bad_input() {
         format!("error: {addr} speaks an older Locust protocol (its ack carries no worker index: Locust before 2.11); this worker speaks Locust 2.20 to 2.47's")
     );
     // Nothing listening: the connect timeout.
-    let out = c.loadgen(&["worker", "--master", "127.0.0.1:1", "s.yaml", "--connect-timeout", "1s"]);
+    let out = c.loadgen(&[
+        "worker",
+        "--master",
+        "127.0.0.1:1",
+        "s.yaml",
+        "--connect-timeout",
+        "1s",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).starts_with("error: no Locust master answered at 127.0.0.1:1 within 1s"));
     // Bad flags name themselves.
@@ -424,8 +521,19 @@ fn masters_that_are_not_locust_or_speak_another_protocol_are_bad_input() {
         stderr(&out).trim(),
         "error: --master `m:port`: expected HOST:PORT such as 127.0.0.1:5557"
     );
-    let out = c.loadgen(&["worker", "--master", "m:1", "s.yaml", "--heartbeat-timeout", "soon"]);
+    let out = c.loadgen(&[
+        "worker",
+        "--master",
+        "m:1",
+        "s.yaml",
+        "--heartbeat-timeout",
+        "soon",
+    ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).starts_with("error: --heartbeat-timeout: "), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("error: --heartbeat-timeout: "),
+        "{}",
+        stderr(&out)
+    );
     let _ = old.signal(Signal::SIGTERM);
 }

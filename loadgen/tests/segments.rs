@@ -43,7 +43,9 @@ fn segments_run_as_processes_merge_to_the_unsplit_plan() {
         .enable_all()
         .build()
         .unwrap();
-    let gw = rt.block_on(gateway::spawn(GatewayConfig::default())).unwrap();
+    let gw = rt
+        .block_on(gateway::spawn(GatewayConfig::default()))
+        .unwrap();
     let target = gw.base_url();
     let dir = Dir::new();
     dir.write("s.yaml", SCENARIO);
@@ -58,24 +60,52 @@ fn segments_run_as_processes_merge_to_the_unsplit_plan() {
     };
     // The plan: 100 iterations of `rated` (a 0→40/s ramp over 1 s, then 40/s for 2 s).
     let whole = check(None);
-    assert!(whole.contains("expected: 100 iterations, 100 requests"), "{whole}");
+    assert!(
+        whole.contains("expected: 100 iterations, 100 requests"),
+        "{whole}"
+    );
     let parts = check(Some("1/3"));
-    assert!(parts.contains("segment:  1/3 (arrivals, users and devices #1, #4, #7, …"), "{parts}");
-    assert!(parts.contains("ramp 0 → 4 connections"), "devices 1, 4, 7, 10 of 11: {parts}");
-    assert!(parts.contains("ramp 0 → 2 users"), "users 1 and 4 of 5: {parts}");
+    assert!(
+        parts.contains("segment:  1/3 (arrivals, users and devices #1, #4, #7, …"),
+        "{parts}"
+    );
+    assert!(
+        parts.contains("ramp 0 → 4 connections"),
+        "devices 1, 4, 7, 10 of 11: {parts}"
+    );
+    assert!(
+        parts.contains("ramp 0 → 2 users"),
+        "users 1 and 4 of 5: {parts}"
+    );
 
     let mut procs: Vec<_> = (0..3)
         .map(|i| {
-            dir.command(&["run", "s.yaml", "--segment", &format!("{i}/3"), "--quiet", "--out", &format!("s{i}")])
-                .env("TARGET", &target)
-                .spawn()
-                .unwrap()
+            dir.command(&[
+                "run",
+                "s.yaml",
+                "--segment",
+                &format!("{i}/3"),
+                "--quiet",
+                "--out",
+                &format!("s{i}"),
+            ])
+            .env("TARGET", &target)
+            .spawn()
+            .unwrap()
         })
         .collect();
     for p in &mut procs {
         assert!(p.wait().unwrap().success());
     }
-    let out = dir.loadgen(&["report", "merge", "s0/run.json", "s1/run.json", "s2/run.json", "-o", "all.json"]);
+    let out = dir.loadgen(&[
+        "report",
+        "merge",
+        "s0/run.json",
+        "s1/run.json",
+        "s2/run.json",
+        "-o",
+        "all.json",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let all: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("all.json")).unwrap())
@@ -90,7 +120,10 @@ fn segments_run_as_processes_merge_to_the_unsplit_plan() {
             )
             .unwrap();
             assert_eq!(run["meta"]["segment"], format!("{i}/3"));
-            (value(&run, "iterations{journey=rated}"), value(&run, "connections_opened"))
+            (
+                value(&run, "iterations{journey=rated}"),
+                value(&run, "connections_opened"),
+            )
         })
         .collect();
     assert_eq!(per_segment, vec![(34, 4), (33, 4), (33, 3)]);
@@ -102,7 +135,10 @@ fn segments_run_as_processes_merge_to_the_unsplit_plan() {
 #[test]
 fn bad_segments_and_unsplittable_plans_are_one_line() {
     let dir = Dir::new();
-    dir.write("s.yaml", &SCENARIO.replace("${TARGET}", "http://127.0.0.1:1"));
+    dir.write(
+        "s.yaml",
+        &SCENARIO.replace("${TARGET}", "http://127.0.0.1:1"),
+    );
     for bad in ["3/3", "x", "1/0"] {
         let out = dir.loadgen(&["check", "s.yaml", "--segment", bad]);
         assert_eq!(out.status.code(), Some(2));
@@ -111,7 +147,10 @@ fn bad_segments_and_unsplittable_plans_are_one_line() {
             format!("error: --segment `{bad}`: expected i/N with 0 ≤ i < N, such as 0/4")
         );
     }
-    dir.write("r.gor", "1 a 1700000000000000000 0\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    dir.write(
+        "r.gor",
+        "1 a 1700000000000000000 0\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
     dir.write(
         "r.yaml",
         "version: 1\nname: r\ntarget: { base_url: \"http://127.0.0.1:1\" }\nreplay: { files: [r.gor] }\n",

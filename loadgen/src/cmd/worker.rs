@@ -40,7 +40,9 @@ pub fn main(args: WorkerArgs) -> i32 {
         client_id: worker::client_id(),
         heartbeat_timeout,
         connect_timeout,
-        out: args.out.unwrap_or_else(|| crate::run::default_out_dir(&name)),
+        out: args
+            .out
+            .unwrap_or_else(|| crate::run::default_out_dir(&name)),
     };
     let stop = Stop::new();
     super::install_signal_handler(stop.clone());

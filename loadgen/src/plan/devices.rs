@@ -89,7 +89,11 @@ impl DeviceJourneyPlan {
                     index,
                     base,
                     planned,
-                    first: if n > 1 { i } else { share.block.saturating_mul(planned) },
+                    first: if n > 1 {
+                        i
+                    } else {
+                        share.block.saturating_mul(planned)
+                    },
                     stride: n,
                     count,
                     arrivals,

@@ -252,7 +252,10 @@ mod tests {
                         segments: n,
                         ..Default::default()
                     };
-                    whole.segment_of_rate(&share).arrivals().collect::<Vec<f64>>()
+                    whole
+                        .segment_of_rate(&share)
+                        .arrivals()
+                        .collect::<Vec<f64>>()
                 })
                 .collect();
             parts.sort_by(f64::total_cmp);

@@ -187,7 +187,12 @@ mod tests {
             let at = origin + Duration::from_secs(t);
             r.record(MetricKey::new("lat").with_tag("journey", "j"), at, 100 + t);
             r.add(MetricKey::new("http_reqs"), at, 1);
-            lines.push(serde_json::to_string(&Line::Delta { delta: r.to_delta() }).unwrap());
+            lines.push(
+                serde_json::to_string(&Line::Delta {
+                    delta: r.to_delta(),
+                })
+                .unwrap(),
+            );
             builder.absorb(r);
         }
         lines.push(
@@ -215,9 +220,15 @@ mod tests {
 
     #[test]
     fn bad_lines_name_their_line() {
-        let text = format!("{}\n{{\"record\":\"nope\"}}\n", serde_json::to_string(&begin()).unwrap());
+        let text = format!(
+            "{}\n{{\"record\":\"nope\"}}\n",
+            serde_json::to_string(&begin()).unwrap()
+        );
         let e = read(&text).unwrap_err().to_string();
-        assert!(e.starts_with("line 2: not a worker record line: unknown variant `nope`"), "{e}");
+        assert!(
+            e.starts_with("line 2: not a worker record line: unknown variant `nope`"),
+            "{e}"
+        );
         assert!(!is_log("{\"version\":1}"));
         assert_eq!(
             read("{\"record\":\"end\",\"duration_s\":1,\"stopped_early\":null}")

@@ -211,7 +211,9 @@ async fn handshake(cfg: &Config) -> Result<(Link, u32), String> {
         let until = tokio::time::Instant::now() + wait;
         loop {
             match tokio::time::timeout_at(until, link.recv()).await {
-                Ok(Some(Ok(m))) if m.kind == "ack" => return ack_index(&m, &cfg.master).map(|i| (link, i)),
+                Ok(Some(Ok(m))) if m.kind == "ack" => {
+                    return ack_index(&m, &cfg.master).map(|i| (link, i))
+                }
                 Ok(Some(Ok(_))) => {}
                 Ok(Some(Err(why))) => {
                     return Err(LinkError::NotLocust {
@@ -434,7 +436,8 @@ impl Worker<'_> {
         self.send("pushbench_record", &begin);
         let _ = s.apply(&wanted);
         let counts = s.counts();
-        let data = json!({"user_classes_count": counts, "user_count": counts.values().sum::<u64>()});
+        let data =
+            json!({"user_classes_count": counts, "user_count": counts.values().sum::<u64>()});
         self.send("spawning_complete", &data);
         self.notices.notice(&format!("run {} started", self.runs));
         self.state = State::Running(Box::new(s));
@@ -491,7 +494,9 @@ impl Worker<'_> {
                 self.passed = Some(run.thresholds.iter().all(|v| v.ok));
                 self.write(&run);
             }
-            Err(e) => self.notices.notice(&format!("error: the run did not finish: {e}")),
+            Err(e) => self
+                .notices
+                .notice(&format!("error: the run did not finish: {e}")),
         }
         self.send("client_stopped", &());
         if quit {
@@ -509,10 +514,17 @@ impl Worker<'_> {
         };
         let path = self.cfg.out.join(name);
         let written = std::fs::create_dir_all(&self.cfg.out)
-            .map_err(|e| RunError::BadInput(format!("{}: cannot create output folder: {e}", self.cfg.out.display())))
+            .map_err(|e| {
+                RunError::BadInput(format!(
+                    "{}: cannot create output folder: {e}",
+                    self.cfg.out.display()
+                ))
+            })
             .and_then(|_| crate::run::write_record_to(run, &path));
         match written {
-            Ok(()) => self.notices.notice(&format!("run record: {}", path.display())),
+            Ok(()) => self
+                .notices
+                .notice(&format!("run record: {}", path.display())),
             Err(e) => self.notices.notice(&format!("error: {e}")),
         }
     }

@@ -83,11 +83,9 @@ pub fn decode(frame: &[u8]) -> Result<Incoming, String> {
         Err(first) => {
             // A message whose data has non-string map keys (possible in custom messages of
             // other plugins) still tells its type; ours never carry such data.
-            let any = rmp_serde::from_slice::<(
-                String,
-                serde::de::IgnoredAny,
-                serde::de::IgnoredAny,
-            )>(frame);
+            let any = rmp_serde::from_slice::<(String, serde::de::IgnoredAny, serde::de::IgnoredAny)>(
+                frame,
+            );
             match any {
                 Ok((kind, _, _)) => Ok(Incoming {
                     kind,
@@ -111,7 +109,11 @@ pub struct Link {
 impl Link {
     /// Connects to `address` as `client_id`, waiting at most `within` for the ZeroMQ
     /// handshake.
-    pub async fn connect(address: &str, client_id: &str, within: Duration) -> Result<Link, LinkError> {
+    pub async fn connect(
+        address: &str,
+        client_id: &str,
+        within: Duration,
+    ) -> Result<Link, LinkError> {
         let endpoint = endpoint(address)?;
         let mut options = SocketOptions::default();
         let identity = client_id
@@ -142,9 +144,11 @@ impl Link {
             while let Some(frame) = out_rx.recv().await {
                 // A master that is gone does not take messages; the heartbeat timeout ends
                 // the worker, so a failed send is dropped, not retried.
-                let sent =
-                    tokio::time::timeout(Duration::from_secs(5), send.send(ZmqMessage::from(frame)))
-                        .await;
+                let sent = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    send.send(ZmqMessage::from(frame)),
+                )
+                .await;
                 if !matches!(sent, Ok(Ok(()))) {
                     tracing::debug!("a message to the master was not sent: {sent:?}");
                 }

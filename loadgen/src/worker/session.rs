@@ -172,9 +172,9 @@ impl Session {
         let delta = recorder.to_delta();
         self.builder.absorb(recorder);
         let now = unix_s();
-        let report = self
-            .mapper
-            .report(&delta, self.epoch0, self.period_start, self.counts.clone());
+        let report =
+            self.mapper
+                .report(&delta, self.epoch0, self.period_start, self.counts.clone());
         self.period_start = now;
         (report, delta)
     }
@@ -200,7 +200,11 @@ impl Session {
         let last = self.take();
         let elapsed = self.origin.elapsed();
         let mut run = self.builder.finish(elapsed);
-        run.meta = Some(run::meta::meta(plan, &self.base_url, stopped_early.as_deref()));
+        run.meta = Some(run::meta::meta(
+            plan,
+            &self.base_url,
+            stopped_early.as_deref(),
+        ));
         let verdicts = reports::threshold::evaluate(&run, &plan.thresholds);
         run.thresholds = verdicts;
         Finished { run, last }

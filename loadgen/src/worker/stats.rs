@@ -85,10 +85,13 @@ impl Entry {
         self.num_requests += n;
         *self.num_reqs_per_sec.entry(second).or_default() += n;
         for v in h.iter_recorded() {
-            let us = h.median_equivalent(v.value_iterated_to());
             let count = v.count_at_value();
-            self.total_response_time += us as f64 / 1e3 * count as f64;
-            *self.response_times.entry(bucket_ms(us)).or_default() += count;
+            // The mean as HdrHistogram takes it (each bucket at its middle); the Locust bucket
+            // from the bucket's lowest value, so a tie such as 2.500 ms rounds as Python does.
+            let mid = h.median_equivalent(v.value_iterated_to());
+            self.total_response_time += mid as f64 / 1e3 * count as f64;
+            let low = h.lowest_equivalent(v.value_iterated_to());
+            *self.response_times.entry(bucket_ms(low)).or_default() += count;
         }
         let (min, max) = (h.min() as f64 / 1e3, h.max() as f64 / 1e3);
         self.min_response_time = Some(self.min_response_time.map_or(min, |m| m.min(min)));
@@ -240,9 +243,10 @@ impl Mapper {
             // Failed connects and sessions, whatever the device's protocol.
             swarm::CONNECTIONS_FAILED => ("WS".into(), format!("{journey}: connect")),
             swarm::HEARTBEAT_RTT => ("WS".into(), format!("{journey}: heartbeat")),
-            delivery::BROADCAST_COMPLETION => {
-                ("DELIVERY".into(), format!("{journey}: broadcast completion"))
-            }
+            delivery::BROADCAST_COMPLETION => (
+                "DELIVERY".into(),
+                format!("{journey}: broadcast completion"),
+            ),
             _ => ("DELIVERY".into(), journey.clone()),
         };
         // Keys of failures without a cause tag are zero-count placeholders (present for
@@ -340,7 +344,10 @@ fn add_error(
     if n == 0 {
         return;
     }
-    let seen = seconds.iter().filter(|s| s.1 > 0).map(|s| (epoch0 + i64::from(s.0)) as f64);
+    let seen = seconds
+        .iter()
+        .filter(|s| s.1 > 0)
+        .map(|s| (epoch0 + i64::from(s.0)) as f64);
     let first = seen.clone().reduce(f64::min);
     let last = seen.reduce(f64::max);
     // Every worker names an error the same way, so the master adds them up.
@@ -424,15 +431,28 @@ mod tests {
         let users = BTreeMap::from([("unicast".to_string(), 3)]);
         let report = mapper.report(&r.to_delta(), 1_000, 999.5, users);
         let push = &report.stats[1];
-        assert_eq!((push.method.as_str(), push.name.as_str()), ("POST", "unicast: push"));
+        assert_eq!(
+            (push.method.as_str(), push.name.as_str()),
+            ("POST", "unicast: push")
+        );
         assert_eq!((push.num_requests, push.num_failures), (2, 1));
         assert_eq!(push.response_times, BTreeMap::from([(1, 1), (2, 1)]));
         assert_eq!(push.num_reqs_per_sec, BTreeMap::from([(1_000, 2)]));
-        assert!((push.total_response_time - 3.7).abs() < 1e-9);
-        assert_eq!((push.min_response_time, push.max_response_time), (Some(1.2), 2.5));
+        // 2.500 ms sits in HdrHistogram's [2500, 2501] µs bucket, whose middle is 2.501.
+        assert!((push.total_response_time - 3.701).abs() < 1e-9);
+        assert_eq!(
+            (push.min_response_time, push.max_response_time),
+            (Some(1.2), 2.501)
+        );
         let lost = &report.stats[0];
-        assert_eq!((lost.method.as_str(), lost.name.as_str()), ("DELIVERY", "unicast"));
-        assert_eq!((lost.num_requests, lost.num_none_requests, lost.num_failures), (2, 2, 2));
+        assert_eq!(
+            (lost.method.as_str(), lost.name.as_str()),
+            ("DELIVERY", "unicast")
+        );
+        assert_eq!(
+            (lost.num_requests, lost.num_none_requests, lost.num_failures),
+            (2, 2, 2)
+        );
         assert_eq!(report.stats_total.num_requests, 4);
         assert_eq!(report.stats_total.num_failures, 3);
         assert_eq!(report.user_count, 3);
