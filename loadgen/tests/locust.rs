@@ -535,5 +535,5 @@ fn masters_that_are_not_locust_or_speak_another_protocol_are_bad_input() {
         "{}",
         stderr(&out)
     );
-    let _ = old.signal(Signal::SIGTERM);
+    old.signal(Signal::SIGTERM);
 }

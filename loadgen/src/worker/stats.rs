@@ -413,10 +413,10 @@ mod tests {
                 .with_tag("journey", "unicast")
                 .with_tag("step", "push")
         };
-        r.record(&step(http::HTTP_REQ_DURATION), origin, 1_200);
-        r.record(&step(http::HTTP_REQ_DURATION), origin, 2_500);
-        r.count(&step(http::HTTP_REQ_FAILED), origin, false);
-        r.count(&step(http::HTTP_REQ_FAILED), origin, true);
+        r.record(step(http::HTTP_REQ_DURATION), origin, 1_200);
+        r.record(step(http::HTTP_REQ_DURATION), origin, 2_500);
+        r.count(step(http::HTTP_REQ_FAILED), origin, false);
+        r.count(step(http::HTTP_REQ_FAILED), origin, true);
         r.add(
             step(http::HTTP_ERRORS).with_tag("cause", "status 503"),
             origin,
