@@ -16,13 +16,13 @@ RATE=${2:-3000}
 W=3
 LOCUST=${LOCUST:-$HOME/.cache/pushbench/locust-2.47.0/bin/locust}
 RAMP=$(( (N + RATE - 1) / RATE ))
-BEVERY=15
+BEVERY=${BEVERY:-15}
 HOLD=$(( 10 + 3 * BEVERY + 10 ))
-DURATION=$(( RAMP + HOLD ))
+DURATION=$(( 3 + RAMP + HOLD ))
 SOURCES=1
 HOLDVARS=(-e PORT="$PORT" -e N="$N" -e RAMP="$RAMP" -e HOLD="$HOLD" -e DURATION="$DURATION"
   -e BEVERY="$BEVERY" -e SOURCES="$SOURCES")
-export PORT N RAMP HOLD DURATION BEVERY SOURCES
+export PORT N RATE RAMP HOLD DURATION BEVERY SOURCES
 
 tree_rss() {
   local pids; pids=$(pstree -p -T "$1" 2>/dev/null | grep -o '([0-9]*)' | tr -d '()' | tr '\n' ',')
@@ -36,10 +36,11 @@ start_rooms() {
   taskset -c "$SERVER_CPU" "$TESTBED" gateway --listen "127.0.0.1:$PORT" --rooms 8 --room-processes \
     --heartbeat 300s >"$OUT/server.log" 2>&1 &
   SERVER_PID=$!
-  trap 'kill "$SERVER_PID" 2>/dev/null || true; pkill -P "$SERVER_PID" 2>/dev/null || true; kill "${SAMPLER:-0}" 2>/dev/null || true' EXIT
+  trap 'kill "$SERVER_PID" 2>/dev/null || true; pkill -P "$SERVER_PID" 2>/dev/null || true; stop_sampler' EXIT
   for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "gateway did not come up" >&2; exit 1
 }
+stop_sampler() { if [ -n "${SAMPLER:-}" ]; then kill "$SAMPLER" 2>/dev/null || true; SAMPLER=; fi; }
 # Samples the gateway's acks every 50 ms into $1 (unix_s acks joined).
 sample_acks() {
   python3 - "$1" "$PORT" <<'PY' &
@@ -93,36 +94,51 @@ LG=$!
 sleep 1.5; base=$(tree_rss "$LG")
 wait_joined; sleep 1; held=$(tree_rss "$LG"); conns=$(stat_of joined)
 wait "$LG" || true
-kill "$SAMPLER"; SAMPLER=
+stop_sampler
 echo "one loadgen: joined=$conns rss_base_kib=$base rss_held_kib=$held bytes_per_conn=$(( (held - base) * 1024 / (conns > 0 ? conns : 1) ))"
 throughput "$OUT/acks-one.txt"
 wait_drained
 
-# 2. Locust master + 3 workers
+# 2. Locust master + 3 workers. The shape (bench/locust-shape.py) holds 0 users for 3 s, so
+#    each worker starts its run (shard processes) before the base RSS sample, as the one
+#    loadgen's scenario holds 0 devices for 3 s.
 d="$OUT/lw-locust"; rm -rf "$d"; mkdir -p "$d"
 sample_acks "$OUT/acks-locust.txt"
 (cd "$d" && exec env PUSHBENCH_SCENARIO="$ROOT/bench/locust-hold.yaml" PUSHBENCH_LOADGEN="$LOADGEN" \
-  PUSHBENCH_OUT="$d/records" taskset -c "$SERVER_CPU" "$LOCUST" -f "$ROOT/deploy/locust/locustfile.py" \
+  PUSHBENCH_OUT="$d/records" taskset -c "$SERVER_CPU" "$LOCUST" \
+  -f "$ROOT/deploy/locust/locustfile.py,$ROOT/bench/locust-shape.py" \
   --master --master-bind-host 127.0.0.1 --master-bind-port 15557 --headless --expect-workers "$W" \
-  --users $(( N + 1 )) --spawn-rate "$RATE" --run-time "${DURATION}s" >"$d/master.log" 2>&1) &
+  >"$d/master.log" 2>&1) &
 MASTER=$!
-sleep 1; m0=$(cpu_ticks "$MASTER"); t0=$(date +%s.%N)
 pids=()
 for i in $(seq "$W"); do
   taskset -c "$CLIENT_CPU" "$LOADGEN" worker --master 127.0.0.1:15557 "$ROOT/bench/locust-hold.yaml" \
     "${HOLDVARS[@]}" --out "$d/w$i" >"$d/w$i.log" 2>&1 &
   pids+=($!)
 done
-sleep 1.5; base=0; for p in "${pids[@]}"; do base=$(( base + $(tree_rss "$p") )); done
+for i in $(seq "$W"); do
+  for _ in $(seq 100); do grep -q "run 1 started" "$d/w$i.log" 2>/dev/null && break; sleep 0.1; done
+done
+sleep 1; base=0; for p in "${pids[@]}"; do base=$(( base + $(tree_rss "$p") )); done
+m0=$(cpu_ticks "$MASTER"); t0=$(date +%s.%N)
 wait_joined; sleep 1; held=0; for p in "${pids[@]}"; do held=$(( held + $(tree_rss "$p") )); done
 conns=$(stat_of joined)
-m1=$(cpu_ticks "$MASTER"); t1=$(date +%s.%N)
+# The master's CPU over the ramp and the hold, sampled just before the shape ends the test.
+left=$(python3 -c "print(max(0, $DURATION - 3 - ($(date +%s.%N) - $t0)))")
+sleep "$left"; m1=$(cpu_ticks "$MASTER"); t1=$(date +%s.%N)
 wait "$MASTER"; code=$?
 for p in "${pids[@]}"; do wait "$p" || true; done
-kill "$SAMPLER"; SAMPLER=
+stop_sampler
 echo "3 workers: joined=$conns rss_base_kib=$base rss_held_kib=$held bytes_per_conn=$(( (held - base) * 1024 / (conns > 0 ? conns : 1) )) master_exit=$code"
-echo "  master CPU during the ramp and hold: $(python3 -c "print(f'{($m1 - $m0) / 100 / ($t1 - $t0) * 100:.1f}% of one core over {$t1 - $t0:.0f}s')")"
+echo "  master CPU over the ramp and hold: $(python3 -c "print(f'{($m1 - $m0) / 100 / ($t1 - $t0) * 100:.1f}% of one core over {$t1 - $t0:.0f}s')")"
 throughput "$OUT/acks-locust.txt"
+python3 - "$d/records/run/run.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); m = r["metrics"]
+print(f"  merged record: connections_opened={m['connections_opened']['value']} "
+      f"delivery_received={m.get('delivery_received', {}).get('value')} delivery_lost={m.get('delivery_lost', {}).get('value')} "
+      f"missing shares={len(r['meta']['distributed']['missing'])}")
+PY
 wait_drained
 
 # 3. HTTP requests per second per worker core, 64 users, 20 s each.
@@ -136,16 +152,19 @@ http_run() {   # $1 = label, $2 = locustfile, $3 = worker command…
   local master=$!
   (cd "$dd" && exec taskset -c "$CLIENT_CPU" "$@" >"$dd/worker.log" 2>&1) &
   local worker=$!
-  sleep 2; local c0; c0=$(cpu_ticks "$worker")
+  # The worker's CPU from 3 s to 18 s of the 20 s run (its process ends with the master's quit).
+  sleep 3; local c0; c0=$(cpu_ticks "$worker")
+  sleep 15; local c1; c1=$(cpu_ticks "$worker")
   wait "$master" || true
-  local c1; c1=$(cpu_ticks "$worker")
   wait "$worker" || true
   python3 - "$dd/locust_stats.csv" "$label" "$c0" "$c1" <<'PY'
 import csv, sys
 rows = {r["Name"]: r for r in csv.DictReader(open(sys.argv[1]))}
 agg = rows["Aggregated"]
-print(f"  {sys.argv[2]}: {float(agg['Requests/s']):.0f} req/s, {agg['Request Count']} requests, "
-      f"{agg['Failure Count']} failed, worker CPU {(int(sys.argv[4]) - int(sys.argv[3])) / 100:.1f} s")
+cores = (int(sys.argv[4]) - int(sys.argv[3])) / 100 / 15
+rps = float(agg["Requests/s"])
+print(f"  {sys.argv[2]}: {rps:.0f} req/s, {agg['Request Count']} requests, {agg['Failure Count']} failed, "
+      f"worker process CPU {cores * 100:.0f}% of a core: {rps / max(cores, 1e-9):.0f} req/s per worker core")
 PY
 }
 echo "HTTP, one worker on core $CLIENT_CPU, 64 users, 20 s:"
