@@ -12,6 +12,8 @@ What it does:
   prints them: sender journeys weighted by their `weight`, device journeys with a
   `fixed_count` of their planned devices. Locust's dispatcher, web UI, CSV and charts work
   on them as on any user class; the workers report Locust's own stats.
+- relays each worker's tracked broadcasts (`pushbench_track`) to the other workers, whose
+  devices receive them too: every worker judges its devices on every tracked broadcast.
 - collects each worker's exact samples (the `pushbench_record` messages: HdrHistograms and
   counters, not Locust's rounded buckets) into PUSHBENCH_OUT/run[-N]/workers/<worker>.jsonl,
   and when the test stops runs `loadgen report merge` over them: PUSHBENCH_OUT/run/run.json
@@ -109,6 +111,13 @@ class Collector:
         if data.get("record") == "end":
             self.ended.add(worker)
 
+    def on_track(self, environment, msg, **_):
+        """A worker's tracked broadcast: the other workers' devices receive it too, so they
+        judge them on it."""
+        for client in list(environment.runner.clients.keys()):
+            if client != msg.node_id:
+                environment.runner.send_message("pushbench_track", msg.data, client)
+
     def gone(self, worker):
         client = self.env.runner.clients.get(worker)
         return client is None or client.state == "missing"
@@ -194,4 +203,5 @@ def _on_init(environment, **_):
         return
     collector = Collector(environment)
     environment.runner.register_message("pushbench_record", collector.on_record)
+    environment.runner.register_message("pushbench_track", collector.on_track)
     environment.events.test_stopping.add_listener(collector.on_test_stopping)

@@ -278,6 +278,67 @@ fn two_workers_follow_the_masters_counts_up_and_down_and_merge_exactly() {
 }
 
 #[test]
+fn a_broadcast_is_judged_on_every_workers_devices() {
+    let gw = gateway();
+    let c = Cluster::new(&gw);
+    // One broadcast user (on one worker), one health user, and the devices on both.
+    let broadcast = "  - name: unicast\n    think: 1s\n    steps:\n      - name: push\n        post: \"{{base_url}}/broadcast\"\n        json: { id: \"{{msg_id}}\", sent_at_ns: \"{{now_ns}}\", body: \"all\" }\n        expect: { status: 202 }\n        track: { broadcast: true, within: 2s }\n";
+    let start = SCENARIO.find("  - name: unicast").unwrap();
+    let end = SCENARIO.find("  - name: health").unwrap();
+    let text = format!("{}{broadcast}{}", &SCENARIO[..start], &SCENARIO[end..])
+        .replace(
+            "    weight: 2\n    think: 50ms",
+            "    weight: 1\n    think: 1s",
+        )
+        // A worker without HTTP users has no `http_req_failed` to gate its own record on.
+        .replace("thresholds:\n  http_req_failed: [ \"rate < 1%\" ]\n", "");
+    c.dir.write("s.yaml", &text);
+    let mut master = c.master(
+        "2.47.0",
+        &[],
+        &[
+            "--expect-workers",
+            "2",
+            "--users",
+            "22",
+            "--spawn-rate",
+            "100",
+            "--run-time",
+            "8s",
+        ],
+    );
+    let mut w1 = c.worker("w1", "s.yaml", &[]);
+    let mut w2 = c.worker("w2", "s.yaml", &[]);
+    let status = master.wait(Duration::from_secs(90));
+    let log = master.lines().join("\n") + &master.rest().join("\n");
+    assert_eq!(status.code(), Some(0), "master: {log}");
+    assert_exit(&mut w1, 0);
+    assert_exit(&mut w2, 0);
+    // Both workers judged their devices on the broadcasts, though one of them sent them all.
+    for w in ["w1", "w2"] {
+        let own = c.json(&format!("{w}/run.json"));
+        let expected = metric(&own, "delivery_expected{journey=unicast}")["value"]
+            .as_u64()
+            .unwrap();
+        assert!(expected >= 10, "{w}: {expected}");
+        assert_eq!(metric(&own, "delivery_unexpected")["value"], 0, "{w}");
+    }
+    let run = c.json("out/run/run.json");
+    let sent = metric(&run, "http_reqs{journey=unicast}")["value"]
+        .as_u64()
+        .unwrap();
+    assert!(sent >= 3, "{sent} broadcasts");
+    let received = metric(&run, "delivery_received")["value"].as_u64().unwrap();
+    assert_eq!(metric(&run, "delivery_lost")["value"], 0);
+    assert_eq!(
+        received,
+        metric(&run, "delivery_expected")["value"].as_u64().unwrap()
+    );
+    // Every device of both workers got every settled broadcast.
+    assert_eq!(received % 20, 0, "{received}");
+}
+
+#[test]
 fn a_worker_killed_mid_run_is_noticed_and_its_missing_share_named() {
     let gw = gateway();
     let c = Cluster::new(&gw);

@@ -20,9 +20,12 @@
 //! dicts (plain `to_vec` writes structs as arrays).
 //!
 //! Several workers never run the same device: worker `k` (the master's index) runs the device
-//! indices `k × planned …` of each device journey ([`crate::plan::Share`]). Each worker
-//! tracks the deliveries of its own senders to its own devices; a broadcast sent by one worker
-//! also reaches the other workers' devices, which count it as `delivery_unexpected`.
+//! indices `k × planned …` of each device journey ([`crate::plan::Share`]). Unicast pushes are
+//! tracked by the worker whose sender picked a device of its own. A tracked broadcast (or
+//! topic push) reaches every worker's devices: the sending worker announces it
+//! (`pushbench_track`), the plugin relays it to the other workers, and each judges its own
+//! devices on it (expected, received, lost); its `broadcast_completion` is the sending
+//! worker's devices' last receipt.
 
 pub mod classes;
 pub mod host;
@@ -292,6 +295,7 @@ impl Worker<'_> {
                 ev = state_event(&mut self.state) => match ev {
                     StateEvent::Started(r) => self.started(r),
                     StateEvent::Finished(f) => self.finished(f),
+                    StateEvent::Announced(m) => self.send("pushbench_track", &m),
                 },
                 _ = stop.wait(), if !interrupted => {
                     interrupted = true;
@@ -339,6 +343,7 @@ impl Worker<'_> {
             "reconnect" => self.notices.notice(
                 "the master asked for a reconnect: the ZeroMQ socket reconnects by itself; sending client_ready",
             ),
+            "pushbench_track" => self.on_remote_track(m.data),
             "heartbeat" | "ack" | "spawning_complete" => {}
             // Locust 1.x's names for spawn and its ramp.
             "hatch" | "hatching" => self.fail(Ended::BadInput(format!(
@@ -349,6 +354,17 @@ impl Worker<'_> {
         }
         if m.kind == "reconnect" {
             self.send("client_ready", &-1);
+        }
+    }
+
+    /// Another worker's tracked broadcast, relayed by the master's plugin.
+    fn on_remote_track(&mut self, data: Value) {
+        let State::Running(s) = &mut self.state else {
+            return;
+        };
+        match serde_json::from_value::<crate::delivery::TrackMsg>(data) {
+            Ok(msg) => s.track_remote(msg),
+            Err(e) => tracing::warn!("a relayed broadcast that is not a tracking record: {e}"),
         }
     }
 
@@ -554,13 +570,19 @@ impl Worker<'_> {
 enum StateEvent {
     Started(Result<Result<Session, RunError>, tokio::task::JoinError>),
     Finished(Result<Finished, tokio::task::JoinError>),
+    /// A broadcast the running session's senders tracked, for the other workers.
+    Announced(crate::delivery::TrackMsg),
 }
 
-/// Waits for the session's start or finish, when one is under way.
+/// Waits for the session's start or finish, or its next announced broadcast.
 async fn state_event(state: &mut State) -> StateEvent {
     match state {
         State::Starting(task, _) => StateEvent::Started(task.await),
         State::Finishing(task, _) => StateEvent::Finished(task.await),
-        _ => std::future::pending().await,
+        State::Running(s) => match s.next_announced().await {
+            Some(m) => StateEvent::Announced(m),
+            None => std::future::pending().await,
+        },
+        State::Idle => std::future::pending().await,
     }
 }

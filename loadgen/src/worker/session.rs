@@ -12,6 +12,7 @@ use reports::{Delta, Recorders, Run, RunBuilder};
 use super::classes::{ClassKind, UserClass};
 use super::stats::{Mapper, Report};
 use crate::delivery::clock::{origin_from_unix, unix_ns};
+use crate::delivery::TrackMsg;
 use crate::engine::http::Tls;
 use crate::engine::swarm::{Launched, Swarm};
 use crate::engine::users::Users;
@@ -34,6 +35,10 @@ pub struct Session {
     mapper: Mapper,
     period_start: f64,
     base_url: String,
+    /// Broadcasts this worker's senders tracked, to announce to the other workers.
+    announced: Option<tokio::sync::mpsc::UnboundedReceiver<TrackMsg>>,
+    /// The latest deadline of the other workers' broadcasts judged here, Unix ns.
+    remote_deadline_ns: u64,
     _target: target::Started,
 }
 
@@ -93,6 +98,13 @@ impl Session {
             _ => None,
         };
         let hooks = swarm.as_ref().map(Swarm::hooks);
+        let announced = swarm.as_ref().map(|s| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            s.announce_broadcasts(Box::new(move |m| {
+                let _ = tx.send(m.clone());
+            }));
+            rx
+        });
         let globals = Arc::new(HashMap::from([("base_url".to_string(), base_url.clone())]));
         let mut users = HashMap::new();
         for c in &classes {
@@ -117,8 +129,27 @@ impl Session {
             mapper: Mapper::new(plan),
             period_start: unix_s(),
             base_url,
+            announced,
+            remote_deadline_ns: 0,
             _target: started,
         })
+    }
+
+    /// The next broadcast this worker's senders tracked (for the other workers); pending
+    /// forever without a swarm.
+    pub async fn next_announced(&mut self) -> Option<TrackMsg> {
+        match &mut self.announced {
+            Some(rx) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Another worker's tracked broadcast: this worker's devices are judged on it too.
+    pub fn track_remote(&mut self, msg: TrackMsg) {
+        if let Some(s) = &self.swarm {
+            self.remote_deadline_ns = self.remote_deadline_ns.max(msg.deadline_ns);
+            s.track_remote(msg);
+        }
     }
 
     /// When second 0 started, Unix ns.
@@ -193,6 +224,14 @@ impl Session {
         while stopping.join_next().await.is_some() {}
         if let Some(s) = self.swarm.take() {
             let wait = longest_deadline(&plan.scenario) + Duration::from_secs(1);
+            // The other workers' broadcasts judged here get their deadlines too (the swarm
+            // itself waits for this worker's own).
+            let now = unix_ns();
+            if self.remote_deadline_ns > now {
+                let left = Duration::from_nanos(self.remote_deadline_ns - now)
+                    + Duration::from_millis(200);
+                tokio::time::sleep(left.min(wait)).await;
+            }
             for n in s.finish(wait).await {
                 tracing::warn!("{n}");
             }

@@ -52,10 +52,28 @@ enum Incoming {
     Exited(String),
 }
 
+/// Called once for every tracked broadcast or topic push this process's senders make.
+pub type Announce = Box<dyn Fn(&crate::delivery::TrackMsg) + Send + Sync>;
+
+/// Where tracked broadcasts are announced to other processes (a Locust worker's master).
+#[derive(Default)]
+struct Announcer(std::sync::OnceLock<Announce>);
+
+impl std::fmt::Debug for Announcer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Announcer(set)"
+        } else {
+            "Announcer"
+        })
+    }
+}
+
 /// A running swarm.
 #[derive(Debug)]
 pub struct Swarm {
     hooks: Arc<DeliveryHooks>,
+    announcer: Arc<Announcer>,
     links: Vec<mpsc::UnboundedSender<Command>>,
     pump: tokio::task::JoinHandle<()>,
     done: Arc<tokio::sync::Notify>,
@@ -187,10 +205,18 @@ impl Launched {
             }
         }
         let links = self.links.clone();
+        let announcer = Arc::new(Announcer::default());
+        let announce = announcer.clone();
         let hooks = Arc::new(DeliveryHooks::new(
             all_users(scripts, &setup.base_url),
             n,
             Box::new(move |k, msg| {
+                // A broadcast is routed to every shard: announced once, with shard 0's copy.
+                if k == 0 && !matches!(msg.target, crate::delivery::Target::Unicast { .. }) {
+                    if let Some(f) = announce.0.get() {
+                        f(&msg);
+                    }
+                }
                 if let Some(link) = links.get(k as usize) {
                     let _ = link.send(Command::Track(msg));
                 }
@@ -214,6 +240,7 @@ impl Launched {
         ));
         Swarm {
             hooks,
+            announcer,
             links: self.links,
             pump,
             done,
@@ -228,6 +255,21 @@ impl Swarm {
     /// The senders' delivery hooks.
     pub fn hooks(&self) -> Arc<DeliveryHooks> {
         self.hooks.clone()
+    }
+
+    /// Calls `f` for every tracked broadcast or topic push of this process's senders (set
+    /// once), so another process can judge its own devices' receipts of it.
+    pub fn announce_broadcasts(&self, f: Announce) {
+        let _ = self.announcer.0.set(f);
+    }
+
+    /// A broadcast or topic push another process's sender tracked: this process's devices
+    /// are judged on it (expected, received, lost) as on their own senders' pushes; its
+    /// completion is recorded by the process that sent it.
+    pub fn track_remote(&self, msg: crate::delivery::TrackMsg) {
+        for link in &self.links {
+            let _ = link.send(Command::Track(msg.clone()));
+        }
     }
 
     /// Holds `count` devices of device journey `journey` from now on (a `controlled` share's
