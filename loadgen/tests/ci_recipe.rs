@@ -372,7 +372,8 @@ fn ab_refuses_a_gate_key_that_selects_nothing() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("error: --gate http_req_durations: no metric of ab/b/01/run.json matches it"),
+        stderr(&out)
+            .contains("error: --gate http_req_durations: no metric of ab/b/01/run.json matches it"),
         "{}",
         stderr(&out)
     );

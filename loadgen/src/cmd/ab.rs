@@ -95,15 +95,21 @@ impl Interrupt {
 
 /// A plan of `file` with `vars`, or the one-line reason naming the arm.
 fn plan(args: &AbArgs, spec: &ArmSpec) -> Result<Plan, ReportError> {
-    super::check::load_plan(&args.file, &spec.vars, args.ignore_limits)
+    let plan_args = crate::cli::PlanArgs {
+        file: args.file.clone(),
+        env: spec.vars.clone(),
+        segment: None,
+        ignore_limits: args.ignore_limits,
+    };
+    super::check::load_plan(&plan_args)
         .map_err(|e| ReportError::BadInput(format!("arm {}: {e}", spec.name())))
 }
 
 /// Refuses arms whose runs could not be compared (another scenario name or load shape), before
 /// anything is sent.
 fn check_alike(a: &Plan, b: &Plan, force: bool) -> Result<(), ReportError> {
-    let meta_a = crate::run::meta::meta(a, "", None);
-    let meta_b = crate::run::meta::meta(b, "", None);
+    let meta_a = crate::run::meta::meta(a, "", None, None);
+    let meta_b = crate::run::meta::meta(b, "", None, None);
     let why = shape_differences(
         (&a.scenario.name, Some(&meta_a)),
         (&b.scenario.name, Some(&meta_b)),

@@ -10,7 +10,7 @@ use reports::history::{self, Loaded};
 use reports::{Comparison, Format, GateOptions, Labeled, MetricKey, Run, Scope};
 
 use super::exit;
-use super::report::{emit, format_for, load_run, ReportError};
+use super::report::{emit, format_for, load_run, worker_log, ReportError};
 use crate::cli::{BaselineArgs, CompareFlags, GateFlags, HistoryAction, NoiseArgs, NoiseFormat};
 
 /// Why A/B rounds take no noise profile.
@@ -62,7 +62,31 @@ pub fn load_runs(patterns: &[String]) -> Result<Vec<Loaded>, ReportError> {
             paths.push(PathBuf::from(p));
         }
     }
-    let mut runs = history::read_runs(&paths).map_err(|e| ReportError::BadInput(e.to_string()))?;
+    // Locust workers' record logs are read as the runs they describe; the rest (run records
+    // and folders of them) by the history reader.
+    let mut runs = Vec::new();
+    let mut records = Vec::new();
+    for path in paths {
+        match path
+            .is_file()
+            .then(|| worker_log(&path))
+            .transpose()?
+            .flatten()
+        {
+            Some(run) => runs.push(Loaded {
+                label: path.display().to_string(),
+                path,
+                run,
+            }),
+            None => records.push(path),
+        }
+    }
+    if !records.is_empty() {
+        runs.extend(
+            history::read_runs(&records).map_err(|e| ReportError::BadInput(e.to_string()))?,
+        );
+    }
+    runs.sort_by_key(|l| l.run.started_at);
     let mut seen = HashSet::new();
     runs.retain(|l| seen.insert(same_file(&l.path)));
     Ok(runs)

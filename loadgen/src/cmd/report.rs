@@ -35,9 +35,33 @@ impl ReportError {
     }
 }
 
-/// Reads a run file; errors name the file (and line:column for malformed JSON).
-pub(super) fn load_run(path: &Path) -> Result<Run, ReportError> {
-    reports::history::read_run(path).map_err(|e| ReportError::BadInput(e.to_string()))
+/// Reads a run file, or a Locust worker's record log (written by deploy/locust/locustfile.py)
+/// as the run the worker built; errors name the file (and line:column for malformed JSON).
+pub fn load_run(path: &Path) -> Result<Run, ReportError> {
+    match worker_log(path)? {
+        Some(run) => Ok(run),
+        None => reports::history::read_run(path).map_err(|e| ReportError::BadInput(e.to_string())),
+    }
+}
+
+/// The run of `path` when it is a Locust worker's record log (its first line says so), else
+/// `None` (only that line read).
+pub(super) fn worker_log(path: &Path) -> Result<Option<Run>, ReportError> {
+    use std::io::BufRead as _;
+    let cannot =
+        |e: std::io::Error| ReportError::BadInput(format!("{}: cannot read: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut first = String::new();
+    std::io::BufReader::new(file)
+        .read_line(&mut first)
+        .map_err(cannot)?;
+    if !crate::worker::log::is_log(&first) {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(cannot)?;
+    crate::worker::log::read(&text)
+        .map(Some)
+        .map_err(|e| ReportError::BadInput(format!("{}:{e}", path.display())))
 }
 
 /// Writes `bytes` to `path`, creating its folder.
