@@ -10,7 +10,8 @@
 #   - the A/A noise report (what a team reads to pick its minimum effect).
 #   bench/gate.sh [ROUNDS]
 # SKIP_RUNS=1 judges the runs already in $OUT/gate again; LOADGEN=PATH uses that binary
-# without building (a copy, so a build elsewhere cannot replace it mid-run).
+# without building (a copy, so a build elsewhere cannot replace it mid-run); GATE_FLAGS adds
+# flags to every `report compare` and `report noise` (e.g. GATE_FLAGS='--alpha 1%').
 LOADGEN_GIVEN=${LOADGEN:-}
 source "$(dirname "$0")/lib.sh"
 ROUNDS=${1:-10}
@@ -35,6 +36,7 @@ if [ -z "${SKIP_RUNS:-}" ]; then
     "$LOADGEN" ab scenarios/ci-gate.yaml "${extra[@]}" --rounds "$ROUNDS" --out "$DIR/$job" \
       >"$DIR/$job.txt" 2>"$DIR/$job.log" || code=$?
     echo "$job: loadgen ab exit $code ($(tail -n 1 "$DIR/$job.log")); load average after $(cut -d' ' -f1-3 /proc/loadavg)"
+    if [ "$code" != 0 ] && [ "$code" != 99 ]; then cat "$DIR/$job.log" >&2; exit 1; fi
   done
 fi
 
@@ -43,7 +45,8 @@ fi
 flagged=0 total=0 SHOW=0
 judge() {
   local code=0
-  "$LOADGEN" report compare "$@" >"$DIR/last.txt" 2>&1 || code=$?
+  # shellcheck disable=SC2086 # GATE_FLAGS is split into flags on purpose
+  "$LOADGEN" report compare "$@" ${GATE_FLAGS:-} >"$DIR/last.txt" 2>&1 || code=$?
   case $code in
     0) ;;
     99)
@@ -77,22 +80,28 @@ for i in "${!A[@]}"; do
     [ "$i" = "$j" ] && continue
     others=()
     for k in "${!A[@]}"; do [ "$k" != "$i" ] && [ "$k" != "$j" ] && others+=("${A[$k]}"); done
-    "$LOADGEN" report noise "${others[@]}" --design single -o "$DIR/profile.json"
+    "$LOADGEN" report noise "${others[@]}" ${GATE_FLAGS:-} --design single -o "$DIR/profile.json"
     judge "${A[$i]}" "${A[$j]}" --noise-profile "$DIR/profile.json"
   done
 done
 echo "A/A, one run against one with a noise profile of the other $((${#A[@]} - 2)): $flagged of $total flagged"
 
 flagged=0 total=0 SHOW=0
-"$LOADGEN" report noise "${A[@]}" --design single -o "$DIR/profile.json"
+"$LOADGEN" report noise "${A[@]}" ${GATE_FLAGS:-} --design single -o "$DIR/profile.json"
 for a in "${AB_A[@]}"; do
   for b in "${AB_B[@]}"; do judge "$a" "$b" --noise-profile "$DIR/profile.json"; done
 done
 echo "+1 ms, one B run against one A run with the A/A job's noise profile: $flagged of $total flagged"
 
 for job in aa ab; do
-  echo "$job, B against A in $ROUNDS paired rounds: $(grep -E '^baseline' "$DIR/$job.txt")"
-  grep -E '^  (Regressed|Improved)' "$DIR/$job.txt" || true
+  code=0
+  # shellcheck disable=SC2086
+  "$LOADGEN" report compare --paired "$DIR/$job/a" "$DIR/$job/b" ${GATE_FLAGS:-} \
+    >"$DIR/last.txt" 2>&1 || code=$?
+  echo "$job, B against A in $ROUNDS paired rounds (exit $code): $(grep -E '^baseline' "$DIR/last.txt")"
+  grep -E '^  (Regressed|Improved)' "$DIR/last.txt" || true
 done
-"$LOADGEN" report noise "$DIR/aa/a"
-"$LOADGEN" report noise "$DIR/aa/a" --design "ab:$ROUNDS"
+# shellcheck disable=SC2086
+"$LOADGEN" report noise "$DIR/aa/a" ${GATE_FLAGS:-}
+# shellcheck disable=SC2086
+"$LOADGEN" report noise "$DIR/aa/a" ${GATE_FLAGS:-} --design "ab:$ROUNDS"

@@ -218,7 +218,8 @@ fn the_readme_ci_recipe_gates_on_history_and_on_ab_rounds() {
         md.contains("6 alternating A/B rounds") && md.contains("🔴 Regressed (worse)"),
         "{md}"
     );
-    // Rounds alternate which arm goes first, and every run is kept for judging again.
+    // Rounds alternate which arm goes first, and every run is kept for judging again (with
+    // the recipe's --alpha).
     let err = stderr(&out);
     let order: Vec<&str> = err
         .lines()
@@ -236,6 +237,8 @@ fn the_readme_ci_recipe_gates_on_history_and_on_ab_rounds() {
         "--paired",
         "perf-ab/a",
         "perf-ab/b",
+        "--alpha",
+        "1%",
         "--format",
         "json",
     ]);
