@@ -326,3 +326,67 @@ pub fn noise(args: &NoiseArgs) -> Result<i32, ReportError> {
     emit(text.as_bytes(), args.output.as_deref())?;
     Ok(exit::OK)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::log::Line;
+
+    /// A Locust worker's record log of one request, `started` s after the epoch.
+    fn worker_log(started: u64) -> String {
+        let begin = Line::Begin {
+            scenario: "s".into(),
+            started_at_unix_ns: started * 1_000_000_000,
+            meta: serde_json::json!({"scenario_file": "s.yaml"}),
+            thresholds: vec![],
+            worker: "w1".into(),
+        };
+        let end = Line::End {
+            duration_s: 1.0,
+            stopped_early: None,
+        };
+        [begin, end]
+            .iter()
+            .map(|l| serde_json::to_string(l).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn worker_record_logs_are_read_next_to_run_records_oldest_first() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("w1.jsonl");
+        std::fs::write(&log, worker_log(1_700_000_100)).unwrap();
+        let older = crate::worker::log::read(&worker_log(1_700_000_000)).unwrap();
+        let record = d.path().join("hist/run.json");
+        std::fs::create_dir_all(record.parent().unwrap()).unwrap();
+        std::fs::write(&record, serde_json::to_string(&older).unwrap()).unwrap();
+
+        let runs = load_runs(&[
+            log.display().to_string(),
+            d.path().join("hist").display().to_string(),
+        ])
+        .unwrap();
+        let paths: Vec<&Path> = runs.iter().map(|l| l.path.as_path()).collect();
+        assert_eq!(paths, [record.as_path(), log.as_path()]);
+        assert_eq!(runs[1].label, log.display().to_string());
+        assert!(runs[0].run.started_at < runs[1].run.started_at);
+
+        // A broken log names its file and line.
+        std::fs::write(
+            &log,
+            format!("{}\n{{\"record\":\"nope\"}}\n", worker_log(1)),
+        )
+        .unwrap();
+        let e = load_runs(&[log.display().to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}:line 3: not a worker record line",
+                log.display()
+            )),
+            "{e}"
+        );
+    }
+}
