@@ -125,11 +125,12 @@ impl Instances {
     }
 }
 
-/// Watches one service; see the module doc. The background task ends when this is dropped.
+/// Watches one service; see the module doc. The background task ends when this is dropped,
+/// or with [`ServiceWatch::close`].
 #[derive(Debug)]
 pub struct ServiceWatch {
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 #[derive(Debug)]
@@ -142,7 +143,9 @@ struct Shared {
 
 impl Drop for ServiceWatch {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -172,7 +175,20 @@ impl ServiceWatch {
                 why: format!("no answer to reading `{path}`"),
             });
         }
-        Ok(ServiceWatch { shared, task })
+        Ok(ServiceWatch {
+            shared,
+            task: Some(task),
+        })
+    }
+
+    /// Stops following and waits until the follower has let go of its session (which then
+    /// closes). Call it before the runtime shuts down: zookeeper-client 0.11 panics in a watch
+    /// that is polled after a shutting-down runtime dropped its session task.
+    pub async fn close(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
     }
 
     /// The service's path.
@@ -502,7 +518,9 @@ fn publish(shared: &Shared, known: &mut Known, stale: Option<String>) {
 /// Reads a service's instances once (a new session, closed after): for a command that looks.
 pub async fn read_once(config: &ZkConfig, path: &ServicePath) -> Result<Arc<Instances>, Error> {
     let watch = ServiceWatch::start(config, path, WatchOptions::default()).await?;
-    Ok(watch.instances())
+    let view = watch.instances();
+    watch.close().await;
+    Ok(view)
 }
 
 #[cfg(test)]
