@@ -105,23 +105,27 @@ impl Discover {
         tries: &mut Failover<'_>,
         default_endpoint: Option<&str>,
     ) -> Result<(String, Lease), Error> {
-        let mut without = 0;
         loop {
             match tries.next_lease() {
                 Ok(lease) => match self.url_of(lease.instance(), default_endpoint) {
                     Some(url) => return Ok((url, lease)),
-                    None => without += 1,
+                    None => tries.passed_over += 1,
                 },
-                Err(Error::NoInstance { path, why }) if without > 0 => {
+                Err(Error::NoInstance { path, why }) if tries.passed_over > 0 => {
                     let name = self
                         .endpoint
                         .as_deref()
                         .or(default_endpoint)
                         .unwrap_or_default();
-                    return Err(Error::NoInstance {
-                        path,
-                        why: format!("{why}; {without} instances have no `{name}` endpoint"),
-                    });
+                    let without =
+                        format!("{} instances have no `{name}` endpoint", tries.passed_over);
+                    // `why` counts only the instances that failed, if any did.
+                    let why = if why.contains("failed to connect") {
+                        format!("{why}; {without}")
+                    } else {
+                        without
+                    };
+                    return Err(Error::NoInstance { path, why });
                 }
                 Err(e) => return Err(e),
             }

@@ -130,7 +130,7 @@ impl Instances {
 #[derive(Debug)]
 pub struct ServiceWatch {
     shared: Arc<Shared>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Debug)]
@@ -143,7 +143,7 @@ struct Shared {
 
 impl Drop for ServiceWatch {
     fn drop(&mut self) {
-        if let Some(task) = &self.task {
+        if let Some(task) = common::sync::lock(&self.task).as_ref() {
             task.abort();
         }
     }
@@ -177,15 +177,17 @@ impl ServiceWatch {
         }
         Ok(ServiceWatch {
             shared,
-            task: Some(task),
+            task: std::sync::Mutex::new(Some(task)),
         })
     }
 
-    /// Stops following and waits until the follower has let go of its session (which then
-    /// closes). Call it before the runtime shuts down: zookeeper-client 0.11 panics in a watch
-    /// that is polled after a shutting-down runtime dropped its session task.
-    pub async fn close(mut self) {
-        if let Some(task) = self.task.take() {
+    /// Stops following (the last view stays) and waits until the follower has let go of its
+    /// session, which then closes. Call it before the runtime shuts down: zookeeper-client
+    /// 0.11 panics in a watch that is polled after a shutting-down runtime dropped its session
+    /// task.
+    pub async fn close(&self) {
+        let task = common::sync::lock(&self.task).take();
+        if let Some(task) = task {
             task.abort();
             let _ = task.await;
         }
@@ -241,6 +243,7 @@ impl ServiceWatch {
         Failover {
             watch: self,
             tried: HashSet::new(),
+            passed_over: 0,
         }
     }
 }
@@ -250,6 +253,8 @@ impl ServiceWatch {
 pub struct Failover<'a> {
     watch: &'a ServiceWatch,
     tried: HashSet<String>,
+    /// Of `tried`, the instances passed over as unusable for this work rather than failed.
+    pub(crate) passed_over: usize,
 }
 
 impl Failover<'_> {
@@ -268,7 +273,7 @@ impl Failover<'_> {
             }
             None => Err(Error::NoInstance {
                 path: self.watch.shared.path.to_string(),
-                why: view.why_none(self.tried.len()),
+                why: view.why_none(self.tried.len() - self.passed_over),
             }),
         }
     }
