@@ -77,6 +77,26 @@ if ! cmp -s "$stock_src/requirements.txt" "$PUSHBENCH_STOCK_CLIENTS/py/requireme
   cp "$stock_src/requirements.txt" "$PUSHBENCH_STOCK_CLIENTS/py/"
 fi
 # --- end apns-relay stock clients ---------------------------------------------------------
+# --- loadgen worker (Locust's master/worker protocol) ---------------------------------------
+# loadgen/tests/locust.rs runs real Locust masters from PyPI (pinned): 2.47.0, and 2.20.0, the
+# oldest 2.x `loadgen worker` supports, each in a virtualenv of its own under
+# ~/.cache/pushbench (PUSHBENCH_LOCUST_DIR overrides), with deploy/locust/locustfile.py as
+# their locustfile.
+locust_dir=${PUSHBENCH_LOCUST_DIR:-$HOME/.cache/pushbench}
+python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need_venv=1
+if [ -n "${need_venv:-}" ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv
+fi
+for v in 2.47.0 2.20.0; do
+  if ! "$locust_dir/locust-$v/bin/locust" --version 2>/dev/null | grep -q "$v"; then
+    echo "installing locust $v into $locust_dir/locust-$v" >&2
+    rm -rf "$locust_dir/locust-$v"
+    python3 -m venv "$locust_dir/locust-$v"
+    "$locust_dir/locust-$v/bin/pip" install --quiet "locust==$v"
+  fi
+done
+# ------------------------------------------------------------------------------------------
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest" >&2

@@ -40,6 +40,15 @@ pub struct Started {
 }
 
 impl Started {
+    /// A target at `url` started elsewhere (checked with [`reachable`] first).
+    pub fn url(url: &str) -> Started {
+        Started {
+            base_url: url.trim_end_matches('/').to_string(),
+            _gateway: None,
+            discovered: None,
+        }
+    }
+
     /// `{{base_url}}`: the target's HTTP API, without a trailing `/` (for a discovered target,
     /// the instance picked at the start).
     pub fn base_url(&self) -> &str {
@@ -72,25 +81,24 @@ impl Started {
         }
     }
 
-    /// For a discovered target, the run record's `meta.target` (`zookeeper:ENSEMBLE/PATH`)
+    /// For a discovered target, sets the run record's `meta.target` (`zookeeper:ENSEMBLE/PATH`)
     /// and `meta.target_discovery`: the ensemble, the path, and each instance set with the
     /// second it began.
-    pub fn meta(&self) -> Option<(String, serde_json::Value)> {
-        let d = self.discovered.as_ref()?;
+    pub fn annotate(&self, meta: &mut serde_json::Value) {
+        let Some(d) = self.discovered.as_ref() else {
+            return;
+        };
         let sets: Vec<serde_json::Value> = common::sync::lock(&d.sets)
             .iter()
             .map(|(at, urls)| serde_json::json!({"at_s": at, "instances": urls}))
             .collect();
-        let label = format!("zookeeper:{}{}", d.discover.ensemble, d.discover.path);
-        Some((
-            label,
-            serde_json::json!({
-                "ensemble": d.discover.ensemble,
-                "path": d.discover.path,
-                "changes": sets.len().saturating_sub(1),
-                "sets": sets,
-            }),
-        ))
+        meta["target"] = format!("zookeeper:{}{}", d.discover.ensemble, d.discover.path).into();
+        meta["target_discovery"] = serde_json::json!({
+            "ensemble": d.discover.ensemble,
+            "path": d.discover.path,
+            "changes": sets.len().saturating_sub(1),
+            "sets": sets,
+        });
     }
 
     /// Lets go of ZooKeeper (before the runtime shuts down); an embedded gateway stops.
