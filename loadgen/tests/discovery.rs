@@ -270,3 +270,117 @@ async fn bad_discovery_input_is_one_line_and_exit_2() {
         "{err}"
     );
 }
+
+/// A `loadgen worker` under a real Locust master (2.47.0, installed by scripts/test.sh) follows
+/// a discovered target as `loadgen run` does: its users pick an instance per iteration, and its
+/// own record says the set changed when one gateway leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locust_worker_follows_the_discovered_gateways_too() {
+    let cache = std::env::var("PUSHBENCH_LOCUST_DIR").map_or_else(
+        |_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/pushbench")
+        },
+        std::path::PathBuf::from,
+    );
+    let locust_bin = cache.join("locust-2.47.0/bin/locust");
+    assert!(
+        locust_bin.exists(),
+        "{locust_bin:?}: scripts/test.sh installs it"
+    );
+    let zk = ZooKeeper::start();
+    let a = testbed::gateway::spawn(GatewayConfig::default())
+        .await
+        .unwrap();
+    let b = testbed::gateway::spawn(GatewayConfig::default())
+        .await
+        .unwrap();
+    let reg_a = register(&zk, &a).await;
+    let _reg_b = register(&zk, &b).await;
+    let dir = Dir::new();
+    dir.write(
+        "s.yaml",
+        &format!(
+            r#"version: 1
+name: discovered
+target:
+  discovery: {{ ensemble: "{}", path: /services/gateway, endpoint: http }}
+duration: 10m
+users: 4
+senders:
+  - name: broadcast
+    think: 50ms
+    steps:
+      - post: "{{{{base_url}}}}/broadcast"
+        json: {{ body: "hi" }}
+        expect: {{ status: 202 }}
+"#,
+            zk.connect_string()
+        ),
+    );
+    let master_addr = testkit::net::private_addr();
+    let plugin =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/locust/locustfile.py");
+    let mut master_cmd = std::process::Command::new(&locust_bin);
+    master_cmd
+        .current_dir(dir.path())
+        .arg("-f")
+        .arg(&plugin)
+        .args(["--master", "--headless", "--expect-workers", "1"])
+        .args(["--master-bind-host", &master_addr.ip().to_string()])
+        .args(["--master-bind-port", &master_addr.port().to_string()])
+        .args(["--users", "4", "--spawn-rate", "100", "--run-time", "8s"])
+        .env("PUSHBENCH_SCENARIO", "s.yaml")
+        .env("PUSHBENCH_LOADGEN", env!("CARGO_BIN_EXE_loadgen"))
+        .env("PUSHBENCH_OUT", "out")
+        .env("PUSHBENCH_WAIT", "30");
+    let mut master = testkit::Spawned::start_stderr(master_cmd);
+    let worker_args = ["worker", "--master", &master_addr.to_string(), "s.yaml"];
+    let mut worker_cmd = dir.command(&worker_args);
+    worker_cmd.args(["--out", "w1"]);
+    let mut worker = testkit::Spawned::start_stderr(worker_cmd);
+
+    wait_requests(&a, "A serves", |n| n >= 20).await;
+    wait_requests(&b, "B serves", |n| n >= 20).await;
+    reg_a.drain().await.unwrap();
+    wait_quiet(&a, Duration::from_secs(1)).await;
+    let b_at_removal = b.stats().requests;
+    let (master_status, worker_status) = tokio::task::spawn_blocking(move || {
+        let m = master.wait(Duration::from_secs(60));
+        let text = master.lines().join("\n") + &master.rest().join("\n");
+        let w = worker.wait(Duration::from_secs(60));
+        (
+            (m, text),
+            (w, worker.lines().join("\n") + &worker.rest().join("\n")),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(master_status.0.code(), Some(0), "{}", master_status.1);
+    assert_eq!(worker_status.0.code(), Some(0), "{}", worker_status.1);
+    assert!(
+        b.stats().requests > b_at_removal + 20,
+        "the run went on against B"
+    );
+
+    let text = std::fs::read_to_string(dir.path().join("w1/run.json")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(metric(&record, "http_req_failed")["value"], 0);
+    assert_eq!(metric(&record, "target_changes")["value"], 1);
+    let sets = record["meta"]["target_discovery"]["sets"]
+        .as_array()
+        .unwrap();
+    assert_eq!(sets.len(), 2, "{sets:?}");
+    assert_eq!(sets[1]["instances"], serde_json::json!([b.base_url()]));
+    let to_a = metric(
+        &record,
+        &format!("target_picks{{instance={}}}", a.base_url()),
+    )["value"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        to_a,
+        a.stats().requests,
+        "every iteration picked for A reached A"
+    );
+}
