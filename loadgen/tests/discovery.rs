@@ -153,6 +153,78 @@ async fn a_run_follows_the_discovered_gateways_when_one_is_removed() {
     assert!(sets[1]["at_s"].as_f64().unwrap() > sets[0]["at_s"].as_f64().unwrap());
 }
 
+/// The only gateway leaves mid-run: the iterations after find no instance, each one an error
+/// with its cause (none reaches the gone gateway), paced (a closed-model user without think
+/// time does not spin), and the run still ends on time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_last_gateway_leaves_counts_each_iteration_without_one() {
+    let zk = ZooKeeper::start();
+    let a = testbed::gateway::spawn(GatewayConfig::default())
+        .await
+        .unwrap();
+    let reg = register(&zk, &a).await;
+    let dir = Dir::new();
+    let discovery = format!(
+        "{{ ensemble: \"{}\", path: /services/gateway, endpoint: http }}",
+        zk.connect_string()
+    );
+    // Closed model, no think time: without a pause, a user that finds no instance would spin.
+    let closed = scenario(&discovery)
+        .replace("duration: 6s", "duration: 6s\nusers: 2")
+        .replace(
+            "    rate: { per_second: 40 }\n    pool: { connections: 4 }\n",
+            "",
+        );
+    dir.write("s.yaml", &closed);
+    let started = Instant::now();
+    let mut run =
+        testkit::Spawned::start_stderr(dir.command(&["run", "s.yaml", "--out", "out", "--quiet"]));
+    wait_requests(&a, "A serves", |n| n >= 40).await;
+    reg.drain().await.unwrap();
+    wait_quiet(&a, Duration::from_secs(1)).await;
+    let served = a.stats().requests;
+    let status = tokio::task::spawn_blocking(move || run.wait(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(status.code().is_some(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        a.stats().requests,
+        served,
+        "nothing reached the gone gateway"
+    );
+
+    let record = dir.run_record().expect("run.json");
+    let missed = metric(
+        &record,
+        "http_errors{cause=no_instance,journey=broadcast,step=POST /broadcast}",
+    )["value"]
+        .as_u64()
+        .unwrap();
+    // Two users, each at most one iteration per 100 ms pause while the list is empty (< 6 s).
+    assert!(
+        (20..=2 * 60).contains(&missed),
+        "{missed} iterations without an instance"
+    );
+    let picks = metric(
+        &record,
+        &format!("target_picks{{instance={}}}", a.base_url()),
+    )["value"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(picks, served);
+    assert_eq!(metric(&record, "target_changes")["value"], 1);
+    assert_eq!(metric(&record, "target_instances")["min"], 0);
+    let sets = record["meta"]["target_discovery"]["sets"]
+        .as_array()
+        .unwrap();
+    assert_eq!(sets[1]["instances"], serde_json::json!([]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_discovery_input_is_one_line_and_exit_2() {
     let zk = ZooKeeper::start();

@@ -56,6 +56,10 @@ pub mod names {
     pub const PACER_LAG: &str = "pacer_lag";
 }
 
+/// How long an iteration that found no instance of a discovered target waits before it ends
+/// (so the next one may find the list changed).
+const NO_INSTANCE_PAUSE: Duration = Duration::from_millis(100);
+
 /// Where each iteration's `{{base_url}}` comes from when the target's instances are
 /// discovered (`run::target` follows them): one instance per iteration, leased for the
 /// iteration's length, so balancing counts iterations in flight and a refused connection
@@ -217,6 +221,12 @@ pub async fn run_iteration<T: Transport>(
                 let now = Instant::now();
                 record_error(journey, recorder, step.unwrap_or("-"), "no_instance", now);
                 common::sync::lock(recorder).add(journey.iterations, now, 1);
+                // A pause before the next try: a user without think time would otherwise spin
+                // without yielding while the list is empty.
+                tokio::select! {
+                    _ = tokio::time::sleep(NO_INSTANCE_PAUSE) => {}
+                    _ = stop.wait() => {}
+                }
                 return false;
             }
         },
