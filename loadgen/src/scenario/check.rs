@@ -248,9 +248,9 @@ impl Checker<'_> {
 
     fn check_target(&self, s: &Scenario) -> Result<(), ScenarioError> {
         let t = &s.target;
-        match (&t.embedded, &t.base_url) {
-            (Some(_), None) => {}
-            (None, Some(url)) => {
+        match (&t.embedded, &t.base_url, &t.discovery) {
+            (Some(_), None, None) => {}
+            (None, Some(url), None) => {
                 if let Err(e) = common::endpoint::Endpoint::parse(url, &["http", "https"]) {
                     return Err(self.err(
                         None,
@@ -258,11 +258,15 @@ impl Checker<'_> {
                         format!("target.base_url: expected an http:// or https:// URL: {e}"),
                     ));
                 }
-                if t.faults.is_some() {
+            }
+            (None, None, Some(d)) => {
+                if let Err(e) = d.check() {
+                    let field = e.to_string();
+                    let needle = field.split(':').next().unwrap_or("discovery");
                     return Err(self.err(
-                        None,
-                        "faults",
-                        "target.faults: faults are injected by the embedded gateway only".into(),
+                        Some("discovery"),
+                        needle,
+                        format!("target.discovery.{e}"),
                     ));
                 }
             }
@@ -270,9 +274,16 @@ impl Checker<'_> {
                 return Err(self.err(
                     None,
                     "target",
-                    "target: expected exactly one of `embedded: gateway` or `base_url: URL`".into(),
+                    "target: expected exactly one of `embedded: gateway`, `base_url: URL` or `discovery: { ensemble, path }`".into(),
                 ))
             }
+        }
+        if t.embedded.is_none() && t.faults.is_some() {
+            return Err(self.err(
+                None,
+                "faults",
+                "target.faults: faults are injected by the embedded gateway only".into(),
+            ));
         }
         if let Some(f) = &t.faults {
             if let Some(r) = f.error_rate {
