@@ -46,6 +46,11 @@ pub struct Slot {
     pub end_ns: AtomicU64,
     /// Start of the first session, Unix ns; 0 = never connected.
     pub first_ns: AtomicU64,
+    /// The topics it subscribes to (rendered `topics`).
+    pub topics: Box<[Box<str>]>,
+    /// Where a new session resumes: an SSE stream's last event id, a long-poll's last
+    /// `Last-Modified` and `Etag`.
+    pub resume: Mutex<Option<Box<str>>>,
 }
 
 impl Presence for Slot {
@@ -92,6 +97,7 @@ impl DeviceTable {
                     continue;
                 }
                 let user: Box<str> = s.user(index, global, base_url).into();
+                let topics = s.topics(index, global, &user, base_url);
                 by_user
                     .entry(user.clone())
                     .or_default()
@@ -107,6 +113,8 @@ impl DeviceTable {
                     start_ns: AtomicU64::new(0),
                     end_ns: AtomicU64::new(0),
                     first_ns: AtomicU64::new(0),
+                    topics,
+                    resume: Mutex::new(None),
                 }));
             }
         }
@@ -149,8 +157,9 @@ impl Recipients for DeviceTable {
             Target::Unicast { user } => &*slot.user == user.as_str(),
             Target::Broadcast => script.handles_push(),
             Target::Topic { topic } => {
-                script.handles_push() && script.def.topics.iter().any(|t| t == topic)
+                script.handles_push() && slot.topics.iter().any(|f| script.topic_matches(f, topic))
             }
+            Target::Journey { journey } => script.handles_push() && script.def.name == *journey,
         }
     }
 
