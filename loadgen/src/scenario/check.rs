@@ -250,11 +250,14 @@ impl Checker<'_> {
         match (&t.embedded, &t.base_url) {
             (Some(_), None) => {}
             (None, Some(url)) => {
-                if let Err(e) = common::endpoint::Endpoint::parse(url, &["http", "https"]) {
+                // An MQTT broker is a target too: its devices and publishing senders read
+                // `{{base_url}}`.
+                let schemes = ["http", "https", "mqtt", "mqtts"];
+                if let Err(e) = common::endpoint::Endpoint::parse(url, &schemes) {
                     return Err(self.err(
                         None,
                         "base_url",
-                        format!("target.base_url: expected an http:// or https:// URL: {e}"),
+                        format!("target.base_url: expected an http://, https://, mqtt:// or mqtts:// URL: {e}"),
                     ));
                 }
                 if t.faults.is_some() {

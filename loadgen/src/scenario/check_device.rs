@@ -51,7 +51,7 @@ impl Checker<'_> {
                     format!("devices[{i}].name: `{}` is used by another journey", d.name),
                 ));
             }
-            any_constant |= self.check_device(anchor, i, d)?;
+            any_constant |= self.check_device(anchor, i, d, s.target.base_url.as_deref())?;
         }
         if any_constant && s.duration.is_none() {
             return Err(self.err(None, "devices", "duration: a constant device count or an arrival rate needs a `duration` to bound the run".into()));
@@ -117,6 +117,7 @@ impl Checker<'_> {
         anchor: Option<&str>,
         i: usize,
         d: &Device,
+        base_url: Option<&str>,
     ) -> Result<bool, ScenarioError> {
         let field = |f: &str| format!("devices[{i}].{f}");
         let constant = match (&d.count, &d.arrival) {
@@ -138,7 +139,7 @@ impl Checker<'_> {
                 return Err(self.err(anchor, "name", format!("{}: expected exactly one of `count` (closed model: connections held) or `arrival` (open model: devices per second)", field("count"))))
             }
         };
-        self.check_connect(anchor, i, d)?;
+        self.check_connect(anchor, i, d, base_url)?;
         self.check_protocol(anchor, i, d)?;
         if let Some(h) = &d.heartbeat {
             if h.every.get().is_zero() {
@@ -183,13 +184,18 @@ impl Checker<'_> {
         anchor: Option<&str>,
         i: usize,
         d: &Device,
+        base_url: Option<&str>,
     ) -> Result<(), ScenarioError> {
         let c = &d.connect;
         if c.url.is_none() && c.dispatch.is_none() {
             return Err(self.err(anchor, "connect", format!("devices[{i}].connect: expected `url` (ws://, wss://, tcp://, mqtt://, mqtts://, http:// or https://) or `dispatch: {{ get: URL, address: {{ json: /ws }} }}`")));
         }
         let Some(url) = &c.url else { return Ok(()) };
-        let src = url.source();
+        // `{{base_url}}` is known now: its scheme says the protocol as a written one would.
+        let src = match (url.source().strip_prefix("{{base_url}}"), base_url) {
+            (Some(rest), Some(base)) => format!("{}{rest}", base.trim_end_matches('/')),
+            _ => url.source().to_string(),
+        };
         let scheme = [
             "ws://", "wss://", "tcp://", "mqtt://", "mqtts://", "http://", "https://",
         ]
