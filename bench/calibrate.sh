@@ -4,7 +4,8 @@
 # the server CPU, answering /ok at once, /d5 after 5 ms and /d20 after 20 ms.
 #
 #   truth   wrk -t1 -c1 --latency: one request at a time, nothing queued in the client
-#   peers   oha -q RATE --latency-correction (its open mode), wrk -c USERS (closed loop)
+#   peers   oha -q RATE --latency-correction (its open mode); oha -q RATE -c USERS without the
+#           correction (a closed loop held to the rate, like loadgen's closed model with think)
 #   loadgen open model (bench/calibrate-open.yaml), closed model (bench/calibrate-closed.yaml)
 #
 # Then a 1 s stall (the nginx worker SIGSTOPped and SIGCONTed) at 200 req/s for 10 s, where
@@ -67,12 +68,13 @@ def q(key):
         if k in h: return h[k] / 1e3
     return float("nan")
 lag = m.get("schedule_lag", {}).get("p99")
-print(f"{h['p50']/1e3:.3f} {h['p99']/1e3:.3f} {q('p999'):.3f} {m['http_reqs']['value']/r['duration_s']:.0f} "
+load = (r.get("meta") or {}).get("load_s") or r["duration_s"]
+print(f"{h['p50']/1e3:.3f} {h['p99']/1e3:.3f} {q('p999'):.3f} {m['http_reqs']['value']/load:.0f} "
       f"{'-' if lag is None else f'{lag/1e3:.3f}'}")
 PY
 }
 
-echo "| path | rate | truth (wrk -c1) p50/p99/p99.9 | loadgen open | oha -q --latency-correction | loadgen closed (users, think) | wrk closed (-c users) |"
+echo "| path | rate | truth (wrk -c1) p50/p99/p99.9 rps | loadgen open (…, schedule_lag p99) | oha -q --latency-correction | loadgen closed (users, think) | oha -q -c users (closed) |"
 echo "| --- | ---: | --- | --- | --- | --- | --- |"
 for path in /ok /d5 /d20; do
   truth=$(taskset -c "$CLIENT_CPU" wrk -t1 -c1 -d5s --latency "$URL$path" | wrk_q)
@@ -93,8 +95,8 @@ u=max(1, math.ceil(r*lat*1.2)); t=max(0.0, u/r-lat); print(u, round(t*1e3, 3))")
       -e URL_PATH="$path" -e USERS="$users" -e THINK="${think_ms}ms" -e DURATION="${DUR}s" \
       --out "$d" --quiet >"$d.log" 2>&1 || true
     closed=$(lg_q "$d")
-    wrkc=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$users" -d"${DUR}s" --latency "$URL$path" | wrk_q)
-    echo "| $path | $rate | $truth | $open | $oha | $closed ($users, ${think_ms}ms) | $wrkc |"
+    ohac=$(taskset -c "$CLIENT_CPU" "$OHA" -z "${DUR}s" -q "$rate" -c "$users" --no-tui -j "$URL$path" 2>/dev/null | oha_q)
+    echo "| $path | $rate | $truth | $open | $oha | $closed ($users, ${think_ms}ms) | $ohac |"
   done
 done
 

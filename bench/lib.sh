@@ -5,7 +5,7 @@ export PORT=${PORT:-18080}   # also the scenarios' ${PORT}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 LOADGEN=${LOADGEN:-$ROOT/target/release/loadgen}
-TESTBED=$ROOT/target/release/testbed
+TESTBED=${TESTBED:-$ROOT/target/release/testbed}
 OUT=${OUT:-/tmp/pushbench-bench}
 mkdir -p "$OUT"
 

@@ -7,6 +7,12 @@
 //! cargo build --release -p apns-relay --bin apns-relay --example relay_bench
 //! target/release/examples/relay_bench --relay-bin target/release/apns-relay
 //! ```
+//!
+//! `--store DIR` runs the relay on an existing dedupe store (one filled with a day of keys by
+//! `store_bench --keep DIR`) instead of an empty one. `--soak SECS` replaces the rounds: pushes
+//! at `--rate` straight to the mock (for `--soak-direct` seconds, default SECS), then for SECS
+//! through the relay, printing a row
+//! per 10 s (latency from the intended start: p50, p99, max; the relay's RSS).
 
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -157,6 +163,76 @@ async fn paced(t: &Target, n: u64, rate: f64, conns: usize) -> (Histogram<u64>, 
     (h, failed(t, &statuses))
 }
 
+/// A process's resident memory in KiB, from `/proc/PID/status`.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The soak: `secs` seconds at `rate`/s over one set of connections, open model; a row per
+/// 10 s window (pushes, p50, p99, max in µs, failures, the relay's RSS). Returns the largest
+/// latency seen, in µs.
+async fn soak(t: &Target, secs: u64, rate: f64, relay_pid: u32) -> u64 {
+    const WINDOW: u64 = 10;
+    let mut senders = Vec::new();
+    for _ in 0..4 {
+        senders.push(connect(t).await);
+    }
+    let total = (secs as f64 * rate) as u64;
+    let per_window = (WINDOW as f64 * rate) as u64;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, u16, Duration)>();
+    let name = t.name;
+    let collector = tokio::spawn(async move {
+        let windows = total.div_ceil(per_window);
+        let mut hists: Vec<Histogram<u64>> = (0..windows)
+            .map(|_| Histogram::<u64>::new(3).unwrap())
+            .collect();
+        let mut failed = vec![0u64; windows as usize];
+        let mut next = 0u64;
+        let mut worst = 0u64;
+        while let Some((w, status, d)) = rx.recv().await {
+            hists[w as usize].record(d.as_micros() as u64).unwrap();
+            failed[w as usize] += u64::from(status != 200);
+            // Windows finish in order (a push is due after every push of earlier windows,
+            // and each ends within the timeouts): print each once complete.
+            while next < windows
+                && hists[next as usize].len() == per_window.min(total - next * per_window)
+            {
+                let h = &hists[next as usize];
+                worst = worst.max(h.max());
+                println!(
+                    "{name},{},{},{},{},{},{},{}",
+                    (next + 1) * WINDOW,
+                    h.len(),
+                    h.value_at_quantile(0.5),
+                    h.value_at_quantile(0.99),
+                    h.max(),
+                    failed[next as usize],
+                    rss_kib(relay_pid)
+                );
+                next += 1;
+            }
+        }
+        worst
+    });
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    for i in 0..total {
+        let intended = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(intended).await;
+        let (send, t, tx) = (senders[i as usize % 4].clone(), t.clone(), tx.clone());
+        tokio::spawn(async move {
+            let s = push(send, &t, i).await;
+            let _ = tx.send((i / per_window, s, intended.elapsed()));
+        });
+    }
+    drop(tx);
+    collector.await.unwrap()
+}
+
 /// Read and write system calls a process has made, from `/proc/PID/io`.
 fn syscalls(pid: u32) -> (u64, u64) {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
@@ -178,7 +254,11 @@ async fn main() {
     let rounds: usize = arg("--rounds", "3").parse().unwrap();
     let conc: usize = arg("--concurrency", "256").parse().unwrap();
 
-    let key = ProviderKey::generate("KEY1234567").unwrap();
+    // A key id of its own per run: the relay keeps its provider token in the dedupe store under
+    // (team, key id), and a run on a store an earlier run used (`--store`) would otherwise
+    // adopt a token signed by that run's key, which this run's mock refuses.
+    let key_id = format!("K{:09}", fastrand::u32(..1_000_000_000));
+    let key = ProviderKey::generate(&key_id).unwrap();
     // Two providers sign for the one team here, each with its own `iat`: this bench (direct)
     // and the relay. APNs, and the mock, refuse a team's new token within 20 minutes of its
     // last one (429 TooManyProviderTokenUpdates), so when the two tokens' `iat` fell in
@@ -208,16 +288,26 @@ tls = {{ cert = "relay.crt", key = "relay.key" }}
 endpoint = "{}"
 ca = "apns-ca.pem"
 connections = 4
-token = {{ key = "key.p8", key_id = "KEY1234567", team_id = "{TEAM}" }}
+token = {{ key = "key.p8", key_id = "{key_id}", team_id = "{TEAM}" }}
 [dedupe]
-path = "dedupe"
+path = "{store}"
 fsync = {fsync}
+cache_mib = {cache_mib}
 [[senders]]
 name = "bench"
 bearer_token = "bench-token"
 "#,
         mock.url(),
         fsync = arg("--fsync", "true"),
+        cache_mib = arg("--cache-mib", "256"),
+        store = {
+            let given = arg("--store", "");
+            if given.is_empty() {
+                dir.path().join("dedupe").display().to_string()
+            } else {
+                given
+            }
+        },
     );
     std::fs::write(dir.path().join("relay.toml"), toml).unwrap();
     // `--relay-cpu N` pins the relay to CPU N (run this bench itself under `taskset` on
@@ -264,6 +354,19 @@ bearer_token = "bench-token"
     for t in [&direct, &relay] {
         flat_out(t, 2000, conc, 4).await;
     }
+    let soak_secs: u64 = arg("--soak", "0").parse().unwrap();
+    if soak_secs > 0 {
+        println!("target,second,pushes,p50_us,p99_us,max_us,failed,relay_rss_kib");
+        let direct_secs: u64 = arg("--soak-direct", &soak_secs.to_string())
+            .parse()
+            .unwrap();
+        let direct_max = soak(&direct, direct_secs, rate, child.id()).await;
+        let relay_max = soak(&relay, soak_secs, rate, child.id()).await;
+        println!("# largest latency: direct {direct_max} us, relay {relay_max} us");
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
+    }
     println!(
         "round,target,flat_out_per_s,flat_failed,bench_cpu_us_per_push,bench_reads_per_push,bench_writes_per_push,relay_cpu_us_per_push,relay_reads_per_push,relay_writes_per_push,paced_rate,p50_us,p99_us,max_us,paced_failed"
     );
@@ -290,6 +393,7 @@ bearer_token = "bench-token"
             );
         }
     }
+    println!("# relay RSS at the end: {} KiB", rss_kib(relay_pid));
     let _ = child.kill();
     let _ = child.wait();
 }

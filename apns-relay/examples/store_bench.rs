@@ -8,6 +8,8 @@
 //!        store_bench --paced 5000 [--pushes 50000] [--fsync true]   (claims at a fixed rate,
 //!        each from its own task as the relay's streams make them; prints the latency of the
 //!        claim call: what the group commit adds to a push)
+//!        store_bench --pushes 43200000 --slice 4320000 --keep DIR   (fills the store in DIR and
+//!        keeps it: a day of keys for `relay_bench --store DIR`)
 //!        store_bench --sync-probe 2000   (the disk alone: appends 200 bytes to a file in the
 //!        store's place, then `fdatasync`s it, or `syncfs`s its filesystem as the store does;
 //!        prints the latency of each kind)
@@ -78,18 +80,25 @@ fn rewrite(keys: usize) {
 }
 
 /// Runs `bench` on one thread (as the pinned relay runs) against a new store in a temporary
-/// directory, with a day's TTL.
+/// directory (or, with `--keep DIR`, the store in DIR, created if missing and kept: a relay
+/// bench can then run on it), with a day's TTL.
 fn with_store<F: std::future::Future<Output = ()>>(
     fsync: bool,
     bench: impl FnOnce(Arc<DiskStore>) -> F,
 ) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let temp = tempfile::tempdir().expect("tempdir");
+    let keep = arg("--keep", "");
+    let dir = if keep.is_empty() {
+        temp.path().to_path_buf()
+    } else {
+        std::path::PathBuf::from(keep)
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let store = DiskStore::open(dir.path(), Duration::from_secs(86_400), fsync).expect("open");
+        let store = DiskStore::open(&dir, Duration::from_secs(86_400), fsync).expect("open");
         bench(Arc::new(store)).await
     });
 }

@@ -3,16 +3,18 @@
 //! `TooManyProviderTokenUpdates` to a team that changes tokens too often).
 
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::HeaderValue;
+use prometheus_client::metrics::counter::Counter;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::PrivatePkcs8KeyDer;
+use rustls::pki_types::{PrivatePkcs8KeyDer, SubjectPublicKeyInfoDer};
 
 /// A signing-key error, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +81,38 @@ impl Signer {
     }
 }
 
+/// DER prefix of a P-256 public key's SubjectPublicKeyInfo (id-ecPublicKey, prime256v1, then
+/// a 66-byte BIT STRING holding the uncompressed point).
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// The public half (an uncompressed SEC1 P-256 point, what ES256 verifies with) of a sender's
+/// key: `kind` `"p8"` reads the `AuthKey_XXXX.p8` itself (PKCS#8 PEM), `"public_key"` a PEM
+/// `PUBLIC KEY`.
+pub fn public_key_file(path: &Path, kind: &str) -> Result<Vec<u8>, KeyError> {
+    let err = |msg: String| KeyError {
+        path: path.display().to_string(),
+        msg,
+    };
+    if kind == "p8" {
+        let der = PrivatePkcs8KeyDer::from_pem_file(path).map_err(|e| err(e.to_string()))?;
+        let key = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            der.secret_pkcs8_der(),
+            &SystemRandom::new(),
+        )
+        .map_err(|e| err(format!("not a P-256 PKCS#8 key: {e}")))?;
+        return Ok(ring::signature::KeyPair::public_key(&key).as_ref().to_vec());
+    }
+    let spki = SubjectPublicKeyInfoDer::from_pem_file(path).map_err(|e| err(e.to_string()))?;
+    match spki.as_ref().strip_prefix(&P256_SPKI_PREFIX[..]) {
+        Some(point) if point.len() == 65 && point[0] == 4 => Ok(point.to_vec()),
+        _ => Err(err("not a P-256 public key (ES256 needs one)".into())),
+    }
+}
+
 struct Current {
     token: String,
     /// `bearer <token>`, built once: every push sends it.
@@ -109,6 +143,8 @@ pub struct TokenCache {
     refresh: Duration,
     min_gap: Duration,
     current: Mutex<Option<Current>>,
+    /// Counts every token minted (the relay's `token_refreshes_total`).
+    minted: Counter<u64, AtomicU64>,
 }
 
 /// A token and its generation (to ask for a refresh of exactly that one).
@@ -122,17 +158,24 @@ pub struct Token {
 }
 
 impl TokenCache {
-    /// A cache over `signer`.
-    pub fn new(signer: Signer, refresh: Duration, min_gap: Duration) -> TokenCache {
+    /// A cache over `signer`; each token it mints counts in `minted`.
+    pub fn new(
+        signer: Signer,
+        refresh: Duration,
+        min_gap: Duration,
+        minted: Counter<u64, AtomicU64>,
+    ) -> TokenCache {
         TokenCache {
             signer,
             refresh,
             min_gap,
             current: Mutex::new(None),
+            minted,
         }
     }
 
     fn mint(&self, generation: u64) -> Current {
+        self.minted.inc();
         let iat = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -248,11 +291,39 @@ mod tests {
     }
 
     #[test]
+    fn the_public_key_comes_from_the_p8_or_a_pem_public_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let rng = SystemRandom::new();
+        let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref(), &rng).unwrap();
+        let point = ring::signature::KeyPair::public_key(&key).as_ref().to_vec();
+        let pem = |label: &str, der: &[u8]| {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+            format!("-----BEGIN {label}-----\n{b64}\n-----END {label}-----\n")
+        };
+        let p8 = dir.path().join("AuthKey_K.p8");
+        std::fs::write(&p8, pem("PRIVATE KEY", doc.as_ref())).unwrap();
+        assert_eq!(public_key_file(&p8, "p8").unwrap(), point);
+        let public = dir.path().join("k.pub");
+        let spki = [&P256_SPKI_PREFIX[..], &point].concat();
+        std::fs::write(&public, pem("PUBLIC KEY", &spki)).unwrap();
+        assert_eq!(public_key_file(&public, "public_key").unwrap(), point);
+        let e = public_key_file(&p8, "public_key").unwrap_err().to_string();
+        assert!(e.starts_with(&p8.display().to_string()), "{e}");
+        let e = public_key_file(&dir.path().join("none.p8"), "p8")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("none.p8"), "{e}");
+    }
+
+    #[test]
     fn expired_refreshes_once_then_rate_limits() {
         let cache = TokenCache::new(
             signer(),
             Duration::from_secs(2400),
             Duration::from_secs(1200),
+            Counter::default(),
         );
         let first = cache.get();
         assert_eq!(cache.get().header, first.header, "cached");
@@ -260,7 +331,12 @@ mod tests {
         assert!(!cache.expired(first.generation));
         // ...but with no minimum gap it is, once: the second report of the same generation
         // sees the newer token and mints nothing.
-        let cache = TokenCache::new(signer(), Duration::from_secs(2400), Duration::ZERO);
+        let cache = TokenCache::new(
+            signer(),
+            Duration::from_secs(2400),
+            Duration::ZERO,
+            Counter::default(),
+        );
         let g = cache.get().generation;
         assert!(cache.expired(g));
         let after = cache.get();
@@ -275,6 +351,7 @@ mod tests {
             signer(),
             Duration::from_secs(2400),
             Duration::from_secs(1200),
+            Counter::default(),
         );
         let token = a.get();
         let (_, shared) = a.snapshot().unwrap();
@@ -282,6 +359,7 @@ mod tests {
             signer(),
             Duration::from_secs(2400),
             Duration::from_secs(1200),
+            Counter::default(),
         );
         assert!(b.adopt(&shared));
         assert_eq!(b.get().header, token.header);
@@ -289,6 +367,7 @@ mod tests {
             signer(),
             Duration::from_secs(2400),
             Duration::from_secs(1200),
+            Counter::default(),
         );
         assert!(
             !c.adopt("1000 old.token.x"),

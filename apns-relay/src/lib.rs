@@ -19,6 +19,7 @@ pub mod dedupe;
 pub mod jwt;
 pub mod metrics;
 pub mod ops;
+pub mod preflight;
 pub mod proxy;
 pub mod relay;
 pub mod router;

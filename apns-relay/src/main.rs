@@ -1,5 +1,6 @@
 //! `apns-relay`: `serve` runs the relay and/or proxy a config enables; `send` pushes one
-//! notification through the sender-side router; `check` validates a config. Exit codes: 0
+//! notification through the sender-side router; `check` validates a config and opens every
+//! file it names; `health` asks a running relay's `/healthz`. Exit codes: 0
 //! success (for `send`: accepted), 1 runtime failure (or a push rejected / unknown), 2 bad
 //! input (config, arguments).
 
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use apns_relay::config::{Config, LogFormat, RouterConfig};
+use apns_relay::preflight::preflight;
 use apns_relay::router::{apple_payload, Notification, Router, Vendor};
 use clap::{Parser, Subcommand};
 
@@ -37,6 +39,13 @@ enum Command {
     },
     /// Send one push through the sender-side router (Apple via relay/proxy, others direct).
     Send(Box<SendArgs>),
+    /// Ask a running relay's /healthz (the Docker HEALTHCHECK): exit 0 when healthy, 1 when
+    /// not (draining, store failing) or unreachable; prints the report.
+    Health {
+        /// The /healthz URL of the operations listener.
+        #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
+        url: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -110,18 +119,28 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Check { config } => match Config::load(&config) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
+        Command::Check { config: path } => {
+            let notes = match Config::load(&path)
+                .and_then(|c| preflight(&c, &path.display().to_string()))
+            {
+                Ok(notes) => notes,
+                Err(e) => return fail(2, &e),
+            };
+            println!("{}: ok", path.display());
+            for note in notes {
+                println!("{note}");
             }
-            Err(e) => fail(2, &e),
-        },
-        Command::Serve { config } => {
-            let config = match Config::load(&config) {
+            ExitCode::SUCCESS
+        }
+        Command::Health { url } => runtime.block_on(health(&url)),
+        Command::Serve { config: path } => {
+            let config = match Config::load(&path) {
                 Ok(c) => c,
                 Err(e) => return fail(2, &e),
             };
+            if let Err(e) = preflight(&config, &path.display().to_string()) {
+                return fail(2, &e);
+            }
             init_logs(
                 config
                     .ops
@@ -172,6 +191,32 @@ async fn serve(config: Config) -> ExitCode {
     }
     running.shutdown().await;
     ExitCode::SUCCESS
+}
+
+async fn health(url: &str) -> ExitCode {
+    // reqwest is built without a default TLS provider (the relay picks ring everywhere).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => return fail(1, &format!("http client: {e}")),
+    };
+    match client.get(url).send().await {
+        Ok(res) => {
+            let ok = res.status().is_success();
+            let status = res.status().as_u16();
+            let body = res.text().await.unwrap_or_default();
+            println!("{status} {}", body.trim());
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => fail(1, &format!("{url}: {e}")),
+    }
 }
 
 async fn send(args: SendArgs) -> ExitCode {

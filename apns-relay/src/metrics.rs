@@ -1,7 +1,9 @@
 //! Prometheus metrics of the relay and the proxy, and their text rendering for `/metrics`.
 //!
-//! Counters: pushes by outcome and reason, retries by cause, dedupe hits by the state found,
-//! proxy tunnels by result. Histograms (seconds): latency per leg — `inbound` (the sender's
+//! Counters: pushes by outcome and reason (each push once, by the request that decided it),
+//! dedupe hits by the state found (a sender's retry answered from the store or from another
+//! request's attempt), inbound rejections by status and reason (refused before anything
+//! reached APNs), retries by cause, proxy tunnels by result, provider tokens minted. Histograms (seconds): latency per leg — `inbound` (the sender's
 //! whole request at the relay), `apns` (one attempt towards APNs), `store` (dedupe claims).
 //! Gauges: pool connections open, streams in flight, pushes in flight, proxy tunnels open.
 
@@ -39,6 +41,7 @@ pub struct Metrics {
     pushes: Family<Labels, Counter>,
     retries: Family<Labels, Counter>,
     dedupe_hits: Family<Labels, Counter>,
+    rejections: Family<Labels, Counter>,
     /// Outbound HTTP/2 connections open.
     pub pool_connections: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// Outbound streams in flight.
@@ -96,6 +99,7 @@ impl Metrics {
         let pushes = Family::<Labels, Counter>::default();
         let retries = Family::<Labels, Counter>::default();
         let dedupe_hits = Family::<Labels, Counter>::default();
+        let rejections = Family::<Labels, Counter>::default();
         let latency =
             Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         let tunnels = Family::<Labels, Counter>::default();
@@ -111,12 +115,18 @@ impl Metrics {
             pushes: pushes.clone(),
             retries: retries.clone(),
             dedupe_hits: dedupe_hits.clone(),
+            rejections: rejections.clone(),
             tunnels: tunnels.clone(),
         };
         registry.register(
             "pushes",
-            "Pushes answered to senders, by outcome and APNs reason",
+            "Pushes by outcome and APNs reason, each counted once (not its dedupe replays)",
             pushes,
+        );
+        registry.register(
+            "inbound_rejections",
+            "Sender requests refused before reaching APNs, by status and APNs reason",
+            rejections,
         );
         registry.register(
             "retries",
@@ -125,7 +135,7 @@ impl Metrics {
         );
         registry.register(
             "dedupe_hits",
-            "Sender requests answered from the dedupe store, by state found",
+            "Sender requests answered from the dedupe store or another request's attempt, by state found",
             dedupe_hits,
         );
         registry.register(
@@ -171,6 +181,16 @@ impl Metrics {
         self.pushes
             .get_or_create(&vec![
                 ("outcome", outcome.to_string()),
+                ("reason", reason.to_string()),
+            ])
+            .inc();
+    }
+
+    /// Counts a sender request refused before it reached APNs.
+    pub fn inbound_rejection(&self, status: u16, reason: &str) {
+        self.rejections
+            .get_or_create(&vec![
+                ("status", status.to_string()),
                 ("reason", reason.to_string()),
             ])
             .inc();

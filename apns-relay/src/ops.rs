@@ -1,8 +1,11 @@
-//! The operations listener: `GET /metrics` (Prometheus text) and `GET /healthz` (200 while
-//! the dedupe store answers and the process is not shutting down, else 503).
+//! The operations listener: `GET /metrics` (Prometheus text) and `GET /healthz`, a JSON report
+//! of the dedupe store and the outbound pool, `200` while the relay serves and its store
+//! answers, `503` while it drains (from SIGTERM until it stops) or when the store fails. It keeps
+//! answering through the drain, so a load balancer sees the 503 and stops sending.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -16,39 +19,52 @@ use tokio::sync::watch;
 use crate::dedupe::Store;
 use crate::metrics::Metrics;
 
-/// Serves `/metrics` and `/healthz` until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    store: Option<Arc<dyn Store>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// How long `/healthz` waits for the store to answer.
+const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What `/healthz` looks at.
+#[derive(Clone)]
+pub struct Health {
+    /// The metrics (`/metrics`, and the pool gauge).
+    pub metrics: Arc<Metrics>,
+    /// The relay's dedupe store, when a relay runs.
+    pub store: Option<Arc<dyn Store>>,
+    /// The number of outbound connections the pool keeps, when a relay runs.
+    pub pool_size: Option<usize>,
+    /// True from the start of a graceful shutdown.
+    pub draining: watch::Receiver<bool>,
+}
+
+/// Serves `/metrics` and `/healthz` until `stop` turns true.
+pub async fn serve(listener: TcpListener, health: Health, mut stop: watch::Receiver<bool>) {
     loop {
         let (tcp, _) = tokio::select! {
             r = listener.accept() => match r { Ok(c) => c, Err(_) => continue },
-            _ = shutdown.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => return,
         };
-        let (metrics, store, shutdown) = (metrics.clone(), store.clone(), shutdown.clone());
+        let health = health.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
-                let (metrics, store, shutdown) = (metrics.clone(), store.clone(), shutdown.clone());
-                let draining = *shutdown.borrow();
+                let health = health.clone();
                 async move {
-                    let (status, body) = match req.uri().path() {
-                        "/metrics" => (StatusCode::OK, metrics.render()),
-                        "/healthz" => health(store.as_deref(), draining).await,
-                        _ => (StatusCode::NOT_FOUND, "not found\n".into()),
+                    let (status, content_type, body) = match req.uri().path() {
+                        "/metrics" => (
+                            StatusCode::OK,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                            health.metrics.render(),
+                        ),
+                        "/healthz" => {
+                            let (status, body) = health.report().await;
+                            (status, "application/json", body)
+                        }
+                        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
                     };
                     let mut res = Response::new(Full::new(Bytes::from(body)));
                     *res.status_mut() = status;
-                    if req.uri().path() == "/metrics" {
-                        res.headers_mut().insert(
-                            http::header::CONTENT_TYPE,
-                            http::HeaderValue::from_static(
-                                "text/plain; version=0.0.4; charset=utf-8",
-                            ),
-                        );
-                    }
+                    res.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static(content_type),
+                    );
                     Ok::<_, Infallible>(res)
                 }
             });
@@ -59,26 +75,50 @@ pub async fn serve(
     }
 }
 
-async fn health(store: Option<&dyn Store>, shutting_down: bool) -> (StatusCode, String) {
-    if shutting_down {
-        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
+impl Health {
+    /// The `/healthz` status and JSON body:
+    /// `{"status": "ok" | "draining" | "store failing", "draining": bool,
+    ///   "store": "ok" | "<error>" | null, "pool": {"open": n, "configured": n} | null}`.
+    pub async fn report(&self) -> (StatusCode, String) {
+        let draining = *self.draining.borrow();
+        let store = match &self.store {
+            None => None,
+            Some(store) => Some(
+                match tokio::time::timeout(STORE_TIMEOUT, store.ping()).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer in {STORE_TIMEOUT:?}")),
+                },
+            ),
+        };
+        let store_failing = matches!(store, Some(Err(_)));
+        let status = if draining {
+            "draining"
+        } else if store_failing {
+            "store failing"
+        } else {
+            "ok"
+        };
+        let pool = self.pool_size.map(|configured| {
+            serde_json::json!({
+                "open": self.metrics.pool_connections.get(),
+                "configured": configured,
+            })
+        });
+        let body = serde_json::json!({
+            "status": status,
+            "draining": draining,
+            "store": store.map(|s| match s {
+                Ok(()) => "ok".to_string(),
+                Err(e) => e,
+            }),
+            "pool": pool,
+        });
+        let code = if draining || store_failing {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        (code, format!("{body}\n"))
     }
-    if let Some(store) = store {
-        match tokio::time::timeout(std::time::Duration::from_secs(2), store.ping()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("dedupe store: {e}\n"),
-                )
-            }
-            Err(_) => {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "dedupe store: no answer in 2s\n".into(),
-                )
-            }
-        }
-    }
-    (StatusCode::OK, "ok\n".into())
 }

@@ -16,7 +16,7 @@ use rustls::RootCertStore;
 
 use crate::config::{AppleVia, RouterConfig};
 use crate::jwt::{Signer, TokenCache};
-use crate::vendors::{Answer, Content, VendorError, Vendors};
+use crate::vendors::{error_chain, Answer, Content, VendorError, Vendors};
 
 /// A router error.
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +214,7 @@ impl Router {
                     .map_err(|e| RouterError::Setup(e.to_string()))?,
                 t.refresh,
                 t.min_refresh_gap,
+                Default::default(),
             )),
             _ => None,
         };
@@ -464,18 +465,6 @@ impl Router {
             message_id: None,
         })
     }
-}
-
-/// An error and its sources, joined with `: `.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// An Apple payload built with a2's types: alert title/body, optional badge and sound, and

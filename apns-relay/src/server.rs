@@ -1,6 +1,7 @@
 //! `apns-relay serve`: starts what the config enables — the relay, the proxy, the operations
 //! listener — and shuts them down gracefully: stop accepting, GOAWAY to senders, wait for
-//! pushes in flight (bounded by `relay.drain_timeout`), then stop.
+//! pushes in flight (bounded by `relay.drain_timeout`), then stop. The operations listener
+//! answers `/healthz` with 503 through the drain and stops last.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +17,8 @@ use crate::dedupe;
 use crate::jwt::{Signer, TokenCache};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
-use crate::relay::inbound::{Inbound, Senders};
+use crate::relay::auth::Senders;
+use crate::relay::inbound::Inbound;
 use crate::relay::pool::{Pool, PoolOptions, Target};
 use crate::relay::retry::RetryPolicy;
 use crate::relay::Relay;
@@ -44,6 +46,8 @@ pub struct Running {
     pub metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The operations listener, stopped after the drain.
+    ops: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     relay: Option<Arc<Relay>>,
     drain: Duration,
 }
@@ -60,7 +64,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::new());
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    let senders = Arc::new(Senders::new(&config.senders));
+    let senders = Arc::new(Senders::load(&config.senders).map_err(|e| cfg_err(&e))?);
     let mut running = Running {
         relay_addr: None,
         proxy_addr: None,
@@ -68,6 +72,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         metrics: metrics.clone(),
         shutdown,
         tasks: Vec::new(),
+        ops: None,
         relay: None,
         drain: Duration::ZERO,
     };
@@ -92,14 +97,17 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
                 Signer::from_p8_file(&t.key, &t.key_id, &t.team_id).map_err(|e| cfg_err(&e))?,
                 t.refresh,
                 t.min_refresh_gap,
+                metrics.token_refreshes.clone(),
             )),
             None => None,
         };
         let store = dedupe::open(&config.dedupe)
             .await
             .map_err(|e| StartError::Runtime(e.to_string()))?;
+        let pool = Arc::new(Pool::new(target, options, metrics.clone()));
+        pool.maintain();
         let relay = Arc::new(Relay::new(
-            Pool::new(target, options, metrics.clone()),
+            pool,
             store,
             tokens,
             RetryPolicy::new(config.retry.clone()),
@@ -143,13 +151,15 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     if let Some(oc) = &config.ops {
         let listener = bind(oc.listen, "ops").await?;
         running.ops_addr = listener.local_addr().ok();
-        let store = running.relay.as_ref().map(|r| r.store().clone());
-        tasks.push(tokio::spawn(crate::ops::serve(
-            listener,
-            metrics.clone(),
-            store,
-            rx.clone(),
-        )));
+        let health = crate::ops::Health {
+            metrics: metrics.clone(),
+            store: running.relay.as_ref().map(|r| r.store().clone()),
+            pool_size: running.relay.as_ref().map(|r| r.pool().size()),
+            draining: rx.clone(),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(crate::ops::serve(listener, health, stopped));
+        running.ops = Some((stop, task));
     }
     running.tasks = tasks;
     Ok(running)
@@ -173,7 +183,17 @@ impl Running {
                     "drain timeout with pushes in flight"
                 );
             }
-            let _ = relay.store().ping().await;
+            // Carries the last outcomes to the disk; bounded, since a store that is gone
+            // (Redis down) would hold the exit up for as long as its client retries.
+            match tokio::time::timeout(Duration::from_secs(5), relay.store().ping()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "dedupe store: last flush failed"),
+                Err(_) => tracing::warn!("dedupe store: no answer to the last flush in 5 s"),
+            }
+        }
+        if let Some((stop, task)) = self.ops {
+            let _ = stop.send(true);
+            let _ = task.await;
         }
         tracing::info!("stopped");
     }

@@ -1,5 +1,6 @@
-//! Sender authentication by client certificate (mTLS) with the sender's own provider token
-//! passed through, and the relay's own APNs client certificate towards APNs.
+//! Sender authentication: by client certificate (mTLS) with the sender's own provider token
+//! passed through, by the sender's own provider token (verified by the relay, as APNs
+//! verifies it), and the relay's own APNs client certificate towards APNs.
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::sync::Arc;
 
 use common::*;
 use testbed::apns::{self, ApnsFaults, Auth, CertificateAuth, MockApnsConfig};
-use testbed::pki::{h2_client_config, CertificateAuthority};
+use testbed::pki::{h2_client_config, CertificateAuthority, ProviderKey};
 
 fn unix_now_secs() -> u64 {
     std::time::SystemTime::now()
@@ -159,5 +160,125 @@ async fn relay_authenticates_to_apns_with_its_own_certificate() {
     let d = router.send(&notification(1)).await.unwrap();
     assert_eq!((d.status, d.outcome.as_str()), (200, "accepted"), "{d:?}");
     assert_eq!(mock.count(), 1);
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_sender_is_known_by_its_provider_token_and_refused_as_apns_refuses() {
+    let h = Harness::new(ApnsFaults::default()).await;
+    let sender_key = ProviderKey::generate("SENDERKEY1").unwrap();
+    std::fs::write(h.path("AuthKey_SENDERKEY1.p8"), sender_key.to_p8_pem()).unwrap();
+    let extra = "[[senders]]\nname = \"cn-token\"\nteam_id = \"SENDERTEAM\"\n\
+                 keys = [{ key_id = \"SENDERKEY1\", p8 = \"AuthKey_SENDERKEY1.p8\" }]\n";
+    let relay = h
+        .start_relay(&format!("{extra}[ops]\nlisten = \"127.0.0.1:0\"\n"))
+        .await;
+    let url = format!(
+        "http://{}/3/device/{}",
+        relay.relay_addr.unwrap(),
+        device(1)
+    );
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let send = |auth: Option<String>| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let mut r = client
+                .post(url)
+                .header("apns-topic", TOPIC)
+                .header("apns-id", uuid::Uuid::new_v4().to_string())
+                .body(r#"{"aps":{"alert":"hi"}}"#);
+            if let Some(a) = auth {
+                r = r.header("authorization", a);
+            }
+            let res = r.send().await.unwrap();
+            let status = res.status().as_u16();
+            let body: serde_json::Value = res.json().await.unwrap_or_default();
+            (
+                status,
+                body["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        }
+    };
+    let now = unix_now_secs();
+    let token = |key: &ProviderKey, team: &str, iat: u64| {
+        Some(format!("bearer {}", key.provider_token(team, iat).unwrap()))
+    };
+    // The sender's own token, as a stock client sends it: accepted, signed again by the
+    // relay's key for APNs (credentials = "relay", the default).
+    assert_eq!(
+        send(token(&sender_key, "SENDERTEAM", now - 5)).await,
+        (200, String::new())
+    );
+    assert_eq!(
+        h.mock.notifications()[0].key_id.as_deref(),
+        Some("KEY1234567")
+    );
+    let impostor = ProviderKey::generate("SENDERKEY1").unwrap();
+    let stranger = ProviderKey::generate("OTHERKEY01").unwrap();
+    let refused = [
+        (
+            "signed by another key under the same kid",
+            token(&impostor, "SENDERTEAM", now),
+            "InvalidProviderToken",
+        ),
+        (
+            "an hour old",
+            token(&sender_key, "SENDERTEAM", now - 3700),
+            "ExpiredProviderToken",
+        ),
+        (
+            "issued in the future",
+            token(&sender_key, "SENDERTEAM", now + 600),
+            "InvalidProviderToken",
+        ),
+        (
+            "another team",
+            token(&sender_key, "TEAM999999", now),
+            "InvalidProviderToken",
+        ),
+        (
+            "an unknown key id",
+            token(&stranger, "SENDERTEAM", now),
+            "InvalidProviderToken",
+        ),
+        (
+            "not a JWT",
+            Some("bearer abc.def".into()),
+            "InvalidProviderToken",
+        ),
+        (
+            "not bearer",
+            Some("Basic Y246cHc=".into()),
+            "InvalidProviderToken",
+        ),
+        ("no authorization", None, "MissingProviderToken"),
+    ];
+    for (what, auth, reason) in refused {
+        assert_eq!(send(auth).await, (403, reason.to_string()), "{what}");
+    }
+    // Bearer senders keep working beside token senders.
+    assert_eq!(
+        send(Some(format!("bearer {SENDER_TOKEN}"))).await,
+        (200, String::new())
+    );
+    assert_eq!(h.mock.count(), 2, "nothing refused reached APNs");
+    let metrics = reqwest::get(format!("http://{}/metrics", relay.ops_addr.unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (reason, n) in [
+        ("InvalidProviderToken", 6),
+        ("ExpiredProviderToken", 1),
+        ("MissingProviderToken", 1),
+    ] {
+        let line =
+            format!(r#"apns_relay_inbound_rejections_total{{status="403",reason="{reason}"}} {n}"#);
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
     relay.shutdown().await;
 }

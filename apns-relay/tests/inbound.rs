@@ -186,24 +186,47 @@ async fn apns_rejections_are_stored_and_replayed_to_retries() {
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains(r#"apns_relay_pushes_total{outcome="rejected",reason="Unregistered"} 2"#),
-        "{metrics}"
-    );
+    // The push counts once; its replay counts as a dedupe hit; the one token the relay
+    // minted counts as a refresh.
+    for line in [
+        r#"apns_relay_pushes_total{outcome="rejected",reason="Unregistered"} 1"#,
+        r#"apns_relay_dedupe_hits_total{state="done"} 1"#,
+        "apns_relay_token_refreshes_total 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     assert!(
         metrics.contains("apns_relay_leg_latency_seconds_bucket"),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("apns_relay_pool_connections 1"),
-        "{metrics}"
-    );
+    // The pool keeps all its connections open (`connections = 4`), not only the one used, and
+    // /healthz reports it with the store.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let health = loop {
+        let res = reqwest::get(format!("{ops}/healthz")).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let health: serde_json::Value = res.json().await.unwrap();
+        if health["pool"]["open"] == 4 {
+            break health;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pool never opened its 4 connections: {health}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     assert_eq!(
-        reqwest::get(format!("{ops}/healthz"))
-            .await
-            .unwrap()
-            .status(),
-        200
+        health,
+        serde_json::json!({"status": "ok", "draining": false, "store": "ok",
+                           "pool": {"open": 4, "configured": 4}})
+    );
+    assert!(
+        relay
+            .metrics
+            .render()
+            .contains("apns_relay_pool_connections 4"),
+        "{}",
+        relay.metrics.render()
     );
     relay.shutdown().await;
 }
@@ -219,6 +242,9 @@ async fn unknown_is_resent_only_with_a_collapse_id_or_the_senders_permission() {
     let plain = notification(1);
     let d = router.send(&plain).await.unwrap();
     assert_eq!((d.outcome.as_str(), d.attempts), ("unknown", 1), "{d:?}");
+    // Answered as "retry later", the answer stock clients retry without dropping their
+    // connection (see the README, "What senders see").
+    assert_eq!((d.status, d.reason.as_str()), (503, "ServiceUnavailable"));
     let d = router.send(&plain).await.unwrap();
     assert_eq!(
         (d.outcome.as_str(), d.dedupe.as_deref()),
@@ -237,5 +263,94 @@ async fn unknown_is_resent_only_with_a_collapse_id_or_the_senders_permission() {
     allowed.resend_unknown = true;
     let d = router.send(&allowed).await.unwrap();
     assert_eq!(d.outcome, "accepted", "{d:?}");
+    relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_reads_every_refusal_whole_and_a_10_mb_body_gets_its_413_with_json() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("curl is not installed (scripts/test.sh installs it)");
+    }
+    let h = Harness::new(ApnsFaults::default()).await;
+    let relay = h.start_relay("").await;
+    let url = format!(
+        "http://{}/3/device/{}",
+        relay.relay_addr.unwrap(),
+        device(1)
+    );
+    let big = h.path("10mb.json");
+    std::fs::write(&big, vec![b'x'; 10 << 20]).unwrap();
+    let curl = move |args: Vec<String>| {
+        let out = std::process::Command::new("curl")
+            .args(["--silent", "--show-error", "--http2-prior-knowledge"])
+            .args(["--write-out", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // A refusal answered while the request was still open used to end in a stream reset that
+    // curl reported as "stream 1 closed" (exit 92) in most tries: the relay now reads the body
+    // before it answers.
+    let refusals: Vec<_> = (0..20)
+        .map(|i| {
+            let url = url.clone();
+            tokio::task::spawn_blocking(move || {
+                let auth = if i % 2 == 0 {
+                    "authorization: bearer nope"
+                } else {
+                    "x-none: 1"
+                };
+                curl(vec![
+                    "-H".into(),
+                    auth.into(),
+                    "--data".into(),
+                    r#"{"aps":{"alert":"hi"}}"#.into(),
+                    url,
+                ])
+            })
+        })
+        .collect();
+    for (i, r) in refusals.into_iter().enumerate() {
+        let (code, out, err) = r.await.unwrap();
+        assert_eq!(code, Some(0), "try {i}: {err}");
+        let reason = if i % 2 == 0 {
+            "InvalidProviderToken"
+        } else {
+            "MissingProviderToken"
+        };
+        assert_eq!(out, format!("{{\"reason\":\"{reason}\"}}\n403"), "try {i}");
+    }
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        curl(vec![
+            "-H".into(),
+            format!("authorization: bearer {SENDER_TOKEN}"),
+            "-H".into(),
+            format!("apns-topic: {TOPIC}"),
+            "--data-binary".into(),
+            format!("@{}", big.display()),
+            url,
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "{\"reason\":\"PayloadTooLarge\"}\n413");
+    assert_eq!(h.mock.count(), 0);
+    let metrics = relay.metrics.render();
+    assert!(
+        metrics.contains(
+            r#"apns_relay_inbound_rejections_total{status="413",reason="PayloadTooLarge"} 1"#
+        ),
+        "{metrics}"
+    );
     relay.shutdown().await;
 }

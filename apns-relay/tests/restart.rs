@@ -104,3 +104,39 @@ async fn two_relays_sharing_redis_deliver_a_push_sent_to_both_once() {
 }
 
 use futures::StreamExt as _;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_reports_a_failing_store_with_503() {
+    let mut redis = testkit::servers::Redis::start();
+    let h = Harness::new(ApnsFaults::default()).await;
+    let extra = format!(
+        "[dedupe]\nbackend = \"redis\"\nurl = \"{}\"\n[ops]\nlisten = \"127.0.0.1:0\"\n",
+        redis.url()
+    );
+    let toml = h
+        .relay_toml("127.0.0.1:0", "")
+        .replace("[dedupe]\npath = \"dedupe\"\n", &extra);
+    let relay = apns_relay::server::start(&h.config(&toml)).await.unwrap();
+    let url = format!("http://{}/healthz", relay.ops_addr.unwrap());
+    let get = || async {
+        let res = reqwest::get(&url).await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json::<serde_json::Value>().await.unwrap())
+    };
+    let (status, body) = get().await;
+    assert_eq!(
+        (status, body["store"].as_str()),
+        (200, Some("ok")),
+        "{body}"
+    );
+    // The store goes away: the relay says so, and refuses pushes rather than risk duplicates.
+    redis.process().kill();
+    let (status, body) = get().await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "store failing");
+    assert!(
+        body["store"].as_str().unwrap_or_default().contains("redis"),
+        "{body}"
+    );
+    relay.shutdown().await;
+}

@@ -21,7 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 type Seen = Arc<Mutex<Vec<u64>>>;
 
 async fn device(addr: std::net::SocketAddr, user: String, seen: Seen) -> Option<()> {
-    let mut s = loadgen::engine::swarm::net::connect(addr, None).await.ok()?;
+    let mut s = loadgen::engine::swarm::net::connect(addr, None)
+        .await
+        .ok()?;
     let mut out = Vec::new();
     let fields = ConnectFields {
         client_id: user.clone(),

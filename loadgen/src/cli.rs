@@ -17,16 +17,31 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// A scenario file and how to plan it (`run` and `check`).
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The scenario file.
+    pub file: PathBuf,
+    /// Sets the scenario's `${NAME}` to VALUE (before the environment's NAME); repeatable.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Only segment i of N (k6's execution segments): every N-th arrival of each rate and
+    /// every N-th user and device, starting at i; `report merge` joins the segments' records.
+    #[arg(long, value_name = "i/N")]
+    pub segment: Option<String>,
+    /// Accept a plan beyond what this machine can hold (open files, memory, rate per core).
+    #[arg(long)]
+    pub ignore_limits: bool,
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a scenario file; writes DIR/run.json and exits 99 when a threshold fails.
     Run {
-        /// The scenario file.
-        file: PathBuf,
-        /// Sets the scenario's `${NAME}` to VALUE (before the environment's NAME); repeatable.
-        #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
-        env: Vec<String>,
+        /// The scenario, its variables and what share of it to run.
+        #[command(flatten)]
+        plan: PlanArgs,
         /// Output folder (default runs/<name>-<timestamp>/).
         #[arg(long, short)]
         out: Option<PathBuf>,
@@ -39,22 +54,17 @@ pub enum Command {
         /// Baseline comparison (exit 99 on a regression).
         #[command(flatten)]
         baseline: BaselineArgs,
-        /// Run a plan beyond what this machine can hold (open files, memory, rate per core).
-        #[arg(long)]
-        ignore_limits: bool,
     },
+    /// Run as a Locust worker: connect to a Locust master (ZeroMQ), run the scenario's sender
+    /// and device journeys as its user classes, report Locust stats and exact records.
+    Worker(WorkerArgs),
     /// Render a run record (html, md, junit, hlog, json), compare runs, merge runs.
     Report(ReportArgs),
     /// Validate a scenario file and print the planned schedule; sends nothing.
     Check {
-        /// The scenario file.
-        file: PathBuf,
-        /// Sets the scenario's `${NAME}` to VALUE (before the environment's NAME); repeatable.
-        #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
-        env: Vec<String>,
-        /// Accept a plan beyond what this machine can hold (open files, memory, rate per core).
-        #[arg(long)]
-        ignore_limits: bool,
+        /// The scenario, its variables and what share of it to check.
+        #[command(flatten)]
+        plan: PlanArgs,
     },
     /// Print the JSON Schema of scenario files.
     Schema,
@@ -73,6 +83,35 @@ pub enum Command {
     Replay(Box<ReplayCommand>),
     /// A reverse proxy that forwards traffic to an upstream and records it as GoReplay .gor.
     Record(RecordArgs),
+}
+
+/// `loadgen worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The scenario file: its sender and device journeys are the user classes.
+    pub file: PathBuf,
+    /// The Locust master, `HOST:PORT` (Locust's --master-host and --master-port; port 5557
+    /// when left out).
+    #[arg(long, value_name = "HOST:PORT", required_unless_present = "classes")]
+    pub master: Option<String>,
+    /// Sets the scenario's `${NAME}` to VALUE (before the environment's NAME); repeatable.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Where this worker writes its own run records (run.json; run-2.json … for later runs
+    /// of the same master). Default runs/<name>-worker-<timestamp>/.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Quit after this long without a heartbeat from the master (Locust's workers: 60s).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub heartbeat_timeout: String,
+    /// Give up when no master acknowledges this worker within this long (Locust's workers:
+    /// 60 tries of 5s).
+    #[arg(long, value_name = "DURATION", default_value = "5m")]
+    pub connect_timeout: String,
+    /// Print the scenario's user classes as JSON (what the master's locustfile defines) and
+    /// exit; connects to nothing.
+    #[arg(long)]
+    pub classes: bool,
 }
 
 /// One `--report FORMAT=FILE`.

@@ -11,7 +11,9 @@
 //!   (end-to-end delivery tracking between senders and devices);
 //! - [`plan`]: what engines read — schedules, the swarm's layout, the replay plan, `check`'s
 //!   text; [`scenario`]: the YAML types, loading, validation and schema;
-//! - [`stop`]: the run's stop switch, which every layer watches.
+//! - [`stop`]: the run's stop switch, which every layer watches;
+//! - [`worker`]: `loadgen worker`, a Locust worker running the plan under a Locust master
+//!   (beside [`run`]: the master, not the scenario's stages, sets the load).
 //!
 //! The `loadgen` binary is a thin layer over [`cmd::main`], so every flag can be tested
 //! in-process.
@@ -28,3 +30,4 @@ pub mod proxy;
 pub mod run;
 pub mod scenario;
 pub mod stop;
+pub mod worker;

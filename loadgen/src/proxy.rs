@@ -101,14 +101,16 @@ impl GorProxy {
             .map_err(|e| bad(format!("--upstream {}: not a URL: {e}", config.upstream)))?;
         let origin = origin_of(&uri).map_err(|e| bad(format!("--upstream {e}")))?;
         let tls = Tls::new(config.insecure).map_err(|e| bad(format!("TLS setup: {e}")))?;
-        let file = std::fs::File::create(&config.out)
-            .map_err(|e| bad(format!("{}: cannot create: {e}", config.out.display())))?;
+        // Listen first: an output file from an earlier recording is not truncated by a
+        // proxy that then cannot listen.
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| bad(format!("--listen {}: {e}", config.listen)))?;
         let addr = listener
             .local_addr()
             .map_err(|e| bad(format!("--listen {}: {e}", config.listen)))?;
+        let file = std::fs::File::create(&config.out)
+            .map_err(|e| bad(format!("{}: cannot create: {e}", config.out.display())))?;
         let (tx, rx) = mpsc::channel::<Rec>();
         let writer = std::thread::Builder::new()
             .name("gor-writer".into())

@@ -141,6 +141,60 @@ fn malformed_recordings_exit_2_naming_the_place_or_are_skipped() {
     assert_eq!(run["meta"]["replay"]["malformed_skipped"], 1);
     assert_eq!(metric(&run, "http_reqs")["value"], 1);
 
+    // Skipping every record leaves nothing to replay: that is an error, not a passing run.
+    d.write(
+        "bad.gor",
+        "1 b 1000 -1\nPOST /x HTTP/1.1\r\nContent-Length: 50\r\n\r\nabc",
+    );
+    std::fs::remove_dir_all(d.path().join("out")).unwrap();
+    let out = d.loadgen(&[
+        "replay",
+        "bad.gor",
+        "--target",
+        "embedded",
+        "--out",
+        "out",
+        "--quiet",
+        "--skip-malformed",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim(),
+        "error: bad.gor: nothing to replay: all 1 records were malformed and skipped (first: bad.gor: record 1 (byte offset 0): truncated record: Content-Length is 50 but the file ends after 3 body bytes)"
+    );
+    assert!(d.run_record().is_none());
+    // A filter that keeps nothing, too.
+    let out = d.loadgen(&[
+        "replay",
+        "t.gor",
+        "--target",
+        "embedded",
+        "--out",
+        "out",
+        "--quiet",
+        "--skip-malformed",
+        "--path",
+        "^/nothing$",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("t.gor: nothing to replay: the filter and window keep none of the 1 requests and 0 sessions read"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Times in the wrong unit make a replay of years: refused, naming the record.
+    let far = gor("a", 0, &get("/healthz"), None)
+        + &gor("b", 8 * 24 * 3600 * 1000, &get("/healthz"), None);
+    d.write("far.gor", &far);
+    let out = d.loadgen(&["replay", "far.gor", "--target", "embedded"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("error: far.gor: record 2: the replay would last 192h to this item (at speed 1), longer than 168h"),
+        "{}",
+        stderr(&out)
+    );
+
     d.write("x.har", "{\n  \"log\": { \"entries\": [ }\n}");
     let out = d.loadgen(&["replay", "inspect", "x.har"]);
     assert_eq!(out.status.code(), Some(2));
@@ -283,14 +337,19 @@ fn inspect_shows_groups_rate_status_and_order() {
     assert_eq!(v["reader"]["out_of_order"], 1);
 }
 
-/// A HAR entry with Chrome's `_webSocketMessages` as a browser writes it (wall-clock times).
+/// A HAR entry with `_webSocketMessages` as a browser writes it: wall-clock times in seconds
+/// (Chrome DevTools) or, with `ms`, in milliseconds (Chromium under Playwright).
 fn ws_entry(at: &str, t0: f64, url: &str, msgs: &[(&str, f64, &str)]) -> String {
+    ws_entry_in(1.0, at, t0, url, msgs)
+}
+
+fn ws_entry_in(unit: f64, at: &str, t0: f64, url: &str, msgs: &[(&str, f64, &str)]) -> String {
     let msgs: Vec<String> = msgs
         .iter()
         .map(|(kind, dt, data)| {
             format!(
                 r#"{{"type":"{kind}","time":{},"opcode":1,"data":{}}}"#,
-                t0 + dt,
+                (t0 + dt) * unit,
                 serde_json::Value::from(*data)
             )
         })
@@ -331,8 +390,10 @@ fn har_websocket_sessions_play_against_the_gateway_rooms() {
                 ("send", 0.4, r#"{"type":"ack","id":"p-1"}"#),
             ],
         );
-        // Recorded with a push the gateway will not send now: one session off the recording.
-        let two = ws_entry(
+        // Recorded by Chromium under Playwright (epoch milliseconds), with a push the gateway
+        // will not send now: one session off the recording.
+        let two = ws_entry_in(
+            1000.0,
             "2026-11-25T10:00:00.200Z",
             t0 + 0.2,
             "ws://prod.example/ws",
@@ -357,6 +418,7 @@ fn har_websocket_sessions_play_against_the_gateway_rooms() {
             "{}",
             stdout(&out)
         );
+        let started = Instant::now();
         let out = d.loadgen(&[
             "replay",
             "s.har",
@@ -369,7 +431,11 @@ fn har_websocket_sessions_play_against_the_gateway_rooms() {
             "--quiet",
         ]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        // Half a second of recording and the sessions' linger: it ends.
+        assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
         let run = d.run_record().unwrap();
+        assert!(run["meta"]["replay"]["planned_length_s"].as_f64().unwrap() < 5.0, "{run}");
+        assert_eq!(run["meta"]["replay"]["recorded_responses"], 1);
         assert_eq!(metric(&run, "http_reqs")["value"], 1);
         assert_eq!(metric(&run, "replay_ws_sessions")["value"], 2);
         assert_eq!(metric(&run, "ws_connecting")["count"], 2);
@@ -680,6 +746,29 @@ fn access_logs_and_vegeta_targets_replay() {
     assert_eq!(run["meta"]["replay"]["planned_length_s"], 1.0);
     // Access-log statuses are not compared: the log has no bodies or headers to resend.
     assert!(run["metrics"]["replay_status_mismatch"].is_null());
+    assert_eq!(run["meta"]["replay"]["recorded_responses"], 0);
+
+    // A WebSocket upgrade in a log is not replayed as a plain GET (it would hang on a
+    // long-poll endpoint): skipped, counted, said by check.
+    d.write(
+        "ws.log",
+        "127.0.0.1 - - [25/Nov/2026:10:00:00 +0000] \"GET /ws HTTP/1.1\" 101 0
+127.0.0.1 - - [25/Nov/2026:10:00:00 +0000] \"GET /healthz HTTP/1.1\" 200 11
+",
+    );
+    let out = d.loadgen(&[
+        "replay", "ws.log", "--target", "embedded", "--out", "out", "--quiet",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let run = d.run_record().unwrap();
+    assert_eq!(metric(&run, "http_reqs")["value"], 1);
+    assert_eq!(run["meta"]["replay"]["upgrades_skipped"], 1);
+    let out = d.loadgen(&["replay", "inspect", "ws.log"]);
+    assert!(
+        stdout(&out).contains("1 WebSocket upgrade lines (status 101) skipped"),
+        "{}",
+        stdout(&out)
+    );
 
     d.write("body.json", "{\"user\":\"v1\"}");
     d.write("targets.txt", "POST http://gw/devices\nContent-Type: application/json\n@body.json\n\nGET http://gw/devices/v1\n");
@@ -765,4 +854,30 @@ fn record_refuses_bad_input_with_exit_2() {
         "x.gor",
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // A listen address already taken: refused before the output (an earlier recording) is
+    // touched.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().map(|a| (a, taken)).unwrap();
+    d.write("x.gor", "an earlier recording");
+    let out = d.loadgen(&[
+        "record",
+        "--listen",
+        &taken.0.to_string(),
+        "--upstream",
+        &format!("http://{}", upstream.local_addr().unwrap()),
+        "--out",
+        "x.gor",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with(&format!("error: --listen {}: ", taken.0)),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("x.gor")).unwrap(),
+        "an earlier recording"
+    );
 }

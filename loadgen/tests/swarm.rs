@@ -178,6 +178,59 @@ fn injected_drops_and_duplicates_are_counted_exactly() {
     });
 }
 
+/// Pushes the gateway sends while a device is reconnecting are gone (the reference gateway
+/// keeps nothing for devices that are away). Under an online-only promise they are not
+/// verifiable, never lost; under a store-and-forward promise the same pushes are lost. Every
+/// tracked pair has an outcome either way. (The gateway resets its connections on a once-a-
+/// second tick; devices stay away at least 600 ms and broadcasts go out every 200 ms, so some
+/// always fall in the gap whatever the phase.)
+#[test]
+fn pushes_missed_while_reconnecting_are_lost_or_unverifiable_by_the_promise() {
+    runtime().block_on(async {
+        let mut devices = phones("phones", 200, "1s", "5s", "ws");
+        devices.push_str("    reconnect: { backoff: { initial: 600ms, max: 700ms } }\n");
+        let broadcasts = r#"senders:
+  - name: broadcast
+    rate: { stages: [ { hold: 2s }, { to: 5, over: 100ms }, { hold: 3s } ] }
+    pool: { connections: 2 }
+    steps:
+      - post: "{{base_url}}/broadcast"
+        json: { id: "{{msg_id}}", sent_at_ns: "{{now_ns}}", body: "all" }
+        expect: { status: 202 }
+        track: { broadcast: true, within: 2s }
+"#;
+        let mut runs = Vec::new();
+        for promise in ["online", "store_and_forward"] {
+            let gw = gateway_with(FaultConfig {
+                conn_reset_rate: 0.2,
+                ..Default::default()
+            })
+            .await;
+            let d = Dir::new();
+            let scenario = format!(
+                "version: 1\nname: promise\ntarget: {{ base_url: \"BASE\", delivery: {promise} }}\nduration: 6s\ndevices:\n{devices}{broadcasts}"
+            );
+            let run = run_loadgen(&d, &gw, &scenario).await;
+            let (expected, received, lost, unverifiable) = (
+                count(&run, "delivery_expected"),
+                count(&run, "delivery_received"),
+                count(&run, "delivery_lost"),
+                count(&run, "delivery_unverifiable"),
+            );
+            assert_eq!(received + lost, expected, "{promise}");
+            assert!(received > 500, "{promise}: {received}");
+            assert!(gw.fetch_stats().await.injected_resets > 20, "{promise}");
+            runs.push((promise, lost, unverifiable));
+            gw.shutdown().await;
+        }
+        let (_, online_lost, online_unverifiable) = runs[0];
+        let (_, saf_lost, _) = runs[1];
+        assert_eq!(online_lost, 0, "online only: a device away is not owed the push: {runs:?}");
+        assert!(online_unverifiable > 0, "{runs:?}");
+        assert!(saf_lost > 0, "store and forward: a reconnected device is owed it: {runs:?}");
+    });
+}
+
 /// A server that answers every connection with a length prefix above any limit.
 async fn garbage_server() -> std::net::SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -345,6 +398,59 @@ fn a_crashed_shard_is_reported_and_the_run_goes_on() {
         assert_eq!(count(&run, "swarm_shards_lost"), 1);
         // The surviving shard's devices are all in the record.
         assert!(count(&run, "connections_opened{journey=phones}") >= 100);
+        gw.shutdown().await;
+    });
+}
+
+/// Ctrl-C in the middle of a device ramp: no new connection starts after it, the run ends
+/// within a second or so with the interrupt's exit code, and the record holds what happened.
+#[test]
+fn sigint_during_a_device_ramp_stops_connecting_at_once() {
+    runtime().block_on(async {
+        let gw = gateway_with(FaultConfig::default()).await;
+        let d = Dir::new();
+        // 3000 devices over 30 s: 100 new connections a second.
+        let scenario = format!(
+            "version: 1\nname: ramp\ntarget: {{ base_url: \"BASE\" }}\ndevices:\n{}",
+            phones("phones", 3000, "30s", "5s", "ws")
+        )
+        .replace("BASE", &gw.base_url());
+        d.write("s.yaml", &scenario);
+        let mut cmd = d.command(&["run", "s.yaml", "--out", "out", "--quiet"]);
+        cmd.stdout(std::process::Stdio::null());
+        let mut child = testkit::Spawned::start_stderr(cmd);
+        for _ in 0..400 {
+            if gw.fetch_stats().await.connections >= 150 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(gw.fetch_stats().await.connections >= 150);
+        let started = std::time::Instant::now();
+        child.signal(testkit::process::Signal::SIGINT);
+        let at_signal = gw.fetch_stats().await.connections;
+        let code = tokio::task::spawn_blocking(move || child.wait(Duration::from_secs(15)).code())
+            .await
+            .unwrap();
+        // The goal is 1 s; the bound leaves room for a debug build on a busy machine.
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(code, Some(105));
+        let run = d.run_record().expect("the record is written");
+        let opened = count(&run, "connections_opened");
+        // At most the connects already in flight when the signal came finished after it.
+        assert!(
+            opened <= at_signal + 20,
+            "{opened} opened, {at_signal} at the signal"
+        );
+        assert!(opened < 1000, "{opened}");
+        assert_eq!(
+            run["meta"]["stopped_early"],
+            "interrupted (SIGINT or SIGTERM)"
+        );
         gw.shutdown().await;
     });
 }

@@ -106,6 +106,8 @@ fn build() -> Run {
     let mut run = Run {
         version: reports::run::VERSION,
         scenario: "render-bench".into(),
+        id: reports::run::new_id(),
+        parts: Vec::new(),
         started_at: Utc::now(),
         duration_s: f64::from(SECONDS),
         meta: Some(serde_json::json!({"planned_duration_s": SECONDS, "host": "bench"})),

@@ -378,6 +378,8 @@ impl RunBuilder {
         Run {
             version: VERSION,
             scenario: self.scenario,
+            id: crate::run::new_id(),
+            parts: Vec::new(),
             started_at: self.started_at,
             duration_s: duration.as_secs_f64(),
             meta: None,

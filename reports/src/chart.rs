@@ -63,6 +63,9 @@ pub struct Chart {
     pub title: String,
     /// The x axis.
     pub x: XAxis,
+    /// Where the x axis ends when it is fixed (every time chart of one run spans the whole
+    /// run); `None`: at the largest x. A point beyond it widens the axis.
+    pub x_end: Option<f64>,
     /// The y unit.
     pub y: YUnit,
     /// Its lines.
@@ -179,7 +182,7 @@ impl Chart {
     /// The x and y maxima of the domain (never 0).
     fn extent(&self) -> (f64, f64) {
         let all = || self.lines.iter().flat_map(|l| l.points.iter());
-        let x = all().map(|p| p.0).fold(0.0_f64, f64::max);
+        let x = all().map(|p| p.0).fold(self.x_end.unwrap_or(0.0), f64::max);
         let y = all().map(|p| p.1).fold(0.0_f64, f64::max);
         let x_max = match self.x {
             XAxis::Percentile => x.ceil().max(1.0),

@@ -117,10 +117,10 @@ fn header(out: &mut String, run: &Run, comparison: Option<&Comparison>) {
     };
     let _ = writeln!(
         out,
-        "<h1>{}</h1>\n<p class=\"verdict {class}\" id=\"verdict\"><strong>{verdict}</strong></p>\n<p>Started {} · {:.1} s</p>",
+        "<h1>{}</h1>\n<p class=\"verdict {class}\" id=\"verdict\"><strong>{verdict}</strong></p>\n<p>Started {} · {}</p>",
         xml(&run.scenario),
         run.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
-        run.duration_s
+        xml(&run.length_text())
     );
     if let Some(note) = crate::saturation::note(run) {
         let _ = writeln!(
@@ -213,6 +213,8 @@ fn baseline(out: &mut String, c: &Comparison) {
 
 /// Every chart the run has data for, in page order.
 fn charts(run: &Run) -> Vec<Chart> {
+    // Every time chart spans the whole run, so their x axes line up.
+    let end = Some(f64::from(last_second(run)));
     let plain: Vec<(&MetricKey, &Metric)> = run
         .metrics
         .iter()
@@ -225,7 +227,7 @@ fn charts(run: &Run) -> Vec<Chart> {
         if let Metric::Counter(c) = metric {
             let good = compare::direction(key, metric) == Direction::HigherIsBetter;
             if good && c.total.is_none() && !key.name.starts_with("delivery_") {
-                rate.push(counter_line(run, key, key.to_string()));
+                rate.push(counter_line(run, key, key.human()));
             }
         }
     }
@@ -235,7 +237,7 @@ fn charts(run: &Run) -> Vec<Chart> {
                 (metric, run.series.get(key))
             {
                 rate.push(Line {
-                    name: format!("{key} samples"),
+                    name: format!("{} samples", key.human()),
                     points: points
                         .iter()
                         .map(|p| (f64::from(p.t), p.count as f64))
@@ -248,6 +250,7 @@ fn charts(run: &Run) -> Vec<Chart> {
         id: "chart-rate".into(),
         title: "Throughput (per second)".into(),
         x: XAxis::Time,
+        x_end: end,
         y: YUnit::Rate,
         lines: rate,
     });
@@ -265,8 +268,9 @@ fn charts(run: &Run) -> Vec<Chart> {
         };
         charts.push(Chart {
             id: format!("chart-latency-{i}"),
-            title: format!("{key}: percentiles over time"),
+            title: format!("{}: percentiles over time", key.human()),
             x: XAxis::Time,
+            x_end: end,
             y: YUnit::Micros,
             lines: vec![
                 Line {
@@ -290,7 +294,7 @@ fn charts(run: &Run) -> Vec<Chart> {
         .filter_map(|(key, m)| match m {
             Metric::Histogram(h) if h.summary.count > 0 => {
                 crate::hist::decode(&h.hist).ok().map(|h| Line {
-                    name: key.to_string(),
+                    name: key.human(),
                     points: percentile_points(&h),
                 })
             }
@@ -301,6 +305,7 @@ fn charts(run: &Run) -> Vec<Chart> {
         id: "chart-percentiles".into(),
         title: "Latency by percentile (HdrHistogram)".into(),
         x: XAxis::Percentile,
+        x_end: None,
         y: YUnit::Micros,
         lines: distribution,
     });
@@ -314,12 +319,13 @@ fn charts(run: &Run) -> Vec<Chart> {
                 && !k.name.starts_with("delivery_")
                 && (k.tags.is_empty() || k.tags.keys().eq(["cause"]))
         })
-        .map(|(k, _)| counter_line(run, k, k.to_string()))
+        .map(|(k, _)| counter_line(run, k, k.human()))
         .collect();
     charts.push(Chart {
         id: "chart-errors".into(),
         title: "Errors (per second)".into(),
         x: XAxis::Time,
+        x_end: end,
         y: YUnit::Rate,
         lines: errors,
     });
@@ -345,11 +351,12 @@ fn charts(run: &Run) -> Vec<Chart> {
             id: "chart-connections".into(),
             title: "Active connections".into(),
             x: XAxis::Time,
+            x_end: end,
             y: YUnit::Count,
             lines: shown
                 .into_iter()
                 .map(|k| Line {
-                    name: k.to_string(),
+                    name: k.human(),
                     points: match run.series.get(k) {
                         Some(Series::Gauge(p)) => {
                             p.iter().map(|p| (f64::from(p.t), p.gauge as f64)).collect()
@@ -364,18 +371,24 @@ fn charts(run: &Run) -> Vec<Chart> {
     let delivery: Vec<Line> = plain
         .iter()
         .filter(|(k, m)| matches!(m, Metric::Counter(_)) && k.name.starts_with("delivery_"))
-        .map(|(k, _)| counter_line(run, k, k.to_string()))
+        .map(|(k, _)| counter_line(run, k, k.human()))
         .collect();
     if !delivery.is_empty() {
         charts.push(Chart {
             id: "chart-delivery".into(),
-            title: "Delivery: received, lost, duplicates (per second)".into(),
+            title: "Delivery: received, lost, not verifiable, duplicates (per second)".into(),
             x: XAxis::Time,
+            x_end: end,
             y: YUnit::Rate,
             lines: delivery,
         });
     }
     charts
+}
+
+/// The last whole or partial second of the run (seconds are numbered from 0).
+fn last_second(run: &Run) -> u32 {
+    (run.duration_s.ceil() as u32).saturating_sub(1)
 }
 
 /// A counter's per-second values, with the seconds without data as 0, up to the run's end.
@@ -387,8 +400,7 @@ fn counter_line(run: &Run, key: &MetricKey, name: String) -> Line {
         };
     };
     let last = points.iter().map(|p| p.t).max().unwrap_or(0);
-    // The last whole or partial second of the run.
-    let end = last.max((run.duration_s.ceil() as u32).saturating_sub(1));
+    let end = last.max(last_second(run));
     let mut values = vec![0.0; end as usize + 1];
     for p in points {
         values[p.t as usize] += p.value as f64;
@@ -438,12 +450,13 @@ fn delivery_summary(out: &mut String, run: &Run) {
     let lost = counter("delivery_lost").unwrap_or(0);
     let _ = write!(
         out,
-        "<h2>Delivery</h2>\n<table id=\"delivery\"><tr><th>received</th><th>expected</th><th>lost</th><th>loss</th><th>duplicates</th><th>unexpected</th><th>redelivered</th></tr><tr><td>{received}</td><td>{}</td><td>{lost}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>\n",
+        "<h2>Delivery</h2>\n<table id=\"delivery\"><tr><th>received</th><th>expected</th><th>lost</th><th>loss</th><th>not verifiable</th><th>duplicates</th><th>unexpected</th><th>redelivered</th></tr><tr><td>{received}</td><td>{}</td><td>{lost}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>\n",
         expected.map_or("–".into(), |e| e.to_string()),
         match expected {
             Some(e) if e > 0 => format!("{:.3}%", lost as f64 * 100.0 / e as f64),
             _ => "–".into(),
         },
+        counter("delivery_unverifiable").unwrap_or(0),
         counter("delivery_duplicates").unwrap_or(0),
         counter("delivery_unexpected").unwrap_or(0),
         counter("delivery_redelivered").unwrap_or(0),
@@ -456,7 +469,7 @@ fn metric_tables(out: &mut String, run: &Run) {
     let mut counters = String::new();
     let mut gauges = String::new();
     for (key, metric) in ordered(run) {
-        let name = xml(&key.to_string());
+        let name = xml(&key.human());
         match metric {
             Metric::Histogram(h) => {
                 let s = &h.summary;
@@ -479,8 +492,8 @@ fn metric_tables(out: &mut String, run: &Run) {
                 let rate = match c.total {
                     Some(0) => "0.00%".to_string(),
                     Some(t) => format!("{:.2}%", c.value as f64 * 100.0 / t as f64),
-                    None if run.duration_s > 0.0 => {
-                        format!("{:.1}/s", c.value as f64 / run.duration_s)
+                    None if run.load_s() > 0.0 => {
+                        format!("{:.1}/s", c.value as f64 / run.load_s())
                     }
                     None => String::new(),
                 };

@@ -43,6 +43,26 @@ pub enum KeyError {
 }
 
 impl MetricKey {
+    /// The key as reports show it to people: `name{tag=value,…}` with no escapes, so a step
+    /// named `POST /users/{{to}}` reads as written. (The [`Display`](fmt::Display) form, with
+    /// escapes, is the one that parses back.)
+    pub fn human(&self) -> String {
+        let mut out = self.name.clone();
+        if !self.tags.is_empty() {
+            out.push('{');
+            for (i, (k, v)) in self.tags.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(k);
+                out.push('=');
+                out.push_str(v);
+            }
+            out.push('}');
+        }
+        out
+    }
+
     /// A key without tags.
     pub fn new(name: impl Into<String>) -> MetricKey {
         MetricKey {

@@ -90,9 +90,9 @@ fn headline(out: &mut String, run: &Run, comparison: Option<&Comparison>) {
         .and_then(|t| t.as_str());
     let _ = write!(
         out,
-        "Started {} · {:.1} s",
+        "Started {} · {}",
         run.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
-        run.duration_s
+        run.length_text()
     );
     if let Some(t) = target {
         let _ = write!(out, " · target {}", text::md(t));
@@ -106,6 +106,9 @@ fn headline(out: &mut String, run: &Run, comparison: Option<&Comparison>) {
         let _ = write!(out, " · **stopped early**: {}", text::md(why));
     }
     out.push_str("\n\n");
+    if let Some(line) = crate::summary::delivery_line(run) {
+        let _ = writeln!(out, "{}\n", text::md(&line));
+    }
 }
 
 fn metric_tables(out: &mut String, run: &Run, keys: &[(&crate::MetricKey, &Metric)]) {
@@ -113,7 +116,7 @@ fn metric_tables(out: &mut String, run: &Run, keys: &[(&crate::MetricKey, &Metri
     let mut counters = String::new();
     let mut gauges = String::new();
     for (key, metric) in keys {
-        let name = text::md(&key.to_string());
+        let name = text::md(&key.human());
         match metric {
             Metric::Histogram(h) => {
                 let s = &h.summary;
@@ -138,9 +141,9 @@ fn metric_tables(out: &mut String, run: &Run, keys: &[(&crate::MetricKey, &Metri
                             format!("{:.2}%", c.value as f64 * 100.0 / t as f64)
                         },
                     ),
-                    None if run.duration_s > 0.0 => (
+                    None if run.load_s() > 0.0 => (
                         c.value.to_string(),
-                        format!("{:.1}/s", c.value as f64 / run.duration_s),
+                        format!("{:.1}/s", c.value as f64 / run.load_s()),
                     ),
                     None => (c.value.to_string(), String::new()),
                 };

@@ -23,6 +23,14 @@ pub struct Run {
     pub version: u32,
     /// The scenario's name.
     pub scenario: String,
+    /// This run's id, unique per run (a merged run gets a new one). Empty in files written
+    /// before ids existed.
+    #[serde(default)]
+    pub id: String,
+    /// The ids of the runs a merged run was made of (empty for a run that was not merged), so
+    /// the same run is never merged in twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<String>,
     /// When second 0 started.
     pub started_at: DateTime<Utc>,
     /// How long the run lasted, in seconds.
@@ -232,6 +240,9 @@ pub enum MergeError {
     /// The runs are of different scenarios.
     #[error("runs of different scenarios cannot be merged: `{0}` and `{1}`")]
     Scenario(String, String),
+    /// A run is already part of the other (the same file twice, or a part of a merged run).
+    #[error("run `{0}` is already in the merge: merging it twice would count it twice")]
+    SameRun(String),
     /// The same key is a histogram in one run and a counter in the other.
     #[error("metric `{0}` is a histogram in one run and a counter in the other")]
     Kind(MetricKey),
@@ -322,6 +333,12 @@ impl Run {
                 other.scenario.clone(),
             ));
         }
+        let mine = self.part_ids();
+        let theirs = other.part_ids();
+        if let Some(twice) = theirs.iter().find(|id| mine.contains(id)) {
+            return Err(MergeError::SameRun(twice.to_string()));
+        }
+        let parts: Vec<String> = mine.into_iter().chain(theirs).map(String::from).collect();
         let start = self.started_at.min(other.started_at);
         let offset = |at: DateTime<Utc>| (at - start).num_microseconds().unwrap_or(0) as f64 / 1e6;
         let end = (offset(self.started_at) + self.duration_s)
@@ -363,11 +380,65 @@ impl Run {
         self.series = series;
         self.started_at = start;
         self.duration_s = end;
+        let load_end = (offset(self.started_at) + self.load_s())
+            .max(offset(other.started_at) + other.load_s());
+        self.parts = parts;
+        self.id = new_id();
         if self.meta.is_none() {
             self.meta.clone_from(&other.meta);
         }
+        if let Some(serde_json::Value::Object(m)) = &mut self.meta {
+            if m.contains_key("load_s") {
+                m.insert("load_s".into(), load_end.into());
+            }
+        }
         self.thresholds.clear();
         Ok(())
+    }
+}
+
+/// A fresh run id.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl Run {
+    /// How long load was applied, in seconds: `meta.load_s` when the run says (the run less
+    /// the drain of work in flight at its end), else the whole run. Rates are counts over
+    /// this, so a drain does not dilute them.
+    pub fn load_s(&self) -> f64 {
+        self.meta
+            .as_ref()
+            .and_then(|m| m.get("load_s"))
+            .and_then(serde_json::Value::as_f64)
+            .filter(|s| *s > 0.0 && *s <= self.duration_s)
+            .unwrap_or(self.duration_s)
+    }
+
+    /// The run's length as reports head it: `12.3 s`, or `12.3 s (load applied 10.0 s, rates
+    /// are over it)` when the run ended with a drain.
+    pub fn length_text(&self) -> String {
+        let load = self.load_s();
+        if load + 0.05 < self.duration_s {
+            format!(
+                "{:.1} s (load applied {load:.1} s, rates are over it)",
+                self.duration_s
+            )
+        } else {
+            format!("{:.1} s", self.duration_s)
+        }
+    }
+
+    /// The ids of the runs this one holds: its parts when merged, else itself (none for a
+    /// file written before ids existed).
+    pub fn part_ids(&self) -> Vec<&str> {
+        if !self.parts.is_empty() {
+            self.parts.iter().map(String::as_str).collect()
+        } else if !self.id.is_empty() {
+            vec![self.id.as_str()]
+        } else {
+            Vec::new()
+        }
     }
 }
 

@@ -83,7 +83,32 @@ pub(crate) fn observed_text(run: &Run, v: &Verdict) -> String {
 /// A metric key as the terminal shows it: tag values come from scenario files (step names),
 /// so control characters are escaped and long ones cut.
 fn shown(key: &MetricKey) -> String {
-    common::printable::printable(&key.to_string(), 200).into_owned()
+    common::printable::printable(&key.human(), 200).into_owned()
+}
+
+/// The delivery outcome of every tracked (push, device) pair in one line, when the run tracked
+/// pushes: received and lost out of expected, and beside them the pairs that could not be
+/// verified (the device was away and the gateway's promise did not cover it), duplicates and
+/// pushes nobody tracked.
+pub fn delivery_line(run: &Run) -> Option<String> {
+    let counter = |name: &str| match run.metrics.get(&MetricKey::new(name)) {
+        Some(Metric::Counter(c)) => Some(c.value),
+        _ => None,
+    };
+    let expected = counter("delivery_expected")?;
+    let lost = counter("delivery_lost").unwrap_or(0);
+    Some(format!(
+        "delivery: {} received of {expected} expected, {lost} lost ({}), {} not verifiable, {} duplicates, {} unexpected",
+        counter("delivery_received").unwrap_or(0),
+        if expected > 0 {
+            format!("{:.3}%", lost as f64 * 100.0 / expected as f64)
+        } else {
+            "–".into()
+        },
+        counter("delivery_unverifiable").unwrap_or(0),
+        counter("delivery_duplicates").unwrap_or(0),
+        counter("delivery_unexpected").unwrap_or(0),
+    ))
 }
 
 /// Renders `run` as a plain-text table.
@@ -91,13 +116,16 @@ pub fn render_table(run: &Run, opts: &TableOptions) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} — started {} — {:.1}s",
+        "{} — started {} — {}",
         common::printable::printable(&run.scenario, 200),
         run.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
-        run.duration_s
+        run.length_text()
     );
     if let Some(note) = crate::saturation::note(run) {
         let _ = writeln!(out, "{note}");
+    }
+    if let Some(line) = delivery_line(run) {
+        let _ = writeln!(out, "{line}");
     }
     let keys = ordered(run);
 
@@ -130,8 +158,8 @@ pub fn render_table(run: &Run, opts: &TableOptions) -> String {
                 let rate = match c.total {
                     Some(0) => "0.00%".to_string(),
                     Some(total) => format!("{:.2}%", c.value as f64 * 100.0 / total as f64),
-                    None if run.duration_s > 0.0 => {
-                        format!("{:.1}/s", c.value as f64 / run.duration_s)
+                    None if run.load_s() > 0.0 => {
+                        format!("{:.1}/s", c.value as f64 / run.load_s())
                     }
                     None => String::new(),
                 };

@@ -359,9 +359,9 @@ pub fn evaluate(run: &Run, thresholds: &[Threshold]) -> Vec<Verdict> {
             let observed = match run.select(&t.metric) {
                 Ok(None) => Err(format!("unknown metric `{}`", t.metric)),
                 Err(e) => Err(e.to_string()),
-                Ok(Some(Selected::Histogram(h))) => on_histogram(t.expr.agg, &h, run.duration_s),
+                Ok(Some(Selected::Histogram(h))) => on_histogram(t.expr.agg, &h, run.load_s()),
                 Ok(Some(Selected::Counter(c))) => {
-                    on_counter(t.expr.agg, c, &t.metric, run.duration_s)
+                    on_counter(t.expr.agg, c, &t.metric, run.load_s())
                 }
                 Ok(Some(Selected::Gauge(g))) => match t.expr.agg {
                     Agg::Value => Ok(g.value as f64),

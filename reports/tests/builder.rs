@@ -373,7 +373,9 @@ fn gauges_of_several_writers_add_up_per_second_and_merge_across_runs() {
     let back = Run::from_json_str(&run.to_json_pretty().unwrap()).unwrap();
     assert_eq!(back, run);
     let mut merged = run.clone();
-    merged.merge(&run).unwrap();
+    let mut other_process = run.clone();
+    other_process.id = reports::run::new_id();
+    merged.merge(&other_process).unwrap();
     match &merged.metrics[&plain] {
         Metric::Gauge(g) => assert_eq!((g.value, g.max), (400, 400)),
         other => panic!("not a gauge: {other:?}"),

@@ -188,6 +188,47 @@ fn html_has_every_chart_for_a_device_run() {
         "nothing to fetch"
     );
     assert!(html.contains(">99.9%<"), "percentile axis labels");
+    // Every time chart spans the whole run, whichever second its data ends in, so the
+    // charts line up: here the run went on 5 s after its last data (seconds 0..=24).
+    let mut drained = new.clone();
+    drained.duration_s = 25.0;
+    let html = text(Format::Html, &drained, Some(&c));
+    let spans: Vec<&str> = html
+        .split("<svg class=\"chart\" id=\"")
+        .skip(1)
+        .filter(|svg| !svg.starts_with("chart-percentiles"))
+        .map(|svg| {
+            let at = svg.find("data-x-max=\"").unwrap() + "data-x-max=\"".len();
+            &svg[at..at + svg[at..].find('"').unwrap()]
+        })
+        .collect();
+    assert!(spans.len() >= 5, "{spans:?}");
+    assert!(spans.iter().all(|s| *s == "24"), "{spans:?}");
+    // The delivery table shows the pairs that could not be verified beside the lost ones.
+    assert!(html.contains("<th>lost</th><th>loss</th><th>not verifiable</th>"));
+}
+
+/// Tag values reach the page as the scenario wrote them: a step named after its template
+/// (`POST /push/{{to}}`) is not shown with the run file's escapes.
+#[test]
+fn html_and_markdown_show_step_names_as_written() {
+    let mut run = fixture_run("push-fanout", 1, 1.0, 3);
+    let key: reports::MetricKey = "http_reqs{journey=unicast,step=POST /push/\\{\\{to\\}\\}}"
+        .parse()
+        .unwrap();
+    assert_eq!(key.tags["step"], "POST /push/{{to}}");
+    let any = run
+        .metrics
+        .values()
+        .find(|m| matches!(m, Metric::Counter(_)))
+        .cloned()
+        .unwrap();
+    run.metrics.insert(key, any);
+    for format in [Format::Html, Format::Markdown] {
+        let page = text(format, &run, None);
+        assert!(page.contains("step=POST /push/{{to}}"), "{format:?}");
+        assert!(!page.contains("\\{"), "{format:?}");
+    }
 }
 
 #[test]

@@ -158,6 +158,40 @@ fn merge_refuses_unlike_runs() {
     );
 }
 
+/// The same run twice (the same file given twice, or a run already inside a merged one) is
+/// refused: its counts would be doubled. The id survives the JSON round trip.
+#[test]
+fn merge_refuses_the_same_run_twice() {
+    let a = sample_run(started_at(), &[0.5], 1);
+    let b = sample_run(started_at(), &[1.5], 1);
+    assert_ne!(a.id, b.id);
+    let a_again = Run::from_json_str(&a.to_json_pretty().unwrap()).unwrap();
+    let mut m = a.clone();
+    let err = m.merge(&a_again).unwrap_err();
+    assert!(matches!(err, MergeError::SameRun(_)));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "run `{}` is already in the merge: merging it twice would count it twice",
+            a.id
+        )
+    );
+    assert_eq!(m, a, "a refused merge changes nothing");
+    m.merge(&b).unwrap();
+    assert_eq!(m.parts, vec![a.id.clone(), b.id.clone()]);
+    assert!(m.id != a.id && m.id != b.id, "a merged run is a new run");
+    // A part of a merged run, and a merged run holding a part, are both refused.
+    let mut again = m.clone();
+    assert!(matches!(again.merge(&b), Err(MergeError::SameRun(_))));
+    let mut b2 = b.clone();
+    assert!(matches!(b2.merge(&m), Err(MergeError::SameRun(_))));
+    // Files written before ids existed merge as before.
+    let (mut old_a, mut old_b) = (a.clone(), b.clone());
+    old_a.id.clear();
+    old_b.id.clear();
+    old_a.merge(&old_b).unwrap();
+}
+
 #[test]
 fn select_prefers_the_exact_key_else_merges_matching_keys() {
     let origin = Instant::now();

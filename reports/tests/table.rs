@@ -60,7 +60,10 @@ fn table_has_a_row_per_metric_and_the_verdicts() {
             .find(|l| l.starts_with(start))
             .unwrap_or_else(|| panic!("no row `{start}` in\n{table}"))
     };
-    assert!(lines[0].starts_with("quickstart — started 2026-11-25 19:20:00 UTC — 3.0s"));
+    assert_eq!(
+        lines[0],
+        "quickstart — started 2026-11-25 19:20:00 UTC — 3.0 s"
+    );
     let header = row("metric ");
     assert!(header.contains("count") && header.trim_end().ends_with("max"));
     let plain = row("http_req_duration ");
@@ -86,4 +89,18 @@ fn table_has_a_row_per_metric_and_the_verdicts() {
     let coloured = render_table(&run, &TableOptions { colour: true });
     assert!(coloured.contains("\x1b[31m✗\x1b[0m"));
     assert!(!table.contains('\x1b'));
+
+    // Load applied for 1.5 s of the 3 (the rest drained work in flight): rates, in the table
+    // and in thresholds, are over the 1.5 s, and the heading says so.
+    run.meta = Some(serde_json::json!({ "load_s": 1.5 }));
+    run.thresholds = evaluate(&run, &[Threshold::parse("http_reqs", "rate == 2").unwrap()]);
+    assert!(run.thresholds[0].ok, "{:?}", run.thresholds);
+    let table = render_table(&run, &TableOptions::default());
+    let first = table.lines().next().unwrap();
+    assert_eq!(
+        first,
+        "quickstart — started 2026-11-25 19:20:00 UTC — 3.0 s (load applied 1.5 s, rates are over it)"
+    );
+    let reqs = table.lines().find(|l| l.starts_with("http_reqs ")).unwrap();
+    assert!(reqs.ends_with("2.0/s"), "{reqs}");
 }

@@ -78,6 +78,14 @@ pub(crate) struct MockApnsArgs {
     /// Seed of the fault rates.
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
+    /// Write every accepted notification to FILE (created or emptied) as one JSON line, when
+    /// it is accepted.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// Serve the admin endpoint (plain HTTP, keep it on loopback) at ADDR: GET /notifications
+    /// lists what was accepted, GET /stats the counters and the apns-ids accepted twice.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
 }
 
 impl MockApnsArgs {
@@ -185,6 +193,8 @@ pub(crate) fn main(args: MockApnsArgs) -> ExitCode {
         } else {
             Environment::Production
         },
+        record: args.record.clone(),
+        admin: args.admin,
     };
     match run(config, &dir, &credentials) {
         Ok(()) => ExitCode::SUCCESS,
@@ -212,6 +222,7 @@ fn run(
     credentials: &Credentials,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("could not start the Tokio runtime")?;
+    let record = config.record.clone();
     runtime.block_on(async {
         let listen = config.listen;
         let mock = match apns::spawn(config).await {
@@ -231,6 +242,12 @@ fn run(
             credentials.provider.team_id,
             credentials.provider.key_id
         );
+        if let Some(admin) = mock.admin_addr() {
+            println!("admin on http://{admin} (GET /notifications, GET /stats)");
+        }
+        if let Some(record) = &record {
+            println!("recording to {}", record.display());
+        }
         crate::wait_for_signal().await?;
         mock.shutdown().await;
         Ok(())

@@ -158,3 +158,114 @@ fn bad_input_exits_2_with_one_sentence() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("absent.pem"));
 }
+
+#[test]
+fn what_the_mock_accepted_is_readable_from_outside() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        panic!("curl is not installed (scripts/test.sh installs it)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tls_dir = dir.path().join("creds");
+    let record = dir.path().join("accepted.jsonl");
+    let run = start(
+        &[
+            "mock-apns",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-dir",
+            tls_dir.to_str().unwrap(),
+            "--admin",
+            "127.0.0.1:0",
+            "--record",
+            record.to_str().unwrap(),
+        ],
+        4,
+    );
+    let admin = run.lines[2]
+        .strip_prefix("admin on ")
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{:?}", run.lines))
+        .to_owned();
+    assert_eq!(run.lines[3], format!("recording to {}", record.display()));
+    let key = testbed::pki::ProviderKey::from_p8_pem(
+        "KEY1234567",
+        &std::fs::read_to_string(tls_dir.join("AuthKey_KEY1234567.p8")).unwrap(),
+    )
+    .unwrap();
+    let auth = format!(
+        "authorization: bearer {}",
+        key.provider_token_now("TEAM123456").unwrap()
+    );
+    let url = run.url();
+    let push = |id: &str, device: &str| {
+        let out = Command::new("curl")
+            .args(["--silent", "--http2", "--cacert"])
+            .arg(tls_dir.join("ca.pem"))
+            .args(["--write-out", "%{http_code}", "-o", "/dev/null"])
+            .args(["-H", &auth, "-H", &format!("apns-id: {id}")])
+            .args(["-H", "apns-topic: com.example.app"])
+            .args(["--data", r#"{"aps":{"alert":"hi"}}"#])
+            .arg(format!("{url}/3/device/{device}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (a, b) = (
+        "0a2b3c4d-0000-4000-8000-00000000000a",
+        "0a2b3c4d-0000-4000-8000-00000000000b",
+    );
+    // A sender that sends one push twice: the device would show it twice.
+    for (id, device) in [(a, "0a0a"), (b, "0b0b"), (a, "0a0a")] {
+        assert_eq!(push(id, device), "200");
+    }
+    let get = |path: &str| -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["--silent", "--fail", &format!("{admin}{path}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "GET {path}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let listed = get("/notifications");
+    assert_eq!(
+        (listed["count"].clone(), listed["duplicates"].clone()),
+        (3.into(), 1.into())
+    );
+    let ids: Vec<&str> = listed["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["apns_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [a, b, a]);
+    assert_eq!(listed["notifications"][1]["device_token"], "0b0b");
+    assert_eq!(listed["notifications"][1]["payload"]["aps"]["alert"], "hi");
+    let stats = get("/stats");
+    assert_eq!(stats["accepted"], 3);
+    assert_eq!(
+        stats["duplicate_ids"],
+        serde_json::json!([{"apns_id": a, "times": 2}])
+    );
+    // The record file holds the same, one JSON line per notification, written as they came.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&record)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines, listed["notifications"].as_array().unwrap().clone());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["mock-apns", "--listen", "127.0.0.1:0", "--tls-dir"])
+        .arg(&tls_dir)
+        .args(["--record", "/nonexistent/dir/accepted.jsonl"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("testbed: /nonexistent/dir/accepted.jsonl: No such file or directory"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

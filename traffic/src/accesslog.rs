@@ -1,7 +1,9 @@
 //! Common and combined access logs (Apache, nginx): method, path and time of each request,
 //! for the rate shape only (no headers or bodies are logged). Times have one-second
 //! resolution, so the requests of one second are spread evenly across it instead of firing
-//! as a burst at its start.
+//! as a burst at its start. Lines of WebSocket upgrades (status 101) are skipped and counted:
+//! the log holds no frames to replay, and a plain GET in their place would hang on a
+//! long-poll or WebSocket endpoint.
 
 use std::collections::VecDeque;
 use std::io::BufRead;
@@ -76,6 +78,7 @@ pub struct AccessLogReader<R> {
     second: Vec<(u64, LogLine)>,
     out: VecDeque<Result<Item, ReadError>>,
     done: bool,
+    upgrades: u64,
 }
 
 impl<R: BufRead> AccessLogReader<R> {
@@ -89,7 +92,13 @@ impl<R: BufRead> AccessLogReader<R> {
             second: Vec::new(),
             out: VecDeque::new(),
             done: false,
+            upgrades: 0,
         }
+    }
+
+    /// WebSocket upgrade lines (status 101) skipped since the last call.
+    pub fn take_upgrades(&mut self) -> u64 {
+        std::mem::take(&mut self.upgrades)
     }
 
     /// Spreads the gathered second's requests evenly over it.
@@ -144,6 +153,7 @@ impl<R: BufRead> Iterator for AccessLogReader<R> {
                         continue;
                     }
                     match parse_line(&line) {
+                        Ok(l) if l.status == Some(101) => self.upgrades += 1,
                         Ok(l) => {
                             if self
                                 .second
@@ -219,5 +229,25 @@ mod tests {
             ts,
             vec![0, 250_000_000, 500_000_000, 750_000_000, 1_000_000_000]
         );
+    }
+
+    #[test]
+    fn websocket_upgrades_are_skipped_and_counted() {
+        let text = "\
+1.1.1.1 - - [10/Oct/2000:13:55:36 +0000] \"GET /ws HTTP/1.1\" 101 0
+1.1.1.1 - - [10/Oct/2000:13:55:36 +0000] \"GET /a HTTP/1.1\" 200 1
+1.1.1.1 - - [10/Oct/2000:13:55:37 +0000] \"GET /ws HTTP/1.1\" 101 0
+";
+        let mut r = AccessLogReader::new(text.as_bytes(), Path::new("a.log"));
+        let paths: Vec<String> = r
+            .by_ref()
+            .map(|i| match i.unwrap() {
+                Item::Request(r) => r.path,
+                Item::Session(_) => unreachable!("logs hold requests"),
+            })
+            .collect();
+        assert_eq!(paths, vec!["/a"]);
+        assert_eq!(r.take_upgrades(), 2);
+        assert_eq!(r.take_upgrades(), 0);
     }
 }

@@ -140,28 +140,20 @@ fn entry(value: serde_json::Value, file: &Arc<str>, index: u64) -> Result<Item, 
         || e.resource_type.as_deref() == Some("websocket")
         || e.web_socket_messages.is_some();
     if is_ws {
-        let start_s = ts_ns as f64 / 1e9;
-        let messages = e
-            .web_socket_messages
-            .unwrap_or_default()
+        let recorded = e.web_socket_messages.unwrap_or_default();
+        let offsets = message_offsets(ts_ns, &recorded)?;
+        let messages = recorded
             .into_iter()
-            .map(|m| {
-                // Chrome writes wall-clock seconds; some tools write seconds from the start.
-                let offset_s = if m.time > 1e8 {
-                    m.time - start_s
+            .zip(offsets)
+            .map(|(m, offset_ns)| WsMessage {
+                direction: if m.kind.eq_ignore_ascii_case("send") {
+                    WsDirection::Send
                 } else {
-                    m.time
-                };
-                WsMessage {
-                    direction: if m.kind.eq_ignore_ascii_case("send") {
-                        WsDirection::Send
-                    } else {
-                        WsDirection::Receive
-                    },
-                    offset_ns: (offset_s.max(0.0) * 1e9) as i64,
-                    opcode: m.opcode,
-                    data: m.data,
-                }
+                    WsDirection::Receive
+                },
+                offset_ns,
+                opcode: m.opcode,
+                data: m.data,
             })
             .collect();
         let scheme = match url.scheme.as_str() {
@@ -212,6 +204,47 @@ fn entry(value: serde_json::Value, file: &Arc<str>, index: u64) -> Result<Item, 
         file: file.clone(),
         number: index + 1,
     }))
+}
+
+/// The unit of `_webSocketMessages[].time`, told from the first message: Chrome DevTools
+/// writes wall-clock seconds since the epoch, Chromium driven by Playwright wall-clock
+/// milliseconds, some tools seconds from the entry's start. A value above 1e11 is
+/// milliseconds (1e11 s is the year 5138), above 1e8 seconds since the epoch (1973 on),
+/// below that seconds from the start. Returns each message's offset from the entry's start;
+/// a message more than a day before the start is an error (the unit guess is wrong).
+fn message_offsets(start_ns: i64, messages: &[HarWsMessage]) -> Result<Vec<i64>, String> {
+    let Some(first) = messages.first() else {
+        return Ok(Vec::new());
+    };
+    let (scale_ns, origin_ns) = if first.time > 1e11 {
+        (1e6, start_ns as f64)
+    } else if first.time > 1e8 {
+        (1e9, start_ns as f64)
+    } else {
+        (1e9, 0.0)
+    };
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let offset = m.time * scale_ns - origin_ns;
+            if !offset.is_finite() || offset < -86_400e9 || offset > i64::MAX as f64 {
+                return Err(format!(
+                    "_webSocketMessages[{i}].time {} is not a time near the entry's \
+                     startedDateTime (read as {} like the first message)",
+                    m.time,
+                    match (scale_ns == 1e6, origin_ns != 0.0) {
+                        (true, _) => "milliseconds since the epoch",
+                        (false, true) => "seconds since the epoch",
+                        (false, false) => "seconds from the start",
+                    }
+                ));
+            }
+            // A message stamped just before the entry started (clocks of the recording
+            // tool) is sent at the start.
+            Ok(offset.max(0.0) as i64)
+        })
+        .collect()
 }
 
 fn base64_decode(text: &str) -> Option<Vec<u8>> {

@@ -339,6 +339,15 @@ impl Inspection {
                 ),
             ));
         }
+        if s.upgrades_skipped > 0 {
+            rows.push((
+                "upgrades",
+                format!(
+                    "{} WebSocket upgrade lines (status 101) skipped: a log holds no frames to replay",
+                    s.upgrades_skipped
+                ),
+            ));
+        }
         if self.sessions > 0 {
             rows.push((
                 "websocket",

@@ -104,6 +104,8 @@ pub struct ReadStats {
     pub separator_framed: u64,
     /// Malformed records, entries or lines skipped (with `skip_malformed`).
     pub malformed: u64,
+    /// Access-log lines of WebSocket upgrades (status 101) skipped: no frames to replay.
+    pub upgrades_skipped: u64,
     /// The first few of those errors.
     pub malformed_examples: Vec<String>,
     /// Records earlier than one read before them in the same file.
@@ -378,7 +380,11 @@ impl Source {
                 }
                 Some(gor_entry(rec, file, path))
             }
-            Source::Log(r) => r.next().map(|r| r.map(Entry::Item)),
+            Source::Log(r) => {
+                let next = r.next().map(|r| r.map(Entry::Item));
+                stats.upgrades_skipped += r.take_upgrades();
+                next
+            }
             Source::Items(it) => it.next().map(|r| r.map(Entry::Item)),
         }
     }

@@ -145,3 +145,35 @@ fn a_bad_entry_is_named_or_skipped() {
         "{e}"
     );
 }
+
+/// The session's message offsets when its times are written as `a` and `b`.
+fn ws_offsets(a: &str, b: &str) -> Result<Vec<i64>, String> {
+    let text = HAR
+        .replace("\"time\": 1795600801.5", &format!("\"time\": {a}"))
+        .replace("\"time\": 1795600802.0", &format!("\"time\": {b}"));
+    let (_d, rec) = open(&text, false);
+    let items: Result<Vec<Item>, _> = rec.stream().unwrap().collect();
+    match items.map_err(|e| e.to_string())?.pop() {
+        Some(Item::Session(s)) => Ok(s.messages.iter().map(|m| m.offset_ns).collect()),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Chrome DevTools writes epoch seconds, Chromium under Playwright epoch milliseconds, other
+/// tools seconds from the entry's start: each gives the same offsets. A time that fits none
+/// (here milliseconds from the start, read as seconds: a day early is impossible) is named.
+#[test]
+fn websocket_message_times_in_each_unit() {
+    let want = vec![500_000_000, 1_000_000_000];
+    assert_eq!(ws_offsets("1795600801.5", "1795600802.0").unwrap(), want);
+    assert_eq!(
+        ws_offsets("1795600801500", "1795600802000.0").unwrap(),
+        want
+    );
+    assert_eq!(ws_offsets("0.5", "1").unwrap(), want);
+    let e = ws_offsets("1795600801500", "1795600.5").unwrap_err();
+    assert!(
+        e.contains("t.har: log.entries[2]: _webSocketMessages[1].time 1795600.5 is not a time near the entry's startedDateTime (read as milliseconds since the epoch like the first message)"),
+        "{e}"
+    );
+}

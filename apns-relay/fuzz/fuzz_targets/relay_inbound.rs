@@ -6,7 +6,8 @@
 use std::sync::OnceLock;
 
 use apns_relay::config::{Credentials, SenderConfig};
-use apns_relay::relay::inbound::{check_request, Senders};
+use apns_relay::relay::auth::Senders;
+use apns_relay::relay::inbound::check_request;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request};
 use http_body_util::Full;
@@ -20,15 +21,18 @@ fn senders() -> &'static Senders {
         let sender = |name: &str, token: &str, credentials| SenderConfig {
             name: name.into(),
             bearer_token: Some(token.into()),
+            team_id: None,
+            keys: Vec::new(),
             client_cert_sha256: None,
             credentials,
             proxy_password: None,
             proxy_source_cidrs: Vec::new(),
         };
-        Senders::new(&[
+        Senders::load(&[
             sender("relay-signs", "t0k", Credentials::Relay),
             sender("passes-through", "p4ss", Credentials::Passthrough),
         ])
+        .expect("no key files to read")
     })
 }
 

@@ -170,10 +170,11 @@ pub fn now_ms() -> u64 {
 /// Opens the configured backend.
 pub async fn open(config: &DedupeConfig) -> Result<Arc<dyn Store>, StoreError> {
     match config.backend {
-        DedupeBackend::Disk => Ok(Arc::new(disk::DiskStore::open(
+        DedupeBackend::Disk => Ok(Arc::new(disk::DiskStore::open_with_cache(
             &config.path,
             config.ttl,
             config.fsync,
+            config.cache_mib << 20,
         )?)),
         DedupeBackend::Redis => {
             let url = config.url.as_deref().unwrap_or_default();

@@ -1,12 +1,22 @@
 //! The relay's inbound side: an APNs-compatible HTTP/2 server (`POST /3/device/{token}` with
-//! APNs headers) over TLS, or h2c on loopback. It authenticates the sender (client
-//! certificate or bearer token), checks the request the way APNs does and answers malformed
-//! ones with APNs-style errors (`{"reason": …}`) without touching APNs, then hands the push to
-//! [`Relay::push`]. Each answer carries `apns-id`, `apns-relay-outcome`
-//! (accepted / rejected / unknown), `apns-relay-attempts` and, when it came from the dedupe
-//! store or another request's attempt, `apns-relay-dedupe`.
+//! APNs headers) over TLS, or h2c on loopback. It authenticates the sender ([`auth`]: client
+//! certificate, bearer token or the sender's own provider token), checks the request the way
+//! APNs does and answers malformed ones with APNs-style errors (`{"reason": …}`) without
+//! touching APNs, then hands the push to [`Relay::push`]. Each answer carries `apns-id` (the
+//! sender's, byte for byte), `apns-relay-outcome` (accepted / rejected / unknown),
+//! `apns-relay-attempts` and, when it came from the dedupe store or another request's attempt,
+//! `apns-relay-dedupe`.
+//!
+//! As APNs does, the relay reads a request's whole body before it answers, also when it
+//! refuses the request: a server that answers and ends the stream while the client is still
+//! sending has to reset the stream, and stock clients (curl, node's http2) then report the
+//! stream as failed instead of reading the answer. A body past `max_payload` is read and
+//! dropped up to [`MAX_DRAIN`] bytes, then answered 413 with its JSON body; only a body past
+//! that is answered before its end. Every error carries its JSON body in one DATA frame
+//! (aioapns and Pushy read the reason from exactly that).
+//!
+//! [`auth`]: super::auth
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,9 +33,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use super::auth::Senders;
 use super::pool::LANE_RUN;
 use super::{Outcome, Push, Relay, Reply};
-use crate::config::{parse_fingerprint, Credentials, SenderConfig};
+use crate::config::Credentials;
 use crate::dedupe::Key;
 
 /// Headers forwarded to APNs.
@@ -40,49 +51,9 @@ const FORWARDED: [&str; 6] = [
 use common::apns::PUSH_TYPES;
 /// Sender header: an `unknown` outcome may be resent.
 pub const RESEND_UNKNOWN: &str = "apns-relay-resend-unknown";
-/// Sender header: the relay bearer token when `authorization` carries the sender's own
-/// provider token (credential pass-through).
-pub const RELAY_AUTHORIZATION: &str = "apns-relay-authorization";
-
-/// The senders, indexed by their credentials.
-#[derive(Debug, Default)]
-pub struct Senders {
-    list: Vec<SenderConfig>,
-    by_token: HashMap<String, usize>,
-    by_cert: HashMap<[u8; 32], usize>,
-}
-
-impl Senders {
-    /// Indexes the configured senders.
-    pub fn new(list: &[SenderConfig]) -> Senders {
-        let mut s = Senders {
-            list: list.to_vec(),
-            ..Senders::default()
-        };
-        for (i, sender) in list.iter().enumerate() {
-            if let Some(t) = &sender.bearer_token {
-                s.by_token.insert(t.clone(), i);
-            }
-            if let Some(fp) = sender
-                .client_cert_sha256
-                .as_deref()
-                .and_then(parse_fingerprint)
-            {
-                s.by_cert.insert(fp, i);
-            }
-        }
-        s
-    }
-
-    fn by_bearer(&self, value: Option<&HeaderValue>) -> Option<&SenderConfig> {
-        let v = value?.to_str().ok()?;
-        let token = v
-            .strip_prefix("bearer ")
-            .or_else(|| v.strip_prefix("Bearer "))?
-            .trim();
-        self.by_token.get(token).map(|&i| &self.list[i])
-    }
-}
+/// A body past `max_payload` is read and dropped up to this many bytes before the 413 (so the
+/// sender reads the answer); past it, the 413 goes out before the body's end.
+pub const MAX_DRAIN: usize = 16 << 20;
 
 /// The inbound server's shared state.
 pub struct Inbound {
@@ -91,7 +62,8 @@ pub struct Inbound {
     max_payload: usize,
 }
 
-struct Rejection(StatusCode, &'static str);
+/// A refusal: the status and the APNs reason.
+pub(crate) struct Rejection(pub StatusCode, pub &'static str);
 
 /// Streams a sender may open at once on one connection (APNs advertises about 1000).
 const MAX_STREAMS: u32 = 1000;
@@ -188,7 +160,7 @@ impl Inbound {
                     .peer_certificates()
                     .and_then(|c| c.first())
                     .map(crate::tls::fingerprint)
-                    .and_then(|fp| this.senders.by_cert.get(&fp).copied());
+                    .and_then(|fp| this.senders.by_certificate(&fp));
                 this.connection(stream, cert_sender, phase).await
             });
         }
@@ -293,7 +265,8 @@ impl Inbound {
         while streams.next().await.is_some() {}
     }
 
-    /// One sender request, from its head to the answer.
+    /// One sender request, from its head to the answer. The body is read whole before the
+    /// answer, whatever the head holds (see the module doc).
     async fn stream(
         &self,
         request: Request<RecvStream>,
@@ -303,16 +276,19 @@ impl Inbound {
     ) {
         let (parts, body) = request.into_parts();
         let apns_id = apns_id_of(&parts.headers);
-        let checked = match Self::check(&self.senders, &parts, cert_sender, &apns_id) {
-            Ok(head) => match read_body(body, self.max_payload).await {
-                Ok(body) => Head { lane, ..head }.with_body(body),
-                Err(r) => Err(r),
-            },
-            Err(r) => Err(r),
+        let head = Self::check(&self.senders, &parts, cert_sender, &apns_id);
+        let body = match read_body(body, self.max_payload).await {
+            Some(body) => body,
+            None => return, // the sender reset the stream: nobody to answer
         };
-        let reply = match checked {
+        let reply = match head.and_then(|head| Head { lane, ..head }.with_body(body?)) {
             Ok(push) => self.relay.push(push).await,
-            Err(rejection) => rejected(rejection),
+            Err(rejection) => {
+                self.relay
+                    .metrics()
+                    .inbound_rejection(rejection.0.as_u16(), rejection.1);
+                rejected(rejection)
+            }
         };
         let (head, body) = respond_parts(&reply, &apns_id.header);
         match respond.send_response(head, body.is_empty()) {
@@ -343,36 +319,16 @@ impl Inbound {
             return Err(Rejection(S::BAD_REQUEST, "BadDeviceToken"));
         }
         let h = &req.headers;
-        let sender = cert_sender
-            .map(|i| &senders.list[i])
-            .or_else(|| senders.by_bearer(h.get(RELAY_AUTHORIZATION)))
-            .or_else(|| senders.by_bearer(h.get(http::header::AUTHORIZATION)));
-        let Some(sender) = sender else {
-            let any =
-                h.contains_key(http::header::AUTHORIZATION) || h.contains_key(RELAY_AUTHORIZATION);
-            return Err(Rejection(
-                S::FORBIDDEN,
-                if any {
-                    "InvalidProviderToken"
-                } else {
-                    "MissingProviderToken"
-                },
-            ));
-        };
+        let identity = senders.identify(h, cert_sender, unix_now_secs())?;
+        let sender = identity.sender;
         let passthrough = match sender.credentials {
             Credentials::Relay => None,
-            Credentials::Passthrough => {
-                let own = h.get(http::header::AUTHORIZATION).filter(|_| {
-                    // The sender's relay token is never forwarded as its provider token.
-                    senders
-                        .by_bearer(h.get(http::header::AUTHORIZATION))
-                        .is_none()
-                });
-                Some(
-                    own.cloned()
-                        .ok_or(Rejection(S::FORBIDDEN, "MissingProviderToken"))?,
-                )
-            }
+            Credentials::Passthrough => Some(
+                identity
+                    .provider_token
+                    .cloned()
+                    .ok_or(Rejection(S::FORBIDDEN, "MissingProviderToken"))?,
+            ),
         };
         let text = |name: &str| h.get(name).map(|v| v.to_str().unwrap_or("\u{0}"));
         if h.get("apns-id").is_some_and(|v| {
@@ -425,21 +381,35 @@ impl Inbound {
     }
 }
 
-/// Reads a request body of at most `max` bytes, handing flow-control credit back as it goes.
-async fn read_body(mut body: RecvStream, max: usize) -> Result<Bytes, Rejection> {
+/// Reads a request body to its end, handing flow-control credit back as it goes: `Ok` with
+/// the body when it holds at most `max` bytes, `Err` 413 when longer (the rest is read and
+/// dropped up to [`MAX_DRAIN`]), `None` when the sender reset the stream.
+async fn read_body(mut body: RecvStream, max: usize) -> Option<Result<Bytes, Rejection>> {
     let mut buf = BytesMut::new();
+    let mut seen = 0usize;
     while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|_| Rejection(StatusCode::BAD_REQUEST, "BadPayload"))?;
+        let chunk = chunk.ok()?;
         let _ = body.flow_control().release_capacity(chunk.len());
-        if buf.len() + chunk.len() > max {
-            return Err(Rejection(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"));
+        seen += chunk.len();
+        if seen > MAX_DRAIN {
+            break;
+        }
+        if seen > max {
+            buf = BytesMut::new();
+            continue;
         }
         if buf.is_empty() && body.is_end_stream() {
-            return Ok(chunk); // the usual case: the whole payload in one DATA frame
+            return Some(Ok(chunk)); // the usual case: the whole payload in one DATA frame
         }
         buf.extend_from_slice(&chunk);
     }
-    Ok(buf.freeze())
+    if seen > max {
+        return Some(Err(Rejection(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLarge",
+        )));
+    }
+    Some(Ok(buf.freeze()))
 }
 
 fn rejected(Rejection(status, reason): Rejection) -> Reply {
@@ -450,6 +420,10 @@ fn rejected(Rejection(status, reason): Rejection) -> Reply {
         attempts: 0,
         dedupe: None,
     }
+}
+
+fn unix_now_secs() -> u64 {
+    common::clock::unix_ns() / 1_000_000_000
 }
 
 /// Checks one inbound request exactly as the relay does before anything reaches APNs (method,
@@ -488,20 +462,26 @@ struct ApnsId {
 }
 
 /// The request's `apns-id` if it is a UUID, else a new one (APNs generates one when absent).
+/// The key holds it lower-case (ids compare ignoring case); the header goes out as the sender
+/// wrote it, since clients match answers to requests by it (aioapns compares the strings).
 /// The header value is marked sensitive so HPACK sends it as a never-indexed literal: every
 /// push has its own id, so entering it in the dynamic table would only evict the values that
 /// do repeat (topic, push type, outcome) and make our encoder and the peer's decoder keep a
 /// table that never hits.
 fn apns_id_of(headers: &HeaderMap) -> ApnsId {
-    let text = headers
-        .get("apns-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| uuid::Uuid::parse_str(v).ok())
-        .unwrap_or_else(uuid::Uuid::new_v4)
-        .hyphenated()
-        .to_string();
-    let mut header =
-        HeaderValue::from_str(&text).expect("a hyphenated UUID is a valid header value");
+    let sent = headers.get("apns-id").and_then(|v| {
+        let id = uuid::Uuid::parse_str(v.to_str().ok()?).ok()?;
+        Some((id, v))
+    });
+    let (text, mut header) = match sent {
+        Some((id, v)) => (id.hyphenated().to_string(), v.clone()),
+        None => {
+            let text = uuid::Uuid::new_v4().hyphenated().to_string();
+            let header =
+                HeaderValue::from_str(&text).expect("a hyphenated UUID is a valid header value");
+            (text, header)
+        }
+    };
     header.set_sensitive(true);
     ApnsId { text, header }
 }

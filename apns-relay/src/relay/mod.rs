@@ -13,6 +13,7 @@
 //! (`apns-relay-resend-unknown: 1`) or the push has an `apns-collapse-id` (a second copy then
 //! replaces the first on the device).
 
+pub mod auth;
 pub mod inbound;
 pub mod pool;
 pub mod retry;
@@ -103,11 +104,18 @@ impl Reply {
     }
 }
 
+/// The answer to a push whose outcome is unknown, and to one APNs could not take now: 503
+/// `ServiceUnavailable`, which stock clients read as "try again later" and which none of them
+/// answers by closing its connection (500 `InternalServerError` makes node-apn 8 destroy its
+/// whole HTTP/2 session once its retries are spent, failing every other push in flight on it).
+/// The evidence, client by client, is in the README ("What senders see").
+const RETRY_LATER: (u16, &str) = (503, r#"{"reason":"ServiceUnavailable"}"#);
+
 fn unknown_reply(cause: &str, attempts: u32, dedupe: Option<&'static str>) -> Reply {
     tracing::debug!(cause, "push outcome unknown");
     Reply {
-        status: 500,
-        body: r#"{"reason":"InternalServerError"}"#.into(),
+        status: RETRY_LATER.0,
+        body: RETRY_LATER.1.into(),
         outcome: Outcome::Unknown,
         attempts,
         dedupe,
@@ -153,7 +161,7 @@ pub struct Push {
 
 /// The relay core; see the module doc.
 pub struct Relay {
-    pool: Pool,
+    pool: Arc<Pool>,
     store: Arc<dyn Store>,
     tokens: Option<TokenCache>,
     retry: RetryPolicy,
@@ -192,7 +200,7 @@ impl Drop for Owner<'_> {
 impl Relay {
     /// A relay over a pool and a store; `tokens` signs for senders using the relay's key.
     pub fn new(
-        pool: Pool,
+        pool: Arc<Pool>,
         store: Arc<dyn Store>,
         tokens: Option<TokenCache>,
         retry: RetryPolicy,
@@ -257,6 +265,16 @@ impl Relay {
         self.pool.lane()
     }
 
+    /// The metrics it counts into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The outbound pool (for health checks).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// The dedupe store (for health checks).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -309,7 +327,11 @@ impl Relay {
     }
 
     fn answered(&self, reply: Reply, started: Instant) -> Reply {
-        self.metrics.push(reply.outcome.as_str(), &reply.reason());
+        // A push is counted once, by the request that decided its outcome; a replay of it is
+        // a dedupe hit (counted where it is found).
+        if reply.dedupe.is_none() {
+            self.metrics.push(reply.outcome.as_str(), &reply.reason());
+        }
         self.metrics.latency(Leg::Inbound, started.elapsed());
         reply
     }
@@ -323,7 +345,7 @@ impl Relay {
             let record = match claim {
                 Err(e) => {
                     tracing::error!(error = %e, "dedupe store unavailable; refusing the push");
-                    return not_delivered(503, r#"{"reason":"ServiceUnavailable"}"#.into(), 0);
+                    return not_delivered(RETRY_LATER.0, RETRY_LATER.1.into(), 0);
                 }
                 Ok(Claim::Claimed) => return self.deliver(&push).await,
                 Ok(Claim::Existing(record)) => record,
@@ -417,7 +439,6 @@ impl Relay {
                         if let (Some(tokens), Some(g)) = (&self.tokens, generation) {
                             refreshed = true;
                             if tokens.expired(g) {
-                                self.metrics.token_refreshes.inc();
                                 self.metrics.retry("expired_provider_token");
                                 continue;
                             }
@@ -435,6 +456,10 @@ impl Relay {
                         }
                         // APNs did not take it: forget the key so a later retry may send it.
                         self.release(&push.key).await;
+                        if status == 500 {
+                            // Never a 500 to a sender (see RETRY_LATER).
+                            return not_delivered(RETRY_LATER.0, RETRY_LATER.1.into(), attempt);
+                        }
                         return not_delivered(status, body, attempt);
                     }
                     let record = Record::Done {
@@ -470,7 +495,7 @@ impl Relay {
                 continue;
             }
             self.release(&push.key).await;
-            return not_delivered(503, r#"{"reason":"ServiceUnavailable"}"#.into(), attempt);
+            return not_delivered(RETRY_LATER.0, RETRY_LATER.1.into(), attempt);
         }
     }
 

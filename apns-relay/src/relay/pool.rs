@@ -1,5 +1,7 @@
-//! The outbound pool: N HTTP/2 connections over TLS to APNs, each with keep-alive PINGs. A
-//! push goes out on the connection of its lane: each sender connection takes lanes in turn,
+//! The outbound pool: N HTTP/2 connections over TLS to APNs, each with keep-alive PINGs, all
+//! kept open ([`Pool::maintain`] opens them at start and reopens one that closes, so the
+//! `pool_connections` gauge reads N while APNs is reachable). A push goes out on the
+//! connection of its lane: each sender connection takes lanes in turn,
 //! changing lane every [`LANE_RUN`] pushes, so the pushes one read from a sender brings mostly
 //! share a connection (one write out, their answers in one read) and the load still spreads.
 //! h2 holds back streams beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS, so the server's
@@ -20,7 +22,7 @@ use h2::client::SendRequest;
 use http::{HeaderMap, Request, StatusCode};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{mpsc, Mutex, Notify};
 use tokio_rustls::TlsConnector;
 
 use super::sniff::{GoAwayWatch, Sniff};
@@ -112,7 +114,13 @@ pub struct Pool {
     target: Target,
     options: PoolOptions,
     metrics: Arc<Metrics>,
+    /// Told when a connection ends, so [`Pool::maintain`] reopens it.
+    closed: mpsc::UnboundedSender<()>,
+    closed_rx: std::sync::Mutex<Option<mpsc::UnboundedReceiver<()>>>,
 }
+
+/// The longest pause between two rounds of reopening connections while APNs is unreachable.
+const REOPEN_MAX: Duration = Duration::from_secs(30);
 
 struct StreamGauge<'a>(&'a Metrics);
 impl Drop for StreamGauge<'_> {
@@ -127,13 +135,57 @@ impl Pool {
         let slots = (0..options.connections.max(1))
             .map(|_| Mutex::new(None))
             .collect();
+        let (closed, closed_rx) = mpsc::unbounded_channel();
         Pool {
             slots,
             next: AtomicUsize::new(0),
             target,
             options,
             metrics,
+            closed,
+            closed_rx: std::sync::Mutex::new(Some(closed_rx)),
         }
+    }
+
+    /// The number of connections the pool keeps.
+    pub fn size(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Keeps every connection open from now on: opens them all, and after one ends (GOAWAY,
+    /// a missed PING, APNs gone) opens it again, pausing longer after each round that failed
+    /// (up to 30 s). Runs until the pool is dropped; a second call does nothing.
+    pub fn maintain(self: &Arc<Self>) {
+        let Some(mut closed) = common::sync::lock(&self.closed_rx).take() else {
+            return;
+        };
+        let pool = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut pause = Duration::from_millis(100);
+            loop {
+                let Some(p) = pool.upgrade() else { return };
+                let mut failed = false;
+                for lane in 0..p.slots.len() {
+                    if let Err(e) = p.connection(lane).await {
+                        tracing::warn!(error = %e, "could not open an APNs connection");
+                        failed = true;
+                    }
+                }
+                drop(p);
+                let wait = if failed {
+                    pause = (pause * 2).min(REOPEN_MAX);
+                    pause
+                } else {
+                    pause = Duration::from_millis(100);
+                    REOPEN_MAX
+                };
+                // A connection that ends wakes this at once; the timeout catches the rest.
+                if let Ok(None) = tokio::time::timeout(wait, closed.recv()).await {
+                    return;
+                }
+                while closed.try_recv().is_ok() {}
+            }
+        });
     }
 
     async fn connection(
@@ -188,6 +240,7 @@ impl Pool {
         metrics.pool_connections.inc();
         let done = closed.clone();
         let kill_conn = kill.clone();
+        let tell = self.closed.clone();
         tokio::spawn(async move {
             tokio::select! {
                 r = &mut connection => if let Err(e) = r { tracing::info!(error = %e, "APNs connection ended") },
@@ -195,6 +248,7 @@ impl Pool {
             }
             done.store(true, Ordering::Release);
             metrics.pool_connections.dec();
+            let _ = tell.send(());
         });
         if let Some(mut pings) = pings {
             // The server sends its SETTINGS first, so once our first PING is answered its

@@ -287,15 +287,10 @@ pub(crate) async fn read_json(
     res: Result<reqwest::Response, reqwest::Error>,
     what: &str,
 ) -> Result<(u16, serde_json::Value), VendorError> {
-    let res = res.map_err(|e| {
-        VendorError::Transport(format!("{what}: {}", crate::router::error_chain(&e)))
-    })?;
+    let res = res.map_err(|e| VendorError::Transport(format!("{what}: {}", error_chain(&e))))?;
     let status = res.status().as_u16();
     let body = res.bytes().await.map_err(|e| {
-        VendorError::Transport(format!(
-            "{what}: reading the answer: {}",
-            crate::router::error_chain(&e)
-        ))
+        VendorError::Transport(format!("{what}: reading the answer: {}", error_chain(&e)))
     })?;
     Ok((
         status,
@@ -371,6 +366,18 @@ pub(crate) fn unix_millis() -> u128 {
 /// Lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An error and its sources, joined with `: `.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 #[cfg(test)]

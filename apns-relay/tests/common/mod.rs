@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod stock;
 pub mod vendors;
 
 use std::path::PathBuf;

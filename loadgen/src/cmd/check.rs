@@ -1,27 +1,35 @@
 //! `loadgen check` (validate a scenario and print its planned schedule; sends nothing) and
 //! `loadgen schema` (the scenario files' JSON Schema).
 
-use std::path::Path;
-
 use super::{exit, fail};
-use crate::plan::{Machine, Plan};
+use crate::cli::PlanArgs;
+use crate::plan::{Machine, Plan, Share};
 
 /// A scenario file's plan, its `${NAME}` variables filled in from `-e` pairs and the
-/// environment, checked against this machine's limits unless `ignore_limits`; the error is
-/// one line.
-pub fn load_plan(file: &Path, env: &[String], ignore_limits: bool) -> Result<Plan, String> {
-    let vars = crate::scenario::vars::Vars::from_pairs(env)?;
-    let plan = Plan::from_file_with(file, &vars).map_err(|e| e.to_string())?;
-    if !ignore_limits {
+/// environment, cut to segment `i/N` when given, and checked against this machine's limits
+/// unless `--ignore-limits`; the error is one line.
+pub fn load_plan(args: &PlanArgs) -> Result<Plan, String> {
+    let share = args
+        .segment
+        .as_deref()
+        .map(Share::parse_segment)
+        .transpose()?;
+    let vars = crate::scenario::vars::Vars::from_pairs(&args.env)?;
+    let plan = Plan::from_file_with(&args.file, &vars).map_err(|e| e.to_string())?;
+    let plan = match share {
+        Some(share) => plan.segment(share)?,
+        None => plan,
+    };
+    if !args.ignore_limits {
         plan.check_limits(&Machine::this())
             .map_err(|e| e.to_string())?;
     }
     Ok(plan)
 }
 
-/// `loadgen check FILE [-e NAME=VALUE]... [--ignore-limits]`.
-pub fn main(file: &Path, env: &[String], ignore_limits: bool) -> i32 {
-    match load_plan(file, env, ignore_limits) {
+/// `loadgen check FILE [-e NAME=VALUE]... [--segment i/N] [--ignore-limits]`.
+pub fn main(args: &PlanArgs) -> i32 {
+    match load_plan(args) {
         Ok(plan) => {
             print!("{}", plan.describe());
             exit::OK

@@ -38,6 +38,7 @@ pub fn main(args: InspectArgs) -> i32 {
                 "replayed_responses": i.stats.replayed_responses,
                 "malformed_skipped": i.stats.malformed,
                 "separator_framed": i.stats.separator_framed,
+                "upgrades_skipped": i.stats.upgrades_skipped,
             });
             println!("{v:#}");
             exit::OK
@@ -87,6 +88,7 @@ fn html(inspection: &Inspection) -> String {
         id: "requests-per-second".into(),
         title: "requests per second, from the recording's first item".into(),
         x: XAxis::Time,
+        x_end: None,
         y: YUnit::Rate,
         lines: vec![Line {
             name: "requests/s".into(),

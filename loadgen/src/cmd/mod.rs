@@ -8,6 +8,7 @@
 //!   at the end of a run;
 //! - [`replay`]: `loadgen replay`; [`inspect`]: `loadgen replay inspect`;
 //! - [`record`]: `loadgen record`;
+//! - [`worker`]: `loadgen worker` (a Locust worker);
 //! - [`internal`]: the hidden `__shard` and `__room` processes;
 //! - [`console`]: live progress on the terminal.
 
@@ -19,6 +20,7 @@ pub mod record;
 pub mod replay;
 pub mod report;
 pub mod run;
+pub mod worker;
 
 use crate::cli::{Cli, Command};
 use crate::stop::{Stop, StopReason};
@@ -48,21 +50,16 @@ pub fn main(cli: Cli) -> i32 {
         Command::Replay(cmd) => replay::main(*cmd),
         Command::Record(args) => record::main(args),
         Command::Schema => check::schema(),
-        Command::Check {
-            file,
-            env,
-            ignore_limits,
-        } => check::main(&file, &env, ignore_limits),
+        Command::Check { plan } => check::main(&plan),
+        Command::Worker(args) => worker::main(args),
         Command::Report(args) => report::main(args),
         Command::Run {
-            file,
-            env,
+            plan,
             out,
             quiet,
             reports,
             baseline,
-            ignore_limits,
-        } => run::main(&file, &env, out, quiet, &reports, &baseline, ignore_limits),
+        } => run::main(&plan, out, quiet, &reports, &baseline),
     }
 }
 

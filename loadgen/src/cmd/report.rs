@@ -80,6 +80,12 @@ pub fn load_baseline(args: &BaselineArgs) -> Result<Option<Baseline>, ReportErro
 pub fn load_run(path: &Path) -> Result<Run, ReportError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ReportError::BadInput(format!("{}: cannot read: {e}", path.display())))?;
+    // A Locust worker's record log (written by deploy/locust/locustfile.py) reads as the run
+    // the worker built.
+    if crate::worker::log::is_log(&text) {
+        return crate::worker::log::read(&text)
+            .map_err(|e| ReportError::BadInput(format!("{}:{e}", path.display())));
+    }
     Run::from_json_str(&text).map_err(|e| {
         let place = match &e {
             reports::RunError::Json(j) if j.line() > 0 => {

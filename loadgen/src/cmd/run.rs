@@ -2,28 +2,26 @@
 //! write the run record, the `--report` outputs and the baseline verdict, and pick the exit
 //! code. `loadgen replay` ends here too ([`execute_plan`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::console::{Console, Mode};
 use super::report::{self, Baseline};
 use super::{exit, fail};
-use crate::cli::{BaselineArgs, ReportSpec};
+use crate::cli::{BaselineArgs, PlanArgs, ReportSpec};
 use crate::plan::Plan;
 use crate::run::{self, RunError};
 use crate::stop::{Stop, StopReason};
 
-/// `loadgen run FILE [-e NAME=VALUE]... [--out DIR] [--quiet] [--report F=FILE]...
-/// [--baseline BASE.json] [--ignore-limits]`.
+/// `loadgen run FILE [-e NAME=VALUE]... [--segment i/N] [--out DIR] [--quiet]
+/// [--report F=FILE]... [--baseline BASE.json] [--ignore-limits]`.
 pub fn main(
-    file: &Path,
-    env: &[String],
+    args: &PlanArgs,
     out: Option<PathBuf>,
     quiet: bool,
     reports: &[ReportSpec],
     baseline: &BaselineArgs,
-    ignore_limits: bool,
 ) -> i32 {
-    let plan = match super::check::load_plan(file, env, ignore_limits) {
+    let plan = match super::check::load_plan(args) {
         Ok(p) => p,
         Err(e) => return fail(exit::BAD_INPUT, &e),
     };

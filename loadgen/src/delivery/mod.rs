@@ -44,7 +44,8 @@ pub mod names {
     pub const DELIVERY_UNEXPECTED: &str = "delivery_unexpected";
     /// Receipts marked as redelivery.
     pub const DELIVERY_REDELIVERED: &str = "delivery_redelivered";
-    /// Tracked pushes still within their deadline when the run ended (not judged).
+    /// (push, device) pairs not received and still within the push's deadline when the run
+    /// ended (not judged; the pairs of such a push already received count as received).
     pub const DELIVERY_UNRESOLVED: &str = "delivery_unresolved";
 }
 

@@ -214,7 +214,7 @@ impl DeliveryTracker {
             let Some((_, id)) = self.due.pop_first() else {
                 break;
             };
-            self.settle(&id, devices);
+            self.settle(&id, devices, false);
             self.forget
                 .push_back((now_ns + SETTLED_MEMORY.as_nanos() as u64, id));
         }
@@ -238,14 +238,16 @@ impl DeliveryTracker {
         }
     }
 
-    fn settle(&mut self, id: &str, devices: &impl Recipients) {
+    /// Judges every expected pair of push `id`. `cut`: the run ended before the deadline, so a
+    /// pair not received yet is unresolved (its window was not over), not lost.
+    fn settle(&mut self, id: &str, devices: &impl Recipients, cut: bool) {
         let now = Instant::now();
         let Some(entry) = self.msgs.get_mut(id) else {
             return;
         };
         entry.settled = true;
         let m = &entry.msg;
-        let (mut expected, mut lost, mut unverifiable) = (0u64, 0u64, 0u64);
+        let (mut expected, mut lost, mut unverifiable, mut unresolved) = (0u64, 0u64, 0u64, 0u64);
         let (mut received, mut last) = (0u64, 0u64);
         let promise = self.promise;
         devices.for_each_recipient(&m.target, &mut |local, slot| {
@@ -257,6 +259,10 @@ impl DeliveryTracker {
                 received += 1;
                 expected += 1;
                 last = last.max(r.at_ns);
+                return;
+            }
+            if cut {
+                unresolved += 1;
                 return;
             }
             let owed = slot.connected_through(m.sent_ns, m.deadline_ns)
@@ -277,31 +283,172 @@ impl DeliveryTracker {
         self.rec.add(keys.expected, at, expected);
         self.rec.add(keys.lost, at, lost);
         self.rec.add(keys.unverifiable, at, unverifiable);
+        if unresolved > 0 {
+            self.rec.add(keys.unresolved, at, unresolved);
+        }
         // Present even when nothing went wrong, so `count == 0` thresholds can be checked.
         for k in [&keys.duplicates, &keys.redelivered, &keys.unexpected] {
             self.rec.add(k, now, 0);
         }
-        if !matches!(m.target, Target::Unicast { .. }) {
+        if !cut && !matches!(m.target, Target::Unicast { .. }) {
             self.settled_broadcasts.push((m.id.clone(), last, received));
         }
     }
 
-    /// The end of the run: settles what is due, counts the rest as unresolved and leftover
-    /// orphans as unexpected.
+    /// The end of the run: settles what is due; pushes whose deadline has not come are cut:
+    /// their received pairs count as received (and expected), the others as unresolved; leftover
+    /// orphans count as unexpected.
     pub fn finish(&mut self, devices: &impl Recipients) {
         let now_ns = unix_ns();
         self.settle_due(now_ns, devices);
         let now = Instant::now();
         for (_, id) in std::mem::take(&mut self.due) {
-            if let Some(e) = self.msgs.get(&id) {
-                let k = &self.keys[&e.msg.journey];
-                self.rec.add(k.unresolved, now, 1);
-            }
+            self.settle(&id, devices, true);
         }
         let orphans: u64 = self.orphans.drain().map(|(_, v)| v.len() as u64).sum();
         if orphans > 0 {
             self.rec.add(self.unexpected, now, orphans);
         }
         self.orphan_queue.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device's one session, `[start, end)` in ns (`end` 0: still up); `first`: when it
+    /// first connected.
+    struct Dev {
+        first: u64,
+        start: u64,
+        end: u64,
+    }
+
+    impl Presence for Dev {
+        fn connected_through(&self, from: u64, to: u64) -> bool {
+            self.start != 0 && self.start <= from && (self.end == 0 || self.end >= to)
+        }
+        fn connected_during(&self, from: u64, to: u64) -> bool {
+            self.start != 0 && self.start <= to && (self.end == 0 || self.end >= from)
+        }
+        fn known_before(&self, at: u64) -> bool {
+            self.first != 0 && self.first <= at
+        }
+    }
+
+    struct Devs(Vec<Dev>);
+
+    impl Recipients for Devs {
+        type Device = Dev;
+        fn is_recipient(&self, _: &Target, local: u32) -> bool {
+            (local as usize) < self.0.len()
+        }
+        fn for_each_recipient(&self, _: &Target, f: &mut dyn FnMut(u32, &Dev)) {
+            for (i, d) in self.0.iter().enumerate() {
+                f(i as u32, d);
+            }
+        }
+    }
+
+    fn counts(t: &mut DeliveryTracker, origin: Instant) -> BTreeMap<String, u64> {
+        let mut b = reports::RunBuilder::new("t", chrono::Utc::now(), origin);
+        b.absorb(t.take_metrics());
+        let run = b.finish(Duration::from_secs(1));
+        run.metrics
+            .iter()
+            .filter(|(k, _)| k.tags.is_empty())
+            .filter_map(|(k, m)| match m {
+                reports::run::Metric::Counter(c) => Some((k.name.clone(), c.value)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Each device's pair of one broadcast sent at 100 with deadline 200, under each promise:
+    /// received (in time), lost, not verifiable — and, when the run is cut before the
+    /// deadline, received or unresolved. received + lost = expected throughout.
+    #[test]
+    fn every_pair_gets_one_outcome() {
+        let s = 1_000_000_000u64;
+        let devices = Devs(vec![
+            // 0: up throughout, receives in time → received
+            Dev {
+                first: s,
+                start: s,
+                end: 0,
+            },
+            // 1: up throughout, never receives → lost
+            Dev {
+                first: s,
+                start: s,
+                end: 0,
+            },
+            // 2: known, away at the send, back before the deadline → lost only under
+            //    store-and-forward
+            Dev {
+                first: s,
+                start: 150 * s,
+                end: 0,
+            },
+            // 3: first connected after the send → never owed
+            Dev {
+                first: 150 * s,
+                start: 150 * s,
+                end: 0,
+            },
+            // 4: up throughout, receives after the deadline → lost (late)
+            Dev {
+                first: s,
+                start: s,
+                end: 0,
+            },
+        ]);
+        let msg = || TrackMsg {
+            id: "m".into(),
+            journey: "j".into(),
+            target: Target::Broadcast,
+            sent_ns: 100 * s,
+            deadline_ns: 200 * s,
+        };
+        let receipt = |local, at_s| Receipt {
+            local,
+            at_ns: at_s * s,
+            redelivery: false,
+            sent_ns: None,
+        };
+        for (promise, lost, unverifiable) in
+            [(Promise::Online, 2, 2), (Promise::StoreAndForward, 3, 1)]
+        {
+            let origin = Instant::now();
+            let mut t = DeliveryTracker::new(origin, promise);
+            t.track(msg(), &devices);
+            t.receipt("m", receipt(0, 120), &devices);
+            t.receipt("m", receipt(4, 250), &devices);
+            t.settle_due(300 * s, &devices);
+            let c = counts(&mut t, origin);
+            assert_eq!(c["delivery_received"], 1, "{promise:?} {c:?}");
+            assert_eq!(c["delivery_lost"], lost, "{promise:?} {c:?}");
+            assert_eq!(c["delivery_expected"], 1 + lost, "{promise:?} {c:?}");
+            assert_eq!(
+                c["delivery_unverifiable"], unverifiable,
+                "{promise:?} {c:?}"
+            );
+            assert!(!c.contains_key("delivery_unresolved"), "{c:?}");
+        }
+        // Cut before the deadline (an interrupt): the received pair counts, the others are
+        // unresolved, none is lost.
+        let origin = Instant::now();
+        let mut t = DeliveryTracker::new(origin, Promise::StoreAndForward);
+        let mut far = msg();
+        far.deadline_ns = u64::MAX;
+        t.track(far, &devices);
+        t.receipt("m", receipt(0, 120), &devices);
+        t.finish(&devices);
+        let c = counts(&mut t, origin);
+        assert_eq!(c["delivery_received"], 1, "{c:?}");
+        assert_eq!(c["delivery_expected"], 1, "{c:?}");
+        assert_eq!(c["delivery_lost"], 0, "{c:?}");
+        assert_eq!(c["delivery_unresolved"], 4, "{c:?}");
     }
 }

@@ -7,6 +7,8 @@
 //! - [`replay`]: recorded traffic paced onto the open-rate driver, and recorded WebSocket
 //!   sessions;
 //! - [`swarm`]: the device swarm (long-lived connections in shards);
+//! - [`users`]: closed-loop users whose number a controller (a Locust master) sets while
+//!   they run;
 //! - [`http`]: the HTTP connections the open-rate driver, replay and dispatch calls share;
 //! - [`pacer`]: the thread that puts scheduled work on a queue at its instant.
 
@@ -16,3 +18,4 @@ pub mod open;
 pub mod pacer;
 pub mod replay;
 pub mod swarm;
+pub mod users;

@@ -289,6 +289,17 @@ async fn worker(
     }
 }
 
+/// The transport of one closed-loop user ([`super::users`]): a connection of its own, as a
+/// pool worker's.
+pub fn user_transport(http2: bool, tls: &Tls) -> impl Transport + Send + 'static {
+    PoolTransport {
+        http2,
+        tls: tls.clone(),
+        own: None,
+        shared: None,
+    }
+}
+
 /// A worker's way to the target: its own HTTP/1.1 connections, or a handle on its group's
 /// shared HTTP/2 connection.
 struct PoolTransport {

@@ -33,6 +33,15 @@ impl Plan {
             "duration: {} (hard bound)",
             format_duration(self.duration)
         );
+        if !self.share.is_whole() {
+            let (i, n) = (self.share.segment, self.share.segments);
+            let _ = writeln!(
+                out,
+                "segment:  {i}/{n} (arrivals, users and devices #{i}, #{}, #{}, …; the other segments run the rest)",
+                i + n,
+                i + 2 * n
+            );
+        }
         for line in self.feeders.describe() {
             let _ = writeln!(out, "data:     {line}");
         }
@@ -81,6 +90,7 @@ impl Plan {
                 // not the level of the phase after it.
                 let its = Schedule {
                     segments: vec![segment],
+                    phase: 0.0,
                 }
                 .area();
                 format!(
@@ -166,7 +176,7 @@ fn describe_swarm(plan: &Plan, swarm: &SwarmPlan, out: &mut String) {
     for s in &swarm.journeys {
         let d = &plan.scenario.devices[s.index];
         let how = match (&s.count, d.arrival.as_ref()) {
-            (Some(c), _) => format!("closed model, peak {} connections", c.peak().round()),
+            (Some(c), _) => format!("closed model, peak {} connections", s.local_count(c.peak())),
             (None, Some(a)) => {
                 format!("open model, {} devices/s up to {}", a.per_second, s.planned)
             }
@@ -185,15 +195,12 @@ fn describe_swarm(plan: &Plan, swarm: &SwarmPlan, out: &mut String) {
                     format_duration(Duration::from_secs_f64(a)),
                     format_duration(Duration::from_secs_f64(b))
                 );
-                if (from - to).abs() < 1e-9 {
-                    let _ = writeln!(out, "    {span} hold {} connections", to.round());
+                // This process's share of the journey's devices (all of them unless segmented).
+                let (from, to) = (s.local_count(from), s.local_count(to));
+                if from == to {
+                    let _ = writeln!(out, "    {span} hold {to} connections");
                 } else {
-                    let _ = writeln!(
-                        out,
-                        "    {span} ramp {} → {} connections",
-                        from.round(),
-                        to.round()
-                    );
+                    let _ = writeln!(out, "    {span} ramp {from} → {to} connections");
                 }
             }
         }
@@ -254,6 +261,12 @@ fn describe_replay(r: &ReplayPlan) -> String {
         out += &format!(
             "  {} out-of-order records, {} malformed skipped\n",
             s.out_of_order, s.malformed
+        );
+    }
+    if s.upgrades_skipped > 0 {
+        out += &format!(
+            "  {} WebSocket upgrade lines (status 101) skipped: the log holds no frames to replay\n",
+            s.upgrades_skipped
         );
     }
     if r.planned_sessions > 0 {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::scenario::{Device, Scenario, Step};
 
-use super::Schedule;
+use super::{Schedule, Share};
 
 /// Default most connections per shard process.
 pub const DEFAULT_PER_SHARD: u32 = 15_000;
@@ -29,8 +29,14 @@ pub struct DeviceJourneyPlan {
     pub index: usize,
     /// First global device index of this journey.
     pub base: u32,
-    /// Devices planned (peak count, or arrival max).
+    /// Devices planned in this process (peak count, or arrival max; a segment's stripe of
+    /// them).
     pub planned: u32,
+    /// The journey's device index (`{{device.index}}`, and the default user id) of this
+    /// process's device `k` is `first + stride × k` (see [`Share`]).
+    pub first: u32,
+    /// See `first`.
+    pub stride: u32,
     /// Closed model: connections over time.
     pub count: Option<Schedule>,
     /// Open model: arrival instants (seconds from the start), one per device index.
@@ -61,6 +67,16 @@ impl DeviceJourneyPlan {
 
     /// Every device journey of `devices`, bounded by `duration`, in global index order.
     pub fn all(devices: &[Device], duration: Duration) -> Vec<DeviceJourneyPlan> {
+        DeviceJourneyPlan::all_shared(devices, duration, &Share::default())
+    }
+
+    /// This process's `share` of every device journey of `devices`: a segment's stripe of
+    /// each journey's devices, or a Locust worker's block of device indices.
+    pub fn all_shared(
+        devices: &[Device],
+        duration: Duration,
+        share: &Share,
+    ) -> Vec<DeviceJourneyPlan> {
         let mut base = 0u32;
         devices
             .iter()
@@ -80,10 +96,26 @@ impl DeviceJourneyPlan {
                     }
                     (None, None) => (None, Vec::new(), 0),
                 };
+                let (n, i) = (share.segments.max(1), share.segment);
+                let (planned, arrivals) = if n > 1 {
+                    let mine = arrivals.into_iter().skip(i as usize);
+                    (
+                        share.stripe(u64::from(planned)) as u32,
+                        mine.step_by(n as usize).collect(),
+                    )
+                } else {
+                    (planned, arrivals)
+                };
                 let plan = DeviceJourneyPlan {
                     index,
                     base,
                     planned,
+                    first: if n > 1 {
+                        i
+                    } else {
+                        share.block.saturating_mul(planned)
+                    },
+                    stride: n,
                     count,
                     arrivals,
                 };
@@ -91,6 +123,30 @@ impl DeviceJourneyPlan {
                 plan
             })
             .collect()
+    }
+}
+
+impl DeviceJourneyPlan {
+    /// The journey's device index of this process's device `k`.
+    pub fn index_of(&self, k: u32) -> u32 {
+        self.first.saturating_add(self.stride.saturating_mul(k))
+    }
+
+    /// How many of this process's devices a journey-wide count of `level` devices means
+    /// (its devices with an index below `level`), at most `planned`.
+    pub fn local_count(&self, level: f64) -> u32 {
+        let level = level.floor().max(0.0) as u64;
+        let mine = if self.stride > 1 {
+            Share {
+                segment: self.first,
+                segments: self.stride,
+                ..Share::default()
+            }
+            .stripe(level)
+        } else {
+            level
+        };
+        u32::try_from(mine).unwrap_or(u32::MAX).min(self.planned)
     }
 }
 
@@ -108,12 +164,13 @@ pub struct SwarmPlan {
 }
 
 impl SwarmPlan {
-    /// The swarm of `scenario` bounded by `duration`; `None` without device journeys.
-    pub fn new(scenario: &Scenario, duration: Duration) -> Option<SwarmPlan> {
+    /// This process's `share` of the swarm of `scenario` bounded by `duration`; `None`
+    /// without device journeys.
+    pub fn new(scenario: &Scenario, duration: Duration, share: &Share) -> Option<SwarmPlan> {
         if scenario.devices.is_empty() {
             return None;
         }
-        let journeys = DeviceJourneyPlan::all(&scenario.devices, duration);
+        let journeys = DeviceJourneyPlan::all_shared(&scenario.devices, duration, share);
         let total: u64 = journeys.iter().map(|j| u64::from(j.planned)).sum();
         let opts = scenario.swarm.clone().unwrap_or_default();
         let per = u64::from(opts.per_shard.unwrap_or(DEFAULT_PER_SHARD));
@@ -159,6 +216,36 @@ pub fn longest_deadline(scenario: &Scenario) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segments_take_stripes_of_device_indices() {
+        let device: Device = serde_norway::from_str(
+            "name: d\ncount: { stages: [ { to: 10, over: 10s } ] }\nconnect: { url: \"ws://127.0.0.1:1/ws\" }\n",
+        )
+        .unwrap();
+        let devices = [device];
+        let mut seen = Vec::new();
+        for i in 0..3 {
+            let share = Share {
+                segment: i,
+                segments: 3,
+                ..Share::default()
+            };
+            let p = &DeviceJourneyPlan::all_shared(&devices, Duration::from_secs(10), &share)[0];
+            seen.extend((0..p.planned).map(|k| p.index_of(k)));
+            // At level 5 (devices 0–4 wanted) segment i runs those of its stripe below 5.
+            assert_eq!(p.local_count(5.0), [2, 2, 1][i as usize]);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..10).collect::<Vec<u32>>());
+        let worker = Share {
+            block: 2,
+            controlled: true,
+            ..Share::default()
+        };
+        let p = &DeviceJourneyPlan::all_shared(&devices, Duration::from_secs(10), &worker)[0];
+        assert_eq!((p.index_of(0), p.index_of(9), p.planned), (20, 29, 10));
+    }
 
     #[test]
     fn sources_are_planned_from_the_port_budget() {

@@ -10,12 +10,14 @@ pub mod devices;
 pub mod limits;
 pub mod replay;
 pub mod schedule;
+pub mod share;
 
 pub use data::{FeederError, Feeders};
 pub use devices::{DeviceJourneyPlan, SwarmPlan};
 pub use limits::Machine;
 pub use replay::{ReplayPlan, ReplayPlanError};
 pub use schedule::{Arrivals, Schedule};
+pub use share::Share;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -80,6 +82,8 @@ pub struct Plan {
     /// The scenario's text as parsed (its variables filled in), for the swarm's shards;
     /// `None` for a scenario built in code.
     pub source: Option<String>,
+    /// This process's share of the plan (a static segment, a Locust worker's devices).
+    pub share: Share,
 }
 
 impl Plan {
@@ -139,9 +143,33 @@ impl Plan {
         Ok(plan)
     }
 
-    /// The device swarm's layout; `None` without device journeys.
+    /// The device swarm's layout (this process's share of it); `None` without device
+    /// journeys.
     pub fn swarm(&self) -> Option<SwarmPlan> {
-        SwarmPlan::new(&self.scenario, self.duration)
+        SwarmPlan::new(&self.scenario, self.duration, &self.share)
+    }
+
+    /// Segment `share` of this plan (`--segment i/N`): every rate's and every count's share
+    /// (see [`share`]); the duration and thresholds stay. A recording cannot be split (its
+    /// requests are not independent arrivals): a plan with `replay:` is refused.
+    pub fn segment(mut self, share: Share) -> Result<Plan, String> {
+        if share.is_whole() {
+            return Ok(self);
+        }
+        if self.replay.is_some() {
+            return Err(format!(
+                "{}: --segment cannot split a scenario with a `replay:` section",
+                self.path.display()
+            ));
+        }
+        if let Some(c) = &mut self.closed {
+            c.users = c.users.segment_of_count(&share);
+        }
+        for o in &mut self.open {
+            o.rate = o.rate.segment_of_rate(&share);
+        }
+        self.share = share;
+        Ok(self)
     }
 
     /// A plan for a scenario built in code (`loadgen replay`), with its replay checked.
@@ -234,6 +262,7 @@ impl Plan {
             thresholds,
             replay: None,
             source: None,
+            share: Share::default(),
         }
     }
 }

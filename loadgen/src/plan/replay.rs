@@ -15,6 +15,10 @@ use crate::scenario::Pool;
 /// server's last answers; it ends sooner once everything recorded has arrived.
 pub const LINGER: Duration = Duration::from_secs(2);
 
+/// The longest replay planned: beyond it the recording's times are almost certainly read in
+/// the wrong unit (or `speed` is far too low), and the run would never end.
+pub const MAX_LENGTH: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// A replay that cannot be planned (bad input, exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayPlanError {
@@ -24,6 +28,12 @@ pub enum ReplayPlanError {
     /// The recording cannot be read.
     #[error(transparent)]
     Read(#[from] traffic::ReadError),
+    /// The replay would last longer than [`MAX_LENGTH`]; the message names the item.
+    #[error("{0}")]
+    TooLong(String),
+    /// Nothing is left to replay; the message says why.
+    #[error("{0}")]
+    Empty(String),
 }
 
 /// A checked replay.
@@ -47,6 +57,10 @@ pub struct ReplayPlan {
     pub planned_ws_sends: u64,
     /// Server→client messages the recording holds for those sessions.
     pub recorded_ws_receives: u64,
+    /// Requests whose replayed status is compared with a recorded one (a GoReplay response
+    /// record matched to it, a HAR response; not an access log's status, which is not
+    /// comparable).
+    pub recorded_responses: u64,
     /// Where sessions connect (`ws://…`/`wss://…`); `None`: the HTTP target's ws twin.
     pub ws_target: Option<String>,
     /// Offset of the last request from the start.
@@ -91,10 +105,26 @@ impl ReplayPlan {
         let mut paced = Paced::new(&recording, transforms.clone())?;
         let mut counts = Counts::default();
         for s in paced.by_ref() {
-            counts.add(&s?, transforms.speed);
+            let s = s?;
+            counts.add(&s, transforms.speed);
+            if counts.length > MAX_LENGTH {
+                return Err(ReplayPlanError::TooLong(format!(
+                    "{}: the replay would last {} to this item (at speed {}), longer than {}: \
+                     are its times in the unit the format says? (`replay.window` or \
+                     `replay.speed` shorten a long recording)",
+                    place(&recording, &s.item),
+                    common::duration::format(Duration::from_secs(counts.length.as_secs())),
+                    transforms.speed,
+                    common::duration::format(MAX_LENGTH),
+                )));
+            }
+        }
+        let stats = paced.stats().clone();
+        if counts.requests == 0 && counts.sessions == 0 {
+            return Err(ReplayPlanError::Empty(nothing_to_replay(&files, &stats)));
         }
         Ok(ReplayPlan {
-            read_stats: paced.stats().clone(),
+            read_stats: stats,
             recording,
             transforms,
             pool,
@@ -104,6 +134,7 @@ impl ReplayPlan {
             planned_sessions: counts.sessions,
             planned_ws_sends: counts.ws_sends,
             recorded_ws_receives: counts.ws_receives,
+            recorded_responses: counts.recorded,
             ws_target,
             length: counts.length,
         })
@@ -126,7 +157,8 @@ impl ReplayPlan {
             "out_of_order": s.out_of_order,
             "late": s.late,
             "malformed_skipped": s.malformed,
-            "recorded_responses": s.responses_matched,
+            "upgrades_skipped": s.upgrades_skipped,
+            "recorded_responses": self.recorded_responses,
         })
     }
 }
@@ -138,14 +170,16 @@ struct Counts {
     sessions: u64,
     ws_sends: u64,
     ws_receives: u64,
+    recorded: u64,
     length: Duration,
 }
 
 impl Counts {
     fn add(&mut self, s: &traffic::Scheduled, speed: f64) {
         match &s.item {
-            Item::Request(_) => {
+            Item::Request(r) => {
                 self.requests += 1;
+                self.recorded += u64::from(r.recorded.is_some_and(|r| r.comparable));
                 self.length = self.length.max(s.offset);
             }
             Item::Session(d) => {
@@ -160,6 +194,48 @@ impl Counts {
                 self.length = self.length.max(s.offset + span(d, speed) + LINGER);
             }
         }
+    }
+}
+
+/// Where an item is in its recording, as the reader's errors say it: a GoReplay record, a HAR
+/// entry, a line.
+fn place(recording: &Recording, item: &Item) -> String {
+    let number = match item {
+        Item::Request(r) => r.number,
+        Item::Session(s) => s.number,
+    };
+    let format = recording
+        .files()
+        .iter()
+        .find(|(p, _)| p.display().to_string() == item.file())
+        .map(|(_, f)| *f);
+    match format {
+        Some(traffic::Format::Gor) => format!("{}: record {number}", item.file()),
+        Some(traffic::Format::Har) => {
+            format!("{}: log.entries[{}]", item.file(), number.saturating_sub(1))
+        }
+        _ => format!("{}:{number}", item.file()),
+    }
+}
+
+/// Why a recording planned nothing: everything malformed and skipped, everything filtered
+/// out, or nothing in the files.
+fn nothing_to_replay(files: &[String], stats: &ReadStats) -> String {
+    let files = files.join(", ");
+    if stats.requests + stats.sessions == 0 && stats.malformed > 0 {
+        format!(
+            "{files}: nothing to replay: all {} records were malformed and skipped (first: {})",
+            stats.malformed,
+            stats.malformed_examples.first().map_or("-", String::as_str)
+        )
+    } else if stats.requests + stats.sessions > 0 {
+        format!(
+            "{files}: nothing to replay: the filter and window keep none of the {} requests \
+             and {} sessions read",
+            stats.requests, stats.sessions
+        )
+    } else {
+        format!("{files}: nothing to replay: no request or session in the recording")
     }
 }
 
@@ -233,16 +309,26 @@ fn transforms(spec: &ReplaySpec) -> Result<Transforms, ReplayPlanError> {
     Ok(transforms)
 }
 
+/// A WebSocket target that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WsTargetError {
+    /// The scheme is not ws, wss, http or https.
+    #[error("expected a ws://, wss://, http:// or https:// URL, got `{0}`")]
+    Scheme(String),
+    /// No host (or not a URL at all).
+    #[error("`{0}` is not a URL with a host")]
+    NoHost(String),
+}
+
 /// Checks a WebSocket target given by the operator: `ws://` or `wss://` with a host (an
 /// `http(s)://` URL is taken as its `ws(s)://` twin).
-pub fn target_from(url: &str) -> Result<String, String> {
-    let url = ws_twin(url)
-        .ok_or_else(|| format!("expected a ws://, wss://, http:// or https:// URL, got `{url}`"))?;
-    let ok = url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
+pub fn target_from(url: &str) -> Result<String, WsTargetError> {
+    let twin = ws_twin(url).ok_or_else(|| WsTargetError::Scheme(url.to_string()))?;
+    let ok = twin.parse::<http::Uri>().is_ok_and(|u| u.host().is_some());
     if !ok {
-        return Err(format!("`{url}` is not a URL with a host"));
+        return Err(WsTargetError::NoHost(twin));
     }
-    Ok(url.trim_end_matches('/').to_string())
+    Ok(twin.trim_end_matches('/').to_string())
 }
 
 /// `http(s)://` → `ws(s)://`; ws URLs as they are; anything else `None`.
@@ -278,8 +364,9 @@ mod tests {
             "ws://127.0.0.1:9"
         );
         assert_eq!(target_from("wss://gw.example").unwrap(), "wss://gw.example");
-        assert!(target_from("ftp://x")
-            .unwrap_err()
-            .contains("expected a ws://, wss://, http:// or https:// URL"));
+        assert_eq!(
+            target_from("ftp://x"),
+            Err(WsTargetError::Scheme("ftp://x".into()))
+        );
     }
 }

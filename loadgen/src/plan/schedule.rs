@@ -7,10 +7,13 @@ use std::time::Duration;
 use crate::scenario::{Shape, Stage};
 
 /// A piecewise-linear level over time: users, or iterations per second.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Schedule {
     /// `(start, end, from, to)` in seconds and levels, contiguous from 0.
     pub segments: Vec<(f64, f64, f64, f64)>,
+    /// Arrivals fall where the area under the rate reaches `n + phase` (0 but for a segment's
+    /// share of a rate: see [`Schedule::segment_of_rate`]).
+    pub phase: f64,
 }
 
 impl Schedule {
@@ -18,6 +21,7 @@ impl Schedule {
     pub fn constant(level: f64, length: Duration) -> Schedule {
         Schedule {
             segments: vec![(0.0, length.as_secs_f64(), level, level)],
+            phase: 0.0,
         }
     }
 
@@ -35,7 +39,10 @@ impl Schedule {
             t += len;
             level = to;
         }
-        let mut s = Schedule { segments };
+        let mut s = Schedule {
+            segments,
+            phase: 0.0,
+        };
         if let Some(b) = bound {
             s.cut(b.as_secs_f64());
         }
@@ -125,7 +132,7 @@ pub struct Arrivals<'a> {
 impl Iterator for Arrivals<'_> {
     type Item = f64;
     fn next(&mut self) -> Option<f64> {
-        let target = self.n as f64;
+        let target = self.n as f64 + self.schedule.phase;
         while let Some(&(a, b, from, to)) = self.schedule.segments.get(self.segment) {
             let seg_area = (b - a) * (from + to) / 2.0;
             let need = target - self.area_before;
@@ -153,6 +160,37 @@ impl Iterator for Arrivals<'_> {
 }
 
 impl Schedule {
+    /// Segment `share`'s part of a rate: the arrivals `segment, segment + N, …` of this
+    /// schedule (k6's execution segments). The rate is divided by N and the arrivals shifted
+    /// by `segment / N` of an iteration, so the segments' arrivals together are exactly this
+    /// schedule's.
+    pub fn segment_of_rate(&self, share: &super::Share) -> Schedule {
+        let n = f64::from(share.segments.max(1));
+        Schedule {
+            segments: self
+                .segments
+                .iter()
+                .map(|&(a, b, from, to)| (a, b, from / n, to / n))
+                .collect(),
+            phase: (self.phase + f64::from(share.segment)) / n,
+        }
+    }
+
+    /// Segment `share`'s part of a count (users): at each stage's ends, the units below the
+    /// level that belong to the segment ([`Share::stripe`](super::Share::stripe)), so the
+    /// segments' levels add up to this schedule's at every stage boundary.
+    pub fn segment_of_count(&self, share: &super::Share) -> Schedule {
+        let level = |l: f64| share.stripe(l.round().max(0.0) as u64) as f64;
+        Schedule {
+            segments: self
+                .segments
+                .iter()
+                .map(|&(a, b, from, to)| (a, b, level(from), level(to)))
+                .collect(),
+            phase: 0.0,
+        }
+    }
+
     /// The schedule of a load shape (`users`, device `count`), bounded by `bound`.
     pub fn of_shape(shape: &Shape, bound: Option<Duration>) -> Schedule {
         match shape {
@@ -188,6 +226,44 @@ mod tests {
         // Half the area of a linear ramp from 0 is reached at t = T/√2.
         assert!((a[250] - 10.0 / 2f64.sqrt()).abs() < 0.01, "{}", a[250]);
         assert!(a.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn segments_of_a_rate_share_its_arrivals_exactly() {
+        let stages = [
+            Stage {
+                to: Some(37),
+                over: Some(common::Dur(Duration::from_secs(3))),
+                hold: None,
+            },
+            Stage {
+                to: None,
+                over: None,
+                hold: Some(common::Dur(Duration::from_millis(1700))),
+            },
+        ];
+        let whole = Schedule::staged(0.0, &stages, None);
+        let all: Vec<f64> = whole.arrivals().collect();
+        for n in [1u32, 2, 3, 7] {
+            let mut parts: Vec<f64> = (0..n)
+                .flat_map(|i| {
+                    let share = super::super::Share {
+                        segment: i,
+                        segments: n,
+                        ..Default::default()
+                    };
+                    whole
+                        .segment_of_rate(&share)
+                        .arrivals()
+                        .collect::<Vec<f64>>()
+                })
+                .collect();
+            parts.sort_by(f64::total_cmp);
+            assert_eq!(parts.len(), all.len(), "n={n}");
+            for (p, a) in parts.iter().zip(&all) {
+                assert!((p - a).abs() < 1e-6, "n={n}: {p} vs {a}");
+            }
+        }
     }
 
     #[test]

@@ -4,8 +4,14 @@
 
 use crate::plan::Plan;
 
-/// The run record's `meta`.
-pub fn meta(plan: &Plan, base_url: &str, stopped_early: Option<&str>) -> serde_json::Value {
+/// The run record's `meta`; `load` is how long load was applied (the run's end minus the
+/// drain of work in flight), what reports divide counts by for rates (`None` before a run).
+pub fn meta(
+    plan: &Plan,
+    base_url: &str,
+    load: Option<std::time::Duration>,
+    stopped_early: Option<&str>,
+) -> serde_json::Value {
     let s = &plan.scenario;
     let senders: Vec<serde_json::Value> = s
         .senders
@@ -27,11 +33,14 @@ pub fn meta(plan: &Plan, base_url: &str, stopped_early: Option<&str>) -> serde_j
         "scenario_file": plan.path.display().to_string(),
         "target": if s.target.embedded.is_some() { "embedded:gateway".to_string() } else { base_url.to_string() },
         "planned_duration_s": plan.duration.as_secs_f64(),
+        "load_s": load.map(|l| l.as_secs_f64()),
         "users_peak": plan.closed.as_ref().map(|c| c.users.peak()),
         "senders": senders,
         "replay": plan.replay.as_ref().map(|r| r.meta()),
         "load_shape": load_shape(plan),
         "stopped_early": stopped_early,
+        "segment": (!plan.share.is_whole())
+            .then(|| format!("{}/{}", plan.share.segment, plan.share.segments)),
         "loadgen_version": env!("CARGO_PKG_VERSION"),
         "host": std::env::var("HOSTNAME").ok(),
     })

@@ -65,7 +65,7 @@ pub const GENERATOR_CPU: &str = "generator_cpu";
 
 /// Grace for in-flight work after the plan's bound, before it is cut and recorded as
 /// unfinished (an interrupt cuts at once).
-const GRACE: Duration = Duration::from_secs(5);
+pub(crate) const GRACE: Duration = Duration::from_secs(5);
 
 /// How long engines get to record what the cut ended, before they are abandoned.
 const AFTER_CUT: Duration = Duration::from_secs(2);
@@ -97,6 +97,8 @@ pub async fn execute(
     };
     let mut engines = Engines::start(&plan, &base_url, launched, stop.clone())?;
     engines.drive(&plan, observer, &stop).await;
+    // Load stops being applied here; what follows is the drain of work in flight.
+    let load = engines.origin.elapsed();
     let goose = engines.drain(&plan, &stop).await;
     observer.finish();
     let elapsed = engines.origin.elapsed();
@@ -110,6 +112,7 @@ pub async fn execute(
     run.meta = Some(meta::meta(
         &plan,
         &base_url,
+        Some(load),
         stopped_early.as_ref().map(ToString::to_string).as_deref(),
     ));
     reports::saturation::assess(&mut run);
@@ -322,7 +325,7 @@ impl Engines {
 }
 
 /// Gives the launched shards their plan and starts the swarm on the run's clock.
-fn begin_swarm(
+pub(crate) fn begin_swarm(
     launched: Launched,
     plan: &Plan,
     swarm: &crate::plan::SwarmPlan,
@@ -349,25 +352,30 @@ fn begin_swarm(
         duration: plan.duration,
         base_url: base_url.to_string(),
         insecure: plan.scenario.target.insecure,
+        share: plan.share,
     };
     Ok(launched.begin(setup, swarm, &scripts, recorders.clone()))
 }
 
-fn write_record(run: &Run, out_dir: &Path) -> Result<PathBuf, RunError> {
-    let path = out_dir.join("run.json");
+pub(crate) fn write_record_to(run: &Run, path: &Path) -> Result<(), RunError> {
     let json = run
         .to_json_pretty()
         .map_err(|e| RunError::Harness(format!("cannot serialise the run record: {e}")))?;
-    std::fs::write(&path, json).map_err(|e| {
+    std::fs::write(path, json).map_err(|e| {
         RunError::BadInput(format!(
             "{}: cannot write the run record: {e}",
             path.display()
         ))
-    })?;
+    })
+}
+
+fn write_record(run: &Run, out_dir: &Path) -> Result<PathBuf, RunError> {
+    let path = out_dir.join("run.json");
+    write_record_to(run, &path)?;
     Ok(path)
 }
 
-fn default_out_dir(name: &str) -> PathBuf {
+pub(crate) fn default_out_dir(name: &str) -> PathBuf {
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
     let safe: String = name
         .chars()

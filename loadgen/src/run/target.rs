@@ -17,6 +17,14 @@ pub struct Started {
 }
 
 impl Started {
+    /// A target at `url` started elsewhere (checked with [`reachable`] first).
+    pub fn url(url: &str) -> Started {
+        Started {
+            base_url: url.trim_end_matches('/').to_string(),
+            _gateway: None,
+        }
+    }
+
     /// `{{base_url}}`: the target's HTTP API, without a trailing `/`.
     pub fn base_url(&self) -> &str {
         &self.base_url

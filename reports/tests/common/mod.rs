@@ -70,7 +70,10 @@ pub fn fixture_run(scenario: &str, seed: u64, slow: f64, seconds: u32) -> report
             rec.add(key("delivery_expected"), t, 1);
         }
         if s == seconds / 2 {
-            rec.add(key("delivery_lost"), at(origin, f64::from(s) + 0.5), 2);
+            // Lost pairs are expected pairs too.
+            let t = at(origin, f64::from(s) + 0.5);
+            rec.add(key("delivery_lost"), t, 2);
+            rec.add(key("delivery_expected"), t, 2);
         }
         rec.gauge(
             key("connections_active"),
@@ -80,6 +83,8 @@ pub fn fixture_run(scenario: &str, seed: u64, slow: f64, seconds: u32) -> report
         b.absorb(rec);
     }
     let mut run = b.finish(Duration::from_secs(u64::from(seconds)));
+    // Deterministic, for the golden files.
+    run.id = format!("fixture-{scenario}-{seed}");
     run.meta = Some(serde_json::json!({
         "scenario_file": "scenarios/push-fanout.yaml",
         "target": "embedded:gateway",
@@ -166,6 +171,8 @@ pub fn synthetic_run(
     let mut run = reports::Run {
         version: reports::run::VERSION,
         scenario: "synthetic".into(),
+        id: reports::run::new_id(),
+        parts: Vec::new(),
         started_at: started_at(),
         duration_s: f64::from(noise.seconds),
         meta: Some(serde_json::json!({"planned_duration_s": f64::from(noise.seconds)})),

@@ -4,7 +4,9 @@
 //! bodies, a record of every accepted notification, and injectable faults.
 //!
 //! [`spawn`] binds and serves in background Tokio tasks; the [`MockApnsHandle`] reads what was
-//! delivered, changes faults and shuts down. The request rules are in `request`, provider
+//! delivered, changes faults and shuts down. Outside the process, what was delivered is read
+//! from the admin endpoint ([`MockApnsConfig::admin`]: `GET /notifications`, `GET /stats`) or
+//! the record file ([`MockApnsConfig::record`]: one JSON line per accepted notification). The request rules are in `request`, provider
 //! tokens in `token`, the faults in [`faults`], the TLS and HTTP/2 serving in `server`.
 //!
 //! Build [`MockApnsConfig`], [`ApnsFaults`] and [`TokenAuth`] with `..Default::default()`:
@@ -27,11 +29,12 @@
 //! # }
 //! ```
 
+mod admin;
 pub mod faults;
 pub mod files;
 mod reason;
-mod record;
 mod request;
+mod seen;
 mod server;
 mod token;
 
@@ -49,8 +52,8 @@ use crate::pki::{CertificateAuthority, IssuedCert, ProviderKey};
 pub use faults::{ApnsFaults, ApnsFaultsError, Fault};
 pub use files::{Credentials, CredentialsError, ProviderInfo};
 pub use reason::{Reason, UnknownReason};
-pub use record::{displayed, ApnsStats, Notification};
 pub use request::{check_request, MAX_COLLAPSE_ID, MAX_PAYLOAD, MAX_VOIP_PAYLOAD, PUSH_TYPES};
+pub use seen::{displayed, ApnsStats, Notification};
 pub use token::{Claims, TokenVerifier};
 
 /// APNs asks providers to replace their token no more often than this.
@@ -151,6 +154,11 @@ pub struct MockApnsConfig {
     pub topics: Vec<String>,
     /// Production or sandbox behaviour.
     pub environment: Environment,
+    /// Writes every accepted notification to this file (created or emptied) as a JSON line,
+    /// when it is accepted.
+    pub record: Option<std::path::PathBuf>,
+    /// Serves the admin endpoint (plain HTTP: `GET /notifications`, `GET /stats`) here.
+    pub admin: Option<SocketAddr>,
 }
 
 impl Default for MockApnsConfig {
@@ -164,6 +172,8 @@ impl Default for MockApnsConfig {
             unregistered: HashSet::new(),
             topics: Vec::new(),
             environment: Environment::default(),
+            record: None,
+            admin: None,
         }
     }
 }
@@ -182,7 +192,7 @@ impl MockApnsConfig {
 pub(crate) struct Mock {
     pub(crate) tokens: Option<TokenVerifier>,
     pub(crate) faults: faults::Faults,
-    pub(crate) recorder: record::Recorder,
+    pub(crate) seen: seen::Seen,
     /// Unregistered device tokens (lowercase) with the time, in ms since the Unix epoch, from
     /// which APNs knows them to be invalid.
     pub(crate) unregistered: Mutex<HashMap<String, u64>>,
@@ -226,8 +236,22 @@ pub async fn spawn(config: MockApnsConfig) -> io::Result<MockApnsHandle> {
             .map_err(|e| invalid(&e))?,
     };
     let acceptor = server::acceptor(&tls, &config.auth).map_err(|e| invalid(&e))?;
+    let seen = match &config.record {
+        Some(path) => seen::Seen::with_log(std::fs::File::create(path).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: {e}", path.display()),
+            )
+        })?),
+        None => seen::Seen::default(),
+    };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    let admin = match config.admin {
+        Some(at) => Some(tokio::net::TcpListener::bind(at).await?),
+        None => None,
+    };
+    let admin_addr = admin.as_ref().map(|l| l.local_addr()).transpose()?;
     let now_ms = unix_ms(SystemTime::now());
     let mock = Arc::new(Mock {
         tokens: match &config.auth {
@@ -235,7 +259,7 @@ pub async fn spawn(config: MockApnsConfig) -> io::Result<MockApnsHandle> {
             Auth::Certificate(_) => None,
         },
         faults: faults::Faults::new(config.faults),
-        recorder: record::Recorder::default(),
+        seen,
         unregistered: Mutex::new(
             config
                 .unregistered
@@ -249,10 +273,14 @@ pub async fn spawn(config: MockApnsConfig) -> io::Result<MockApnsHandle> {
         next_connection: std::sync::atomic::AtomicU64::new(1),
     });
     let (shutdown, stop) = watch::channel(false);
+    if let Some(admin) = admin {
+        tokio::spawn(admin::serve(admin, Arc::clone(&mock), stop.clone()));
+    }
     let task = tokio::spawn(server::serve(listener, acceptor, Arc::clone(&mock), stop));
     tracing::info!(%addr, "mock APNs listening");
     Ok(MockApnsHandle {
         addr,
+        admin_addr,
         ca_pem: tls.ca_pem,
         mock,
         shutdown,
@@ -263,6 +291,7 @@ pub async fn spawn(config: MockApnsConfig) -> io::Result<MockApnsHandle> {
 /// A running mock APNs. Dropping it stops the mock too, without waiting.
 pub struct MockApnsHandle {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     ca_pem: String,
     mock: Arc<Mock>,
     shutdown: watch::Sender<bool>,
@@ -281,6 +310,11 @@ impl MockApnsHandle {
     /// The address the mock is bound to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin endpoint's address, when [`MockApnsConfig::admin`] asked for one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// `https://IP:PORT`, with a loopback IP when the mock listens on all interfaces.
@@ -302,12 +336,12 @@ impl MockApnsHandle {
 
     /// Every notification accepted so far, in arrival order.
     pub fn notifications(&self) -> Vec<Notification> {
-        self.mock.recorder.notifications()
+        self.mock.seen.notifications()
     }
 
     /// How many notifications were accepted so far.
     pub fn count(&self) -> usize {
-        self.mock.recorder.len()
+        self.mock.seen.len()
     }
 
     /// What the device `device_token` would show: its notifications, a later one with the
@@ -318,7 +352,7 @@ impl MockApnsHandle {
 
     /// `apns-id`s accepted more than once, with how many times, sorted by id.
     pub fn duplicates(&self) -> Vec<(String, usize)> {
-        self.mock.recorder.duplicates()
+        self.mock.seen.duplicates()
     }
 
     /// Waits until at least `n` notifications were accepted; false when `timeout` passed
@@ -345,12 +379,12 @@ impl MockApnsHandle {
 
     /// Forgets the notifications recorded so far (counters stay).
     pub fn clear(&self) {
-        self.mock.recorder.clear();
+        self.mock.seen.clear();
     }
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> ApnsStats {
-        self.mock.recorder.stats()
+        self.mock.seen.stats()
     }
 
     /// The faults in force.

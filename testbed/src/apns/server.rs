@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use super::record::Notification;
+use super::seen::Notification;
 use super::{request, unix_ms, Auth, Environment, Fault, Mock, Reason};
 use crate::pki::{root_store, IssuedCert};
 
@@ -211,10 +211,10 @@ async fn serve_connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let Some((stream, peer)) = accept_tls(tcp, &tls).await else {
-        mock.recorder.count(|s| s.handshake_failures += 1);
+        mock.seen.count(|s| s.handshake_failures += 1);
         return;
     };
-    mock.recorder.count(|s| s.connections += 1);
+    mock.seen.count(|s| s.connections += 1);
     let origin = Connection {
         id: mock.next_connection.fetch_add(1, Ordering::SeqCst),
         peer,
@@ -264,7 +264,7 @@ async fn serve_connection(
                 if streams.is_empty() {
                     connection.graceful_shutdown();
                     going_away = true;
-                    mock.recorder.count(|s| s.idle_timeouts += 1);
+                    mock.seen.count(|s| s.idle_timeouts += 1);
                 } else {
                     idle_since = tokio::time::Instant::now();
                 }
@@ -294,7 +294,7 @@ async fn serve_connection(
             Started::Serving(fault, stream) => {
                 streams.push(stream);
                 let open = streams.len() as u64;
-                mock.recorder.count(|s| {
+                mock.seen.count(|s| {
                     s.max_concurrent_streams_seen = s.max_concurrent_streams_seen.max(open);
                 });
                 fault
@@ -306,7 +306,7 @@ async fn serve_connection(
             // stream up to it is served, none above it is.
             connection.graceful_shutdown();
             going_away = true;
-            mock.recorder.count(|s| s.goaways += 1);
+            mock.seen.count(|s| s.goaways += 1);
         }
     }
     // The connection is gone: streams still running (waiting out their latency) finish as
@@ -330,11 +330,11 @@ fn start_stream(
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) -> Started {
-    mock.recorder.count(|s| s.streams += 1);
+    mock.seen.count(|s| s.streams += 1);
     let fault = mock.faults.next_stream();
     if fault == Fault::RefusedStream {
         respond.send_reset(h2::Reason::REFUSED_STREAM);
-        mock.recorder.count(|s| s.refused_streams += 1);
+        mock.seen.count(|s| s.refused_streams += 1);
         return Started::Refused;
     }
     let serve = handle_stream(Arc::clone(mock), origin, request, respond, fault);
@@ -382,7 +382,7 @@ async fn handle_stream(
         Err((reason, timestamp)) => {
             if fault == Fault::ResetAfterRead {
                 respond.send_reset(h2::Reason::INTERNAL_ERROR);
-                mock.recorder.count(|s| s.resets_after_read += 1);
+                mock.seen.count(|s| s.resets_after_read += 1);
             } else {
                 let id = apns_id.unwrap_or_else(new_apns_id);
                 send_error(&mock, &mut respond, &id, reason, timestamp);
@@ -402,12 +402,12 @@ async fn handle_stream(
             );
         }
         Fault::ResetAfterRead => {
-            mock.recorder.record(Notification {
+            mock.seen.record(Notification {
                 reset: true,
                 ..notification
             });
             respond.send_reset(h2::Reason::INTERNAL_ERROR);
-            mock.recorder.count(|s| s.resets_after_read += 1);
+            mock.seen.count(|s| s.resets_after_read += 1);
         }
         Fault::Pass | Fault::GoAway | Fault::RefusedStream => {
             let mut response = Response::builder()
@@ -416,12 +416,12 @@ async fn handle_stream(
             if mock.environment == Environment::Sandbox {
                 response = response.header("apns-unique-id", new_apns_id().to_lowercase());
             }
-            mock.recorder.record(notification);
+            mock.seen.record(notification);
             let response = response.body(()).unwrap_or_default();
             if let Err(error) = respond.send_response(response, true) {
                 tracing::debug!(%error, "could not answer");
             }
-            mock.recorder.responded(200, None);
+            mock.seen.responded(200, None);
         }
     }
 }
@@ -519,7 +519,7 @@ fn send_error(
         .header("content-length", body.len())
         .body(())
         .unwrap_or_default();
-    mock.recorder
+    mock.seen
         .responded(reason.status().as_u16(), Some(reason.as_str()));
     match respond.send_response(response, false) {
         Ok(mut stream) => {

@@ -7,16 +7,10 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
+use common::apns::{bearer_token, token_age, ProviderToken, TokenAge};
 
 use super::{Reason, TokenAuth};
 
-/// APNs refuses tokens older than this.
-const TOKEN_LIFETIME_SECS: u64 = 3600;
-/// `iat` this far in the future is still accepted (clock skew between provider and APNs).
-const FUTURE_SKEW_SECS: u64 = 60;
 /// Verified tokens kept to skip re-verifying their signature on every request.
 const VERIFIED_CACHE: usize = 4096;
 
@@ -39,7 +33,8 @@ const VERIFIED_CACHE: usize = 4096;
 /// ```
 pub struct TokenVerifier {
     team_id: String,
-    keys: HashMap<String, UnparsedPublicKey<Vec<u8>>>,
+    /// Public keys (uncompressed P-256 points) by key id.
+    keys: HashMap<String, Vec<u8>>,
     min_update_interval: Option<Duration>,
     state: Mutex<UpdateState>,
 }
@@ -80,12 +75,7 @@ impl TokenVerifier {
             keys: auth
                 .keys
                 .iter()
-                .map(|(kid, key)| {
-                    (
-                        kid.clone(),
-                        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key.clone()),
-                    )
-                })
+                .map(|(kid, key)| (kid.clone(), key.clone()))
                 .collect(),
             min_update_interval: auth.min_update_interval,
             state: Mutex::new(UpdateState::default()),
@@ -100,11 +90,7 @@ impl TokenVerifier {
         let Some(value) = authorization else {
             return Err(Reason::MissingProviderToken);
         };
-        let value = std::str::from_utf8(value).map_err(|_| Reason::InvalidProviderToken)?;
-        let token = match value.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-            _ => return Err(Reason::InvalidProviderToken),
-        };
+        let token = bearer_token(value).ok_or(Reason::InvalidProviderToken)?;
         if token.is_empty() {
             return Err(Reason::MissingProviderToken);
         }
@@ -112,13 +98,14 @@ impl TokenVerifier {
         let known = cached.is_some();
         let claims = match cached {
             Some(claims) => claims,
-            None => self.verify(token)?,
+            None => {
+                self.verify(&ProviderToken::parse(token).ok_or(Reason::InvalidProviderToken)?)?
+            }
         };
-        if claims.iat > now_secs + FUTURE_SKEW_SECS {
-            return Err(Reason::InvalidProviderToken);
-        }
-        if now_secs.saturating_sub(claims.iat) >= TOKEN_LIFETIME_SECS {
-            return Err(Reason::ExpiredProviderToken);
+        match token_age(claims.iat, now_secs) {
+            Ok(()) => {}
+            Err(TokenAge::Future) => return Err(Reason::InvalidProviderToken),
+            Err(TokenAge::Expired) => return Err(Reason::ExpiredProviderToken),
         }
         if !known {
             self.admit(token, claims.clone())?;
@@ -126,40 +113,18 @@ impl TokenVerifier {
         Ok(claims)
     }
 
-    /// Verifies form and signature.
-    fn verify(&self, token: &str) -> Result<Claims, Reason> {
-        let mut parts = token.split('.');
-        let (Some(header), Some(claims), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Reason::InvalidProviderToken);
-        };
-        let header = decode_json(header)?;
-        let claims = decode_json(claims)?;
-        if header.get("alg").and_then(|a| a.as_str()) != Some("ES256") {
+    /// Checks the key id, the team and the signature.
+    fn verify(&self, token: &ProviderToken<'_>) -> Result<Claims, Reason> {
+        let key = self
+            .keys
+            .get(&token.kid)
+            .ok_or(Reason::InvalidProviderToken)?;
+        if token.iss != self.team_id || !token.verify(key) {
             return Err(Reason::InvalidProviderToken);
         }
-        let kid = header
-            .get("kid")
-            .and_then(|k| k.as_str())
-            .ok_or(Reason::InvalidProviderToken)?;
-        let key = self.keys.get(kid).ok_or(Reason::InvalidProviderToken)?;
-        if claims.get("iss").and_then(|i| i.as_str()) != Some(self.team_id.as_str()) {
-            return Err(Reason::InvalidProviderToken);
-        }
-        let iat = claims
-            .get("iat")
-            .and_then(|i| i.as_u64())
-            .ok_or(Reason::InvalidProviderToken)?;
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| Reason::InvalidProviderToken)?;
-        let signed = &token[..token.len() - parts_len(token)];
-        key.verify(signed.as_bytes(), &signature)
-            .map_err(|_| Reason::InvalidProviderToken)?;
         Ok(Claims {
-            kid: kid.to_owned(),
-            iat,
+            kid: token.kid.clone(),
+            iat: token.iat,
         })
     }
 
@@ -185,20 +150,5 @@ impl TokenVerifier {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, UpdateState> {
         common::sync::lock(&self.state)
-    }
-}
-
-/// Length of `.signature` at the end of a JWT.
-fn parts_len(token: &str) -> usize {
-    token.rfind('.').map_or(0, |dot| token.len() - dot)
-}
-
-fn decode_json(part: &str) -> Result<serde_json::Map<String, serde_json::Value>, Reason> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| Reason::InvalidProviderToken)?;
-    match serde_json::from_slice(&bytes) {
-        Ok(serde_json::Value::Object(map)) => Ok(map),
-        _ => Err(Reason::InvalidProviderToken),
     }
 }

@@ -18,6 +18,15 @@ pub enum Command {
     Track(TrackMsg),
     /// Close every connection, settle delivery tracking, send the last metrics, then `done`.
     Stop,
+    /// Hold `count` devices of device journey `journey` (index into `scenario.devices`)
+    /// from now on, whatever its schedule says: a controller (a Locust master) sets the
+    /// counts of a `controlled` share.
+    Count {
+        /// The device journey.
+        journey: usize,
+        /// Devices of the journey this process holds (each shard starts those it owns).
+        count: u32,
+    },
 }
 
 /// What one shard runs.
@@ -41,6 +50,9 @@ pub struct ShardPlan {
     pub sources: Vec<Ipv4Addr>,
     /// Accept any TLS certificate (wss://).
     pub insecure: bool,
+    /// This process's share of the devices (a segment's stripe, a Locust worker's block).
+    #[serde(default)]
+    pub share: crate::plan::Share,
 }
 
 /// Shard → coordinator.

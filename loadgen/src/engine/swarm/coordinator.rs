@@ -53,10 +53,28 @@ enum Incoming {
     Exited(String),
 }
 
+/// Called once for every tracked broadcast or topic push this process's senders make.
+pub type Announce = Box<dyn Fn(&crate::delivery::TrackMsg) + Send + Sync>;
+
+/// Where tracked broadcasts are announced to other processes (a Locust worker's master).
+#[derive(Default)]
+struct Announcer(std::sync::OnceLock<Announce>);
+
+impl std::fmt::Debug for Announcer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Announcer(set)"
+        } else {
+            "Announcer"
+        })
+    }
+}
+
 /// A running swarm.
 #[derive(Debug)]
 pub struct Swarm {
     hooks: Arc<DeliveryHooks>,
+    announcer: Arc<Announcer>,
     links: Vec<mpsc::UnboundedSender<Command>>,
     pump: tokio::task::JoinHandle<()>,
     done: Arc<tokio::sync::Notify>,
@@ -78,6 +96,8 @@ pub struct SwarmSetup {
     pub base_url: String,
     /// Accept any TLS certificate.
     pub insecure: bool,
+    /// This process's share of the devices.
+    pub share: crate::plan::Share,
 }
 
 /// Shards started but not yet given their plan: process start-up (seconds for a debug build)
@@ -150,8 +170,10 @@ impl Launched {
         let origin = recorders.origin();
         let origin_unix_ns = unix_of(origin);
         let n = self.shards;
-        let sources: Vec<std::net::Ipv4Addr> =
-            (0..swarm.sources).map(super::net::source_address).collect();
+        let first = setup.share.first_source(swarm.sources);
+        let sources: Vec<std::net::Ipv4Addr> = (first..first + swarm.sources)
+            .map(super::net::source_address)
+            .collect();
         for k in 0..n {
             let plan = ShardPlan {
                 scenario_path: setup.scenario_path.clone(),
@@ -163,6 +185,7 @@ impl Launched {
                 base_url: setup.base_url.clone(),
                 sources: sources.clone(),
                 insecure: setup.insecure,
+                share: setup.share,
             };
             if self.in_process {
                 let Some(rx) = self.receivers[k as usize].take() else {
@@ -191,11 +214,19 @@ impl Launched {
                 count: s.plan.planned,
             })
             .collect();
+        let announcer = Arc::new(Announcer::default());
+        let announce = announcer.clone();
         let hooks = Arc::new(DeliveryHooks::new(
             all_users(scripts, &setup.base_url),
             journeys,
             n,
             Box::new(move |k, msg| {
+                // A broadcast is routed to every shard: announced once, with shard 0's copy.
+                if k == 0 && !matches!(msg.target, crate::delivery::Target::Unicast { .. }) {
+                    if let Some(f) = announce.0.get() {
+                        f(&msg);
+                    }
+                }
                 if let Some(link) = links.get(k as usize) {
                     let _ = link.send(Command::Track(msg));
                 }
@@ -219,6 +250,7 @@ impl Launched {
         ));
         Swarm {
             hooks,
+            announcer,
             links: self.links,
             pump,
             done,
@@ -241,6 +273,29 @@ impl Swarm {
             .iter()
             .filter_map(tokio::process::Child::id)
             .collect()
+    }
+
+    /// Calls `f` for every tracked broadcast or topic push of this process's senders (set
+    /// once), so another process can judge its own devices' receipts of it.
+    pub fn announce_broadcasts(&self, f: Announce) {
+        let _ = self.announcer.0.set(f);
+    }
+
+    /// A broadcast or topic push another process's sender tracked: this process's devices
+    /// are judged on it (expected, received, lost) as on their own senders' pushes; its
+    /// completion is recorded by the process that sent it.
+    pub fn track_remote(&self, msg: crate::delivery::TrackMsg) {
+        for link in &self.links {
+            let _ = link.send(Command::Track(msg.clone()));
+        }
+    }
+
+    /// Holds `count` devices of device journey `journey` from now on (a `controlled` share's
+    /// controller; each shard starts or stops those it owns).
+    pub fn set_count(&self, journey: usize, count: u32) {
+        for link in &self.links {
+            let _ = link.send(Command::Count { journey, count });
+        }
     }
 
     /// What the operator should hear about since the last call (a shard failed or ended).

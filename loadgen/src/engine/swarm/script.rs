@@ -177,8 +177,8 @@ impl Script {
 pub fn all_users(scripts: &[Script], base_url: &str) -> Vec<String> {
     let mut out = Vec::new();
     for s in scripts {
-        for i in 0..s.plan.planned {
-            out.push(s.user(i, s.plan.base + i, base_url));
+        for k in 0..s.plan.planned {
+            out.push(s.user(s.plan.index_of(k), s.plan.base + k, base_url));
         }
     }
     out

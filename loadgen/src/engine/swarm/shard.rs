@@ -91,11 +91,12 @@ impl DeviceTable {
         let mut slots = Vec::new();
         let mut by_user: HashMap<Box<str>, Vec<u32>> = HashMap::new();
         for (si, s) in scripts.iter().enumerate() {
-            for index in 0..s.plan.planned {
-                let global = s.plan.base + index;
+            for k in 0..s.plan.planned {
+                let global = s.plan.base + k;
                 if global % shards != shard {
                     continue;
                 }
+                let index = s.plan.index_of(k);
                 let user: Box<str> = s.user(index, global, base_url).into();
                 let topics = s.topics(index, global, &user, base_url);
                 by_user
@@ -223,7 +224,11 @@ impl ShardCtx {
 
     /// The source address for global device `global`.
     pub fn source_for(&self, global: u32) -> Option<Ipv4Addr> {
-        (self.sources.len() > 1).then(|| self.sources[global as usize % self.sources.len()])
+        // One source that is the default one needs no bind; a process of a share (a segment,
+        // a Locust worker) binds its own range even when it is one address.
+        let default = self.sources.len() == 1 && self.sources[0] == Ipv4Addr::new(127, 0, 0, 1);
+        (!self.sources.is_empty() && !default)
+            .then(|| self.sources[global as usize % self.sources.len()])
     }
 }
 
@@ -261,7 +266,7 @@ pub async fn serve(
     };
     let origin = origin_from_unix(plan.origin_unix_ns);
     let duration = Duration::from_secs_f64(plan.duration_s.max(0.0));
-    let journeys = DeviceJourneyPlan::all(&scenario.devices, duration);
+    let journeys = DeviceJourneyPlan::all_shared(&scenario.devices, duration, &plan.share);
     let scripts = Script::compile_all(&scenario.devices, journeys);
     let table = DeviceTable::build(scripts, plan.shard, plan.shards.max(1), &plan.base_url);
     let ctx = Arc::new(ShardCtx {
@@ -285,7 +290,7 @@ pub async fn serve(
         // Present from the start, so `connections_failed: [count == 0]` can be checked.
         ctx.record(|r| r.add(s.keys.failed_any(), Instant::now(), 0));
     }
-    let mut schedule = Scheduler::new(&ctx.table);
+    let mut schedule = Scheduler::new(&ctx.table, plan.share.controlled);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_metrics = Instant::now();
@@ -294,6 +299,7 @@ pub async fn serve(
             cmd = commands.recv() => match cmd {
                 Some(Command::Track(msg)) => lock(&ctx.tracker).track(msg, &ctx.table),
                 Some(Command::Plan(_)) => {}
+                Some(Command::Count { journey, count }) => schedule.set_count(journey, count),
                 Some(Command::Stop) | None => break,
             },
             _ = tick.tick() => {
@@ -359,18 +365,30 @@ fn flush_metrics(ctx: &ShardCtx, emit: &impl Fn(Event)) {
     }
 }
 
-/// Starts and stops owned devices as the journeys' schedules say.
+/// Starts and stops owned devices as the journeys' schedules (or a controller's counts) say.
 #[derive(Debug)]
 struct Scheduler {
-    /// Per journey: devices (journey indices) started so far, closed model's level, or the
-    /// next arrival, open model.
+    /// Per journey: devices (this process's journey devices `0 … n − 1`) started so far,
+    /// closed model's level, or the next arrival, open model.
     started: Vec<u32>,
+    /// Per journey: the count a controller set (`Command::Count`), which replaces the
+    /// schedule.
+    counts: Vec<Option<u32>>,
 }
 
 impl Scheduler {
-    fn new(table: &DeviceTable) -> Scheduler {
+    /// A controlled scheduler starts every journey at a count of 0.
+    fn new(table: &DeviceTable, controlled: bool) -> Scheduler {
+        let n = table.scripts.len();
         Scheduler {
-            started: vec![0; table.scripts.len()],
+            started: vec![0; n],
+            counts: vec![controlled.then_some(0); n],
+        }
+    }
+
+    fn set_count(&mut self, journey: usize, count: u32) {
+        if let Some(c) = self.counts.get_mut(journey) {
+            *c = Some(count);
         }
     }
 
@@ -379,14 +397,16 @@ impl Scheduler {
             return;
         }
         for (j, script) in ctx.table.scripts.iter().enumerate() {
-            let target = match &script.plan.count {
+            let controlled = self.counts[j];
+            let target = match (controlled, &script.plan.count) {
+                (Some(n), _) => n.min(script.plan.planned),
                 // Past its end a schedule holds its last level: devices stay up until the
                 // shard is stopped, after the last delivery deadlines.
-                Some(schedule) => {
+                (None, Some(schedule)) => {
                     let t = t.min(schedule.length().as_secs_f64());
-                    (schedule.level_at(t).floor().max(0.0) as u32).min(script.plan.planned)
+                    script.plan.local_count(schedule.level_at(t))
                 }
-                None => script.plan.arrivals.partition_point(|a| *a <= t) as u32,
+                (None, None) => script.plan.arrivals.partition_point(|a| *a <= t) as u32,
             };
             let from = self.started[j];
             if target > from {
@@ -398,7 +418,7 @@ impl Scheduler {
                         }
                     }
                 }
-            } else if target < from && script.plan.count.is_some() {
+            } else if target < from && (controlled.is_some() || script.plan.count.is_some()) {
                 for index in target..from {
                     if let Some(slot) = ctx.table.owned(script.plan.base + index) {
                         slot.wanted.store(false, Ordering::Release);

@@ -1,6 +1,9 @@
-//! What the mock saw: every accepted notification (what a device would be sent) and counters.
+//! What the mock saw: every accepted notification (what a device would be sent) and counters,
+//! kept in memory and, when asked, written to a file as JSON lines as they arrive (one
+//! [`Notification::to_json`] object per line), so a process outside the mock can count them.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -41,6 +44,33 @@ pub struct Notification {
     pub reset: bool,
 }
 
+impl Notification {
+    /// The notification as one JSON object (what `--record` writes per line and the admin
+    /// endpoint lists): `apns_id`, `device_token`, `topic`, `collapse_id`, `push_type`,
+    /// `priority`, `expiration`, `payload` (the JSON payload itself, or its text when it is not
+    /// JSON), `received_at_ms` (Unix ms), `key_id`, `token_issued_at`, `connection`, `reset`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let payload = serde_json::from_slice(&self.payload).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&self.payload).into_owned())
+        });
+        serde_json::json!({
+            "apns_id": self.apns_id,
+            "device_token": self.device_token,
+            "topic": self.topic,
+            "collapse_id": self.collapse_id,
+            "push_type": self.push_type,
+            "priority": self.priority,
+            "expiration": self.expiration,
+            "payload": payload,
+            "received_at_ms": super::unix_ms(self.received_at),
+            "key_id": self.key_id,
+            "token_issued_at": self.token_issued_at,
+            "connection": self.connection,
+            "reset": self.reset,
+        })
+    }
+}
+
 /// Counters of one mock APNs since it started.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ApnsStats {
@@ -70,8 +100,10 @@ pub struct ApnsStats {
 
 /// The notifications and counters, behind one lock (held only to copy in or out).
 #[derive(Debug, Default)]
-pub(crate) struct Recorder {
+pub(crate) struct Seen {
     inner: Mutex<Inner>,
+    /// `--record`: each accepted notification as a JSON line, written when it is accepted.
+    log: Option<Mutex<std::fs::File>>,
 }
 
 #[derive(Debug, Default)]
@@ -80,8 +112,24 @@ struct Inner {
     stats: ApnsStats,
 }
 
-impl Recorder {
+impl Seen {
+    /// Keeps what the mock sees and also writes each notification to `log` as a JSON line.
+    pub(crate) fn with_log(log: std::fs::File) -> Seen {
+        Seen {
+            log: Some(Mutex::new(log)),
+            ..Seen::default()
+        }
+    }
+
     pub(crate) fn record(&self, notification: Notification) {
+        if let Some(log) = &self.log {
+            let mut line = notification.to_json().to_string();
+            line.push('\n');
+            // One write per line, unbuffered: a reader of the file sees each as it comes.
+            if let Err(error) = common::sync::lock(log).write_all(line.as_bytes()) {
+                tracing::warn!(%error, "could not write the record file");
+            }
+        }
         let mut inner = self.lock();
         inner.stats.accepted += 1;
         inner.notifications.push(notification);

@@ -13,6 +13,12 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+/// The dedupe store's block cache when none is configured (`dedupe.cache_mib`), in bytes.
+pub const DEFAULT_DEDUPE_CACHE: u64 = 256 << 20;
+
+mod router;
+pub use router::*;
+
 /// A configuration error: one line, naming the file and the place or field.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -224,6 +230,11 @@ pub struct DedupeConfig {
     /// (survives a killed relay, not a power cut) and is faster on a busy disk.
     #[serde(default = "defaults::fsync")]
     pub fsync: bool,
+    /// Disk: the block cache, MiB. Each claim looks up a key the store does not hold, which
+    /// needs the bloom filter and index blocks of the stored keys in memory (~2 bytes per key:
+    /// a day at 500 pushes/s is ~90 MB); with too small a cache every lookup reads them back.
+    #[serde(default = "defaults::cache_mib")]
+    pub cache_mib: u64,
     /// Redis: `redis://host:port/db` or `redis+unix:///path`.
     pub url: Option<String>,
     /// Redis: key prefix.
@@ -249,6 +260,7 @@ impl Default for DedupeConfig {
             backend: defaults::backend(),
             path: defaults::dedupe_path(),
             fsync: defaults::fsync(),
+            cache_mib: defaults::cache_mib(),
             url: None,
             prefix: defaults::redis_prefix(),
             ttl: defaults::ttl(),
@@ -302,9 +314,33 @@ pub enum Credentials {
     /// The relay signs with its own p8 key or certificate.
     #[default]
     Relay,
-    /// The sender's own `authorization: bearer <provider token>` goes to APNs unchanged; the
-    /// sender then authenticates to the relay with mTLS or `apns-relay-authorization`.
+    /// The sender's own `authorization: bearer <provider token>` goes to APNs unchanged (after
+    /// the relay verified it, when the sender's `keys` are configured).
     Passthrough,
+}
+
+/// One of a token-auth sender's signing keys: its key id and its public half, given as the
+/// `.p8` file itself (the public key is taken from it) or as a PEM public key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SenderKey {
+    /// The key id (`kid` of the sender's provider tokens).
+    pub key_id: String,
+    /// The sender's `AuthKey_<KEYID>.p8` (PKCS#8 PEM, P-256); only its public half is kept.
+    pub p8: Option<PathBuf>,
+    /// The key's public half as a PEM `PUBLIC KEY` (SubjectPublicKeyInfo, P-256).
+    pub public_key: Option<PathBuf>,
+}
+
+impl SenderKey {
+    /// The file that holds the key, and the name of its field.
+    pub fn file(&self) -> Option<(&'static str, &Path)> {
+        match (&self.p8, &self.public_key) {
+            (Some(p), None) => Some(("p8", p)),
+            (None, Some(p)) => Some(("public_key", p)),
+            _ => None,
+        }
+    }
 }
 
 /// One sender.
@@ -315,6 +351,13 @@ pub struct SenderConfig {
     pub name: String,
     /// Bearer token for the relay (`authorization` or `apns-relay-authorization`).
     pub bearer_token: Option<String>,
+    /// Token auth: the sender's team id, the `iss` of its provider tokens. With `keys`, the
+    /// relay verifies the ES256 provider token a stock APNs client sends in `authorization`
+    /// (signature, `iss`, `kid`, `iat` within the hour) and knows the sender by it.
+    pub team_id: Option<String>,
+    /// Token auth: the sender's signing keys.
+    #[serde(default)]
+    pub keys: Vec<SenderKey>,
     /// SHA-256 fingerprint (hex, `:` allowed) of the sender's client certificate (mTLS).
     pub client_cert_sha256: Option<String>,
     /// Which credentials go to APNs.
@@ -402,6 +445,9 @@ mod defaults {
     }
     pub fn fsync() -> bool {
         true
+    }
+    pub fn cache_mib() -> u64 {
+        DEFAULT_DEDUPE_CACHE >> 20
     }
     pub fn redis_prefix() -> String {
         "apns-relay:".into()
@@ -491,6 +537,11 @@ impl Config {
             fix(&mut c.key);
         }
         fix(&mut self.dedupe.path);
+        for k in self.senders.iter_mut().flat_map(|s| s.keys.iter_mut()) {
+            for p in [k.p8.as_mut(), k.public_key.as_mut()].into_iter().flatten() {
+                fix(p);
+            }
+        }
     }
 
     /// Checks what serde cannot: combinations and ranges. Errors name the field.
@@ -530,10 +581,17 @@ impl Config {
         }
         if let Some(proxy) = &self.proxy {
             if proxy.tls.is_none() && !proxy.listen.ip().is_loopback() {
-                return err(
-                    "proxy.tls",
-                    "a proxy off loopback must use TLS so credentials do not cross the border in clear",
-                );
+                if let Some(names) = self.proxy_password_senders() {
+                    return err(
+                        "proxy.tls",
+                        &format!(
+                            "a plain proxy listener off loopback would carry the Basic \
+                             credentials of {names} in clear across the border; configure TLS \
+                             (a plain listener is allowed off loopback only when every sender \
+                             is admitted by proxy_source_cidrs alone)"
+                        ),
+                    );
+                }
             }
             for t in &proxy.allow {
                 if t.host.parse::<std::net::IpAddr>().is_ok() {
@@ -548,10 +606,40 @@ impl Config {
             let field = format!("senders[{i}] ({})", s.name);
             if s.bearer_token.is_none()
                 && s.client_cert_sha256.is_none()
+                && s.keys.is_empty()
                 && s.proxy_password.is_none()
                 && s.proxy_source_cidrs.is_empty()
             {
-                return err(&field, "has no way to authenticate (bearer_token, client_cert_sha256, proxy_password or proxy_source_cidrs)");
+                return err(&field, "has no way to authenticate (bearer_token, client_cert_sha256, team_id + keys, proxy_password or proxy_source_cidrs)");
+            }
+            if !s.keys.is_empty() && s.team_id.as_deref().is_none_or(str::is_empty) {
+                return err(
+                    &field,
+                    "keys need the sender's team_id (the `iss` of its provider tokens)",
+                );
+            }
+            if s.team_id.is_some() && s.keys.is_empty() {
+                return err(
+                    &field,
+                    "team_id needs keys = [{ key_id, p8 or public_key }]",
+                );
+            }
+            for (j, k) in s.keys.iter().enumerate() {
+                if k.file().is_none() {
+                    return err(
+                        &format!("{field}.keys[{j}] ({})", k.key_id),
+                        "give exactly one of p8 (the AuthKey .p8 file) or public_key (a PEM public key)",
+                    );
+                }
+                let twin = self.senders[..i].iter().find(|o| {
+                    o.team_id == s.team_id && o.keys.iter().any(|ok| ok.key_id == k.key_id)
+                });
+                if let Some(other) = twin {
+                    return err(
+                        &format!("{field}.keys[{j}] ({})", k.key_id),
+                        &format!("team {} key {} is already sender {}'s: a provider token must name one sender", s.team_id.as_deref().unwrap_or_default(), k.key_id, other.name),
+                    );
+                }
             }
             if let Some(fp) = &s.client_cert_sha256 {
                 if parse_fingerprint(fp).is_none() {
@@ -560,7 +648,9 @@ impl Config {
             }
             if s.credentials == Credentials::Relay
                 && self.relay.is_some()
-                && (s.bearer_token.is_some() || s.client_cert_sha256.is_some())
+                && (s.bearer_token.is_some()
+                    || s.client_cert_sha256.is_some()
+                    || !s.keys.is_empty())
                 && self.apns.token.is_none()
                 && self.apns.certificate.is_none()
             {
@@ -568,6 +658,20 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The names of the senders with a proxy password, joined, or `None` when no sender has
+    /// one (every proxy user is then admitted by source address alone).
+    pub fn proxy_password_senders(&self) -> Option<String> {
+        let names: Vec<&str> = self
+            .senders
+            .iter()
+            .filter(|s| s.proxy_password.is_some())
+            .map(|s| s.name.as_str())
+            .collect();
+        (!names.is_empty()).then(|| names.join(", "))
     }
 }
 
@@ -594,286 +698,6 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(
         let msg = e.message().trim().replace('\n', " ");
         ConfigError(format!("{name}:{line}:{col}: {msg}"))
     })
-}
-
-/// The sender-side router's file (`apns-relay send --config router.toml`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouterConfig {
-    /// How Apple pushes travel.
-    pub apple: AppleRoute,
-    /// Every other vendor's endpoint, sent to directly: `huawei`, `xiaomi`, `vivo`, `oppo`,
-    /// `fcm`.
-    #[serde(default)]
-    pub vendors: BTreeMap<String, VendorEndpoint>,
-    /// How long a push may keep being retried while the path is down (relay restarting).
-    #[serde(
-        default = "defaults::router_retry_for",
-        deserialize_with = "common::duration::deserialize"
-    )]
-    pub retry_for: Duration,
-    /// Timeout of one request.
-    #[serde(
-        default = "defaults::request_timeout",
-        deserialize_with = "common::duration::deserialize"
-    )]
-    pub request_timeout: Duration,
-    /// CA of the vendors' endpoints' certificates, added to the system roots (tests: the
-    /// stand-ins' CA).
-    pub vendor_ca: Option<PathBuf>,
-    /// FCM HTTP v1 (service-account OAuth2).
-    pub fcm: Option<FcmConfig>,
-    /// Huawei Push Kit (OAuth2 client credentials).
-    pub huawei: Option<HuaweiConfig>,
-    /// Xiaomi MiPush (`Authorization: key=APP_SECRET`).
-    pub xiaomi: Option<XiaomiConfig>,
-    /// vivo Push (signed auth request, `authToken` header).
-    pub vivo: Option<VivoConfig>,
-    /// OPPO Push (signed auth request, `auth_token`).
-    pub oppo: Option<OppoConfig>,
-}
-
-/// FCM HTTP v1: `POST {base_url}/v1/projects/{project_id}/messages:send` with an OAuth2 access
-/// token minted from a service-account key.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FcmConfig {
-    /// The service-account JSON key file (as downloaded from the Firebase console).
-    pub service_account: PathBuf,
-    /// Firebase project id (default: the key file's `project_id`).
-    pub project_id: Option<String>,
-    /// API base URL.
-    #[serde(default = "vendor_defaults::fcm_base")]
-    pub base_url: String,
-    /// OAuth2 token URI (default: the key file's `token_uri`).
-    pub token_uri: Option<String>,
-}
-
-/// Huawei Push Kit: OAuth2 client credentials, then `POST {base_url}/v1/{app_id}/messages:send`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HuaweiConfig {
-    /// The app id (also the OAuth2 client id).
-    pub app_id: String,
-    /// The app secret (OAuth2 client secret).
-    pub app_secret: String,
-    /// API base URL.
-    #[serde(default = "vendor_defaults::huawei_base")]
-    pub base_url: String,
-    /// OAuth2 token URL.
-    #[serde(default = "vendor_defaults::huawei_token_url")]
-    pub token_url: String,
-}
-
-/// Xiaomi MiPush: `POST {base_url}/v3/message/regid`, form-encoded.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct XiaomiConfig {
-    /// The app secret (sent as `Authorization: key=…`).
-    pub app_secret: String,
-    /// The app's Android package name (`restricted_package_name`).
-    pub package_name: String,
-    /// API base URL (global regions have their own hosts).
-    #[serde(default = "vendor_defaults::xiaomi_base")]
-    pub base_url: String,
-    /// `notify_type`: -1 all (sound, vibration, lights), 1 sound, 2 vibration, 4 lights.
-    #[serde(default = "vendor_defaults::xiaomi_notify_type")]
-    pub notify_type: i32,
-}
-
-/// vivo Push: `POST {base_url}/message/auth`, then `POST {base_url}/message/send`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VivoConfig {
-    /// The app id.
-    pub app_id: u64,
-    /// The app key.
-    pub app_key: String,
-    /// The app secret (only used in the auth signature).
-    pub app_secret: String,
-    /// API base URL.
-    #[serde(default = "vendor_defaults::vivo_base")]
-    pub base_url: String,
-    /// `pushMode`: 0 production, 1 test devices only.
-    #[serde(default)]
-    pub push_mode: u8,
-    /// `notifyType`: 1 none, 2 sound, 3 vibration, 4 both.
-    #[serde(default = "vendor_defaults::vivo_notify_type")]
-    pub notify_type: u8,
-}
-
-/// OPPO Push: `POST {base_url}/server/v1/auth`, then
-/// `POST {base_url}/server/v1/message/notification/unicast`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OppoConfig {
-    /// The app key.
-    pub app_key: String,
-    /// The master secret (only used in the auth signature).
-    pub master_secret: String,
-    /// API base URL.
-    #[serde(default = "vendor_defaults::oppo_base")]
-    pub base_url: String,
-    /// Notification channel id (`channel_id`), needed on ColorOS 11+ for private channels.
-    pub channel_id: Option<String>,
-}
-
-mod vendor_defaults {
-    pub fn fcm_base() -> String {
-        "https://fcm.googleapis.com".into()
-    }
-    pub fn huawei_base() -> String {
-        "https://push-api.cloud.huawei.com".into()
-    }
-    pub fn huawei_token_url() -> String {
-        "https://oauth-login.cloud.huawei.com/oauth2/v3/token".into()
-    }
-    pub fn xiaomi_base() -> String {
-        "https://api.xmpush.xiaomi.com".into()
-    }
-    pub fn xiaomi_notify_type() -> i32 {
-        -1
-    }
-    pub fn vivo_base() -> String {
-        "https://api-push.vivo.com.cn".into()
-    }
-    pub fn vivo_notify_type() -> u8 {
-        4
-    }
-    pub fn oppo_base() -> String {
-        "https://api.push.oppomobile.com".into()
-    }
-}
-
-/// Which path Apple pushes take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AppleVia {
-    /// To the terminating relay.
-    Relay,
-    /// Straight to APNs through the CONNECT proxy.
-    Proxy,
-    /// Straight to APNs.
-    Direct,
-}
-
-/// The Apple path.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppleRoute {
-    /// `relay`, `proxy` or `direct`.
-    pub via: AppleVia,
-    /// Relay: its URL (`https://…`, or `http://` for h2c on loopback).
-    pub relay_url: Option<String>,
-    /// Relay: the sender's bearer token.
-    pub relay_token: Option<String>,
-    /// Relay: CA of the relay's certificate (default: system roots).
-    pub relay_ca: Option<PathBuf>,
-    /// Proxy/direct: APNs base URL.
-    #[serde(default = "defaults::endpoint")]
-    pub apns_url: String,
-    /// Proxy/direct: CA of APNs's certificate (default: system roots; tests: the mock's).
-    pub apns_ca: Option<PathBuf>,
-    /// Proxy/direct: the sender's own p8 key.
-    pub token: Option<TokenConfig>,
-    /// Proxy: URL (`https://host:port` for a TLS listener).
-    pub proxy_url: Option<String>,
-    /// Proxy: user (the sender's name at the proxy).
-    pub proxy_user: Option<String>,
-    /// Proxy: password.
-    pub proxy_password: Option<String>,
-    /// Proxy: CA of the proxy's certificate.
-    pub proxy_ca: Option<PathBuf>,
-    /// Host names that count as Apple's (these, and only these, go through the proxy).
-    #[serde(default = "defaults::apple_hosts")]
-    pub apple_hosts: Vec<String>,
-}
-
-/// A direct vendor endpoint.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VendorEndpoint {
-    /// URL to POST to; `{token}` is replaced by the device token.
-    pub url: String,
-    /// Bearer token for the vendor, if it uses one.
-    pub bearer: Option<String>,
-}
-
-impl RouterConfig {
-    /// Reads and checks a router file.
-    pub fn load(path: &Path) -> Result<RouterConfig, ConfigError> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("{name}: cannot read: {e}")))?;
-        let mut c: RouterConfig = parse_toml(&text, &name)?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for p in [
-            &mut c.apple.relay_ca,
-            &mut c.apple.apns_ca,
-            &mut c.apple.proxy_ca,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
-        if let Some(t) = c.apple.token.as_mut() {
-            if t.key.is_relative() {
-                t.key = base.join(&t.key);
-            }
-        }
-        for p in [
-            c.vendor_ca.as_mut(),
-            c.fcm.as_mut().map(|f| &mut f.service_account),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
-        c.check(&name)?;
-        Ok(c)
-    }
-
-    /// Checks combinations.
-    pub fn check(&self, name: &str) -> Result<(), ConfigError> {
-        let err = |field: &str, msg: &str| Err(ConfigError(format!("{name}: {field}: {msg}")));
-        let a = &self.apple;
-        match a.via {
-            AppleVia::Relay if a.relay_url.is_none() => {
-                return err("apple.relay_url", "via = \"relay\" needs relay_url")
-            }
-            AppleVia::Proxy if a.proxy_url.is_none() => {
-                return err("apple.proxy_url", "via = \"proxy\" needs proxy_url")
-            }
-            AppleVia::Proxy | AppleVia::Direct if a.token.is_none() => {
-                return err(
-                    "apple.token",
-                    "sending to APNs without the relay needs the sender's own p8 key",
-                )
-            }
-            _ => {}
-        }
-        for vendor in self.vendors.keys() {
-            if ["huawei", "xiaomi", "vivo", "oppo", "fcm"].contains(&vendor.as_str()) {
-                return err(
-                    &format!("vendors.{vendor}"),
-                    &format!("{vendor} speaks its own API: configure it in a [{vendor}] section"),
-                );
-            }
-            if !["huawei", "xiaomi", "vivo", "oppo", "fcm", "honor"].contains(&vendor.as_str()) {
-                return err(
-                    &format!("vendors.{vendor}"),
-                    "unknown vendor (huawei, xiaomi, vivo, oppo, honor, fcm)",
-                );
-            }
-        }
-        Ok(())
-    }
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
