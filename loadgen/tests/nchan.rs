@@ -173,6 +173,196 @@ senders:
     }
 }
 
+/// SSE and long-poll over HTTP/2 (prior knowledge; nginx 1.22's `listen … http2`), with
+/// each device's own channel and a shared one on one connection, under churn: a device
+/// resumes on a new HTTP/2 connection (`Last-Event-ID`, `If-None-Match`), so under a
+/// store-and-forward promise nothing is lost. Publishers use the HTTP/1.1 listener.
+#[test]
+fn sse_and_long_poll_over_http2_resume_with_several_channels() {
+    let h2 = testkit::net::private_addr();
+    let subscriber = r#"
+    location ~ ^/sub/(.+)$ {
+      nchan_subscriber;
+      nchan_channel_id_split_delimiter ",";
+      nchan_channel_id "$1";
+    }"#;
+    let gw = Nginx::start(
+        &format!(
+            r#"
+  server {{
+    listen {{listen}};
+    location ~ ^/pub/(.+)$ {{
+      nchan_publisher;
+      nchan_channel_id "$1";
+      nchan_message_buffer_length 200;
+    }}
+  }}
+  server {{
+    listen {h2} http2;{subscriber}
+  }}
+"#
+        ),
+        &[NCHAN],
+    );
+    for mode in ["sse", "long-poll"] {
+        let d = Dir::new();
+        let scenario = format!(
+            r#"version: 1
+name: h2
+target: {{ base_url: "{base}", delivery: store_and_forward }}
+duration: 5s
+devices:
+  - name: phones
+    count: 10
+    topics: [ "h2-{mode}-{{{{user}}}}", "h2-{mode}-all" ]
+    connect: {{ url: "http://{h2}/sub/{{{{topics}}}}", http: {{ mode: {mode}, version: "2" }} }}
+    push: {{ id: {{ json: /id }} }}
+    churn: {{ per_second: 1.0 }}
+    reconnect: {{ backoff: {{ initial: 200ms, max: 400ms }} }}
+senders:
+  - name: unicast
+    rate: {{ stages: [ {{ hold: 1s }}, {{ to: 30, over: 100ms }}, {{ hold: 3s }} ] }}
+    steps:
+      - post: '{{{{base_url}}}}/pub/h2-{mode}-{{{{random_device "phones"}}}}'
+        json: {{ id: "{{{{msg_id}}}}" }}
+        track: {{ unicast: '{{{{random_device "phones"}}}}', within: 2s }}
+  - name: all
+    rate: {{ stages: [ {{ hold: 1s }}, {{ to: 4, over: 100ms }}, {{ hold: 3s }} ] }}
+    steps:
+      - post: "{{{{base_url}}}}/pub/h2-{mode}-all"
+        json: {{ id: "{{{{msg_id}}}}" }}
+        track: {{ topic: h2-{mode}-all, within: 2s }}
+"#,
+            base = gw.url(),
+        );
+        let (out, run) = d.run(&scenario);
+        passed(&out);
+        let run = run.unwrap();
+        let m = &run["metrics"];
+        assert!(
+            count(&run, "connections_closed{journey=phones,reason=churn}") >= 10,
+            "{mode}: {m}"
+        );
+        assert!(count(&run, "connections_opened") >= 20, "{mode}: {m}");
+        assert_eq!(count(&run, "connections_failed"), 0, "{mode}: {m}");
+        let expected = count(&run, "delivery_expected");
+        assert!(
+            count(&run, "delivery_received{journey=all}") >= 10 * 8,
+            "{mode}: {m}"
+        );
+        assert!(
+            count(&run, "delivery_received{journey=unicast}") >= 50,
+            "{mode}: {m}"
+        );
+        assert_eq!(count(&run, "delivery_received"), expected, "{mode}: {m}");
+        assert_eq!(count(&run, "delivery_lost"), 0, "{mode}: {m}");
+        assert_eq!(count(&run, "delivery_duplicates"), 0, "{mode}: {m}");
+    }
+}
+
+/// SSE over HTTP/2 on TLS (ALPN `h2`, nginx's `listen … ssl http2`) receives every push on
+/// both channels of a connection; a TLS listener without HTTP/2 refuses ALPN `h2` (nginx ends
+/// the handshake with `no_application_protocol`), and each device that asks it for HTTP/2
+/// fails as `no_h2` while the others go on.
+#[test]
+fn sse_over_http2_on_tls_and_a_server_without_h2_counted_as_no_h2() {
+    let ca = testbed::pki::CertificateAuthority::new("nchan test CA").unwrap();
+    let cert = ca.issue_server(&["localhost"]).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (crt, key) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+    std::fs::write(&crt, &cert.cert_pem).unwrap();
+    std::fs::write(&key, &cert.key_pem).unwrap();
+    let (h2s, h1s) = (testkit::net::private_addr(), testkit::net::private_addr());
+    let tls = format!(
+        "ssl_certificate {}; ssl_certificate_key {};",
+        crt.display(),
+        key.display()
+    );
+    let subscriber = r#"
+    location ~ ^/sub/(.+)$ {
+      nchan_subscriber;
+      nchan_channel_id_split_delimiter ",";
+      nchan_channel_id "$1";
+    }"#;
+    let gw = Nginx::start(
+        &format!(
+            r#"
+  server {{
+    listen {{listen}};
+    location ~ ^/pub/(.+)$ {{
+      nchan_publisher;
+      nchan_channel_id "$1";
+    }}
+  }}
+  server {{
+    listen {h2s} ssl http2;
+    {tls}{subscriber}
+  }}
+  server {{
+    listen {h1s} ssl;
+    {tls}{subscriber}
+  }}
+"#
+        ),
+        &[NCHAN],
+    );
+    let d = Dir::new();
+    let scenario = format!(
+        r#"version: 1
+name: h2-tls
+target: {{ base_url: "{base}", insecure: true }}
+duration: 4s
+devices:
+  - name: phones
+    count: 5
+    topics: [ "t-{{{{user}}}}", t-all ]
+    connect: {{ url: "https://{h2s}/sub/{{{{topics}}}}", http: {{ mode: sse, version: "2" }} }}
+    push: {{ id: {{ json: /id }} }}
+  - name: old
+    count: 3
+    connect: {{ url: "https://{h1s}/sub/o-{{{{user}}}}", http: {{ mode: sse, version: "2" }} }}
+senders:
+  - name: unicast
+    rate: {{ stages: [ {{ hold: 1s }}, {{ to: 20, over: 100ms }}, {{ hold: 2s }} ] }}
+    steps:
+      - post: '{{{{base_url}}}}/pub/t-{{{{random_device "phones"}}}}'
+        json: {{ id: "{{{{msg_id}}}}" }}
+        track: {{ unicast: '{{{{random_device "phones"}}}}', within: 1s }}
+  - name: all
+    rate: {{ stages: [ {{ hold: 1s }}, {{ to: 4, over: 100ms }}, {{ hold: 2s }} ] }}
+    steps:
+      - post: "{{{{base_url}}}}/pub/t-all"
+        json: {{ id: "{{{{msg_id}}}}" }}
+        track: {{ topic: t-all, within: 1s }}
+"#,
+        base = gw.url(),
+    );
+    let (out, run) = d.run(&scenario);
+    passed(&out);
+    let run = run.unwrap();
+    let m = &run["metrics"];
+    assert_eq!(
+        count(&run, "connections_failed{cause=no_h2,journey=old}"),
+        3,
+        "{m}"
+    );
+    assert_eq!(count(&run, "connections_failed{journey=phones}"), 0, "{m}");
+    assert!(
+        count(&run, "delivery_received{journey=all}") >= 5 * 5,
+        "{m}"
+    );
+    assert!(
+        count(&run, "delivery_received{journey=unicast}") >= 20,
+        "{m}"
+    );
+    assert_eq!(
+        count(&run, "delivery_received"),
+        count(&run, "delivery_expected"),
+        "{m}"
+    );
+    assert_eq!(count(&run, "delivery_duplicates"), 0, "{m}");
+}
+
 /// An SSE URL that answers 200 but not `text/event-stream`, and one that answers 404, are
 /// counted by cause; the good devices beside them go on receiving.
 #[test]

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use super::check::Checker;
-use super::device::{Device, HttpVersion, MqttVersion, DEVICE_VARS};
+use super::device::{Device, MqttVersion, DEVICE_VARS};
 use super::load::ScenarioError;
 use super::{Scenario, Shape, Step, Template};
 
@@ -307,17 +307,7 @@ impl Checker<'_> {
                 return Err(self.err(anchor, "session_expiry", format!("{}: session expiry is MQTT 5's (`version: \"5\"`); MQTT 3.1.1 keeps a session with `clean: false`", field("connect.mqtt.session_expiry"))));
             }
             Some("MQTT")
-        } else if let Some(h) = &c.http {
-            if h.version == HttpVersion::Http2 {
-                return Err(self.err(
-                    anchor,
-                    "version",
-                    format!(
-                        "{}: SSE and long-poll run over HTTP/1.1 only so far",
-                        field("connect.http.version")
-                    ),
-                ));
-            }
+        } else if c.http.is_some() {
             Some("SSE and long-poll")
         } else {
             None

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use common::endpoint::Endpoint;
 
 use super::ack;
+use super::h2io::H2Io;
 use super::http_stream::{self, Piece};
 use super::io::{io_cause, Io, TlsIo};
 use super::mqtt::{self, Stage};
@@ -34,7 +35,7 @@ use crate::delivery::clock::unix_ns;
 use crate::delivery::{names, Receipt};
 use crate::journey::extract::Message;
 use crate::journey::mqtt::ConnectFields;
-use crate::scenario::device::HttpMode;
+use crate::scenario::device::{HttpMode, HttpVersion};
 
 /// A failure cause (the `cause` tag of `connections_failed`).
 pub(crate) type Cause = Cow<'static, str>;
@@ -430,22 +431,45 @@ async fn connect(
     let tcp = super::net::connect(dest.addr, ctx.source_for(slot.global))
         .await
         .map_err(|_| Cow::Borrowed("connect"))?;
+    // SSE and long-poll over HTTP/2: ALPN `h2` over TLS, prior knowledge over plain TCP.
+    let h2 = matches!(dest.kind, Kind::Http | Kind::Https)
+        && (def.connect.http.as_ref()).is_some_and(|h| h.version == HttpVersion::Http2);
     let mut io = match dest.kind {
         k if k.tls() => {
             let name = rustls::pki_types::ServerName::try_from(
                 dest.host.split(':').next().unwrap_or("").to_string(),
             )
             .map_err(|_| Cow::Borrowed("handshake"))?;
-            let s = ctx
-                .tls
-                .connect(name, tcp)
-                .await
-                .map_err(|_| Cow::Borrowed("handshake"))?;
-            Io::Tls(Box::new(TlsIo {
-                stream: s,
-                buf: vec![0; 16 * 1024].into_boxed_slice(),
-            }))
+            let connector = if h2 { &ctx.tls_h2 } else { &ctx.tls };
+            let s = connector.connect(name, tcp).await.map_err(|e| {
+                Cow::Borrowed(if h2 && refused_alpn(&e) {
+                    "no_h2"
+                } else {
+                    "handshake"
+                })
+            })?;
+            if h2 {
+                // A server that does not pick h2 would answer HTTP/1.1 to the preface.
+                if s.get_ref().1.alpn_protocol() != Some(b"h2".as_slice()) {
+                    return Err(Cow::Borrowed("no_h2"));
+                }
+                Io::H2(Box::new(
+                    H2Io::handshake(s, true)
+                        .await
+                        .map_err(|_| Cow::Borrowed("handshake"))?,
+                ))
+            } else {
+                Io::Tls(Box::new(TlsIo {
+                    stream: s,
+                    buf: vec![0; 16 * 1024].into_boxed_slice(),
+                }))
+            }
         }
+        _ if h2 => Io::H2(Box::new(
+            H2Io::handshake(tcp, false)
+                .await
+                .map_err(|_| Cow::Borrowed("handshake"))?,
+        )),
         _ => Io::Plain(tcp),
     };
     let mut headers = Vec::new();
@@ -501,6 +525,19 @@ async fn connect(
         leftover,
         http,
     })
+}
+
+/// The server ended the TLS handshake with `no_application_protocol` (RFC 7301 §3.2): it
+/// speaks none of the offered protocols (here: `h2`).
+fn refused_alpn(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| {
+            matches!(
+                r,
+                rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)
+            )
+        })
 }
 
 /// The WebSocket opening handshake on `io`; returns the bytes after the answer's head.
@@ -1110,6 +1147,9 @@ mod tests {
             ),
             tls: tokio_rustls::TlsConnector::from(
                 crate::engine::http::Tls::new(true).unwrap().http1_config(),
+            ),
+            tls_h2: tokio_rustls::TlsConnector::from(
+                crate::engine::http::Tls::new(true).unwrap().http2_config(),
             ),
             table,
         });

@@ -1,5 +1,6 @@
 //! A device connection's byte stream: plain TCP read through a per-thread scratch buffer
-//! (nothing kept per connection between reads), or TLS with its own small buffer.
+//! (nothing kept per connection between reads), TLS with its own small buffer, or an HTTP/2
+//! connection carrying SSE or long-poll requests ([`super::h2io`]).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -9,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::connection::Cause;
+use super::h2io::H2Io;
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; 64 * 1024]);
@@ -20,6 +22,8 @@ pub(crate) enum Io {
     Plain(TcpStream),
     /// TLS over TCP.
     Tls(Box<TlsIo>),
+    /// HTTP/2 (over TCP or TLS): writes are requests, reads are answers in HTTP/1.1 form.
+    H2(Box<H2Io>),
 }
 
 /// A TLS stream and its read buffer.
@@ -75,6 +79,7 @@ impl Io {
                 on(&t.buf[..n]);
                 Ok(true)
             }
+            Io::H2(h) => h.read_with(on).await,
         }
     }
 
@@ -86,6 +91,7 @@ impl Io {
                 t.stream.write_all(data).await?;
                 t.stream.flush().await
             }
+            Io::H2(h) => h.request(data).await,
         }
     }
 
@@ -94,6 +100,10 @@ impl Io {
         let _ = match self {
             Io::Plain(s) => s.shutdown().await,
             Io::Tls(t) => t.stream.shutdown().await,
+            Io::H2(h) => {
+                h.shutdown();
+                Ok(())
+            }
         };
     }
 }

@@ -6,7 +6,8 @@
 //!   upgrade.
 //! - [`io`]: a connection's byte stream (TCP or TLS), read through a per-thread buffer.
 //! - [`mqtt`]: an MQTT device's session (handshake, acks by QoS, keep-alive).
-//! - [`http_stream`]: SSE and long-poll over HTTP/1.1 (requests, answers, events).
+//! - [`http_stream`]: SSE and long-poll over HTTP/1.1 (requests, answers, events);
+//!   `h2io` carries them over HTTP/2.
 //! - [`net`]: source addresses, `IP_BIND_ADDRESS_NO_PORT`, the open-file limit, resolving.
 //! - [`script`]: a device journey compiled for running, its metric keys, template scope.
 //! - [`connection`]: one device's task (connect, exchanges, heartbeat, pushes, churn,
@@ -27,6 +28,7 @@ pub mod connection;
 pub mod control;
 pub mod coordinator;
 pub mod dispatch;
+mod h2io;
 pub mod http_stream;
 pub mod io;
 pub mod mqtt;

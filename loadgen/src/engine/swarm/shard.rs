@@ -202,8 +202,10 @@ pub struct ShardCtx {
     pub active: AtomicU64,
     /// Dispatch calls (at most [`DISPATCH_CONCURRENCY`] at once).
     pub dispatch: super::dispatch::Dispatcher,
-    /// wss:// connections.
+    /// wss://, mqtts:// and HTTP/1.1 https:// connections (ALPN `http/1.1`).
     pub tls: tokio_rustls::TlsConnector,
+    /// HTTP/2 https:// connections of SSE and long-poll devices (ALPN `h2`).
+    pub tls_h2: tokio_rustls::TlsConnector,
 }
 
 impl std::fmt::Debug for ShardCtx {
@@ -278,6 +280,7 @@ pub async fn serve(
         conn_events: Mutex::new((Vec::new(), Vec::new())),
         active: AtomicU64::new(0),
         tls: tokio_rustls::TlsConnector::from(http_tls.http1_config()),
+        tls_h2: tokio_rustls::TlsConnector::from(http_tls.http2_config()),
         dispatch: super::dispatch::Dispatcher::new(http_tls, DISPATCH_CONCURRENCY),
         table,
     });
