@@ -192,6 +192,101 @@ impl Watcher {
     }
 }
 
+/// MQTT over TLS (`mqtts://`, mosquitto's TLS listener with a certificate of a test CA):
+/// MQTT 3.1.1 and 5 devices receive QoS 1 publishes (sent over the plain listener) and ack
+/// them; without trusting the certificate every connect fails as `handshake` and the run goes
+/// on.
+#[test]
+fn mqtts_devices_receive_over_tls_and_an_untrusted_broker_fails_the_handshake() {
+    let ca = testbed::pki::CertificateAuthority::new("mqtt test CA").unwrap();
+    let cert = ca.issue_server(&["localhost"]).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    // mosquitto drops to its own user: it must read these.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(files.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let (crt, key) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+    std::fs::write(&crt, &cert.cert_pem).unwrap();
+    std::fs::write(&key, &cert.key_pem).unwrap();
+    for f in [&crt, &key] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let tls = testkit::net::private_addr();
+    let broker = Mosquitto::start_with(&format!(
+        "listener {} {}\ncertfile {}\nkeyfile {}\n",
+        tls.port(),
+        tls.ip(),
+        crt.display(),
+        key.display()
+    ));
+    assert!(
+        testkit::wait::within(std::time::Duration::from_secs(10), || {
+            std::net::TcpStream::connect(tls).is_ok()
+        }),
+        "mosquitto's TLS listener: {}",
+        broker.log()
+    );
+    for insecure in [true, false] {
+        let d = Dir::new();
+        let scenario = format!(
+            r#"version: 1
+name: mqtts
+target: {{ base_url: "{base}", insecure: {insecure} }}
+duration: 3s
+devices:
+  - name: v311
+    count: 5
+    topics: [ {{ topic: "tls/{{{{user}}}}", qos: 1 }} ]
+    connect: {{ url: "mqtts://{tls}", mqtt: {{}} }}
+    push: {{ id: {{ json: /id }} }}
+  - name: v5
+    count: 5
+    topics: [ {{ topic: "tls/{{{{user}}}}", qos: 1 }} ]
+    connect: {{ url: "mqtts://{tls}", mqtt: {{ version: "5" }} }}
+    push: {{ id: {{ json: /id }} }}
+senders:
+  - name: to311
+    rate: {{ stages: [ {{ hold: 1s }}, {{ to: 30, over: 100ms }}, {{ hold: 1500ms }} ] }}
+    steps:
+      - post: '{{{{base_url}}}}/tls/{{{{random_device "v311"}}}}?qos=1'
+        json: {{ id: "{{{{msg_id}}}}" }}
+        track: {{ unicast: '{{{{random_device "v311"}}}}', within: 1s }}
+  - name: to5
+    rate: {{ stages: [ {{ hold: 1s }}, {{ to: 30, over: 100ms }}, {{ hold: 1500ms }} ] }}
+    steps:
+      - post: '{{{{base_url}}}}/tls/{{{{random_device "v5"}}}}?qos=1'
+        json: {{ id: "{{{{msg_id}}}}" }}
+        track: {{ unicast: '{{{{random_device "v5"}}}}', within: 1s }}
+"#,
+            base = broker.url(),
+        );
+        let (out, run) = d.run(&scenario);
+        passed(&out);
+        let run = run.unwrap();
+        let m = &run["metrics"];
+        if insecure {
+            assert_eq!(count(&run, "connections_failed"), 0, "{m}");
+            assert_eq!(count(&run, "connections_opened"), 10, "{m}");
+            for journey in ["to311", "to5"] {
+                let n = count(&run, &format!("delivery_received{{journey={journey}}}"));
+                assert!(n >= 30, "{journey}: {m}");
+            }
+            let received = count(&run, "delivery_received");
+            assert_eq!(count(&run, "delivery_expected"), received, "{m}");
+            assert_eq!(count(&run, "delivery_duplicates"), 0, "{m}");
+            assert_eq!(count(&run, "delivery_unexpected"), 0, "{m}");
+        } else {
+            for journey in ["v311", "v5"] {
+                let key = format!("connections_failed{{cause=handshake,journey={journey}}}");
+                assert_eq!(count(&run, &key), 5, "{m}");
+            }
+            assert_eq!(count(&run, "connections_opened"), 0, "{m}");
+        }
+    }
+}
+
 /// Persistent sessions (clean: false) across a broker restart: devices hold their PUBACKs
 /// back, the broker goes down with QoS 1 messages in flight, comes back from its saved state,
 /// sends them again with DUP set when the devices reconnect, and queued messages follow.
