@@ -1,11 +1,12 @@
-//! One device: a task that connects (dispatch, TCP, TLS, then a WebSocket upgrade or an
-//! HTTP GET), runs its protocol's handshake (MQTT CONNECT and SUBSCRIBE; a WebSocket or TCP
-//! gateway's `send_on_connect` and `subscribe` exchanges; an SSE stream's answer head), then
+//! One device: a task that connects (the sibling module `open`: dispatch, TCP, TLS or HTTP/2,
+//! then a WebSocket upgrade or an HTTP GET), runs its protocol's handshake (MQTT CONNECT and
+//! SUBSCRIBE; a WebSocket or TCP gateway's `send_on_connect` and `subscribe` exchanges; an SSE
+//! stream's answer head), then
 //! holds the connection — heartbeats or keep-alive pings, pushes and acks, long-poll requests,
 //! the session's end by think time or churn — and reconnects with backoff when the journey
 //! says so.
 //!
-//! Every message of every protocol goes through [`on_frame`]: text protocols apply the
+//! Every message of every protocol goes through `on_frame`: text protocols apply the
 //! journey's rules to the frame; MQTT ([`super::mqtt`]) and SSE / long-poll
 //! ([`super::http_stream`]) unwrap their packets and events first, then the same push rules
 //! apply (`journey::extract::Message`), so tracking is the same for all.
@@ -16,17 +17,13 @@
 //! so its size does not stay in the task.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::endpoint::Endpoint;
-
 use super::ack;
-use super::h2io::H2Io;
 use super::http_stream::{self, Piece};
-use super::io::{io_cause, Io, TlsIo};
+use super::io::{io_cause, Io};
 use super::mqtt::{self, Stage};
 use super::script::{DeviceScope, Proto, Script};
 use super::shard::{ShardCtx, Slot};
@@ -35,7 +32,7 @@ use crate::delivery::clock::unix_ns;
 use crate::delivery::{names, Receipt};
 use crate::journey::extract::Message;
 use crate::journey::mqtt::ConnectFields;
-use crate::scenario::device::{HttpMode, HttpVersion};
+use crate::scenario::device::HttpMode;
 
 /// A failure cause (the `cause` tag of `connections_failed`).
 pub(crate) type Cause = Cow<'static, str>;
@@ -156,11 +153,11 @@ struct Link {
 }
 
 /// An SSE or long-poll device's reader, and what its next poll sends.
-struct HttpState {
-    reader: http_stream::Reader,
-    host: String,
-    path: String,
-    headers: Vec<(String, String)>,
+pub(super) struct HttpState {
+    pub(super) reader: http_stream::Reader,
+    pub(super) host: String,
+    pub(super) path: String,
+    pub(super) headers: Vec<(String, String)>,
 }
 
 /// Per-connection protocol state.
@@ -184,7 +181,8 @@ struct State {
     error_cause: Option<String>,
 }
 
-fn scope<'a>(
+/// The template scope of a device: its own variables, `vars` and `{{topics}}`.
+pub(super) fn scope<'a>(
     ctx: &'a ShardCtx,
     slot: &'a Slot,
     script: &'a Script,
@@ -198,77 +196,10 @@ fn scope<'a>(
     s
 }
 
-/// Where to connect, from a rendered URL.
-struct Dest {
-    addr: SocketAddr,
-    kind: Kind,
-    host: String,
-    path: String,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Ws,
-    Wss,
-    Tcp,
-    Mqtt,
-    Mqtts,
-    Http,
-    Https,
-}
-
-impl Kind {
-    fn tls(self) -> bool {
-        matches!(self, Kind::Wss | Kind::Mqtts | Kind::Https)
-    }
-}
-
-async fn resolve(url: &str) -> Result<Dest, Cause> {
-    let uri: http::Uri = url.parse().map_err(|_| Cow::Borrowed("connect"))?;
-    let endpoint = Endpoint::of(
-        &uri,
-        &["ws", "wss", "tcp", "mqtt", "mqtts", "http", "https"],
-    )
-    .map_err(|_| Cow::Borrowed("connect"))?;
-    let kind = match endpoint.scheme.as_str() {
-        "ws" => Kind::Ws,
-        "wss" => Kind::Wss,
-        "mqtt" => Kind::Mqtt,
-        "mqtts" => Kind::Mqtts,
-        "http" => Kind::Http,
-        "https" => Kind::Https,
-        _ => Kind::Tcp,
-    };
-    let addr = super::net::resolve(&endpoint)
-        .await
-        .map_err(|_| Cow::Borrowed("connect"))?;
-    let host = uri
-        .authority()
-        .map_or_else(|| endpoint.authority(), |a| a.to_string());
-    Ok(Dest {
-        addr,
-        kind,
-        host,
-        path: uri
-            .path_and_query()
-            .map_or_else(|| "/".to_string(), |p| p.to_string()),
-    })
-}
-
-/// What [`connect`] opened.
-struct Opened {
-    io: Io,
-    framing: Framing,
-    /// Bytes that came after the upgrade's head.
-    leftover: Vec<u8>,
-    /// SSE / long-poll: where the next poll goes.
-    http: Option<Box<HttpState>>,
-}
-
 /// Dispatch, connect, TLS, upgrade or request, and the protocol's handshake.
 async fn establish(ctx: &ShardCtx, slot: &Slot, script: &Script) -> Result<(Link, State), Cause> {
     let mut vars: Vec<(String, String)> = Vec::new();
-    let connecting = connect(ctx, slot, script, &mut vars);
+    let connecting = super::open::connect(ctx, slot, script, &mut vars);
     let opened = match tokio::time::timeout(script.connect_timeout, connecting).await {
         Ok(r) => r?,
         Err(_) => return Err("timeout".into()),
@@ -399,170 +330,6 @@ async fn mqtt_handshake(
 
 fn mqtt_stage(st: &State) -> Stage {
     st.mqtt.as_ref().map_or(Stage::Up, |m| m.stage())
-}
-
-/// The dispatch call (its address becomes `{{address}}` in `vars`), TCP connect, TLS and the
-/// WebSocket upgrade: the stream, its framing, and bytes that came after the upgrade's head.
-async fn connect(
-    ctx: &ShardCtx,
-    slot: &Slot,
-    script: &Script,
-    vars: &mut Vec<(String, String)>,
-) -> Result<Opened, Cause> {
-    let def = &script.def;
-    if let Some(d) = &def.connect.dispatch {
-        let url = d
-            .get
-            .render(&scope(ctx, slot, script, vars))
-            .map_err(|_| Cow::Borrowed("dispatch"))?;
-        let address = ctx.dispatch.address(&url, &d.address).await?;
-        vars.push(("address".into(), address));
-    }
-    let url = match &def.connect.url {
-        Some(t) => t
-            .render(&scope(ctx, slot, script, vars))
-            .map_err(|_| Cow::Borrowed("connect"))?,
-        None => super::script::lookup(vars, "address")
-            .ok_or(Cow::Borrowed("connect"))?
-            .to_string(),
-    };
-    let dest = resolve(&url).await?;
-    let t0 = Instant::now();
-    let tcp = super::net::connect(dest.addr, ctx.source_for(slot.global))
-        .await
-        .map_err(|_| Cow::Borrowed("connect"))?;
-    // SSE and long-poll over HTTP/2: ALPN `h2` over TLS, prior knowledge over plain TCP.
-    let h2 = matches!(dest.kind, Kind::Http | Kind::Https)
-        && (def.connect.http.as_ref()).is_some_and(|h| h.version == HttpVersion::Http2);
-    let mut io = match dest.kind {
-        k if k.tls() => {
-            let name = rustls::pki_types::ServerName::try_from(
-                dest.host.split(':').next().unwrap_or("").to_string(),
-            )
-            .map_err(|_| Cow::Borrowed("handshake"))?;
-            let connector = if h2 { &ctx.tls_h2 } else { &ctx.tls };
-            let s = connector.connect(name, tcp).await.map_err(|e| {
-                Cow::Borrowed(if h2 && refused_alpn(&e) {
-                    "no_h2"
-                } else {
-                    "handshake"
-                })
-            })?;
-            if h2 {
-                // A server that does not pick h2 would answer HTTP/1.1 to the preface.
-                if s.get_ref().1.alpn_protocol() != Some(b"h2".as_slice()) {
-                    return Err(Cow::Borrowed("no_h2"));
-                }
-                Io::H2(Box::new(
-                    H2Io::handshake(s, true)
-                        .await
-                        .map_err(|_| Cow::Borrowed("handshake"))?,
-                ))
-            } else {
-                Io::Tls(Box::new(TlsIo {
-                    stream: s,
-                    buf: vec![0; 16 * 1024].into_boxed_slice(),
-                }))
-            }
-        }
-        _ if h2 => Io::H2(Box::new(
-            H2Io::handshake(tcp, false)
-                .await
-                .map_err(|_| Cow::Borrowed("handshake"))?,
-        )),
-        _ => Io::Plain(tcp),
-    };
-    let mut headers = Vec::new();
-    if !def.connect.headers.is_empty() {
-        let sc = scope(ctx, slot, script, vars);
-        for (n, v) in &def.connect.headers {
-            headers.push((
-                n.clone(),
-                v.render(&sc).map_err(|_| Cow::Borrowed("handshake"))?,
-            ));
-        }
-    }
-    let mut http = None;
-    let (framing, leftover, key) = match dest.kind {
-        Kind::Tcp => (script.tcp_framing, Vec::new(), &script.keys.tcp_connecting),
-        Kind::Mqtt | Kind::Mqtts => (Framing::Raw, Vec::new(), &script.keys.tcp_connecting),
-        Kind::Http | Kind::Https => {
-            let Proto::Http(mode) = script.proto else {
-                return Err(Cow::Borrowed("connect"));
-            };
-            let resume = common::sync::lock(&slot.resume).clone();
-            let req =
-                http_stream::request(mode, &dest.host, &dest.path, resume.as_deref(), &headers);
-            io.write_all(req.as_bytes())
-                .await
-                .map_err(|_| Cow::Borrowed("handshake"))?;
-            http = Some(Box::new(HttpState {
-                reader: http_stream::Reader::new(mode),
-                host: dest.host.clone(),
-                path: dest.path.clone(),
-                headers,
-            }));
-            (Framing::Raw, Vec::new(), &script.keys.tcp_connecting)
-        }
-        Kind::Ws | Kind::Wss => {
-            if matches!(script.proto, Proto::Mqtt(_))
-                && !headers
-                    .iter()
-                    .any(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-protocol"))
-            {
-                // MQTT over WebSocket (MQTT 5 §6, 3.1.1 §6): the subprotocol is `mqtt`.
-                headers.push(("Sec-WebSocket-Protocol".into(), "mqtt".into()));
-            }
-            let leftover = upgrade(&mut io, &dest, &headers).await?;
-            (Framing::Ws, leftover, &script.keys.ws_connecting)
-        }
-    };
-    let done = Instant::now();
-    ctx.record(|r| r.record(key, done, done.duration_since(t0).as_micros() as u64));
-    Ok(Opened {
-        io,
-        framing,
-        leftover,
-        http,
-    })
-}
-
-/// The server ended the TLS handshake with `no_application_protocol` (RFC 7301 §3.2): it
-/// speaks none of the offered protocols (here: `h2`).
-fn refused_alpn(e: &std::io::Error) -> bool {
-    e.get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        .is_some_and(|r| {
-            matches!(
-                r,
-                rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)
-            )
-        })
-}
-
-/// The WebSocket opening handshake on `io`; returns the bytes after the answer's head.
-async fn upgrade(io: &mut Io, dest: &Dest, headers: &[(String, String)]) -> Result<Vec<u8>, Cause> {
-    let key = wire::new_key();
-    let req = wire::upgrade_request(&dest.host, &dest.path, &key, headers);
-    io.write_all(req.as_bytes())
-        .await
-        .map_err(|_| Cow::Borrowed("handshake"))?;
-    let mut head: Vec<u8> = Vec::with_capacity(256);
-    let end = loop {
-        let alive = io
-            .read_with(&mut |d| head.extend_from_slice(d))
-            .await
-            .map_err(|_| Cow::Borrowed("handshake"))?;
-        if !alive || head.len() > 16 * 1024 {
-            return Err(Cow::Borrowed("handshake"));
-        }
-        if let Some(end) =
-            wire::upgrade_answer(&head, &key).map_err(|_| Cow::Borrowed("handshake"))?
-        {
-            break end;
-        }
-    };
-    Ok(head.split_off(end))
 }
 
 /// The `send_on_connect` exchanges, then `subscribe` once per topic, each awaiting its

@@ -1,6 +1,6 @@
 //! A device connection's byte stream: plain TCP read through a per-thread scratch buffer
 //! (nothing kept per connection between reads), TLS with its own small buffer, or an HTTP/2
-//! connection carrying SSE or long-poll requests ([`super::h2io`]).
+//! connection carrying SSE or long-poll requests (the sibling module `h2io`).
 
 use std::borrow::Cow;
 use std::cell::RefCell;

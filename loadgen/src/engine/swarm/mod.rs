@@ -10,6 +10,7 @@
 //!   `h2io` carries them over HTTP/2.
 //! - [`net`]: source addresses, `IP_BIND_ADDRESS_NO_PORT`, the open-file limit, resolving.
 //! - [`script`]: a device journey compiled for running, its metric keys, template scope.
+//! - `open`: opening a device's connection (dispatch, TCP, TLS, HTTP/2, WebSocket upgrade).
 //! - [`connection`]: one device's task (connect, exchanges, heartbeat, pushes, churn,
 //!   reconnect).
 //! - [`ack`]: the reply to a push, rendered straight into the connection's output.
@@ -33,6 +34,7 @@ pub mod http_stream;
 pub mod io;
 pub mod mqtt;
 pub mod net;
+mod open;
 pub mod script;
 pub mod shard;
 pub mod wire;
