@@ -41,7 +41,7 @@ trap 'kill "$NGINX_PID" 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$PORT/ok" >/dev/null 2>&1 && break; sleep 0.1; done
 URL="http://127.0.0.1:$PORT"
 
-# wrk's --latency output → "p50 p99 p99.9" in ms
+# wrk's --latency output → "p50 p99 rps" in ms (wrk prints no p99.9)
 wrk_q() {
   python3 -c '
 import re, sys
@@ -49,14 +49,17 @@ t = sys.stdin.read()
 def ms(v, u): return float(v) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[u]
 q = {m.group(1): ms(m.group(2), m.group(3)) for m in re.finditer(r"^\s+(50|99|99\.9)%\s+([\d.]+)(us|ms|s)\s*$", t, re.M)}
 rps = re.search(r"Requests/sec:\s+([\d.]+)", t).group(1)
-print(f"{q.get(\"50\",0):.3f} {q.get(\"99\",0):.3f} {q.get(\"99.9\",0):.3f} {float(rps):.0f}")'
+p50, p99 = (q.get(k, 0.0) for k in ("50", "99"))
+print(f"{p50:.3f} {p99:.3f} {float(rps):.0f}")'
 }
 # oha -j → "p50 p99 p99.9 rps" in ms
 oha_q() {
   python3 -c '
 import json, sys
 j = json.load(sys.stdin); p = j["latencyPercentiles"]
-print(f"{p[\"p50\"]*1e3:.3f} {p[\"p99\"]*1e3:.3f} {p[\"p99.9\"]*1e3:.3f} {j[\"summary\"][\"requestsPerSec\"]:.0f}")'
+p50, p99, p999 = (p[k] * 1e3 for k in ("p50", "p99", "p99.9"))
+rps = j["summary"]["requestsPerSec"]
+print(f"{p50:.3f} {p99:.3f} {p999:.3f} {rps:.0f}")'
 }
 # loadgen run.json → "p50 p99 p99.9 rps schedule_lag_p99" in ms
 lg_q() {
@@ -74,7 +77,7 @@ print(f"{h['p50']/1e3:.3f} {h['p99']/1e3:.3f} {q('p999'):.3f} {m['http_reqs']['v
 PY
 }
 
-echo "| path | rate | truth (wrk -c1) p50/p99/p99.9 rps | loadgen open (…, schedule_lag p99) | oha -q --latency-correction | loadgen closed (users, think) | oha -q -c users (closed) |"
+echo "| path | rate | truth (wrk -c1) p50/p99 rps | loadgen open (…, schedule_lag p99) | oha -q --latency-correction | loadgen closed (users, think) | oha -q -c users (closed) |"
 echo "| --- | ---: | --- | --- | --- | --- | --- |"
 for path in /ok /d5 /d20; do
   truth=$(taskset -c "$CLIENT_CPU" wrk -t1 -c1 -d5s --latency "$URL$path" | wrk_q)
@@ -82,20 +85,21 @@ for path in /ok /d5 /d20; do
   for rate in $RATES; do
     d="$OUT/cal-open-${path#/}-$rate"; rm -rf "$d"
     taskset -c "$CLIENT_CPU" "$LOADGEN" run "$ROOT/bench/calibrate-open.yaml" -e TARGET="$URL" \
-      -e URL_PATH="$path" -e RATE="$rate" -e DURATION="${DUR}s" --out "$d" --quiet >"$d.log" 2>&1 || true
+      -e URL_PATH="$path" -e RATE="$rate" -e CONNECTIONS=200 -e DURATION="${DUR}s" --out "$d" --quiet >"$d.log" 2>&1 || true
     open=$(lg_q "$d")
-    oha=$(taskset -c "$CLIENT_CPU" "$OHA" -z "${DUR}s" -q "$rate" --latency-correction -c 64 --no-tui -j "$URL$path" 2>/dev/null | oha_q)
-    # Closed model at about the same rate: enough users to cover rate × latency, each thinking
-    # so that users / (latency + think) ≈ rate.
+    oha=$(taskset -c "$CLIENT_CPU" "$OHA" -z "${DUR}s" -q "$rate" --latency-correction -c 200 --no-tui --output-format json "$URL$path" 2>/dev/null | oha_q)
+    # Closed model at about the same rate: each user thinks at least 5 ms (a think shorter than
+    # the runtime's 1 ms timer tick would be stretched by it), with enough users that
+    # users / (latency + think) ≈ rate.
     read -r users think_ms < <(python3 -c "
 import math; r=$rate; lat=$t50/1e3
-u=max(1, math.ceil(r*lat*1.2)); t=max(0.0, u/r-lat); print(u, round(t*1e3, 3))")
+u=max(1, math.ceil(r*(lat+0.005))); t=max(0.005, u/r-lat); print(u, round(t*1e3, 3))")
     d="$OUT/cal-closed-${path#/}-$rate"; rm -rf "$d"
     taskset -c "$CLIENT_CPU" "$LOADGEN" run "$ROOT/bench/calibrate-closed.yaml" -e TARGET="$URL" \
       -e URL_PATH="$path" -e USERS="$users" -e THINK="${think_ms}ms" -e DURATION="${DUR}s" \
       --out "$d" --quiet >"$d.log" 2>&1 || true
     closed=$(lg_q "$d")
-    ohac=$(taskset -c "$CLIENT_CPU" "$OHA" -z "${DUR}s" -q "$rate" -c "$users" --no-tui -j "$URL$path" 2>/dev/null | oha_q)
+    ohac=$(taskset -c "$CLIENT_CPU" "$OHA" -z "${DUR}s" -q "$rate" -c "$users" --no-tui --output-format json "$URL$path" 2>/dev/null | oha_q)
     echo "| $path | $rate | $truth | $open | $oha | $closed ($users, ${think_ms}ms) | $ohac |"
   done
 done
@@ -105,9 +109,10 @@ done
 WORKER=$(pgrep -P "$NGINX_PID" | head -1)
 d="$OUT/cal-stall"; rm -rf "$d"
 ( sleep 4; kill -STOP "$WORKER"; sleep 1; kill -CONT "$WORKER" ) &
+STALL=$!
 taskset -c "$CLIENT_CPU" "$LOADGEN" run "$ROOT/bench/calibrate-open.yaml" -e TARGET="$URL" \
   -e URL_PATH=/ok -e RATE=200 -e DURATION=10s --out "$d" --quiet >"$d.log" 2>&1 || true
-wait
+wait "$STALL"
 python3 - "$d/run.json" <<'PY'
 import json, sys
 h = json.load(open(sys.argv[1]))["metrics"]["http_req_duration"]

@@ -12,6 +12,7 @@
 //! - [`vendors`]: the other vendors' own push APIs (FCM, Huawei, Xiaomi, vivo, OPPO), which
 //!   the router speaks directly.
 //! - [`server`]: runs what a config enables, with metrics, health and graceful shutdown.
+//! - [`registration`]: the instance in ZooKeeper (Curator's format), so senders find it.
 //! - [`config`], [`jwt`], [`tls`], [`metrics`]: the pieces they share.
 
 pub mod config;
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod ops;
 pub mod preflight;
 pub mod proxy;
+pub mod registration;
 pub mod relay;
 pub mod router;
 pub mod server;

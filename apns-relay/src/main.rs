@@ -1,8 +1,9 @@
 //! `apns-relay`: `serve` runs the relay and/or proxy a config enables; `send` pushes one
 //! notification through the sender-side router; `check` validates a config and opens every
-//! file it names; `health` asks a running relay's `/healthz`. Exit codes: 0
-//! success (for `send`: accepted), 1 runtime failure (or a push rejected / unknown), 2 bad
-//! input (config, arguments).
+//! file it names; `health` asks a running relay's `/healthz`; `discover` lists the instances
+//! registered in ZooKeeper. Exit codes: 0 success (for `send`: accepted), 1 runtime failure
+//! (or a push rejected / unknown; for `discover`: no instance to use), 2 bad input (config,
+//! arguments, an unreachable ensemble, no relay to send to).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,19 @@ enum Command {
         /// The /healthz URL of the operations listener.
         #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
         url: String,
+    },
+    /// List the instances registered under a service path in ZooKeeper (one line each, and
+    /// one per malformed node); with --follow, again on every change until the time is up.
+    /// Exit 0 when an instance takes work, 1 when none does, 2 on bad input or an unreachable
+    /// ensemble.
+    Discover {
+        /// The connect string: host:port[,host:port...][/chroot].
+        ensemble: String,
+        /// The service's path, /base/service (e.g. /services/apns-relay).
+        path: String,
+        /// Keep listing changes for this long (e.g. 60s).
+        #[arg(long, value_parser = common::duration::parse)]
+        follow: Option<std::time::Duration>,
     },
 }
 
@@ -133,6 +147,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Health { url } => runtime.block_on(health(&url)),
+        Command::Discover {
+            ensemble,
+            path,
+            follow,
+        } => runtime.block_on(discover(&ensemble, &path, follow)),
         Command::Serve { config: path } => {
             let config = match Config::load(&path) {
                 Ok(c) => c,
@@ -219,6 +238,47 @@ async fn health(url: &str) -> ExitCode {
     }
 }
 
+async fn discover(ensemble: &str, path: &str, follow: Option<std::time::Duration>) -> ExitCode {
+    let path = match discovery::ServicePath::parse(path) {
+        Ok(p) => p,
+        Err(e) => return fail(2, &e),
+    };
+    let config = discovery::ZkConfig::new(ensemble);
+    let watch = match discovery::ServiceWatch::start(&config, &path, Default::default()).await {
+        Ok(w) => w,
+        Err(e) => return fail(2, &e),
+    };
+    let print = |watch: &discovery::ServiceWatch| {
+        for line in watch.instances().describe() {
+            println!("{line}");
+        }
+    };
+    print(&watch);
+    if let Some(follow) = follow {
+        let mut changes = watch.subscribe();
+        let end = tokio::time::sleep(follow);
+        tokio::pin!(end);
+        loop {
+            tokio::select! {
+                _ = &mut end => break,
+                r = changes.changed() => {
+                    if r.is_err() {
+                        break;
+                    }
+                    println!("--");
+                    print(&watch);
+                }
+            }
+        }
+    }
+    let usable = watch.pick().map(drop);
+    watch.close().await;
+    match usable {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(1, &e),
+    }
+}
+
 async fn send(args: SendArgs) -> ExitCode {
     let config = match RouterConfig::load(&args.config) {
         Ok(c) => c,
@@ -261,10 +321,13 @@ async fn send(args: SendArgs) -> ExitCode {
     if vendor == Vendor::Apple && args.topic.is_none() {
         return fail(2, &"--topic is required for Apple pushes");
     }
-    let router = match Router::new(config) {
+    let router = match Router::start(config).await {
         Ok(r) => r,
         Err(e) => return fail(2, &e),
     };
+    if let Some(note) = router.note() {
+        eprintln!("apns-relay: {note}");
+    }
     let n = Notification {
         vendor,
         device_token: args.to,
@@ -276,7 +339,9 @@ async fn send(args: SendArgs) -> ExitCode {
         priority: args.priority,
         resend_unknown: args.resend_unknown,
     };
-    match router.send(&n).await {
+    let result = router.send(&n).await;
+    router.close().await;
+    match result {
         Ok(d) => {
             println!(
                 "{} status={} path={} attempts={}{}{}{}",
@@ -294,6 +359,9 @@ async fn send(args: SendArgs) -> ExitCode {
                 },
                 d.dedupe.map(|s| format!(" dedupe={s}")).unwrap_or_default(),
             );
+            if let Some(relay) = &d.relay {
+                println!("relay={relay}");
+            }
             if let Some(id) = &d.message_id {
                 println!("message-id={id}");
             }
@@ -308,6 +376,7 @@ async fn send(args: SendArgs) -> ExitCode {
         }
         Err(e @ apns_relay::router::RouterError::NoVendor(_)) => fail(2, &e),
         Err(e @ apns_relay::router::RouterError::BadPush(_)) => fail(2, &e),
+        Err(e @ apns_relay::router::RouterError::NoRelay(_)) => fail(2, &e),
         Err(e) => fail(1, &e),
     }
 }

@@ -5,7 +5,8 @@
 //! request's attempt), inbound rejections by status and reason (refused before anything
 //! reached APNs), retries by cause, proxy tunnels by result, provider tokens minted. Histograms (seconds): latency per leg — `inbound` (the sender's
 //! whole request at the relay), `apns` (one attempt towards APNs), `store` (dedupe claims).
-//! Gauges: pool connections open, streams in flight, pushes in flight, proxy tunnels open.
+//! Gauges: pool connections open, streams in flight, pushes in flight, proxy tunnels open,
+//! whether the instance is registered in ZooKeeper (with a counter of registrations).
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -53,6 +54,11 @@ pub struct Metrics {
     pub tunnels_open: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// Provider tokens minted.
     pub token_refreshes: Counter<u64, AtomicU64>,
+    /// 1 while this instance's node is registered in ZooKeeper, else 0.
+    pub discovery_registered: Gauge<i64, std::sync::atomic::AtomicI64>,
+    /// Nodes this instance made in ZooKeeper (the first, and one per registration again after
+    /// a session expired or the node was deleted).
+    pub discovery_registrations: Counter<u64, AtomicU64>,
     /// Handles to the series every push touches, taken once: a family lookup builds its
     /// label set (allocations) and hashes it on every call.
     hot: Hot,
@@ -111,6 +117,8 @@ impl Metrics {
             pushes_in_flight: Gauge::default(),
             tunnels_open: Gauge::default(),
             token_refreshes: Counter::default(),
+            discovery_registered: Gauge::default(),
+            discovery_registrations: Counter::default(),
             registry: Registry::default(),
             pushes: pushes.clone(),
             retries: retries.clone(),
@@ -168,6 +176,16 @@ impl Metrics {
             "token_refreshes",
             "Provider tokens minted",
             m.token_refreshes.clone(),
+        );
+        registry.register(
+            "discovery_registered",
+            "1 while this instance's node is registered in ZooKeeper",
+            m.discovery_registered.clone(),
+        );
+        registry.register(
+            "discovery_registrations",
+            "Nodes this instance made in ZooKeeper (first registration and each one again)",
+            m.discovery_registrations.clone(),
         );
         Metrics { registry, ..m }
     }

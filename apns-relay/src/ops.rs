@@ -1,5 +1,5 @@
 //! The operations listener: `GET /metrics` (Prometheus text) and `GET /healthz`, a JSON report
-//! of the dedupe store and the outbound pool, `200` while the relay serves and its store
+//! of the dedupe store, the outbound pool and the registration in ZooKeeper, `200` while the relay serves and its store
 //! answers, `503` while it drains (from SIGTERM until it stops) or when the store fails. It keeps
 //! answering through the drain, so a load balancer sees the 503 and stops sending.
 
@@ -33,6 +33,8 @@ pub struct Health {
     pub pool_size: Option<usize>,
     /// True from the start of a graceful shutdown.
     pub draining: watch::Receiver<bool>,
+    /// The registration in ZooKeeper, when `[discovery]` is configured.
+    pub discovery: Option<watch::Receiver<crate::registration::Status>>,
 }
 
 /// Serves `/metrics` and `/healthz` until `stop` turns true.
@@ -78,7 +80,11 @@ pub async fn serve(listener: TcpListener, health: Health, mut stop: watch::Recei
 impl Health {
     /// The `/healthz` status and JSON body:
     /// `{"status": "ok" | "draining" | "store failing", "draining": bool,
-    ///   "store": "ok" | "<error>" | null, "pool": {"open": n, "configured": n} | null}`.
+    ///   "store": "ok" | "<error>" | null, "pool": {"open": n, "configured": n} | null,
+    ///   "discovery": {"registered": bool, "node", "session" | "why"}}` (`discovery` only
+    ///   when `[discovery]` is configured).
+    /// The registration is reported, not judged: an instance ZooKeeper cannot reach still
+    /// serves senders that know its address.
     pub async fn report(&self) -> (StatusCode, String) {
         let draining = *self.draining.borrow();
         let store = match &self.store {
@@ -105,7 +111,7 @@ impl Health {
                 "configured": configured,
             })
         });
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "status": status,
             "draining": draining,
             "store": store.map(|s| match s {
@@ -114,6 +120,9 @@ impl Health {
             }),
             "pool": pool,
         });
+        if let Some(d) = &self.discovery {
+            body["discovery"] = d.borrow().to_json();
+        }
         let code = if draining || store_failing {
             StatusCode::SERVICE_UNAVAILABLE
         } else {

@@ -2,7 +2,7 @@
 //! every file the config names opens and holds what its field needs (keys, certificates, CA
 //! bundles, senders' public keys), and the dedupe store's directory is writable. Each error is
 //! one line naming the config field and the path. It also says which rule the proxy listener
-//! falls under, and why.
+//! falls under, and why, and where the instance will register in ZooKeeper.
 
 use std::path::Path;
 
@@ -40,7 +40,31 @@ pub fn preflight(config: &Config, name: &str) -> Result<Vec<String>, ConfigError
     }
     crate::relay::auth::Senders::load(&config.senders)
         .map_err(|e| ConfigError(format!("{name}: {e}")))?;
-    Ok(proxy_notes(config))
+    let mut notes = proxy_notes(config);
+    notes.extend(discovery_note(config));
+    Ok(notes)
+}
+
+/// Where `serve` will register the instance (nothing is asked of ZooKeeper here).
+fn discovery_note(config: &Config) -> Option<String> {
+    let d = config.discovery.as_ref()?;
+    let path = d.service_path().ok()?;
+    let listen = config
+        .relay
+        .as_ref()
+        .map(|r| r.listen)
+        .or(config.proxy.as_ref().map(|p| p.listen))?;
+    let host = d.advertised(listen).ok()?;
+    Some(format!(
+        "discovery: registers under {path} in ZooKeeper `{}` as id {}, at {host} (the ports the listeners bind), weight {}{}",
+        d.ensemble,
+        d.id.as_deref().unwrap_or("<a new UUID per start>"),
+        d.weight,
+        d.region
+            .as_deref()
+            .map(|r| format!(", region {r}"))
+            .unwrap_or_default()
+    ))
 }
 
 /// Which rule the proxy listener falls under, and why.

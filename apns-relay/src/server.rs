@@ -1,7 +1,12 @@
 //! `apns-relay serve`: starts what the config enables — the relay, the proxy, the operations
-//! listener — and shuts them down gracefully: stop accepting, GOAWAY to senders, wait for
-//! pushes in flight (bounded by `relay.drain_timeout`), then stop. The operations listener
-//! answers `/healthz` with 503 through the drain and stops last.
+//! listener, the registration in ZooKeeper — and shuts them down gracefully, in this order:
+//!
+//! 1. `/healthz` answers 503 (draining);
+//! 2. the instance's node is removed from ZooKeeper, and the listeners keep accepting for
+//!    `discovery.deregister_lead` so senders' watches drop the instance first;
+//! 3. stop accepting, GOAWAY to senders, wait for pushes in flight (bounded by
+//!    `relay.drain_timeout`), then stop. The operations listener answers through the drain
+//!    and stops last.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +22,7 @@ use crate::dedupe;
 use crate::jwt::{Signer, TokenCache};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
+use crate::registration::{self, Listener, Registrar};
 use crate::relay::auth::Senders;
 use crate::relay::inbound::Inbound;
 use crate::relay::pool::{Pool, PoolOptions, Target};
@@ -44,6 +50,11 @@ pub struct Running {
     pub ops_addr: Option<SocketAddr>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
+    /// The registration in ZooKeeper, when `[discovery]` is configured.
+    pub registrar: Option<Registrar>,
+    /// True from the start of the drain (`/healthz` says so).
+    draining: watch::Sender<bool>,
+    /// True when the listeners stop accepting.
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     /// The operations listener, stopped after the drain.
@@ -63,6 +74,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let cfg_err = |e: &dyn std::fmt::Display| StartError::Config(e.to_string());
     let metrics = Arc::new(Metrics::new());
     let (shutdown, rx) = watch::channel(false);
+    let (draining, draining_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let senders = Arc::new(Senders::load(&config.senders).map_err(|e| cfg_err(&e))?);
     let mut running = Running {
@@ -70,6 +82,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         proxy_addr: None,
         ops_addr: None,
         metrics: metrics.clone(),
+        registrar: None,
+        draining,
         shutdown,
         tasks: Vec::new(),
         ops: None,
@@ -148,6 +162,22 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tasks.push(tokio::spawn(proxy.serve(listener, acceptor, rx.clone())));
         tracing::info!(addr = ?running.proxy_addr, "proxy listening");
     }
+    if let Some(dc) = &config.discovery {
+        let listener =
+            |addr: Option<SocketAddr>, tls: bool| addr.map(|addr| Listener { addr, tls });
+        let relay = listener(
+            running.relay_addr,
+            config.relay.as_ref().is_some_and(|r| r.tls.is_some()),
+        );
+        let proxy = listener(
+            running.proxy_addr,
+            config.proxy.as_ref().is_some_and(|p| p.tls.is_some()),
+        );
+        let instance = registration::instance(dc, relay, proxy).map_err(StartError::Config)?;
+        let registrar =
+            Registrar::start(dc, instance, metrics.clone()).map_err(StartError::Config)?;
+        running.registrar = Some(registrar);
+    }
     if let Some(oc) = &config.ops {
         let listener = bind(oc.listen, "ops").await?;
         running.ops_addr = listener.local_addr().ok();
@@ -155,7 +185,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
             metrics: metrics.clone(),
             store: running.relay.as_ref().map(|r| r.store().clone()),
             pool_size: running.relay.as_ref().map(|r| r.pool().size()),
-            draining: rx.clone(),
+            draining: draining_rx,
+            discovery: running.registrar.as_ref().map(Registrar::status),
         };
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(crate::ops::serve(listener, health, stopped));
@@ -167,7 +198,21 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 
 impl Running {
     /// Graceful shutdown; see the module doc.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        let _ = self.draining.send(true);
+        if let Some(registrar) = self.registrar.as_mut() {
+            match registrar.drain().await {
+                Ok(true) => {
+                    tracing::info!(
+                        lead = %common::duration::format(registrar.lead),
+                        "deregistered from ZooKeeper; still accepting for the lead"
+                    );
+                    tokio::time::sleep(registrar.lead).await;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!("discovery: {e}; the node goes with the session"),
+            }
+        }
         let _ = self.shutdown.send(true);
         let deadline = Instant::now() + self.drain + Duration::from_secs(1);
         for t in self.tasks {

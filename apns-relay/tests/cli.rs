@@ -198,6 +198,10 @@ fn the_shipped_sample_configs_are_valid() {
         ),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("discovery: registers under /services/apns-relay in ZooKeeper `zk1.example.com:2181,zk2.example.com:2181,zk3.example.com:2181` as id <a new UUID per start>, at relay-1.us-west.example.com"),
+        "{stdout}"
+    );
     assert!(!root.path().join("var").exists(), "check created nothing");
     apns_relay::config::RouterConfig::load(&deploy.join("router.toml")).unwrap();
 }

@@ -20,6 +20,7 @@ use crate::ServiceInstance;
 
 /// How work is spread over the instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Balance {
     /// Smooth weighted round robin.

@@ -9,6 +9,14 @@ use serde::Deserialize;
 
 use crate::Error;
 
+/// The session timeout asked of the servers when a file does not set one.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The bound of a first connection, a registration or a first read when a file does not set
+/// one.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an instance that refused a connection is passed over when a file does not say.
+pub const DEFAULT_DOWN_FOR: Duration = Duration::from_secs(5);
+
 /// The ZooKeeper ensemble and the timeouts that keep every call bounded.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,10 +42,10 @@ pub struct ZkConfig {
 mod defaults {
     use std::time::Duration;
     pub fn session_timeout() -> Duration {
-        Duration::from_secs(10)
+        super::DEFAULT_SESSION_TIMEOUT
     }
     pub fn connect_timeout() -> Duration {
-        Duration::from_secs(5)
+        super::DEFAULT_CONNECT_TIMEOUT
     }
 }
 
@@ -107,14 +115,19 @@ impl ServicePath {
         })
     }
 
-    /// Parses `/base/…/service` (the last segment is the service).
+    /// Parses `/base/…/service` (the last segment is the service); the error names `path`.
     pub fn parse(path: &str) -> Result<ServicePath, Error> {
-        let path = path.trim_end_matches('/');
-        match path.rsplit_once('/') {
-            Some((base, service)) if path.starts_with('/') => ServicePath::new(base, service),
-            _ => Err(Error::Config(format!(
-                "path: expected `/base/service`, got `{path}`"
-            ))),
+        let bad = || {
+            Error::Config(format!(
+                "path: expected `/base/service` (node names: no empty, `.` or `..` segment), got `{path}`"
+            ))
+        };
+        let trimmed = path.trim_end_matches('/');
+        match trimmed.rsplit_once('/') {
+            Some((base, service)) if trimmed.starts_with('/') => {
+                ServicePath::new(base, service).map_err(|_| bad())
+            }
+            _ => Err(bad()),
         }
     }
 
@@ -166,7 +179,11 @@ mod tests {
         );
         assert_eq!(
             err(ServicePath::parse("relay")),
-            "path: expected `/base/service`, got `relay`"
+            "path: expected `/base/service` (node names: no empty, `.` or `..` segment), got `relay`"
+        );
+        assert_eq!(
+            err(ServicePath::parse("/a/../relay")),
+            "path: expected `/base/service` (node names: no empty, `.` or `..` segment), got `/a/../relay`"
         );
     }
 

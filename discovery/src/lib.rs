@@ -10,6 +10,8 @@
 //!   every child's data), balanced round robin or least in flight, with fail-over to another
 //!   instance when a connection fails: [`ServiceWatch::failover`] → use → [`Lease::done`] or
 //!   [`Lease::connect_failed`].
+//! - [`Discover`]: what a client's file says to find a service (ensemble, path, balancing,
+//!   which endpoint), turned into a [`ServiceWatch`] and, per piece of work, a URL and a lease.
 //! - [`ServiceInstance`]: Curator's JSON (`name`, `id`, `address`, `port`, `sslPort`,
 //!   `payload`, `registrationTimeUTC`, `serviceType`, `uriSpec`, `enabled`).
 //!
@@ -44,6 +46,7 @@
 
 pub mod balance;
 pub mod config;
+pub mod discover;
 pub mod instance;
 pub mod protect;
 pub mod register;
@@ -54,6 +57,7 @@ use std::time::Duration;
 
 pub use balance::{Balance, Lease, Member};
 pub use config::{ServicePath, ZkConfig};
+pub use discover::Discover;
 pub use instance::{ServiceInstance, ServiceType, UriSpec};
 pub use register::{Registered, Registration};
 pub use watch::{read_once, Failover, Instances, ServiceWatch, WatchOptions};

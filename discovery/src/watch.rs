@@ -125,11 +125,12 @@ impl Instances {
     }
 }
 
-/// Watches one service; see the module doc. The background task ends when this is dropped.
+/// Watches one service; see the module doc. The background task ends when this is dropped,
+/// or with [`ServiceWatch::close`].
 #[derive(Debug)]
 pub struct ServiceWatch {
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Debug)]
@@ -142,7 +143,9 @@ struct Shared {
 
 impl Drop for ServiceWatch {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = common::sync::lock(&self.task).as_ref() {
+            task.abort();
+        }
     }
 }
 
@@ -172,7 +175,22 @@ impl ServiceWatch {
                 why: format!("no answer to reading `{path}`"),
             });
         }
-        Ok(ServiceWatch { shared, task })
+        Ok(ServiceWatch {
+            shared,
+            task: std::sync::Mutex::new(Some(task)),
+        })
+    }
+
+    /// Stops following (the last view stays) and waits until the follower has let go of its
+    /// session, which then closes. Call it before the runtime shuts down: zookeeper-client
+    /// 0.11 panics in a watch that is polled after a shutting-down runtime dropped its session
+    /// task.
+    pub async fn close(&self) {
+        let task = common::sync::lock(&self.task).take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
     }
 
     /// The service's path.
@@ -225,6 +243,7 @@ impl ServiceWatch {
         Failover {
             watch: self,
             tried: HashSet::new(),
+            passed_over: 0,
         }
     }
 }
@@ -234,6 +253,8 @@ impl ServiceWatch {
 pub struct Failover<'a> {
     watch: &'a ServiceWatch,
     tried: HashSet<String>,
+    /// Of `tried`, the instances passed over as unusable for this work rather than failed.
+    pub(crate) passed_over: usize,
 }
 
 impl Failover<'_> {
@@ -252,7 +273,7 @@ impl Failover<'_> {
             }
             None => Err(Error::NoInstance {
                 path: self.watch.shared.path.to_string(),
-                why: view.why_none(self.tried.len()),
+                why: view.why_none(self.tried.len() - self.passed_over),
             }),
         }
     }
@@ -502,7 +523,9 @@ fn publish(shared: &Shared, known: &mut Known, stale: Option<String>) {
 /// Reads a service's instances once (a new session, closed after): for a command that looks.
 pub async fn read_once(config: &ZkConfig, path: &ServicePath) -> Result<Arc<Instances>, Error> {
     let watch = ServiceWatch::start(config, path, WatchOptions::default()).await?;
-    Ok(watch.instances())
+    let view = watch.instances();
+    watch.close().await;
+    Ok(view)
 }
 
 #[cfg(test)]

@@ -426,9 +426,10 @@ fn sigint_during_a_device_ramp_stops_connecting_at_once() {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         assert!(gw.fetch_stats().await.connections >= 150);
+        // Read just before the signal: after it the devices close, and the count falls.
+        let at_signal = gw.fetch_stats().await.connections;
         let started = std::time::Instant::now();
         child.signal(testkit::process::Signal::SIGINT);
-        let at_signal = gw.fetch_stats().await.connections;
         let code = tokio::task::spawn_blocking(move || child.wait(Duration::from_secs(15)).code())
             .await
             .unwrap();

@@ -3,7 +3,8 @@
 //! the file and the field) and maps to exit code 2.
 //!
 //! `serve` runs whatever the file enables: the terminating relay (`[relay]`), the CONNECT
-//! proxy (`[proxy]`), or both, plus the operations listener (`[ops]`).
+//! proxy (`[proxy]`), or both, plus the operations listener (`[ops]`) and the instance's
+//! registration in ZooKeeper (`[discovery]`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,7 +17,9 @@ use serde::Deserialize;
 /// The dedupe store's block cache when none is configured (`dedupe.cache_mib`), in bytes.
 pub const DEFAULT_DEDUPE_CACHE: u64 = 256 << 20;
 
+mod discovery;
 mod router;
+pub use discovery::DiscoveryConfig;
 pub use router::*;
 
 /// A configuration error: one line, naming the file and the place or field.
@@ -46,6 +49,9 @@ pub struct Config {
     pub senders: Vec<SenderConfig>,
     /// The operations listener (`/metrics`, `/healthz`).
     pub ops: Option<OpsConfig>,
+    /// Registering this instance in ZooKeeper, so senders find it; absent means no
+    /// registration.
+    pub discovery: Option<DiscoveryConfig>,
 }
 
 /// TLS for a listener.
@@ -601,6 +607,11 @@ impl Config {
                     );
                 }
             }
+        }
+        if let Some(d) = &self.discovery {
+            let listen = self.relay.as_ref().map(|r| r.listen);
+            d.check(listen.or(self.proxy.as_ref().map(|p| p.listen)))
+                .map_err(|e| ConfigError(format!("{name}: {e}")))?;
         }
         for (i, s) in self.senders.iter().enumerate() {
             let field = format!("senders[{i}] ({})", s.name);

@@ -176,8 +176,12 @@ pub enum AppleVia {
 pub struct AppleRoute {
     /// `relay`, `proxy` or `direct`.
     pub via: AppleVia,
-    /// Relay: its URL (`https://…`, or `http://` for h2c on loopback).
+    /// Relay: its URL (`https://…`, or `http://` for h2c on loopback). With `discovery`, the
+    /// fallback when ZooKeeper cannot be reached at start or lists no relay.
     pub relay_url: Option<String>,
+    /// Relay: find the relays in ZooKeeper (`{ ensemble, path, balance }`) and pick one per
+    /// push, failing over to another on a connection failure.
+    pub discovery: Option<discovery::Discover>,
     /// Relay: the sender's bearer token.
     pub relay_token: Option<String>,
     /// Relay: CA of the relay's certificate (default: system roots).
@@ -256,9 +260,23 @@ impl RouterConfig {
     pub fn check(&self, name: &str) -> Result<(), ConfigError> {
         let err = |field: &str, msg: &str| Err(ConfigError(format!("{name}: {field}: {msg}")));
         let a = &self.apple;
+        if let Some(d) = &a.discovery {
+            if a.via != AppleVia::Relay {
+                return err(
+                    "apple.discovery",
+                    "relays are discovered only with via = \"relay\"",
+                );
+            }
+            if let Err(e) = d.check() {
+                return Err(ConfigError(format!("{name}: apple.discovery.{e}")));
+            }
+        }
         match a.via {
-            AppleVia::Relay if a.relay_url.is_none() => {
-                return err("apple.relay_url", "via = \"relay\" needs relay_url")
+            AppleVia::Relay if a.relay_url.is_none() && a.discovery.is_none() => {
+                return err(
+                    "apple.relay_url",
+                    "via = \"relay\" needs relay_url or discovery",
+                )
             }
             AppleVia::Proxy if a.proxy_url.is_none() => {
                 return err("apple.proxy_url", "via = \"proxy\" needs proxy_url")

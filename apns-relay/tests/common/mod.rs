@@ -6,6 +6,7 @@
 
 pub mod stock;
 pub mod vendors;
+pub mod zk;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -82,6 +83,22 @@ bearer_token = "{SENDER_TOKEN}"
 "#,
             endpoint = self.mock.url(),
         )
+    }
+
+    /// [`Harness::relay_toml`] with the dedupe store in the Redis at `redis_url` (shared by
+    /// every relay of a test), in-flight claims honoured for `lease`.
+    pub fn relay_toml_redis(
+        &self,
+        listen: &str,
+        redis_url: &str,
+        lease: &str,
+        extra: &str,
+    ) -> String {
+        let dedupe = format!(
+            "[dedupe]\nbackend = \"redis\"\nurl = \"{redis_url}\"\nin_flight_lease = \"{lease}\"\n"
+        );
+        self.relay_toml(listen, extra)
+            .replace("[dedupe]\npath = \"dedupe\"\n", &dedupe)
     }
 
     pub fn config(&self, toml: &str) -> Config {
@@ -198,4 +215,9 @@ pub fn spawn_binary(config: &std::path::Path) -> (testkit::Spawned, std::net::So
     let mut child = testkit::Spawned::start(cmd);
     let addr = child.announced("relay=").parse().unwrap();
     (child, addr)
+}
+
+/// The operations listener a relay binary announced (`ops=ADDR`).
+pub fn announced_ops(child: &mut testkit::Spawned) -> std::net::SocketAddr {
+    child.announced("ops=").parse().unwrap()
 }

@@ -31,7 +31,24 @@ pub fn load_plan(args: &PlanArgs) -> Result<Plan, String> {
 pub fn main(args: &PlanArgs) -> i32 {
     match load_plan(args) {
         Ok(plan) => {
-            print!("{}", plan.describe());
+            // A discovered target: what ZooKeeper lists now, or the error `run` would stop with.
+            let mut discovered = Vec::new();
+            if let Some(d) = &plan.scenario.target.discovery {
+                let runtime = match super::runtime() {
+                    Ok(r) => r,
+                    Err(code) => return code,
+                };
+                match runtime.block_on(crate::run::target::describe_discovered(d)) {
+                    Ok(lines) => discovered = lines,
+                    Err(e) => return fail(exit::BAD_INPUT, &e),
+                }
+            }
+            for line in plan.describe().lines() {
+                println!("{line}");
+                if line.starts_with("target:") {
+                    discovered.iter().for_each(|l| println!("          {l}"));
+                }
+            }
             exit::OK
         }
         Err(e) => fail(exit::BAD_INPUT, &e),

@@ -57,6 +57,20 @@ pub mod names {
     pub const PACER_LAG: &str = "pacer_lag";
 }
 
+/// How long an iteration that found no instance of a discovered target waits before it ends
+/// (so the next one may find the list changed).
+const NO_INSTANCE_PAUSE: Duration = Duration::from_millis(100);
+
+/// Where each iteration's `{{base_url}}` comes from when the target's instances are
+/// discovered (`run::target` follows them): one instance per iteration, leased for the
+/// iteration's length, so balancing counts iterations in flight and a refused connection
+/// passes the instance over for the iterations after.
+pub trait TargetInstances: Send + Sync + std::fmt::Debug {
+    /// The base URL of the instance for the next iteration, with its lease; or why no
+    /// instance can be used.
+    fn pick(&self) -> Result<(String, discovery::Lease), String>;
+}
+
 /// A journey compiled for running: the sender, its metric keys, and shared values.
 #[derive(Debug)]
 pub struct Journey {
@@ -82,6 +96,8 @@ pub struct Journey {
     random_journeys: Vec<String>,
     /// Connections for steps that publish over MQTT (`mqtt://` URLs).
     mqtt: mqtt::Publishers,
+    /// The target's discovered instances, when it has them.
+    instances: Option<Arc<dyn TargetInstances>>,
 }
 
 #[derive(Debug)]
@@ -136,7 +152,15 @@ impl Journey {
             globals,
             feeders,
             delivery: None,
+            instances: None,
         }
+    }
+
+    /// Gives the journey the target's discovered instances: each iteration sets
+    /// `{{base_url}}` to one of them.
+    pub fn with_instances(mut self, instances: Option<Arc<dyn TargetInstances>>) -> Journey {
+        self.instances = instances;
+        self
     }
 
     /// Gives the journey the swarm's delivery helpers: `{{msg_id}}`, `{{random_device}}` and
@@ -194,6 +218,32 @@ pub async fn run_iteration<T: Transport>(
         return false;
     }
     vars.next_iteration();
+    let mut lease = match &journey.instances {
+        None => None,
+        Some(instances) => match instances.pick() {
+            Ok((base_url, lease)) => {
+                vars.set("base_url", base_url);
+                Some(lease)
+            }
+            Err(why) => {
+                tracing::debug!(journey = journey.name(), "no instance: {why}");
+                let step = journey.sender.steps.iter().find_map(|s| match s {
+                    Step::Request(r) => Some(r.name.as_str()),
+                    Step::Let(_) => None,
+                });
+                let now = Instant::now();
+                record_error(journey, recorder, step.unwrap_or("-"), "no_instance", now);
+                common::sync::lock(recorder).add(journey.iterations, now, 1);
+                // A pause before the next try: a user without think time would otherwise spin
+                // without yielding while the list is empty.
+                tokio::select! {
+                    _ = tokio::time::sleep(NO_INSTANCE_PAUSE) => {}
+                    _ = stop.wait() => {}
+                }
+                return false;
+            }
+        },
+    };
     vars.fill(&journey.feeders);
     if let Some(h) = &journey.delivery {
         vars.set("msg_id", h.next_msg_id());
@@ -264,6 +314,11 @@ pub async fn run_iteration<T: Transport>(
             Ok(resp) => expect::verify(req, &resp, vars),
             Err(e) => {
                 tracing::debug!(journey = journey.name(), step = %req.name, "request failed: {e}");
+                if matches!(e, TransportError::Connect(_)) {
+                    if let Some(lease) = lease.take() {
+                        lease.connect_failed();
+                    }
+                }
                 Err(e.cause().to_string())
             }
         };

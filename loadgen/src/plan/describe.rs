@@ -20,11 +20,21 @@ impl Plan {
             s.name,
             self.path.display()
         );
-        let target = match (&s.target.embedded, &s.target.base_url) {
-            (Some(_), _) => {
+        let target = match (&s.target.embedded, &s.target.base_url, &s.target.discovery) {
+            (Some(_), _, _) => {
                 "embedded reference gateway on 127.0.0.1 (started by loadgen)".to_string()
             }
-            (_, Some(url)) => url.clone(),
+            (_, Some(url), _) => url.clone(),
+            (_, _, Some(d)) => format!(
+                "the instances of {} in ZooKeeper `{}` ({}, endpoint {}), followed during the run",
+                d.path,
+                d.ensemble,
+                match d.balance {
+                    discovery::Balance::RoundRobin => "round robin",
+                    discovery::Balance::LeastInFlight => "least in flight",
+                },
+                d.endpoint.as_deref().unwrap_or("URI")
+            ),
             _ => "?".into(),
         };
         let _ = writeln!(out, "target:   {target}");

@@ -1,9 +1,9 @@
 //! Executing a plan, in the order a run goes: make the output folder, start the target when it
-//! is embedded ([`target`]), start the swarm's shards, start the clock and every engine under
-//! one stop switch, harvest the per-task recorders each second for the [`Observer`] (live
-//! progress, [`progress`]), wait for the end (the plan's bound, its last iteration, or the stop
-//! switch), drain, and write the run record with its metadata ([`meta`]) and threshold
-//! verdicts — also when the run was interrupted.
+//! is embedded or follow it when it is discovered ([`target`]), start the swarm's shards, start
+//! the clock and every engine under one stop switch, harvest the per-task recorders each second
+//! for the [`Observer`] (live progress, [`progress`]), wait for the end (the plan's bound, its
+//! last iteration, or the stop switch), drain, and write the run record with its metadata
+//! ([`meta`]) and threshold verdicts — also when the run was interrupted.
 
 pub mod cpu;
 pub mod meta;
@@ -20,7 +20,7 @@ use reports::{Recorders, Run, RunBuilder};
 use crate::engine::http::Tls;
 use crate::engine::swarm::{Launched, Swarm, SwarmSetup};
 use crate::engine::{self, closed::GooseFailed};
-use crate::journey::Journey;
+use crate::journey::{Journey, TargetInstances};
 use crate::plan::{devices::longest_deadline, Plan};
 use crate::stop::{Stop, StopReason};
 
@@ -86,6 +86,19 @@ pub async fn execute(
         ))
     })?;
     let target = target::start(&plan.scenario.target).await?;
+    let result = run_on(plan, &out_dir, &target, observer, stop).await;
+    target.close().await;
+    result
+}
+
+/// The run once its target is up: engines, drain, record.
+async fn run_on(
+    plan: Plan,
+    out_dir: &Path,
+    target: &target::Started,
+    observer: &mut dyn Observer,
+    stop: Stop,
+) -> Result<Outcome, RunError> {
     let base_url = target.base_url().to_string();
     let launched = match plan.swarm() {
         Some(s) => Some(
@@ -95,7 +108,8 @@ pub async fn execute(
         ),
         None => None,
     };
-    let mut engines = Engines::start(&plan, &base_url, launched, stop.clone())?;
+    let mut engines = Engines::start(&plan, &base_url, target.instances(), launched, stop.clone())?;
+    target.follow(&engines.recorders);
     engines.drive(&plan, observer, &stop).await;
     // Load stops being applied here; what follows is the drain of work in flight.
     let load = engines.origin.elapsed();
@@ -106,21 +120,23 @@ pub async fn execute(
         observer.notice(&n);
     }
     goose.map_err(|e| RunError::Harness(e.to_string()))?;
+    target.finish();
     engines.builder.absorb(engines.recorders.harvest());
     let stopped_early = stop.reason().filter(StopReason::is_early);
     let mut run = engines.builder.finish(elapsed);
-    run.meta = Some(meta::meta(
+    let mut meta = meta::meta(
         &plan,
         &base_url,
         Some(load),
         stopped_early.as_ref().map(ToString::to_string).as_deref(),
-    ));
+    );
+    target.annotate(&mut meta);
+    run.meta = Some(meta);
     reports::saturation::assess(&mut run);
     let verdicts = reports::threshold::evaluate(&run, &plan.thresholds);
     let passed = verdicts.iter().all(|v| v.ok);
     run.thresholds = verdicts;
-    let path = write_record(&run, &out_dir)?;
-    drop(target);
+    let path = write_record(&run, out_dir)?;
     Ok(Outcome {
         run,
         path,
@@ -144,10 +160,12 @@ struct Engines {
 }
 
 impl Engines {
-    /// Starts the clock, the swarm (already launched) and every sender engine.
+    /// Starts the clock, the swarm (already launched) and every sender engine; journeys pick
+    /// their `{{base_url}}` from `instances` when the target is discovered.
     fn start(
         plan: &Plan,
         base_url: &str,
+        instances: Option<Arc<dyn TargetInstances>>,
         launched: Option<Launched>,
         stop: Stop,
     ) -> Result<Engines, RunError> {
@@ -174,7 +192,8 @@ impl Engines {
             .map(|s| {
                 Arc::new(
                     Journey::new(s.clone(), globals.clone(), plan.feeders.clone())
-                        .with_delivery(hooks.clone()),
+                        .with_delivery(hooks.clone())
+                        .with_instances(instances.clone()),
                 )
             })
             .collect();

@@ -247,9 +247,9 @@ impl Checker<'_> {
 
     fn check_target(&self, s: &Scenario) -> Result<(), ScenarioError> {
         let t = &s.target;
-        match (&t.embedded, &t.base_url) {
-            (Some(_), None) => {}
-            (None, Some(url)) => {
+        match (&t.embedded, &t.base_url, &t.discovery) {
+            (Some(_), None, None) => {}
+            (None, Some(url), None) => {
                 // An MQTT broker is a target too: its devices and publishing senders read
                 // `{{base_url}}`.
                 let schemes = ["http", "https", "mqtt", "mqtts"];
@@ -260,11 +260,15 @@ impl Checker<'_> {
                         format!("target.base_url: expected an http://, https://, mqtt:// or mqtts:// URL: {e}"),
                     ));
                 }
-                if t.faults.is_some() {
+            }
+            (None, None, Some(d)) => {
+                if let Err(e) = d.check() {
+                    let field = e.to_string();
+                    let needle = field.split(':').next().unwrap_or("discovery");
                     return Err(self.err(
-                        None,
-                        "faults",
-                        "target.faults: faults are injected by the embedded gateway only".into(),
+                        Some("discovery"),
+                        needle,
+                        format!("target.discovery.{e}"),
                     ));
                 }
             }
@@ -272,9 +276,16 @@ impl Checker<'_> {
                 return Err(self.err(
                     None,
                     "target",
-                    "target: expected exactly one of `embedded: gateway` or `base_url: URL`".into(),
+                    "target: expected exactly one of `embedded: gateway`, `base_url: URL` or `discovery: { ensemble, path }`".into(),
                 ))
             }
+        }
+        if t.embedded.is_none() && t.faults.is_some() {
+            return Err(self.err(
+                None,
+                "faults",
+                "target.faults: faults are injected by the embedded gateway only".into(),
+            ));
         }
         if let Some(f) = &t.faults {
             if let Some(r) = f.error_rate {

@@ -69,7 +69,8 @@ pub struct Scenario {
     pub thresholds: BTreeMap<ThresholdKey, Vec<ThresholdExpr>>,
 }
 
-/// Where the load goes: an embedded reference target, or a URL.
+/// Where the load goes: an embedded reference target, a URL, or the instances a ZooKeeper
+/// service path lists.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
@@ -82,6 +83,12 @@ pub struct Target {
     /// Base URL of the gateway's HTTP API, e.g. `http://127.0.0.1:8080`; `{{base_url}}`.
     #[serde(default)]
     pub base_url: Option<String>,
+    /// The gateway's instances, registered in ZooKeeper in Curator ServiceDiscovery's format
+    /// (`{ ensemble, path, endpoint, balance }`), followed during the run: each sender
+    /// iteration's `{{base_url}}` is one of the instances listed when it starts (the named
+    /// `endpoint` of its payload, else its URI).
+    #[serde(default)]
+    pub discovery: Option<discovery::Discover>,
     /// Accept invalid TLS certificates (self-signed staging hosts).
     #[serde(default)]
     pub insecure: bool,

@@ -39,7 +39,8 @@ pub struct Session {
     announced: Option<tokio::sync::mpsc::UnboundedReceiver<TrackMsg>>,
     /// The latest deadline of the other workers' broadcasts judged here, Unix ns.
     remote_deadline_ns: u64,
-    _target: target::Started,
+    /// The target; a discovered one is followed, its changes recorded.
+    target: target::Started,
 }
 
 /// A finished run.
@@ -91,6 +92,7 @@ impl Session {
         let epoch0 = (now / 1_000_000_000) as i64;
         let origin = origin_from_unix(epoch0 as u64 * 1_000_000_000);
         let recorders = Arc::new(Recorders::new(origin));
+        started.follow(&recorders);
         let started_at = chrono::DateTime::from_timestamp(epoch0, 0).unwrap_or_default();
         let builder = RunBuilder::new(&plan.scenario.name, started_at, origin);
         let swarm = match (launched, plan.swarm()) {
@@ -111,7 +113,8 @@ impl Session {
             if let ClassKind::Sender = c.kind {
                 let sender = &plan.scenario.senders[c.index];
                 let journey = Journey::new(sender.clone(), globals.clone(), plan.feeders.clone())
-                    .with_delivery(hooks.clone());
+                    .with_delivery(hooks.clone())
+                    .with_instances(started.instances());
                 let http2 = sender.pool.as_ref().is_some_and(|p| p.http2);
                 let runner = Users::new(Arc::new(journey), http2, tls.clone(), recorders.clone());
                 users.insert(c.index, runner);
@@ -131,7 +134,7 @@ impl Session {
             base_url,
             announced,
             remote_deadline_ns: 0,
-            _target: started,
+            target: started,
         })
     }
 
@@ -238,15 +241,14 @@ impl Session {
                 tracing::warn!("{n}");
             }
         }
+        self.target.finish();
         let last = self.take();
         let elapsed = self.origin.elapsed();
         let mut run = self.builder.finish(elapsed);
-        run.meta = Some(run::meta::meta(
-            plan,
-            &self.base_url,
-            Some(load),
-            stopped_early.as_deref(),
-        ));
+        let mut meta = run::meta::meta(plan, &self.base_url, Some(load), stopped_early.as_deref());
+        self.target.annotate(&mut meta);
+        run.meta = Some(meta);
+        self.target.close().await;
         let verdicts = reports::threshold::evaluate(&run, &plan.thresholds);
         run.thresholds = verdicts;
         Finished { run, last }

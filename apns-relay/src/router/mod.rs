@@ -5,7 +5,11 @@
 //! generic JSON. One reqwest client carries everything; its `Proxy::custom` sends only
 //! Apple's host names to the proxy.
 //!
-//! Apple notifications are built with a2's payload types ([`apple_payload`]).
+//! Apple notifications are built with a2's payload types ([`apple_payload`]). The relay is one
+//! URL, or the relays ZooKeeper lists ([`relays`]: picked per push, failed over on a
+//! connection failure; [`Router::start`]).
+
+mod relays;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,6 +21,7 @@ use rustls::RootCertStore;
 use crate::config::{AppleVia, RouterConfig};
 use crate::jwt::{Signer, TokenCache};
 use crate::vendors::{error_chain, Answer, Content, VendorError, Vendors};
+use relays::Relays;
 
 /// A router error.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +35,10 @@ pub enum RouterError {
     /// The push could not be sent and no outcome is known.
     #[error("{0}")]
     Transport(String),
+    /// No relay to send to: ZooKeeper lists none and no `apple.relay_url` is configured
+    /// (exit 2).
+    #[error("{0}")]
+    NoRelay(String),
     /// The push cannot be expressed in the vendor's format (exit 2).
     #[error("{0}")]
     BadPush(String),
@@ -136,13 +145,19 @@ pub struct Delivery {
     /// The vendor's id for an accepted message (FCM's message name, Huawei's request id,
     /// Xiaomi's message id, vivo's task id, OPPO's message id).
     pub message_id: Option<String>,
+    /// The relay that gave the final answer (its base URL), on the relay path.
+    pub relay: Option<String>,
 }
 
 /// The router; see the module doc.
 pub struct Router {
     config: RouterConfig,
     client: reqwest::Client,
-    apple: reqwest::Client,
+    /// For `http://` relays (h2c on loopback): HTTP/2 with prior knowledge.
+    h2c: Option<reqwest::Client>,
+    relays: Relays,
+    /// Why discovery is not in use (or lists no relay), said once at start.
+    note: Option<String>,
     tokens: Option<TokenCache>,
     vendors: Vendors,
 }
@@ -157,8 +172,43 @@ fn add_roots(roots: &mut RootCertStore, path: &std::path::Path) -> Result<(), Ro
 }
 
 impl Router {
-    /// A router from its config.
+    /// A router from its config; with `apple.discovery`, use [`Router::start`].
     pub fn new(config: RouterConfig) -> Result<Router, RouterError> {
+        if config.apple.discovery.is_some() {
+            return Err(RouterError::Setup(
+                "apple.discovery: the relays are found in ZooKeeper; build the router with Router::start".into(),
+            ));
+        }
+        Router::build(config)
+    }
+
+    /// A router from its config, following the relays in ZooKeeper when `apple.discovery` is
+    /// set (connecting within its `connect_timeout`; see [`relays`] for the fallbacks).
+    pub async fn start(config: RouterConfig) -> Result<Router, RouterError> {
+        let Some(discover) = config.apple.discovery.clone() else {
+            return Router::build(config);
+        };
+        let fallback = config.apple.relay_url.clone();
+        let mut router = Router::build(config)?;
+        let (relays, note) = Relays::start(discover, fallback).await?;
+        router.relays = relays;
+        router.note = note;
+        Ok(router)
+    }
+
+    /// Why the router is not using discovery, or what discovery lacks, if it said so at start
+    /// (one line, for the command line to print).
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
+    }
+
+    /// Stops following ZooKeeper (see [`discovery::ServiceWatch::close`]); call it before the
+    /// runtime shuts down.
+    pub async fn close(self) {
+        self.relays.close().await;
+    }
+
+    fn build(config: RouterConfig) -> Result<Router, RouterError> {
         let a = &config.apple;
         let mut roots = RootCertStore::empty();
         let custom: Vec<_> = [&a.relay_ca, &a.apns_ca, &a.proxy_ca, &config.vendor_ca]
@@ -220,26 +270,30 @@ impl Router {
         };
         // An h2c relay (loopback) needs HTTP/2 prior knowledge, which would break HTTP/1.1
         // vendor endpoints, so it gets a client of its own.
-        let apple = if a.via == AppleVia::Relay
-            && a.relay_url
-                .as_deref()
-                .is_some_and(|u| u.starts_with("http://"))
-        {
-            reqwest::Client::builder()
-                .tls_backend_preconfigured(tls)
-                .http2_prior_knowledge()
-                .no_proxy()
-                .timeout(config.request_timeout)
-                .build()
-                .map_err(|e| RouterError::Setup(format!("http client: {e}")))?
+        let h2c = if a.via == AppleVia::Relay {
+            Some(
+                reqwest::Client::builder()
+                    .tls_backend_preconfigured(tls)
+                    .http2_prior_knowledge()
+                    .no_proxy()
+                    .timeout(config.request_timeout)
+                    .build()
+                    .map_err(|e| RouterError::Setup(format!("http client: {e}")))?,
+            )
         } else {
-            client.clone()
+            None
+        };
+        let relays = match a.via {
+            AppleVia::Relay => Relays::Static(a.relay_url.clone()),
+            AppleVia::Proxy | AppleVia::Direct => Relays::Static(Some(a.apns_url.clone())),
         };
         let vendors = Vendors::new(&config)?;
         Ok(Router {
             config,
             client,
-            apple,
+            h2c,
+            relays,
+            note: None,
             tokens,
             vendors,
         })
@@ -255,112 +309,89 @@ impl Router {
         }
     }
 
+    /// An Apple push: to the relay (a discovered one per send, failing over on a connection
+    /// failure), the proxy or APNs directly, retried as [`Router::send`] says.
     async fn send_apple(&self, n: &Notification) -> Result<Delivery, RouterError> {
-        let a = &self.config.apple;
-        let apns_id = n.apns_id.unwrap_or_else(uuid::Uuid::new_v4);
-        let (base, path) = match a.via {
-            AppleVia::Relay => (a.relay_url.clone().unwrap_or_default(), "relay"),
-            AppleVia::Proxy => (a.apns_url.clone(), "proxy"),
-            AppleVia::Direct => (a.apns_url.clone(), "direct"),
+        let via = self.config.apple.via;
+        let path = match via {
+            AppleVia::Relay => "relay",
+            AppleVia::Proxy => "proxy",
+            AppleVia::Direct => "direct",
         };
-        let url = format!("{}/3/device/{}", base.trim_end_matches('/'), n.device_token);
+        // Through the relay any failure may be retried (the relay dedupes); to APNs directly
+        // only a failure to connect is safe.
+        let retry_safe = via == AppleVia::Relay;
+        let apns_id = n.apns_id.unwrap_or_else(uuid::Uuid::new_v4);
         let deadline = Instant::now() + self.config.retry_for;
-        let mut sends = 0;
         let mut pause = Duration::from_millis(20);
+        let backoff = |pause: &mut Duration| {
+            let now = *pause;
+            *pause = (*pause * 2).min(Duration::from_secs(1));
+            tokio::time::sleep(now)
+        };
+        let mut tries = self.relays.tries();
+        let mut sends = 0;
         loop {
-            sends += 1;
-            let mut req = self
-                .apple
-                .post(&url)
-                .header("apns-id", apns_id.hyphenated().to_string())
-                .body(n.payload.clone());
-            if let Some(t) = &n.topic {
-                req = req.header("apns-topic", t);
-            }
-            if let Some(c) = &n.collapse_id {
-                req = req.header("apns-collapse-id", c);
-            }
-            if let Some(t) = &n.push_type {
-                req = req.header("apns-push-type", t);
-            }
-            if let Some(p) = n.priority {
-                req = req.header("apns-priority", p.to_string());
-            }
-            req = match (a.via, &self.tokens) {
-                (AppleVia::Relay, _) => {
-                    let mut r = req.bearer_auth(a.relay_token.clone().unwrap_or_default());
-                    if n.resend_unknown {
-                        r = r.header(crate::relay::inbound::RESEND_UNKNOWN, "1");
-                    }
-                    r
+            let picked = match tries.next() {
+                Ok(p) => p,
+                // Every relay listed was tried: wait, then try them all again.
+                Err(_) if sends > 0 && Instant::now() < deadline => {
+                    backoff(&mut pause).await;
+                    tries = self.relays.tries();
+                    continue;
                 }
-                (_, Some(tokens)) => req.header(http::header::AUTHORIZATION, tokens.get().header),
-                (_, None) => req,
+                Err(e) => return Err(e),
             };
-            let retry_safe = a.via == AppleVia::Relay;
-            match req.send().await {
+            let base = picked.base.unwrap_or_default();
+            let url = format!("{}/3/device/{}", base.trim_end_matches('/'), n.device_token);
+            sends += 1;
+            let delivery = |status, outcome: String, reason, attempts, dedupe| Delivery {
+                status,
+                outcome,
+                reason,
+                attempts,
+                sends,
+                path,
+                apns_id: Some(apns_id),
+                dedupe,
+                retryable: false,
+                message_id: None,
+                relay: retry_safe.then(|| base.clone()),
+            };
+            match self.apple_request(&url, n, apns_id).send().await {
                 Ok(res) => {
-                    let status = res.status().as_u16();
-                    let h = res.headers();
-                    let get = |name: &str| {
-                        h.get(name)
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_string)
-                    };
-                    let outcome = get("apns-relay-outcome").unwrap_or_else(|| {
-                        if status == 200 {
-                            "accepted".into()
-                        } else {
-                            "rejected".into()
-                        }
-                    });
-                    let attempts = get("apns-relay-attempts")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(1);
-                    let dedupe = get("apns-relay-dedupe");
-                    let body = res.bytes().await.unwrap_or_default();
-                    let not_delivered = outcome == "rejected" && matches!(status, 429 | 500 | 503);
+                    if let Some(lease) = picked.lease {
+                        lease.done();
+                    }
+                    let a = AppleAnswer::read(res).await;
+                    let not_delivered =
+                        a.outcome == "rejected" && matches!(a.status, 429 | 500 | 503);
                     if retry_safe && not_delivered && Instant::now() < deadline {
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(1));
+                        backoff(&mut pause).await;
+                        tries = self.relays.tries();
                         continue;
                     }
-                    return Ok(Delivery {
-                        status,
-                        outcome,
-                        reason: crate::relay::reason_of(&body),
-                        attempts,
-                        sends,
-                        path,
-                        apns_id: Some(apns_id),
-                        dedupe,
-                        retryable: false,
-                        message_id: None,
-                    });
+                    return Ok(delivery(
+                        a.status, a.outcome, a.reason, a.attempts, a.dedupe,
+                    ));
                 }
                 Err(e) => {
-                    // Through the relay any failure may be retried (the relay dedupes); to
-                    // APNs directly only a failure to connect is safe.
-                    let safe = retry_safe || e.is_connect();
+                    let connect = e.is_connect();
+                    let safe = retry_safe || connect;
                     if safe && Instant::now() < deadline {
-                        tracing::debug!(error = %e, sends, "retrying the push");
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(1));
+                        tracing::debug!(error = %e, sends, %url, "retrying the push");
+                        match picked.lease {
+                            // Another discovered relay at once.
+                            Some(lease) if connect => lease.connect_failed(),
+                            _ => {
+                                backoff(&mut pause).await;
+                                tries = self.relays.tries();
+                            }
+                        }
                         continue;
                     }
                     if !safe {
-                        return Ok(Delivery {
-                            status: 0,
-                            outcome: "unknown".into(),
-                            reason: error_chain(&e),
-                            attempts: 1,
-                            sends,
-                            path,
-                            apns_id: Some(apns_id),
-                            dedupe: None,
-                            retryable: false,
-                            message_id: None,
-                        });
+                        return Ok(delivery(0, "unknown".into(), error_chain(&e), 1, None));
                     }
                     return Err(RouterError::Transport(format!(
                         "{url}: {}",
@@ -368,6 +399,47 @@ impl Router {
                     )));
                 }
             }
+        }
+    }
+
+    /// The request of one Apple send to `url`.
+    fn apple_request(
+        &self,
+        url: &str,
+        n: &Notification,
+        apns_id: uuid::Uuid,
+    ) -> reqwest::RequestBuilder {
+        let a = &self.config.apple;
+        let client = match &self.h2c {
+            Some(h2c) if url.starts_with("http://") => h2c,
+            _ => &self.client,
+        };
+        let mut req = client
+            .post(url)
+            .header("apns-id", apns_id.hyphenated().to_string())
+            .body(n.payload.clone());
+        if let Some(t) = &n.topic {
+            req = req.header("apns-topic", t);
+        }
+        if let Some(c) = &n.collapse_id {
+            req = req.header("apns-collapse-id", c);
+        }
+        if let Some(t) = &n.push_type {
+            req = req.header("apns-push-type", t);
+        }
+        if let Some(p) = n.priority {
+            req = req.header("apns-priority", p.to_string());
+        }
+        match (a.via, &self.tokens) {
+            (AppleVia::Relay, _) => {
+                let mut r = req.bearer_auth(a.relay_token.clone().unwrap_or_default());
+                if n.resend_unknown {
+                    r = r.header(crate::relay::inbound::RESEND_UNKNOWN, "1");
+                }
+                r
+            }
+            (_, Some(tokens)) => req.header(http::header::AUTHORIZATION, tokens.get().header),
+            (_, None) => req,
         }
     }
 
@@ -416,6 +488,7 @@ impl Router {
                 dedupe: None,
                 retryable,
                 message_id,
+                relay: None,
             });
         }
     }
@@ -463,7 +536,50 @@ impl Router {
             dedupe: None,
             retryable: false,
             message_id: None,
+            relay: None,
         })
+    }
+}
+
+/// What an Apple answer (the relay's or APNs's) says.
+struct AppleAnswer {
+    status: u16,
+    outcome: String,
+    reason: String,
+    attempts: u32,
+    dedupe: Option<String>,
+}
+
+impl AppleAnswer {
+    /// Reads the status, the relay's headers (`apns-relay-outcome`, `-attempts`, `-dedupe`)
+    /// and the reason in the body.
+    async fn read(res: reqwest::Response) -> AppleAnswer {
+        let status = res.status().as_u16();
+        let h = res.headers();
+        let get = |name: &str| {
+            h.get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let outcome = get("apns-relay-outcome").unwrap_or_else(|| {
+            if status == 200 {
+                "accepted".into()
+            } else {
+                "rejected".into()
+            }
+        });
+        let attempts = get("apns-relay-attempts")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let dedupe = get("apns-relay-dedupe");
+        let body = res.bytes().await.unwrap_or_default();
+        AppleAnswer {
+            status,
+            outcome,
+            reason: crate::relay::reason_of(&body),
+            attempts,
+            dedupe,
+        }
     }
 }
 
