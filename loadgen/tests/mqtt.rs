@@ -509,4 +509,27 @@ fn bad_mqtt_options_are_refused_at_their_place() {
         err.contains("s.yaml:13:") && err.contains("names no device journey"),
         "{err}"
     );
+    // Senders publish over plain MQTT only: an mqtts:// step, literal or through
+    // `{{base_url}}`, is refused at check rather than failing every request.
+    for (target, post) in [
+        ("mqtt://127.0.0.1:1", "mqtts://127.0.0.1:2/t"),
+        ("mqtts://127.0.0.1:1", "{{base_url}}/t"),
+    ] {
+        d.write(
+            "s.yaml",
+            &format!(
+                "{}    connect: {{ url: \"{{{{base_url}}}}\", mqtt: {{}} }}\nsenders:\n  - name: s\n    rate: {{ per_second: 1 }}\n    steps:\n      - post: '{post}'\n",
+                base.replace("mqtt://127.0.0.1:1", target)
+            ),
+        );
+        let out = d.loadgen(&["check", "s.yaml"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("s.yaml:13:16")
+                && err.contains("senders[0].steps[0]: senders publish over mqtt:// only"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
 }

@@ -363,6 +363,16 @@ impl Checker<'_> {
                     }
                 }
                 Step::Request(r) => {
+                    // Senders publish over plain MQTT only (devices may use mqtts://).
+                    let url = r.url.source();
+                    let over_base = url.starts_with("{{base_url}}")
+                        && s.target
+                            .base_url
+                            .as_deref()
+                            .is_some_and(|b| b.starts_with("mqtts://"));
+                    if url.starts_with("mqtts://") || over_base {
+                        return Err(self.err(anchor, url, format!("senders[{i}].steps[{j}]: senders publish over mqtt:// only; publishing over mqtts:// (TLS) is not supported (devices may connect with mqtts://)")));
+                    }
                     used.extend(r.url.vars());
                     for (_, h) in &r.headers {
                         used.extend(h.vars());
