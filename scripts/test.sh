@@ -26,6 +26,12 @@ need_apt+=(
 # Link emulator (testbed/tests/link.rs, apns-relay/tests/overseas.rs, testkit::netns): `ip` for
 # network namespaces and veth pairs. Those tests need root and skip, saying so, without it.
 need_apt+=(iproute2)
+# --- device protocols (issue 20): loadgen/tests/mqtt.rs, loadgen/tests/nchan.rs ----------
+# A real MQTT broker (testkit::servers::Mosquitto, mosquitto_passwd for the refused-CONNECT
+# test) and nginx with nchan (testkit::servers::Nginx) for SSE, long-poll and WebSocket
+# subscribers with several channels per connection.
+need_apt+=(mosquitto nginx-light libnginx-mod-nchan)
+# ------------------------------------------------------------------------------------------
 # reports: .hlog files are read back with HdrHistogram's Python reader (PyPI hdrhistogram).
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 missing=()

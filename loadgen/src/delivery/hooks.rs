@@ -1,6 +1,7 @@
 //! [`DeliveryHooks`]: the senders' side of delivery tracking, in the coordinating process.
-//! Each iteration gets a run-unique `{{msg_id}}` and a `{{random_device}}` (the user of a
-//! device connected now); a successful tracked send becomes a [`TrackMsg`] routed to every
+//! Each iteration gets a run-unique `{{msg_id}}`, a `{{random_device}}` (the user of a
+//! device connected now) and `{{random_device "JOURNEY"}}` (the user of a device of that
+//! device journey connected now); a successful tracked send becomes a [`TrackMsg`] routed to every
 //! shard that owns a recipient; a broadcast's completion (last receipt − send) is known once
 //! every shard has settled its part.
 
@@ -61,15 +62,34 @@ pub struct BroadcastDone {
     pub completion_us: Option<u64>,
 }
 
+/// Devices connected now: all of them, and per device journey.
+#[derive(Debug, Default)]
+struct Live {
+    all: Connected,
+    by_journey: Vec<Connected>,
+}
+
+/// The global device indices of one device journey.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JourneyRange {
+    /// The device journey's name.
+    pub name: String,
+    /// Its first global index.
+    pub base: u32,
+    /// Its devices.
+    pub count: u32,
+}
+
 /// The senders' side of delivery tracking.
 pub struct DeliveryHooks {
     tag: String,
     counter: AtomicU64,
     users: Vec<String>,
     by_user: HashMap<String, Vec<u32>>,
+    journeys: Vec<JourneyRange>,
     shards: u32,
     route: Route,
-    connected: Mutex<Connected>,
+    connected: Mutex<Live>,
     broadcasts: Mutex<HashMap<String, BroadcastWait>>,
     max_deadline_ns: AtomicU64,
 }
@@ -85,9 +105,15 @@ impl std::fmt::Debug for DeliveryHooks {
 }
 
 impl DeliveryHooks {
-    /// Hooks for devices whose users are `users` (by global index), split over `shards`
-    /// shards by global index modulo `shards`; `route` hands a record to one shard.
-    pub fn new(users: Vec<String>, shards: u32, route: Route) -> DeliveryHooks {
+    /// Hooks for devices whose users are `users` (by global index), of the device journeys
+    /// `journeys` (in global index order), split over `shards` shards by global index modulo
+    /// `shards`; `route` hands a record to one shard.
+    pub fn new(
+        users: Vec<String>,
+        journeys: Vec<JourneyRange>,
+        shards: u32,
+        route: Route,
+    ) -> DeliveryHooks {
         let mut by_user: HashMap<String, Vec<u32>> = HashMap::new();
         for (g, u) in users.iter().enumerate() {
             by_user.entry(u.clone()).or_default().push(g as u32);
@@ -97,9 +123,13 @@ impl DeliveryHooks {
             counter: AtomicU64::new(0),
             users,
             by_user,
+            connected: Mutex::new(Live {
+                all: Connected::default(),
+                by_journey: journeys.iter().map(|_| Connected::default()).collect(),
+            }),
+            journeys,
             shards: shards.max(1),
             route,
-            connected: Mutex::new(Connected::default()),
             broadcasts: Mutex::new(HashMap::new()),
             max_deadline_ns: AtomicU64::new(0),
         }
@@ -114,9 +144,18 @@ impl DeliveryHooks {
         )
     }
 
-    /// The user of a device connected now, chosen at random (`{{random_device}}`).
-    pub fn random_device(&self) -> Option<String> {
-        let c = lock(&self.connected);
+    /// The user of a device connected now, chosen at random: of any device journey
+    /// (`{{random_device}}`, `journey` `None`) or of the named one
+    /// (`{{random_device "phones"}}`). `None` when no such device is connected.
+    pub fn random_device(&self, journey: Option<&str>) -> Option<String> {
+        let live = lock(&self.connected);
+        let c = match journey {
+            None => &live.all,
+            Some(name) => {
+                let j = self.journeys.iter().position(|r| r.name == name)?;
+                live.by_journey.get(j)?
+            }
+        };
         if c.list.is_empty() {
             return None;
         }
@@ -124,19 +163,44 @@ impl DeliveryHooks {
         self.users.get(g as usize).cloned()
     }
 
-    /// Devices connected now.
-    pub fn connected(&self) -> usize {
-        lock(&self.connected).list.len()
+    /// Devices connected now: of every journey, or of the named one.
+    pub fn connected(&self, journey: Option<&str>) -> usize {
+        let live = lock(&self.connected);
+        match journey {
+            None => live.all.list.len(),
+            Some(name) => self
+                .journeys
+                .iter()
+                .position(|r| r.name == name)
+                .and_then(|j| live.by_journey.get(j))
+                .map_or(0, |c| c.list.len()),
+        }
+    }
+
+    /// The device journey (index into `journeys`) global device `g` belongs to.
+    fn journey_of(&self, g: u32) -> Option<usize> {
+        let j = self
+            .journeys
+            .partition_point(|r| r.base <= g)
+            .checked_sub(1)?;
+        let r = &self.journeys[j];
+        (g - r.base < r.count).then_some(j)
     }
 
     /// Devices (global indices) that came up and went down.
     pub fn devices_changed(&self, up: &[u32], down: &[u32]) {
-        let mut c = lock(&self.connected);
+        let mut live = lock(&self.connected);
         for &g in down {
-            c.down(g);
+            live.all.down(g);
+            if let Some(c) = self.journey_of(g).and_then(|j| live.by_journey.get_mut(j)) {
+                c.down(g);
+            }
         }
         for &g in up {
-            c.up(g);
+            live.all.up(g);
+            if let Some(c) = self.journey_of(g).and_then(|j| live.by_journey.get_mut(j)) {
+                c.up(g);
+            }
         }
     }
 
@@ -232,7 +296,17 @@ mod tests {
         let sent: Arc<Mutex<Vec<(u32, String)>>> = Arc::default();
         let log = sent.clone();
         let users = vec!["a".into(), "b".into(), "a".into(), "c".into()];
-        let hooks = DeliveryHooks::new(users, 2, Box::new(move |k, m| lock(&log).push((k, m.id))));
+        let journeys = vec![JourneyRange {
+            name: "d".into(),
+            base: 0,
+            count: 4,
+        }];
+        let hooks = DeliveryHooks::new(
+            users,
+            journeys,
+            2,
+            Box::new(move |k, m| lock(&log).push((k, m.id))),
+        );
         hooks.track(
             "s",
             Target::Unicast { user: "a".into() },
@@ -268,8 +342,39 @@ mod tests {
         );
         assert!(hooks.pending_broadcasts().is_empty());
         hooks.devices_changed(&[1], &[]);
-        assert_eq!(hooks.random_device().as_deref(), Some("b"));
+        assert_eq!(hooks.random_device(None).as_deref(), Some("b"));
         hooks.devices_changed(&[], &[1]);
-        assert_eq!(hooks.random_device(), None);
+        assert_eq!(hooks.random_device(None), None);
+    }
+
+    #[test]
+    fn random_devices_are_drawn_from_the_named_journeys_live_devices() {
+        let users = ["p0", "p1", "p2", "b0", "b1"].map(String::from).to_vec();
+        let journeys = vec![
+            JourneyRange {
+                name: "phones".into(),
+                base: 0,
+                count: 3,
+            },
+            JourneyRange {
+                name: "all".into(),
+                base: 3,
+                count: 2,
+            },
+        ];
+        let hooks = DeliveryHooks::new(users, journeys, 1, Box::new(|_, _| {}));
+        hooks.devices_changed(&[0, 2, 3, 4], &[]);
+        hooks.devices_changed(&[], &[0]);
+        assert_eq!(hooks.connected(Some("phones")), 1);
+        assert_eq!(hooks.connected(Some("all")), 2);
+        assert_eq!(hooks.connected(None), 3);
+        for _ in 0..50 {
+            assert_eq!(hooks.random_device(Some("phones")).as_deref(), Some("p2"));
+            let b = hooks.random_device(Some("all")).unwrap();
+            assert!(b == "b0" || b == "b1", "{b}");
+        }
+        assert_eq!(hooks.random_device(Some("nobody")), None);
+        hooks.devices_changed(&[], &[2]);
+        assert_eq!(hooks.random_device(Some("phones")), None);
     }
 }

@@ -60,10 +60,15 @@ pub enum Target {
     },
     /// Every device that handles pushes.
     Broadcast,
-    /// Every device that lists the topic.
+    /// Every device whose subscriptions take the topic.
     Topic {
         /// The topic.
         topic: String,
+    },
+    /// Every device of one device journey that handles pushes.
+    Journey {
+        /// The device journey's name.
+        journey: String,
     },
 }
 

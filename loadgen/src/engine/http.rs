@@ -62,6 +62,11 @@ impl Tls {
     pub fn http1_config(&self) -> Arc<rustls::ClientConfig> {
         self.config_h1.clone()
     }
+
+    /// The HTTP/2 client configuration (ALPN `h2`; SSE and long-poll devices over HTTP/2).
+    pub fn http2_config(&self) -> Arc<rustls::ClientConfig> {
+        self.config_h2.clone()
+    }
 }
 
 #[derive(Debug)]

@@ -33,11 +33,21 @@ use serde_json::{Number, Value};
 
 use crate::scenario::{Match, Source};
 
-/// One answer or message being read: its bytes, its headers when it is an HTTP answer, and
-/// its JSON, parsed on first use.
+/// Named values beside a message's bytes, read by `{ header: NAME }`.
+#[derive(Clone, Copy)]
+enum Headers<'a> {
+    /// An HTTP answer's headers.
+    Http(&'a http::HeaderMap),
+    /// An MQTT 5 PUBLISH's user properties: names compared without case; of a repeated
+    /// name, the last one.
+    Pairs(&'a [(String, String)]),
+}
+
+/// One answer or message being read: its bytes, its headers when it is an HTTP answer (or
+/// its user properties when it is an MQTT 5 message), and its JSON, parsed on first use.
 pub struct Message<'a> {
     bytes: &'a [u8],
-    headers: Option<&'a http::HeaderMap>,
+    headers: Option<Headers<'a>>,
     doc: OnceCell<Option<Doc<'a>>>,
 }
 
@@ -60,8 +70,17 @@ impl<'a> Message<'a> {
     /// An HTTP answer: its body and headers.
     pub fn http(body: &'a [u8], headers: &'a http::HeaderMap) -> Message<'a> {
         Message {
-            headers: Some(headers),
+            headers: Some(Headers::Http(headers)),
             ..Message::new(body)
+        }
+    }
+
+    /// A message with named values beside it (an MQTT 5 PUBLISH's user properties), read
+    /// by `{ header: NAME }` as an HTTP answer's headers are.
+    pub fn with_properties(bytes: &'a [u8], properties: &'a [(String, String)]) -> Message<'a> {
+        Message {
+            headers: Some(Headers::Pairs(properties)),
+            ..Message::new(bytes)
         }
     }
 
@@ -83,11 +102,17 @@ impl<'a> Message<'a> {
                 .and_then(|c| c.get(*group))
                 .and_then(|m| std::str::from_utf8(m.as_bytes()).ok())
                 .map(Cow::Borrowed),
-            Source::Header(h) => self
-                .headers
-                .and_then(|hs| hs.get(h.as_str()))
-                .and_then(|v| v.to_str().ok())
-                .map(Cow::Borrowed),
+            Source::Header(h) => match self.headers? {
+                Headers::Http(hs) => hs
+                    .get(h.as_str())
+                    .and_then(|v| v.to_str().ok())
+                    .map(Cow::Borrowed),
+                Headers::Pairs(pairs) => pairs
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(h))
+                    .map(|(_, v)| Cow::Borrowed(v.as_str())),
+            },
         }
     }
 
@@ -425,6 +450,17 @@ mod tests {
             Some("h-1")
         );
         assert_eq!(answer.extract(&Source::Header("x-bin".into())), None);
+        let props = vec![
+            ("Msg-Id".to_string(), "p-1".to_string()),
+            ("msg-id".to_string(), "p-2".to_string()),
+        ];
+        let mqtt = Message::with_properties(b"{}", &props);
+        assert_eq!(
+            mqtt.extract(&Source::Header("msg-id".into())).as_deref(),
+            Some("p-2"),
+            "user properties: any case, the last one"
+        );
+        assert_eq!(mqtt.extract(&Source::Header("x-id".into())), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 pub mod expect;
 pub mod extract;
+pub mod mqtt;
 pub mod request;
 pub mod vars;
 
@@ -91,6 +92,10 @@ pub struct Journey {
     feeders: Arc<Feeders>,
     /// Delivery tracking helpers, when the scenario has a device swarm.
     delivery: Option<Arc<DeliveryHooks>>,
+    /// Device journeys whose `{{random_device "JOURNEY"}}` the steps read.
+    random_journeys: Vec<String>,
+    /// Connections for steps that publish over MQTT (`mqtt://` URLs).
+    mqtt: mqtt::Publishers,
     /// The target's discovered instances, when it has them.
     instances: Option<Arc<dyn TargetInstances>>,
 }
@@ -126,7 +131,15 @@ impl Journey {
                 }
             })
             .collect();
+        let mut random_journeys: Vec<String> = step_vars(&sender.steps)
+            .filter_map(crate::scenario::template::random_device_journey)
+            .map(str::to_string)
+            .collect();
+        random_journeys.sort();
+        random_journeys.dedup();
         Journey {
+            random_journeys,
+            mqtt: mqtt::Publishers::default(),
             timeout: sender.timeout(),
             steps,
             iteration_duration: MetricId::of(&tagged(names::ITERATION_DURATION)),
@@ -234,9 +247,16 @@ pub async fn run_iteration<T: Transport>(
     vars.fill(&journey.feeders);
     if let Some(h) = &journey.delivery {
         vars.set("msg_id", h.next_msg_id());
-        match h.random_device() {
+        match h.random_device(None) {
             Some(u) => vars.set("random_device", u),
             None => vars.unset("random_device"),
+        }
+        for name in &journey.random_journeys {
+            let var = crate::scenario::template::random_device_var(name);
+            match h.random_device(Some(name)) {
+                Some(u) => vars.set(&var, u),
+                None => vars.unset(&var),
+            }
         }
     }
     let mut ok = true;
@@ -277,9 +297,16 @@ pub async fn run_iteration<T: Transport>(
         // A request still in flight when the run's grace ends (or the run is interrupted)
         // is cut and counted as failed (`unfinished`) with the time it had taken so far: a
         // target that never answers shows as requests that all failed, not as no traffic.
-        let result = tokio::select! {
-            r = transport.send(&req.name, prepared, journey.timeout) => r,
-            () = stop.wait_cut() => Err(TransportError::Unfinished),
+        let result = if mqtt::is_mqtt(&prepared.url) {
+            tokio::select! {
+                r = journey.mqtt.publish(prepared, journey.timeout) => r,
+                () = stop.wait_cut() => Err(TransportError::Unfinished),
+            }
+        } else {
+            tokio::select! {
+                r = transport.send(&req.name, prepared, journey.timeout) => r,
+                () = stop.wait_cut() => Err(TransportError::Unfinished),
+            }
         };
         let done = Instant::now();
         let latency = done.saturating_duration_since(step_start);
@@ -341,12 +368,47 @@ fn track(
         u.render(vars).ok().map(|user| Target::Unicast { user })
     } else if let Some(topic) = &t.topic {
         topic.render(vars).ok().map(|topic| Target::Topic { topic })
+    } else if let Some(journey) = &t.journey {
+        Some(Target::Journey {
+            journey: journey.clone(),
+        })
     } else {
         Some(Target::Broadcast)
     };
     if let (Some(id), Some(target)) = (id, target) {
         hooks.track(journey, target, id, sent_ns, t.within());
     }
+}
+
+/// Every variable the steps read (URLs, headers, bodies, `let` values, `track:` templates).
+pub fn step_vars(steps: &[Step]) -> impl Iterator<Item = &str> {
+    steps.iter().flat_map(|step| {
+        let mut used: Vec<&str> = Vec::new();
+        match step {
+            Step::Let(assignments) => {
+                for (_, t) in assignments {
+                    used.extend(t.vars());
+                }
+            }
+            Step::Request(r) => {
+                used.extend(r.url.vars());
+                for (_, h) in &r.headers {
+                    used.extend(h.vars());
+                }
+                match &r.body {
+                    crate::scenario::step::Body::Json(j) => used.extend(j.vars()),
+                    crate::scenario::step::Body::Raw(t) => used.extend(t.vars()),
+                    crate::scenario::step::Body::None => {}
+                }
+                if let Some(t) = &r.track {
+                    for x in [&t.unicast, &t.topic, &t.id].into_iter().flatten() {
+                        used.extend(x.vars());
+                    }
+                }
+            }
+        }
+        used
+    })
 }
 
 fn record_error(

@@ -327,10 +327,13 @@ async fn follow(d: Arc<Discovered>, rec: RecorderHandle, origin: Instant) {
     }
 }
 
+/// The schemes a `target.base_url` may have.
+pub const TARGET_SCHEMES: [&str; 4] = ["http", "https", "mqtt", "mqtts"];
+
 /// Why a target cannot be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum Unreachable {
-    /// Not an http(s) URL with a host.
+    /// Not an http(s) or mqtt(s) URL with a host.
     #[error("target {url}: {why}")]
     Url {
         /// The URL.
@@ -395,9 +398,10 @@ fn rooms(r: Option<&crate::scenario::device::EmbeddedRooms>) -> testbed::RoomsCo
     out
 }
 
-/// Checks that a TCP connection to the URL's host and port can be made within 5 s.
+/// Checks that a TCP connection to the URL's host and port can be made within 5 s (an HTTP
+/// gateway, or an MQTT broker).
 pub async fn reachable(url: &str) -> Result<(), Unreachable> {
-    let endpoint = Endpoint::parse(url, &["http", "https"]).map_err(|e| Unreachable::Url {
+    let endpoint = Endpoint::parse(url, &TARGET_SCHEMES).map_err(|e| Unreachable::Url {
         url: url.to_string(),
         why: e.to_string(),
     })?;

@@ -5,9 +5,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use super::device::{Device, DEVICE_VARS};
 use super::load::ScenarioError;
-use super::{Rate, Scenario, Sender, Shape, Stage, Step, Template};
+use super::{Rate, Scenario, Sender, Shape, Stage, Step};
 
 /// The file being checked: errors are located in its text.
 pub(super) struct Checker<'a> {
@@ -251,11 +250,14 @@ impl Checker<'_> {
         match (&t.embedded, &t.base_url, &t.discovery) {
             (Some(_), None, None) => {}
             (None, Some(url), None) => {
-                if let Err(e) = common::endpoint::Endpoint::parse(url, &["http", "https"]) {
+                // An MQTT broker is a target too: its devices and publishing senders read
+                // `{{base_url}}`.
+                let schemes = ["http", "https", "mqtt", "mqtts"];
+                if let Err(e) = common::endpoint::Endpoint::parse(url, &schemes) {
                     return Err(self.err(
                         None,
                         "base_url",
-                        format!("target.base_url: expected an http:// or https:// URL: {e}"),
+                        format!("target.base_url: expected an http://, https://, mqtt:// or mqtts:// URL: {e}"),
                     ));
                 }
             }
@@ -332,6 +334,11 @@ impl Checker<'_> {
         if !s.devices.is_empty() {
             // Delivery tracking helpers, set by the swarm for every iteration.
             known.extend(["msg_id".to_string(), "random_device".to_string()]);
+            known.extend(
+                s.devices
+                    .iter()
+                    .map(|d| super::template::random_device_var(&d.name)),
+            );
         }
         let feeders: BTreeSet<&str> = s.data.keys().map(String::as_str).collect();
         let is_known = |known: &BTreeSet<String>, v: &str| {
@@ -356,6 +363,16 @@ impl Checker<'_> {
                     }
                 }
                 Step::Request(r) => {
+                    // Senders publish over plain MQTT only (devices may use mqtts://).
+                    let url = r.url.source();
+                    let over_base = url.starts_with("{{base_url}}")
+                        && s.target
+                            .base_url
+                            .as_deref()
+                            .is_some_and(|b| b.starts_with("mqtts://"));
+                    if url.starts_with("mqtts://") || over_base {
+                        return Err(self.err(anchor, url, format!("senders[{i}].steps[{j}]: senders publish over mqtt:// only; publishing over mqtts:// (TLS) is not supported (devices may connect with mqtts://)")));
+                    }
                     used.extend(r.url.vars());
                     for (_, h) in &r.headers {
                         used.extend(h.vars());
@@ -379,7 +396,13 @@ impl Checker<'_> {
     }
 
     fn unset(&self, anchor: Option<&str>, i: usize, j: usize, var: &str) -> ScenarioError {
-        let hint = if let Some(rest) = var.strip_prefix("data.") {
+        let hint = if let Some(name) = super::template::random_device_journey(var) {
+            return self.err(
+                anchor,
+                "random_device",
+                format!("senders[{i}].steps[{j}]: `{{{{random_device \"{name}\"}}}}` names no device journey (`devices:` has no `name: {name}`)"),
+            );
+        } else if let Some(rest) = var.strip_prefix("data.") {
             format!(
                 "no data feeder `{}` is defined",
                 rest.split('.').next().unwrap_or(rest)
@@ -392,237 +415,5 @@ impl Checker<'_> {
             &format!("{{{{{var}"),
             format!("senders[{i}].steps[{j}]: variable `{var}` is used before it is set; {hint}"),
         )
-    }
-}
-
-impl Checker<'_> {
-    /// Cross-field checks of `devices:`, `swarm:` and sender `track:` options.
-    /// Cross-field checks of `devices:`, `swarm:` and sender `track:` options.
-    pub(super) fn check_devices(&self, s: &Scenario) -> Result<(), ScenarioError> {
-        self.check_tracks(s)?;
-        if s.devices.is_empty() {
-            if s.swarm.is_some() {
-                return Err(self.err(
-                    None,
-                    "swarm",
-                    "swarm: there are no device journeys (`devices:`)".into(),
-                ));
-            }
-            return Ok(());
-        }
-        let mut names = BTreeSet::new();
-        let mut any_constant = false;
-        for (i, d) in s.devices.iter().enumerate() {
-            let anchor = format!("name: {}", d.name);
-            let anchor = Some(anchor.as_str());
-            if d.name.trim().is_empty() {
-                return Err(self.err(
-                    anchor,
-                    "name",
-                    format!("devices[{i}].name: must not be empty"),
-                ));
-            }
-            if !names.insert(d.name.as_str()) || s.senders.iter().any(|sd| sd.name == d.name) {
-                return Err(self.err(
-                    anchor,
-                    "name",
-                    format!("devices[{i}].name: `{}` is used by another journey", d.name),
-                ));
-            }
-            any_constant |= self.check_device(anchor, i, d)?;
-        }
-        if any_constant && s.duration.is_none() {
-            return Err(self.err(None, "devices", "duration: a constant device count or an arrival rate needs a `duration` to bound the run".into()));
-        }
-        if let Some(o) = &s.swarm {
-            if o.per_shard == Some(0) || o.source_addresses == Some(0) {
-                return Err(self.err(
-                    None,
-                    "swarm",
-                    "swarm: `per_shard` and `source_addresses` must be at least 1".into(),
-                ));
-            }
-            if o.source_addresses.is_some_and(|n| n > 65_000) {
-                return Err(self.err(
-                    None,
-                    "source_addresses",
-                    "swarm.source_addresses: at most 65000 (127.0.0.1 up to 127.0.253.232)".into(),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Sender steps' `track:` sections: only with device journeys, one kind of recipient, a
-    /// deadline longer than 0s.
-    fn check_tracks(&self, s: &Scenario) -> Result<(), ScenarioError> {
-        for (i, sender) in s.senders.iter().enumerate() {
-            for (j, step) in sender.steps.iter().enumerate() {
-                let Step::Request(r) = step else { continue };
-                let Some(t) = &r.track else { continue };
-                if s.devices.is_empty() {
-                    return Err(self.err(None, "track", format!("senders[{i}].steps[{j}].track: delivery tracking needs device journeys (`devices:`)")));
-                }
-                let anchor = format!("name: {}", sender.name);
-                let kinds = usize::from(t.unicast.is_some())
-                    + usize::from(t.broadcast == Some(true))
-                    + usize::from(t.topic.is_some());
-                if kinds != 1 {
-                    return Err(self.err(Some(&anchor), "track", format!("senders[{i}].steps[{j}].track: expected exactly one of `unicast: USER`, `broadcast: true` or `topic: NAME`")));
-                }
-                if t.within.is_some_and(|w| w.get().is_zero()) {
-                    return Err(self.err(
-                        Some(&anchor),
-                        "within",
-                        format!("senders[{i}].steps[{j}].track.within: must be longer than 0s"),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// One device journey; true when its count is constant or it has an arrival rate (it
-    /// then needs a `duration`).
-    fn check_device(
-        &self,
-        anchor: Option<&str>,
-        i: usize,
-        d: &Device,
-    ) -> Result<bool, ScenarioError> {
-        let field = |f: &str| format!("devices[{i}].{f}");
-        let constant = match (&d.count, &d.arrival) {
-            (Some(Shape::Constant(0)), None) => {
-                return Err(self.err(anchor, "count", format!("{}: must be at least 1", field("count"))))
-            }
-            (Some(Shape::Constant(_)), None) => true,
-            (Some(Shape::Staged(st)), None) => {
-                self.check_stages(anchor, &field("count.stages"), &st.stages)?;
-                false
-            }
-            (None, Some(a)) => {
-                if !(a.per_second.is_finite() && a.per_second > 0.0) || a.max == 0 {
-                    return Err(self.err(anchor, "arrival", format!("{}: expected a positive `per_second` and `max` of at least 1", field("arrival"))));
-                }
-                true
-            }
-            _ => {
-                return Err(self.err(anchor, "name", format!("{}: expected exactly one of `count` (closed model: connections held) or `arrival` (open model: devices per second)", field("count"))))
-            }
-        };
-        self.check_connect(anchor, i, d)?;
-        if let Some(h) = &d.heartbeat {
-            if h.every.get().is_zero() {
-                return Err(self.err(
-                    anchor,
-                    "every",
-                    format!("{}: must be longer than 0s", field("heartbeat.every")),
-                ));
-            }
-        }
-        if let Some(c) = &d.churn {
-            if !(c.per_second.is_finite() && (0.0..=1.0).contains(&c.per_second)) {
-                return Err(self.err(
-                    anchor,
-                    "churn",
-                    format!(
-                        "{}: expected a fraction of devices per second from 0 to 1, got {}",
-                        field("churn.per_second"),
-                        c.per_second
-                    ),
-                ));
-            }
-        }
-        if let Some(r) = &d.reconnect {
-            if r.backoff.initial > r.backoff.max {
-                return Err(self.err(
-                    anchor,
-                    "backoff",
-                    format!(
-                        "{}: `initial` must not exceed `max`",
-                        field("reconnect.backoff")
-                    ),
-                ));
-            }
-        }
-        self.check_device_vars(anchor, i, d)?;
-        Ok(constant)
-    }
-
-    fn check_connect(
-        &self,
-        anchor: Option<&str>,
-        i: usize,
-        d: &Device,
-    ) -> Result<(), ScenarioError> {
-        let c = &d.connect;
-        if c.url.is_none() && c.dispatch.is_none() {
-            return Err(self.err(anchor, "connect", format!("devices[{i}].connect: expected `url` (ws://, wss:// or tcp://) or `dispatch: {{ get: URL, address: {{ json: /ws }} }}`")));
-        }
-        if let Some(url) = &c.url {
-            let src = url.source();
-            let scheme_ok = ["ws://", "wss://", "tcp://"]
-                .iter()
-                .any(|p| src.starts_with(p))
-                || src.starts_with("{{");
-            if !scheme_ok {
-                return Err(self.err(anchor, "url", format!("devices[{i}].connect.url: expected a ws://, wss:// or tcp:// URL, got `{src}`")));
-            }
-            if c.framing.is_some() && (src.starts_with("ws://") || src.starts_with("wss://")) {
-                return Err(self.err(anchor, "framing", format!("devices[{i}].connect.framing: framing is for tcp:// connections; WebSocket has its own frames")));
-            }
-        }
-        Ok(())
-    }
-
-    fn check_device_vars(
-        &self,
-        anchor: Option<&str>,
-        i: usize,
-        d: &Device,
-    ) -> Result<(), ScenarioError> {
-        let mut known: std::collections::BTreeSet<String> =
-            DEVICE_VARS.iter().map(|s| s.to_string()).collect();
-        let check = |known: &std::collections::BTreeSet<String>, what: &str, t: &Template| {
-            for v in t.vars() {
-                let ack_id = what.ends_with("ack") && v == "msg.id";
-                if !(known.contains(v) || ack_id) {
-                    return Err(self.err(anchor, &format!("{{{{{v}"), format!("devices[{i}].{what}: variable `{v}` is not set; device templates read {} and values captured by `send_on_connect`", DEVICE_VARS.join(", "))));
-                }
-            }
-            Ok(())
-        };
-        if let Some(u) = &d.user {
-            for v in u.vars() {
-                if v == "user" || !known.contains(v) {
-                    return Err(self.err(anchor, "user", format!("devices[{i}].user: variable `{v}` is not available here; use device.index, device.id, device.journey or base_url")));
-                }
-            }
-        }
-        if let Some(disp) = &d.connect.dispatch {
-            check(&known, "connect.dispatch.get", &disp.get)?;
-        }
-        if let Some(u) = &d.connect.url {
-            check(&known, "connect.url", u)?;
-        }
-        for h in d.connect.headers.values() {
-            check(&known, "connect.headers", h)?;
-        }
-        for (j, x) in d.send_on_connect.iter().enumerate() {
-            check(&known, &format!("send_on_connect[{j}].send"), &x.send)?;
-            known.extend(x.capture.keys().cloned());
-        }
-        if let Some(h) = &d.heartbeat {
-            check(&known, "heartbeat.send", &h.send)?;
-        }
-        if let Some(p) = &d.push {
-            if let Some(a) = &p.ack {
-                check(&known, "push.ack", a)?;
-            }
-        }
-        if let Some(c) = &d.close {
-            check(&known, "close", c)?;
-        }
-        Ok(())
     }
 }

@@ -1,6 +1,7 @@
-//! Device journeys (`devices:`): long-lived WebSocket or raw TCP connections that connect
-//! (optionally through a dispatch call that yields the address), say hello, heartbeat, receive
-//! pushes and acknowledge them, and churn or reconnect. Also the sender side of delivery
+//! Device journeys (`devices:`): long-lived WebSocket, raw TCP, MQTT (3.1.1 and 5, over TCP,
+//! TLS or WebSocket), Server-Sent Events and long-poll connections that connect (optionally
+//! through a dispatch call that yields the address), subscribe to their topics, say hello,
+//! heartbeat, receive pushes and acknowledge them, and churn or reconnect. Also the sender side of delivery
 //! tracking (`track:` on a request step) and the swarm's process options (`swarm:`).
 //!
 //! Nothing here knows a gateway's protocol: every message is a template and every reply is
@@ -31,10 +32,17 @@ pub struct Device {
     /// every other template of the journey.
     #[serde(default)]
     pub user: Option<Template>,
-    /// Topics the device subscribes to (by its own messages): broadcasts tracked with a topic
-    /// are expected only on devices that list it.
+    /// Topics the device subscribes to (templates: `news`, `user/{{user}}`, or `{ topic: …,
+    /// qos: 1 }`). MQTT devices send them as one SUBSCRIBE; WebSocket and TCP devices send
+    /// `subscribe.send` once per topic; `{{topics}}` (comma-joined) puts them in a URL (nchan's
+    /// multiplexed channels). A push tracked with `track: { topic: T }` is expected on the
+    /// devices whose subscriptions take T (MQTT filters with `+` and `#` included).
     #[serde(default)]
-    pub topics: Vec<String>,
+    pub topics: Vec<Subscription>,
+    /// The message a WebSocket or TCP device sends for each of its `topics` after
+    /// `send_on_connect` (`{{topic}}` is the topic), with the answer to wait for.
+    #[serde(default)]
+    pub subscribe: Option<Exchange>,
     /// Where and how to connect.
     pub connect: Connect,
     /// Messages sent once connected, in order, each optionally awaiting its answer (a hello
@@ -75,14 +83,64 @@ pub struct Arrival {
     pub max: u64,
 }
 
+/// One subscription: a topic (or MQTT topic filter) and the QoS asked for it.
+#[derive(Debug, Clone, JsonSchema)]
+#[schemars(with = "RawSubscription")]
+pub struct Subscription {
+    /// The topic or filter (a template).
+    pub topic: Template,
+    /// MQTT QoS asked for it (default `connect.mqtt.qos`, else 0).
+    pub qos: Option<u8>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum RawSubscription {
+    /// The topic alone.
+    Topic(Template),
+    /// The topic and its QoS.
+    Full(FullSubscription),
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct FullSubscription {
+    /// The topic or MQTT filter (a template).
+    topic: Template,
+    /// MQTT QoS: 0, 1 or 2.
+    #[serde(default)]
+    qos: Option<u8>,
+}
+
+impl<'de> Deserialize<'de> for Subscription {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match RawSubscription::deserialize(d)? {
+            RawSubscription::Topic(topic) => Ok(Subscription { topic, qos: None }),
+            RawSubscription::Full(f) => Ok(Subscription {
+                topic: f.topic,
+                qos: f.qos,
+            }),
+        }
+    }
+}
+
 /// Where and how a device connects.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Connect {
-    /// `ws://host:port/path`, `wss://…`, or `tcp://host:port` (a template; default
-    /// `{{address}}` after a dispatch).
+    /// `ws://host:port/path`, `wss://…`, `tcp://host:port`, `mqtt://host:port`,
+    /// `mqtts://…`, or `http://…` / `https://…` with `http:` (SSE, long-poll); a template,
+    /// default `{{address}}` after a dispatch. `ws://` and `wss://` with `mqtt:` carry MQTT
+    /// over WebSocket.
     #[serde(default)]
     pub url: Option<Template>,
+    /// MQTT session options (`mqtt://`, `mqtts://`, or MQTT over `ws://` / `wss://`).
+    #[serde(default)]
+    pub mqtt: Option<Mqtt>,
+    /// Server-Sent Events or long-poll over `http://` / `https://`.
+    #[serde(default)]
+    pub http: Option<HttpStream>,
     /// An HTTP GET that yields the address to connect to, as `{{address}}`.
     #[serde(default)]
     pub dispatch: Option<Dispatch>,
@@ -96,6 +154,93 @@ pub struct Connect {
     /// Bound on connecting, including the dispatch call and the WebSocket upgrade (default 10s).
     #[serde(default)]
     pub timeout: Option<Dur>,
+}
+
+/// MQTT versions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum MqttVersion {
+    /// MQTT 3.1.1 (protocol level 4; the default).
+    #[default]
+    #[serde(rename = "3.1.1")]
+    V311,
+    /// MQTT 5.
+    #[serde(rename = "5")]
+    V5,
+}
+
+/// An MQTT device's session.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Mqtt {
+    /// `"3.1.1"` (default) or `"5"`.
+    #[serde(default)]
+    pub version: MqttVersion,
+    /// The client id (a template; default `{{user}}`).
+    #[serde(default)]
+    pub client_id: Option<Template>,
+    /// Clean session (3.1.1) or clean start (5); default true. With `false` the broker
+    /// keeps the session (subscriptions, queued QoS 1/2 messages) across reconnects.
+    #[serde(default = "yes")]
+    pub clean: bool,
+    /// MQTT 5 session expiry after the connection closes (default 0: ends with it).
+    #[serde(default)]
+    pub session_expiry: Option<Dur>,
+    /// User name (a template).
+    #[serde(default)]
+    pub username: Option<Template>,
+    /// Password (a template; needs `username`).
+    #[serde(default)]
+    pub password: Option<Template>,
+    /// Keep-alive: a PINGREQ goes after this much time, its PINGRESP is awaited as long
+    /// (default 60s; at most 65535s).
+    #[serde(default)]
+    pub keep_alive: Option<Dur>,
+    /// QoS asked for `topics` that do not give one (default 0).
+    #[serde(default)]
+    pub qos: Option<u8>,
+    /// Hold each PUBACK / PUBREC this long after the PUBLISH (a slow device; a connection
+    /// lost meanwhile leaves the message unacknowledged, so the broker must send it again).
+    #[serde(default)]
+    pub ack_delay: Option<Dur>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// How a device reads pushes over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum HttpMode {
+    /// Server-Sent Events (`text/event-stream`): event `id` and `data` are the push's id and
+    /// payload; a reconnect sends `Last-Event-ID`.
+    Sse,
+    /// Long-poll: one GET per message; the next GET carries `If-Modified-Since` and
+    /// `If-None-Match` from the last answer's `Last-Modified` and `Etag`.
+    LongPoll,
+}
+
+/// HTTP versions for SSE and long-poll.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum HttpVersion {
+    /// HTTP/1.1 (default).
+    #[default]
+    #[serde(rename = "1.1")]
+    Http1,
+    /// HTTP/2 (ALPN `h2` over TLS, prior knowledge over plain TCP).
+    #[serde(rename = "2")]
+    Http2,
+}
+
+/// SSE or long-poll.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpStream {
+    /// `sse` or `long-poll`.
+    pub mode: HttpMode,
+    /// `"1.1"` (default) or `"2"`.
+    #[serde(default)]
+    pub version: HttpVersion,
 }
 
 /// The dispatch step: `GET` a URL, take the address from the answer.
@@ -158,9 +303,10 @@ pub struct Heartbeat {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Push {
-    /// Which messages are pushes.
-    #[serde(rename = "match")]
-    pub match_: Match,
+    /// Which messages are pushes (required on WebSocket and TCP; MQTT PUBLISHes, SSE events
+    /// and long-poll answers are all pushes unless this says otherwise).
+    #[serde(rename = "match", default)]
+    pub match_: Option<Match>,
     /// The message id (tracking joins receipts to sends on it).
     pub id: Source,
     /// The send timestamp carried in the push; `delivery_latency` is measured from it (else
@@ -324,6 +470,9 @@ pub struct Track {
     /// Every connected device that lists this topic must get it.
     #[serde(default)]
     pub topic: Option<Template>,
+    /// Every connected device of this device journey (with push handling) must get it.
+    #[serde(default)]
+    pub journey: Option<String>,
     /// The message id the devices will see (default `{{msg_id}}`).
     #[serde(default)]
     pub id: Option<Template>,
@@ -382,6 +531,7 @@ pub const DEVICE_VARS: &[&str] = &[
     "device.id",
     "device.journey",
     "address",
+    "topics",
 ];
 
 #[cfg(test)]

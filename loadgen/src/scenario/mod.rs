@@ -7,6 +7,7 @@
 //! from them.
 
 mod check;
+mod check_device;
 pub mod device;
 pub mod extract;
 mod load;

@@ -122,6 +122,13 @@ impl Template {
                 _ => Err(bad_args("random_int A B with A <= B")),
             },
             ["random_int", ..] => Err(bad_args("random_int A B")),
+            ["random_device", quoted] => quoted
+                .strip_prefix('"')
+                .and_then(|q| q.strip_suffix('"'))
+                .filter(|name| !name.is_empty())
+                .map(|name| Part::Var(random_device_var(name)))
+                .ok_or_else(|| bad_args("random_device \"JOURNEY\"")),
+            ["random_device", _, ..] => Err(bad_args("random_device \"JOURNEY\"")),
             [name] if is_var_name(name) => Ok(Part::Var(name.to_string())),
             _ => Err(format!(
                 "unknown template expression `{{{{{expr}}}}}` in `{source}`; expected a variable name or one of: {GENERATORS}"
@@ -196,6 +203,17 @@ impl Template {
         self.render_into(scope, &mut out)?;
         Ok(out)
     }
+}
+
+/// The variable `{{random_device "JOURNEY"}}` reads: the user of a connected device of that
+/// device journey, set per iteration (no `let` can set a name with a space and quotes).
+pub fn random_device_var(journey: &str) -> String {
+    format!("random_device \"{journey}\"")
+}
+
+/// The device journey a `{{random_device "JOURNEY"}}` variable names.
+pub fn random_device_journey(var: &str) -> Option<&str> {
+    var.strip_prefix("random_device \"")?.strip_suffix('"')
 }
 
 fn is_var_name(s: &str) -> bool {

@@ -1,14 +1,14 @@
 //! A real nginx (a push gateway nobody here wrote, with nchan; the calibration target with the
 //! echo module): the caller gives the `http { … }` block's contents with `{listen}` where the
 //! server's address goes; nginx runs in the foreground from a private prefix folder, on a
-//! private loopback address, and is stopped on drop.
+//! private loopback address, and is stopped on drop, its workers with it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::process::{require, Spawned};
+use crate::process::{require, signal_pid, Signal, Spawned};
 
 /// The nginx binary (Debian installs it in /usr/sbin, which a test's PATH may lack).
 fn binary() -> PathBuf {
@@ -99,5 +99,24 @@ impl Nginx {
     /// The error log so far.
     pub fn error_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("logs/error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    /// Fast shutdown (SIGTERM: the master stops its workers), then SIGKILL for workers still
+    /// running after 5 s. Killing only the master, as dropping its process does, would leave
+    /// the workers running (nchan's keep their subscribers).
+    fn drop(&mut self) {
+        let workers = self.workers();
+        self.process.signal(Signal::SIGTERM);
+        let alive = |w: &u32| {
+            std::fs::read(format!("/proc/{w}/cmdline"))
+                .is_ok_and(|c| c.starts_with(b"nginx: worker"))
+        };
+        if !crate::wait::within(Duration::from_secs(5), || !workers.iter().any(alive)) {
+            for w in workers.iter().filter(|w| alive(w)) {
+                signal_pid(*w, Signal::SIGKILL);
+            }
+        }
     }
 }

@@ -1,6 +1,15 @@
-//! One device: a task that connects (dispatch, TCP, TLS, WebSocket upgrade), runs the
-//! `send_on_connect` exchanges, then holds the connection — heartbeats, pushes and acks, the
-//! session's end by think time or churn — and reconnects with backoff when the journey says so.
+//! One device: a task that connects (the sibling module `open`: dispatch, TCP, TLS or HTTP/2,
+//! then a WebSocket upgrade or an HTTP GET), runs its protocol's handshake (MQTT CONNECT and
+//! SUBSCRIBE; a WebSocket or TCP gateway's `send_on_connect` and `subscribe` exchanges; an SSE
+//! stream's answer head), then
+//! holds the connection — heartbeats or keep-alive pings, pushes and acks, long-poll requests,
+//! the session's end by think time or churn — and reconnects with backoff when the journey
+//! says so.
+//!
+//! Every message of every protocol goes through `on_frame`: text protocols apply the
+//! journey's rules to the frame; MQTT ([`super::mqtt`]) and SSE / long-poll
+//! ([`super::http_stream`]) unwrap their packets and events first, then the same push rules
+//! apply (`journey::extract::Message`), so tracking is the same for all.
 //!
 //! Memory is the budget: the long-lived part of the task holds the socket, a frame decoder
 //! with no buffer between messages, and a few timers. Reads go through a per-thread 64 KiB
@@ -8,29 +17,22 @@
 //! so its size does not stay in the task.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
-use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-use common::endpoint::Endpoint;
-
 use super::ack;
-use super::script::{DeviceScope, Script};
+use super::http_stream::{self, Piece};
+use super::io::{io_cause, Io};
+use super::mqtt::{self, Stage};
+use super::script::{DeviceScope, Proto, Script};
 use super::shard::{ShardCtx, Slot};
 use super::wire::{self, Decoder, Frame, Framing};
 use crate::delivery::clock::unix_ns;
 use crate::delivery::{names, Receipt};
 use crate::journey::extract::Message;
-
-thread_local! {
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; 64 * 1024]);
-}
+use crate::journey::mqtt::ConnectFields;
+use crate::scenario::device::HttpMode;
 
 /// A failure cause (the `cause` tag of `connections_failed`).
 pub(crate) type Cause = Cow<'static, str>;
@@ -142,74 +144,6 @@ fn count_failure(ctx: &ShardCtx, script: &Script, cause: &str) {
     ctx.record(|r| r.add(&key, Instant::now(), 1));
 }
 
-/// The connection's byte stream.
-enum Io {
-    Plain(TcpStream),
-    Tls(Box<TlsIo>),
-}
-
-struct TlsIo {
-    stream: tokio_rustls::client::TlsStream<TcpStream>,
-    buf: Box<[u8]>,
-}
-
-impl Io {
-    /// Waits for data and hands it to `on`; `Ok(false)` at the end of the stream.
-    /// Cancel-safe: nothing is consumed unless it was handed over.
-    async fn read_with(&mut self, on: &mut (dyn FnMut(&[u8]) + Send)) -> io::Result<bool> {
-        match self {
-            // `poll_read` into the shared scratch buffer, handing the data over within the
-            // same poll: a read shorter than the buffer tells tokio the socket is drained,
-            // so the next read waits for readiness instead of costing an extra `recv`
-            // that finds nothing (which `try_read` would).
-            Io::Plain(s) => {
-                std::future::poll_fn(|cx| {
-                    SCRATCH.with_borrow_mut(|buf| {
-                        let mut rb = tokio::io::ReadBuf::new(buf);
-                        match std::pin::Pin::new(&mut *s).poll_read(cx, &mut rb) {
-                            std::task::Poll::Ready(Ok(())) if rb.filled().is_empty() => {
-                                std::task::Poll::Ready(Ok(false))
-                            }
-                            std::task::Poll::Ready(Ok(())) => {
-                                on(rb.filled());
-                                std::task::Poll::Ready(Ok(true))
-                            }
-                            std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
-                            std::task::Poll::Pending => std::task::Poll::Pending,
-                        }
-                    })
-                })
-                .await
-            }
-            Io::Tls(t) => {
-                let n = t.stream.read(&mut t.buf).await?;
-                if n == 0 {
-                    return Ok(false);
-                }
-                on(&t.buf[..n]);
-                Ok(true)
-            }
-        }
-    }
-
-    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        match self {
-            Io::Plain(s) => s.write_all(data).await,
-            Io::Tls(t) => {
-                t.stream.write_all(data).await?;
-                t.stream.flush().await
-            }
-        }
-    }
-
-    async fn shutdown(&mut self) {
-        let _ = match self {
-            Io::Plain(s) => s.shutdown().await,
-            Io::Tls(t) => t.stream.shutdown().await,
-        };
-    }
-}
-
 /// An established connection.
 struct Link {
     io: Io,
@@ -218,9 +152,21 @@ struct Link {
     vars: Vec<(String, String)>,
 }
 
+/// An SSE or long-poll device's reader, and what its next poll sends.
+pub(super) struct HttpState {
+    pub(super) reader: http_stream::Reader,
+    pub(super) host: String,
+    pub(super) path: String,
+    pub(super) headers: Vec<(String, String)>,
+}
+
 /// Per-connection protocol state.
 #[derive(Default)]
 struct State {
+    /// An MQTT device's session.
+    mqtt: Option<Box<mqtt::Session>>,
+    /// An SSE or long-poll device's reader.
+    http: Option<Box<HttpState>>,
     /// Bytes to write after the current read.
     out: Vec<u8>,
     /// Index of the `send_on_connect` exchange waiting for its answer.
@@ -235,15 +181,8 @@ struct State {
     error_cause: Option<String>,
 }
 
-fn io_cause(e: &io::Error) -> Cause {
-    Cow::Borrowed(match e.kind() {
-        io::ErrorKind::UnexpectedEof => "closed",
-        io::ErrorKind::TimedOut => "timeout",
-        _ => "reset",
-    })
-}
-
-fn scope<'a>(
+/// The template scope of a device: its own variables, `vars` and `{{topics}}`.
+pub(super) fn scope<'a>(
     ctx: &'a ShardCtx,
     slot: &'a Slot,
     script: &'a Script,
@@ -251,164 +190,150 @@ fn scope<'a>(
 ) -> DeviceScope<'a> {
     let mut s = DeviceScope::new(script, slot.index, slot.global, &slot.user, &ctx.base_url);
     s.extra = vars.to_vec();
+    if !slot.topics.is_empty() {
+        s.set("topics", slot.topics.join(","));
+    }
     s
 }
 
-/// Where to connect, from a rendered URL.
-struct Dest {
-    addr: SocketAddr,
-    kind: Kind,
-    host: String,
-    path: String,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Ws,
-    Wss,
-    Tcp,
-}
-
-async fn resolve(url: &str) -> Result<Dest, Cause> {
-    let uri: http::Uri = url.parse().map_err(|_| Cow::Borrowed("connect"))?;
-    let endpoint =
-        Endpoint::of(&uri, &["ws", "wss", "tcp"]).map_err(|_| Cow::Borrowed("connect"))?;
-    let kind = match endpoint.scheme.as_str() {
-        "ws" => Kind::Ws,
-        "wss" => Kind::Wss,
-        _ => Kind::Tcp,
-    };
-    let addr = super::net::resolve(&endpoint)
-        .await
-        .map_err(|_| Cow::Borrowed("connect"))?;
-    let host = uri
-        .authority()
-        .map_or_else(|| endpoint.authority(), |a| a.to_string());
-    Ok(Dest {
-        addr,
-        kind,
-        host,
-        path: uri
-            .path_and_query()
-            .map_or_else(|| "/".to_string(), |p| p.to_string()),
-    })
-}
-
-/// Dispatch, connect, TLS, upgrade and the `send_on_connect` exchanges.
+/// Dispatch, connect, TLS, upgrade or request, and the protocol's handshake.
 async fn establish(ctx: &ShardCtx, slot: &Slot, script: &Script) -> Result<(Link, State), Cause> {
     let mut vars: Vec<(String, String)> = Vec::new();
-    let connecting = connect(ctx, slot, script, &mut vars);
-    let (io, framing, leftover) =
-        match tokio::time::timeout(script.connect_timeout, connecting).await {
-            Ok(r) => r?,
-            Err(_) => return Err("timeout".into()),
-        };
+    let connecting = super::open::connect(ctx, slot, script, &mut vars);
+    let opened = match tokio::time::timeout(script.connect_timeout, connecting).await {
+        Ok(r) => r?,
+        Err(_) => return Err("timeout".into()),
+    };
     let mut link = Link {
-        io,
-        dec: Decoder::new(framing),
+        io: opened.io,
+        dec: Decoder::new(opened.framing),
         vars,
     };
-    let mut st = State::default();
-    if !leftover.is_empty() {
-        feed(ctx, slot, script, &mut link, &mut st, &leftover)?;
+    let mut st = State {
+        http: opened.http,
+        ..State::default()
+    };
+    if let Proto::Mqtt(version) = script.proto {
+        st.mqtt = Some(Box::new(mqtt::Session::new(
+            version,
+            opened.framing,
+            script.mqtt_ack_delay,
+        )));
     }
-    exchange(ctx, slot, script, &mut link, &mut st).await?;
+    if !opened.leftover.is_empty() {
+        feed(ctx, slot, script, &mut link, &mut st, &opened.leftover)?;
+    }
+    let deadline = tokio::time::Instant::now() + script.connect_timeout;
+    match script.proto {
+        Proto::Mqtt(_) => mqtt_handshake(ctx, slot, script, &mut link, &mut st, deadline).await?,
+        // The stream's answer head says whether it is an event stream at all.
+        Proto::Http(HttpMode::Sse) => {
+            until(ctx, slot, script, &mut link, &mut st, deadline, |st| {
+                st.http.as_ref().is_some_and(|h| h.reader.head_seen())
+            })
+            .await?
+        }
+        Proto::Http(HttpMode::LongPoll) => {}
+        Proto::Text => exchange(ctx, slot, script, &mut link, &mut st).await?,
+    }
     Ok((link, st))
 }
 
-/// The dispatch call (its address becomes `{{address}}` in `vars`), TCP connect, TLS and the
-/// WebSocket upgrade: the stream, its framing, and bytes that came after the upgrade's head.
-async fn connect(
+/// Reads (and writes what the reads queue) until `done` holds, by `deadline`.
+async fn until(
     ctx: &ShardCtx,
     slot: &Slot,
     script: &Script,
-    vars: &mut Vec<(String, String)>,
-) -> Result<(Io, Framing, Vec<u8>), Cause> {
-    let def = &script.def;
-    if let Some(d) = &def.connect.dispatch {
-        let url = d
-            .get
-            .render(&scope(ctx, slot, script, vars))
-            .map_err(|_| Cow::Borrowed("dispatch"))?;
-        let address = ctx.dispatch.address(&url, &d.address).await?;
-        vars.push(("address".into(), address));
+    link: &mut Link,
+    st: &mut State,
+    deadline: tokio::time::Instant,
+    done: impl Fn(&State) -> bool,
+) -> Result<(), Cause> {
+    while !done(st) {
+        match tokio::time::timeout_at(deadline, read_step(ctx, slot, script, link, st)).await {
+            Ok(r) => r?,
+            Err(_) => return Err("timeout".into()),
+        }
+        flush(link, st).await?;
     }
-    let url = match &def.connect.url {
-        Some(t) => t
-            .render(&scope(ctx, slot, script, vars))
-            .map_err(|_| Cow::Borrowed("connect"))?,
-        None => super::script::lookup(vars, "address")
-            .ok_or(Cow::Borrowed("connect"))?
-            .to_string(),
-    };
-    let dest = resolve(&url).await?;
-    let t0 = Instant::now();
-    let tcp = super::net::connect(dest.addr, ctx.source_for(slot.global))
-        .await
-        .map_err(|_| Cow::Borrowed("connect"))?;
-    let mut io = match dest.kind {
-        Kind::Wss => {
-            let name = rustls::pki_types::ServerName::try_from(
-                dest.host.split(':').next().unwrap_or("").to_string(),
-            )
-            .map_err(|_| Cow::Borrowed("handshake"))?;
-            let s = ctx
-                .tls
-                .connect(name, tcp)
-                .await
-                .map_err(|_| Cow::Borrowed("handshake"))?;
-            Io::Tls(Box::new(TlsIo {
-                stream: s,
-                buf: vec![0; 16 * 1024].into_boxed_slice(),
-            }))
-        }
-        _ => Io::Plain(tcp),
-    };
-    let (framing, leftover, key) = if dest.kind == Kind::Tcp {
-        (script.tcp_framing, Vec::new(), &script.keys.tcp_connecting)
-    } else {
-        let sc = scope(ctx, slot, script, vars);
-        let mut headers = Vec::new();
-        for (n, v) in &def.connect.headers {
-            headers.push((
-                n.clone(),
-                v.render(&sc).map_err(|_| Cow::Borrowed("handshake"))?,
-            ));
-        }
-        let leftover = upgrade(&mut io, &dest, &headers).await?;
-        (Framing::Ws, leftover, &script.keys.ws_connecting)
-    };
-    let done = Instant::now();
-    ctx.record(|r| r.record(key, done, done.duration_since(t0).as_micros() as u64));
-    Ok((io, framing, leftover))
+    Ok(())
 }
 
-/// The WebSocket opening handshake on `io`; returns the bytes after the answer's head.
-async fn upgrade(io: &mut Io, dest: &Dest, headers: &[(String, String)]) -> Result<Vec<u8>, Cause> {
-    let key = wire::new_key();
-    let req = wire::upgrade_request(&dest.host, &dest.path, &key, headers);
-    io.write_all(req.as_bytes())
-        .await
-        .map_err(|_| Cow::Borrowed("handshake"))?;
-    let mut head: Vec<u8> = Vec::with_capacity(256);
-    let end = loop {
-        let alive = io
-            .read_with(&mut |d| head.extend_from_slice(d))
-            .await
-            .map_err(|_| Cow::Borrowed("handshake"))?;
-        if !alive || head.len() > 16 * 1024 {
-            return Err(Cow::Borrowed("handshake"));
-        }
-        if let Some(end) =
-            wire::upgrade_answer(&head, &key).map_err(|_| Cow::Borrowed("handshake"))?
-        {
-            break end;
+/// MQTT: CONNECT → CONNACK, then one SUBSCRIBE of every topic → SUBACK.
+async fn mqtt_handshake(
+    ctx: &ShardCtx,
+    slot: &Slot,
+    script: &Script,
+    link: &mut Link,
+    st: &mut State,
+    deadline: tokio::time::Instant,
+) -> Result<(), Cause> {
+    let Some(m) = &script.def.connect.mqtt else {
+        return Ok(());
+    };
+    let fields = {
+        let sc = scope(ctx, slot, script, &link.vars);
+        let render =
+            |t: &crate::scenario::Template| t.render(&sc).map_err(|_| Cow::Borrowed("connect"));
+        ConnectFields {
+            client_id: match &m.client_id {
+                Some(t) => render(t)?,
+                None => slot.user.to_string(),
+            },
+            clean: m.clean,
+            keep_alive_s: script
+                .keep_alive
+                .map_or(0, |k| u16::try_from(k.as_secs()).unwrap_or(u16::MAX)),
+            session_expiry_s: m
+                .session_expiry
+                .map(|d| u32::try_from(d.get().as_secs()).unwrap_or(u32::MAX)),
+            login: match &m.username {
+                Some(u) => Some((
+                    render(u)?,
+                    m.password
+                        .as_ref()
+                        .map(render)
+                        .transpose()?
+                        .unwrap_or_default(),
+                )),
+                None => None,
+            },
         }
     };
-    Ok(head.split_off(end))
+    let Some(session) = st.mqtt.as_mut() else {
+        return Ok(());
+    };
+    session.connect(&fields, &mut st.out)?;
+    flush(link, st).await?;
+    until(ctx, slot, script, link, st, deadline, |st| {
+        mqtt_stage(st) != Stage::Connecting
+    })
+    .await?;
+    if slot.topics.is_empty() {
+        return Ok(());
+    }
+    let filters: Vec<(String, u8)> = slot
+        .topics
+        .iter()
+        .zip(&script.def.topics)
+        .map(|(t, sub)| (t.to_string(), sub.qos.unwrap_or(script.mqtt_qos)))
+        .collect();
+    if let Some(session) = st.mqtt.as_mut() {
+        session.subscribe(&filters, &mut st.out)?;
+    }
+    flush(link, st).await?;
+    until(ctx, slot, script, link, st, deadline, |st| {
+        mqtt_stage(st) == Stage::Up
+    })
+    .await
 }
 
-/// The `send_on_connect` exchanges, each awaiting its answer when it expects one.
+fn mqtt_stage(st: &State) -> Stage {
+    st.mqtt.as_ref().map_or(Stage::Up, |m| m.stage())
+}
+
+/// The `send_on_connect` exchanges, then `subscribe` once per topic, each awaiting its
+/// answer when it expects one.
 async fn exchange(
     ctx: &ShardCtx,
     slot: &Slot,
@@ -417,11 +342,26 @@ async fn exchange(
     st: &mut State,
 ) -> Result<(), Cause> {
     let framing = link.dec.framing();
-    for (i, x) in script.def.send_on_connect.iter().enumerate() {
-        let msg = x
-            .send
-            .render(&scope(ctx, slot, script, &link.vars))
-            .map_err(|_| Cow::Borrowed("refused"))?;
+    let n = script.def.send_on_connect.len();
+    let mut all: Vec<(&crate::scenario::device::Exchange, Option<&str>)> = script
+        .def
+        .send_on_connect
+        .iter()
+        .map(|x| (x, None))
+        .collect();
+    if let Some(x) = &script.def.subscribe {
+        all.extend(slot.topics.iter().map(|t| (x, Some(&**t))));
+    }
+    for (i, (x, topic)) in all.into_iter().enumerate() {
+        let msg = {
+            let mut sc = scope(ctx, slot, script, &link.vars);
+            if let Some(t) = topic {
+                sc.set("topic", t.to_string());
+            }
+            x.send.render(&sc).map_err(|_| Cow::Borrowed("refused"))?
+        };
+        // Answers to the subscribe exchanges are matched against `subscribe`.
+        let i = i.min(n);
         wire::encode(framing, msg.as_bytes(), &mut st.out);
         flush(link, st).await?;
         if x.expect.is_none() {
@@ -515,7 +455,7 @@ async fn flush(link: &mut Link, st: &mut State) -> Result<(), Cause> {
                 Ok(n) => {
                     out.drain(..n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(io_cause(&e)),
             }
         }
@@ -567,6 +507,12 @@ fn on_frame(
             return;
         }
     };
+    if st.mqtt.is_some() {
+        return on_mqtt(ctx, slot, script, framing, vars, st, m);
+    }
+    if st.http.is_some() {
+        return on_http(ctx, slot, script, framing, vars, st, m);
+    }
     let def = &script.def;
     // One view for every rule below: JSON is parsed on the first rule that needs it, and
     // strings borrow from the frame.
@@ -587,9 +533,12 @@ fn on_frame(
         }
     }
     if let Some(i) = st.awaiting {
-        let x = &def.send_on_connect[i];
-        if x.expect.as_ref().is_some_and(|e| msg.matches(e)) {
-            for (name, source) in &x.capture {
+        let x = def.send_on_connect.get(i).or(def.subscribe.as_ref());
+        if x.and_then(|x| x.expect.as_ref())
+            .is_some_and(|e| msg.matches(e))
+        {
+            let captures = x.map(|x| &x.capture).into_iter().flatten();
+            for (name, source) in captures {
                 if let Some(v) = msg.extract(source) {
                     vars.retain(|(n, _)| n != name);
                     vars.push((name.clone(), v.into_owned()));
@@ -598,7 +547,7 @@ fn on_frame(
             st.awaiting = None;
             return;
         }
-        if !def.push.as_ref().is_some_and(|p| msg.matches(&p.match_)) {
+        if !def.push.as_ref().is_some_and(|p| is_push(p, &msg)) {
             st.fail = Some("refused".into());
             return;
         }
@@ -619,10 +568,146 @@ fn on_frame(
         }
     }
     if let Some(p) = &def.push {
-        if msg.matches(&p.match_) {
-            on_push(ctx, slot, script, p, &msg, framing, vars, st);
+        if is_push(p, &msg) {
+            on_push(
+                ctx,
+                slot,
+                script,
+                p,
+                &msg,
+                framing,
+                vars,
+                &mut st.out,
+                false,
+            );
         }
     }
+}
+
+/// Whether `msg` is a push by the journey's `push.match` (none: every message is).
+fn is_push(p: &crate::scenario::device::Push, msg: &Message<'_>) -> bool {
+    p.match_.as_ref().is_none_or(|m| msg.matches(m))
+}
+
+/// A message of an MQTT, SSE or long-poll device: a push when the journey says so.
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    ctx: &ShardCtx,
+    slot: &Slot,
+    script: &Script,
+    framing: Framing,
+    vars: &[(String, String)],
+    out: &mut Vec<u8>,
+    msg: &Message<'_>,
+    dup: bool,
+) {
+    if let Some(p) = &script.def.push {
+        if is_push(p, msg) {
+            on_push(ctx, slot, script, p, msg, framing, vars, out, dup);
+        }
+    }
+}
+
+/// Bytes of an MQTT connection: packets handled by the session, messages delivered.
+fn on_mqtt(
+    ctx: &ShardCtx,
+    slot: &Slot,
+    script: &Script,
+    framing: Framing,
+    vars: &[(String, String)],
+    st: &mut State,
+    data: &[u8],
+) {
+    let Some(mut session) = st.mqtt.take() else {
+        return;
+    };
+    let fed = session.feed(data, &mut st.out, &mut |m, out| {
+        let msg = Message::with_properties(&m.payload, &m.properties);
+        deliver(ctx, slot, script, framing, vars, out, &msg, m.dup);
+    });
+    st.mqtt = Some(session);
+    match fed {
+        Err(cause) => st.fail = Some(cause),
+        Ok(fed) => {
+            if fed.pong {
+                if let Some((_, sent)) = st.pong_due.take() {
+                    let now = Instant::now();
+                    ctx.record(|r| {
+                        r.record(
+                            script.keys.heartbeat_rtt,
+                            now,
+                            now.duration_since(sent).as_micros() as u64,
+                        )
+                    });
+                }
+            }
+            if let Some(reason) = fed.disconnected {
+                st.closed = true;
+                st.error_cause = Some(format!("disconnect_{reason}"));
+            }
+        }
+    }
+}
+
+/// Bytes of an SSE or long-poll connection: events and answers delivered; a long-poll
+/// answer sends the next poll, resuming after it.
+fn on_http(
+    ctx: &ShardCtx,
+    slot: &Slot,
+    script: &Script,
+    framing: Framing,
+    vars: &[(String, String)],
+    st: &mut State,
+    data: &[u8],
+) {
+    let Some(mut h) = st.http.take() else {
+        return;
+    };
+    let mut poll_again = false;
+    let mut ended = false;
+    let out = &mut st.out;
+    let fed = h.reader.feed(data, &mut |piece| match piece {
+        Piece::Event { id, name, data } => {
+            let mut props = Vec::with_capacity(2);
+            if let Some(id) = id {
+                props.push(("id".to_string(), id.to_string()));
+                *common::sync::lock(&slot.resume) = Some(id.into());
+            }
+            if let Some(name) = name {
+                props.push(("event".to_string(), name.to_string()));
+            }
+            let msg = Message::with_properties(data, &props);
+            deliver(ctx, slot, script, framing, vars, out, &msg, false);
+        }
+        Piece::Message { body, resume } => {
+            deliver(
+                ctx,
+                slot,
+                script,
+                framing,
+                vars,
+                out,
+                &Message::new(body),
+                false,
+            );
+            *common::sync::lock(&slot.resume) = Some(resume.into());
+            poll_again = true;
+        }
+        Piece::Empty => poll_again = true,
+        Piece::End => ended = true,
+    });
+    if let Err(cause) = fed {
+        st.fail = Some(cause);
+    } else if ended {
+        st.closed = true;
+    } else if poll_again {
+        if let Proto::Http(mode) = script.proto {
+            let resume = common::sync::lock(&slot.resume).clone();
+            let req = http_stream::request(mode, &h.host, &h.path, resume.as_deref(), &h.headers);
+            st.out.extend_from_slice(req.as_bytes());
+        }
+    }
+    st.http = Some(h);
 }
 
 /// A push arrived: its receipt goes to delivery tracking, and its ack is queued.
@@ -635,7 +720,8 @@ fn on_push(
     msg: &Message<'_>,
     framing: Framing,
     vars: &[(String, String)],
-    st: &mut State,
+    out: &mut Vec<u8>,
+    dup: bool,
 ) {
     let at_ns = unix_ns();
     let Some(id) = msg.extract(&p.id) else {
@@ -643,7 +729,8 @@ fn on_push(
         ctx.record(|r| r.add(&key, Instant::now(), 1));
         return;
     };
-    let redelivery = p.redelivery.as_ref().is_some_and(|r| msg.matches(r));
+    // MQTT's DUP flag, or the journey's own redelivery mark.
+    let redelivery = dup || p.redelivery.as_ref().is_some_and(|r| msg.matches(r));
     let sent_ns = p.sent_at.as_ref().and_then(|s| {
         let v = msg.extract(&s.source)?;
         let n: f64 = v.trim().parse().ok()?;
@@ -661,7 +748,7 @@ fn on_push(
         &ctx.table,
     );
     if let Some(ack) = &p.ack {
-        ack::render(ack, &id, ctx, slot, script, vars, framing, &mut st.out);
+        ack::render(ack, &id, ctx, slot, script, vars, framing, out);
     }
 }
 
@@ -680,7 +767,11 @@ async fn hold(
             + h.jitter
                 .map_or(Duration::ZERO, |j| j.get().mul_f64(fastrand::f64()))
     };
-    let mut next_hb = def.heartbeat.as_ref().map(|h| Instant::now() + hb_gap(h));
+    // MQTT: a PINGREQ every keep-alive period; its PINGRESP is due within the next one.
+    let mut next_hb = match script.keep_alive {
+        Some(k) if st.mqtt.is_some() => Some(Instant::now() + k),
+        _ => def.heartbeat.as_ref().map(|h| Instant::now() + hb_gap(h)),
+    };
     let end_at = def.think.as_ref().map(|t| Instant::now() + t.sample());
     let churn_at = def.churn.as_ref().filter(|c| c.per_second > 0.0).map(|c| {
         let u = 1.0 - fastrand::f64();
@@ -700,11 +791,18 @@ async fn hold(
             Box::pin(close(script, ctx, slot, link, st)).await;
             return Ok(Ended::Stopped);
         }
-        let wake = [next_hb, end_at, churn_at, st.pong_due.map(|p| p.0)]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(far);
+        let acks_due = st.mqtt.as_ref().and_then(|m| m.next_due());
+        let wake = [
+            next_hb,
+            end_at,
+            churn_at,
+            st.pong_due.map(|p| p.0),
+            acks_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(far);
         if wake != armed {
             sleep.as_mut().reset(wake.into());
             armed = wake;
@@ -730,7 +828,18 @@ async fn hold(
                 if churn_at.is_some_and(|t| t <= now) {
                     return Ok(Ended::Churned);
                 }
-                if let (Some(t), Some(h)) = (next_hb, &def.heartbeat) {
+                if let Some(m) = st.mqtt.as_mut() {
+                    m.release_due(now, &mut st.out);
+                    if let (Some(t), Some(k)) = (next_hb, script.keep_alive) {
+                        if t <= now {
+                            m.ping(&mut st.out);
+                            if st.pong_due.is_none() {
+                                st.pong_due = Some((now + k, now));
+                            }
+                            next_hb = Some(now + k);
+                        }
+                    }
+                } else if let (Some(t), Some(h)) = (next_hb, &def.heartbeat) {
                     if t <= now {
                         let msg = h
                             .send
@@ -750,10 +859,13 @@ async fn hold(
     }
 }
 
-/// A clean close: the journey's close message, a WebSocket close frame, FIN.
+/// A clean close: MQTT's DISCONNECT or the journey's close message, a WebSocket close
+/// frame, FIN.
 async fn close(script: &Script, ctx: &ShardCtx, slot: &Slot, link: &mut Link, st: &mut State) {
     let framing = link.dec.framing();
-    if let Some(c) = &script.def.close {
+    if let Some(m) = &st.mqtt {
+        m.disconnect(&mut st.out);
+    } else if let Some(c) = &script.def.close {
         if let Ok(text) = c.render(&scope(ctx, slot, script, &link.vars)) {
             wire::encode(framing, text.as_bytes(), &mut st.out);
         }
@@ -802,6 +914,9 @@ mod tests {
             ),
             tls: tokio_rustls::TlsConnector::from(
                 crate::engine::http::Tls::new(true).unwrap().http1_config(),
+            ),
+            tls_h2: tokio_rustls::TlsConnector::from(
+                crate::engine::http::Tls::new(true).unwrap().http2_config(),
             ),
             table,
         });

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use super::control::{Command, Event, ShardPlan};
 use super::script::{all_users, Script};
 use crate::delivery::clock::{unix_ns, unix_of};
+use crate::delivery::hooks::JourneyRange;
 use crate::delivery::{names, DeliveryHooks};
 use crate::plan::SwarmPlan;
 
@@ -205,10 +206,19 @@ impl Launched {
             }
         }
         let links = self.links.clone();
+        let journeys = scripts
+            .iter()
+            .map(|s| JourneyRange {
+                name: s.def.name.clone(),
+                base: s.plan.base,
+                count: s.plan.planned,
+            })
+            .collect();
         let announcer = Arc::new(Announcer::default());
         let announce = announcer.clone();
         let hooks = Arc::new(DeliveryHooks::new(
             all_users(scripts, &setup.base_url),
+            journeys,
             n,
             Box::new(move |k, msg| {
                 // A broadcast is routed to every shard: announced once, with shard 0's copy.

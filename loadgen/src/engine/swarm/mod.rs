@@ -1,9 +1,16 @@
-//! The device swarm: long-lived WebSocket and raw TCP connections running the scenario's
-//! device journeys, reporting what they receive to delivery tracking ([`crate::delivery`]).
+//! The device swarm: long-lived WebSocket, raw TCP, MQTT, SSE and long-poll connections
+//! running the scenario's device journeys, reporting what they receive to delivery tracking
+//! ([`crate::delivery`]).
 //!
-//! - [`wire`]: client framing (RFC 6455, length-prefixed, newline) and the WebSocket upgrade.
+//! - [`wire`]: client framing (RFC 6455, length-prefixed, newline, raw) and the WebSocket
+//!   upgrade.
+//! - [`io`]: a connection's byte stream (TCP or TLS), read through a per-thread buffer.
+//! - [`mqtt`]: an MQTT device's session (handshake, acks by QoS, keep-alive).
+//! - [`http_stream`]: SSE and long-poll over HTTP/1.1 (requests, answers, events);
+//!   `h2io` carries them over HTTP/2.
 //! - [`net`]: source addresses, `IP_BIND_ADDRESS_NO_PORT`, the open-file limit, resolving.
 //! - [`script`]: a device journey compiled for running, its metric keys, template scope.
+//! - `open`: opening a device's connection (dispatch, TCP, TLS, HTTP/2, WebSocket upgrade).
 //! - [`connection`]: one device's task (connect, exchanges, heartbeat, pushes, churn,
 //!   reconnect).
 //! - [`ack`]: the reply to a push, rendered straight into the connection's output.
@@ -22,7 +29,12 @@ pub mod connection;
 pub mod control;
 pub mod coordinator;
 pub mod dispatch;
+mod h2io;
+pub mod http_stream;
+pub mod io;
+pub mod mqtt;
 pub mod net;
+mod open;
 pub mod script;
 pub mod shard;
 pub mod wire;

@@ -8,9 +8,21 @@ use reports::{MetricId, MetricKey};
 
 use super::names;
 use super::wire::Framing;
+use crate::journey::mqtt::Version;
 use crate::plan::DeviceJourneyPlan;
-use crate::scenario::device::{Device, Framing as FileFraming};
+use crate::scenario::device::{Device, Framing as FileFraming, HttpMode, MqttVersion};
 use crate::scenario::template::Scope;
+
+/// The protocol a device journey speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// The journey's own messages over WebSocket or TCP.
+    Text,
+    /// MQTT over TCP, TLS or WebSocket.
+    Mqtt(Version),
+    /// Server-Sent Events or long-poll.
+    Http(HttpMode),
+}
 
 /// A device journey ready to run.
 #[derive(Debug)]
@@ -23,6 +35,14 @@ pub struct Script {
     pub tcp_framing: Framing,
     /// Connect timeout.
     pub connect_timeout: Duration,
+    /// The protocol.
+    pub proto: Proto,
+    /// MQTT keep-alive (`None`: off).
+    pub keep_alive: Option<Duration>,
+    /// MQTT QoS of topics that name none.
+    pub mqtt_qos: u8,
+    /// MQTT: how long acks are held back.
+    pub mqtt_ack_delay: Option<Duration>,
     /// Keys.
     pub keys: Keys,
 }
@@ -71,7 +91,22 @@ impl Script {
                 let closed = |reason: &str| {
                     MetricId::of(&tagged(names::CONNECTIONS_CLOSED).with_tag("reason", reason))
                 };
+                let mqtt = d.connect.mqtt.as_ref();
+                let proto = match (mqtt, &d.connect.http) {
+                    (Some(m), _) => Proto::Mqtt(match m.version {
+                        MqttVersion::V311 => Version::V311,
+                        MqttVersion::V5 => Version::V5,
+                    }),
+                    (None, Some(h)) => Proto::Http(h.mode),
+                    (None, None) => Proto::Text,
+                };
                 Script {
+                    proto,
+                    keep_alive: mqtt
+                        .map(|m| m.keep_alive.map_or(Duration::from_secs(60), |k| k.get()))
+                        .filter(|k| !k.is_zero()),
+                    mqtt_qos: mqtt.and_then(|m| m.qos).unwrap_or(0),
+                    mqtt_ack_delay: mqtt.and_then(|m| m.ack_delay).map(|d| d.get()),
                     def: d.clone(),
                     plan,
                     tcp_framing: match d.connect.framing {
@@ -112,6 +147,29 @@ impl Script {
     /// True when the journey recognises pushes.
     pub fn handles_push(&self) -> bool {
         self.def.push.is_some()
+    }
+
+    /// The topics device `index` (global `global`, user `user`) subscribes to, rendered.
+    pub fn topics(&self, index: u32, global: u32, user: &str, base_url: &str) -> Box<[Box<str>]> {
+        if self.def.topics.is_empty() {
+            return Box::default();
+        }
+        let scope = DeviceScope::new(self, index, global, user, base_url);
+        self.def
+            .topics
+            .iter()
+            .filter_map(|t| t.topic.render(&scope).ok())
+            .map(String::into_boxed_str)
+            .collect()
+    }
+
+    /// Whether a push published to `topic` reaches a subscription to `filter`: MQTT's
+    /// wildcards (`+`, `#`) for MQTT devices, the same name for the others.
+    pub fn topic_matches(&self, filter: &str, topic: &str) -> bool {
+        match self.proto {
+            Proto::Mqtt(_) => rumqttc::mqttbytes::matches(topic, filter),
+            _ => filter == topic,
+        }
     }
 }
 

@@ -46,6 +46,11 @@ pub struct Slot {
     pub end_ns: AtomicU64,
     /// Start of the first session, Unix ns; 0 = never connected.
     pub first_ns: AtomicU64,
+    /// The topics it subscribes to (rendered `topics`).
+    pub topics: Box<[Box<str>]>,
+    /// Where a new session resumes: an SSE stream's last event id, a long-poll's last
+    /// `Last-Modified` and `Etag`.
+    pub resume: Mutex<Option<Box<str>>>,
 }
 
 impl Presence for Slot {
@@ -93,6 +98,7 @@ impl DeviceTable {
                 }
                 let index = s.plan.index_of(k);
                 let user: Box<str> = s.user(index, global, base_url).into();
+                let topics = s.topics(index, global, &user, base_url);
                 by_user
                     .entry(user.clone())
                     .or_default()
@@ -108,6 +114,8 @@ impl DeviceTable {
                     start_ns: AtomicU64::new(0),
                     end_ns: AtomicU64::new(0),
                     first_ns: AtomicU64::new(0),
+                    topics,
+                    resume: Mutex::new(None),
                 }));
             }
         }
@@ -150,8 +158,9 @@ impl Recipients for DeviceTable {
             Target::Unicast { user } => &*slot.user == user.as_str(),
             Target::Broadcast => script.handles_push(),
             Target::Topic { topic } => {
-                script.handles_push() && script.def.topics.iter().any(|t| t == topic)
+                script.handles_push() && slot.topics.iter().any(|f| script.topic_matches(f, topic))
             }
+            Target::Journey { journey } => script.handles_push() && script.def.name == *journey,
         }
     }
 
@@ -193,8 +202,10 @@ pub struct ShardCtx {
     pub active: AtomicU64,
     /// Dispatch calls (at most [`DISPATCH_CONCURRENCY`] at once).
     pub dispatch: super::dispatch::Dispatcher,
-    /// wss:// connections.
+    /// wss://, mqtts:// and HTTP/1.1 https:// connections (ALPN `http/1.1`).
     pub tls: tokio_rustls::TlsConnector,
+    /// HTTP/2 https:// connections of SSE and long-poll devices (ALPN `h2`).
+    pub tls_h2: tokio_rustls::TlsConnector,
 }
 
 impl std::fmt::Debug for ShardCtx {
@@ -269,6 +280,7 @@ pub async fn serve(
         conn_events: Mutex::new((Vec::new(), Vec::new())),
         active: AtomicU64::new(0),
         tls: tokio_rustls::TlsConnector::from(http_tls.http1_config()),
+        tls_h2: tokio_rustls::TlsConnector::from(http_tls.http2_config()),
         dispatch: super::dispatch::Dispatcher::new(http_tls, DISPATCH_CONCURRENCY),
         table,
     });

@@ -1,7 +1,8 @@
 //! What travels on a device connection, client side: WebSocket frames (RFC 6455: client
 //! frames masked, server frames unmasked, fragments reassembled, control frames answered),
-//! 4-byte big-endian length-prefixed frames and newline-delimited text on raw TCP, and the
-//! WebSocket opening handshake.
+//! 4-byte big-endian length-prefixed frames and newline-delimited text on raw TCP, the raw
+//! byte stream a protocol with its own packets reads (MQTT), and the WebSocket opening
+//! handshake.
 //!
 //! The [`Decoder`] keeps only a partial frame per connection (empty, unallocated, between
 //! messages); reads go through a per-thread scratch buffer in the device task, so an idle
@@ -21,6 +22,9 @@ pub enum Framing {
     LengthU32,
     /// One message per line.
     Newline,
+    /// No framing: every read is handed over as it came (a protocol with its own packets,
+    /// such as MQTT over TCP, splits them itself).
+    Raw,
 }
 
 /// One frame read from the server.
@@ -43,7 +47,8 @@ pub struct Malformed(pub &'static str);
 
 const OP_CONT: u8 = 0x0;
 const OP_TEXT: u8 = 0x1;
-const OP_BINARY: u8 = 0x2;
+/// WebSocket binary opcode.
+pub const OP_BINARY: u8 = 0x2;
 /// WebSocket close opcode.
 pub const OP_CLOSE: u8 = 0x8;
 /// WebSocket ping opcode.
@@ -127,6 +132,10 @@ impl Decoder {
                     }
                     None => return Ok(at),
                 },
+                Framing::Raw => {
+                    on(Frame::Message(rest));
+                    rest.len()
+                }
                 Framing::Ws => match self.ws_frame(rest, on)? {
                     Some(n) => n,
                     None => return Ok(at),
@@ -235,6 +244,16 @@ pub fn encode(framing: Framing, payload: &[u8], out: &mut Vec<u8>) {
             out.extend_from_slice(payload);
             out.push(b'\n');
         }
+        Framing::Raw => out.extend_from_slice(payload),
+    }
+}
+
+/// Appends binary `payload` framed for `framing` (WebSocket: one masked binary frame; a raw
+/// stream: as it is).
+pub fn encode_binary(framing: Framing, payload: &[u8], out: &mut Vec<u8>) {
+    match framing {
+        Framing::Ws => encode_ws(OP_BINARY, payload, out),
+        _ => encode(framing, payload, out),
     }
 }
 
