@@ -76,12 +76,28 @@ impl Checker<'_> {
     }
 
     /// Sender steps' `track:` sections: only with device journeys, one kind of recipient, a
-    /// deadline longer than 0s.
+    /// deadline longer than 0s, and no two steps of one sender tracking the same id (one
+    /// iteration would then count one push twice and the other as unexpected).
     fn check_tracks(&self, s: &Scenario) -> Result<(), ScenarioError> {
         for (i, sender) in s.senders.iter().enumerate() {
+            let mut ids: Vec<(usize, &str)> = Vec::new();
             for (j, step) in sender.steps.iter().enumerate() {
                 let Step::Request(r) = step else { continue };
                 let Some(t) = &r.track else { continue };
+                let id = t.id.as_ref().map_or("{{msg_id}}", |t| t.source());
+                if let Some((k, _)) = ids.iter().find(|(_, seen)| *seen == id) {
+                    return Err(self.err(
+                        Some(&format!("name: {}", sender.name)),
+                        "track",
+                        format!(
+                            "senders[{i}].steps[{j}].track: tracks the id `{id}` as steps[{k}] \
+                             does, and it is one value per iteration: give this step's push an \
+                             id of its own (e.g. `let: {{ id2: \"{{{{msg_id}}}}-2\" }}` and \
+                             `track: {{ id: \"{{{{id2}}}}\", … }}`)"
+                        ),
+                    ));
+                }
+                ids.push((j, id));
                 if s.devices.is_empty() {
                     return Err(self.err(None, "track", format!("senders[{i}].steps[{j}].track: delivery tracking needs device journeys (`devices:`)")));
                 }

@@ -601,6 +601,24 @@ senders:
         assert!(e.contains("invalid regular expression"), "{e}");
     }
 
+    /// `{{msg_id}}` is one value per iteration: a second tracked step with the same id would
+    /// count one push twice and the other as unexpected.
+    #[test]
+    fn two_steps_of_a_sender_cannot_track_one_id() {
+        let step = "      - post: \"{{base_url}}/push\"\n        json: { user: \"{{random_device}}\", id: \"{{msg_id}}\" }\n        track: { unicast: \"{{random_device}}\" }\n";
+        let e = err(&format!("{GOOD}{step}"));
+        assert!(e.starts_with("d.yaml:"), "{e}");
+        assert!(
+            e.contains("senders[0].steps[1].track: tracks the id `{{msg_id}}` as steps[0] does"),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1, "{e}");
+        let own = step
+            .replace("id: \"{{msg_id}}\"", "id: \"{{msg_id}}-2\"")
+            .replace("track: {", "track: { id: \"{{msg_id}}-2\",");
+        crate::scenario::load_str(Path::new("d.yaml"), &format!("{GOOD}{own}")).unwrap();
+    }
+
     #[test]
     fn tracking_needs_devices() {
         let no_devices = GOOD.split("devices:").next().unwrap().to_string()
