@@ -9,6 +9,7 @@
 //! - [`apns`]: constants of Apple's push protocol shared by the mock APNs and the relay.
 //! - [`endpoint`]: a URL's scheme, host and port, as the socket layer needs them.
 //! - [`printable`]: outside text made safe for one terminal line.
+//! - [`stream`]: reassembling a connection's bytes into whole frames, packets or events.
 
 #![deny(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod duration;
 pub mod endpoint;
 pub mod printable;
+pub mod stream;
 pub mod sync;
 pub mod websocket;
 

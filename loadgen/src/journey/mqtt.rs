@@ -360,20 +360,11 @@ impl Reader {
 
     /// Feeds bytes; `on` sees every complete packet in order.
     pub fn feed(&mut self, data: &[u8], on: &mut dyn FnMut(Incoming)) -> Result<(), Malformed> {
-        if self.partial.is_empty() {
-            let used = self.parse(data, on)?;
-            if used < data.len() {
-                self.partial.extend_from_slice(&data[used..]);
-            }
-        } else {
-            let mut buf = std::mem::take(&mut self.partial);
-            buf.extend_from_slice(data);
-            let used = self.parse(&buf, on)?;
-            if used < buf.len() {
-                buf.drain(..used);
-                self.partial = buf;
-            }
-        }
+        // Taken out for the call: `parse` borrows the rest of `self`.
+        let mut partial = std::mem::take(&mut self.partial);
+        let parsed = common::stream::feed(&mut partial, data, |b| self.parse(b, on));
+        self.partial = partial;
+        parsed?;
         Ok(())
     }
 

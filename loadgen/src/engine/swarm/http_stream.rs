@@ -162,20 +162,11 @@ impl Reader {
 
     /// Feeds bytes read from the connection; `on` sees every piece in order.
     pub fn feed(&mut self, data: &[u8], on: &mut dyn FnMut(Piece<'_>)) -> Result<(), Cause> {
-        if self.partial.is_empty() {
-            let used = self.parse(data, on)?;
-            if used < data.len() {
-                self.partial.extend_from_slice(&data[used..]);
-            }
-        } else {
-            let mut buf = std::mem::take(&mut self.partial);
-            buf.extend_from_slice(data);
-            let used = self.parse(&buf, on)?;
-            if used < buf.len() {
-                buf.drain(..used);
-                self.partial = buf;
-            }
-        }
+        // Taken out for the call: `parse` borrows the rest of `self`.
+        let mut partial = std::mem::take(&mut self.partial);
+        let parsed = common::stream::feed(&mut partial, data, |b| self.parse(b, on));
+        self.partial = partial;
+        parsed?;
         if self.partial.len() > MAX_HEAD {
             return Err(fail("malformed"));
         }

@@ -81,21 +81,11 @@ impl Decoder {
 
     /// Feeds bytes read from the connection; `on` sees every complete frame in order.
     pub fn feed(&mut self, data: &[u8], on: &mut dyn FnMut(Frame<'_>)) -> Result<(), Malformed> {
-        if self.partial.is_empty() {
-            let used = self.parse(data, on)?;
-            if used < data.len() {
-                self.partial.extend_from_slice(&data[used..]);
-            }
-        } else {
-            let mut buf = std::mem::take(&mut self.partial);
-            buf.extend_from_slice(data);
-            let used = self.parse(&buf, on)?;
-            if used < buf.len() {
-                buf.drain(..used);
-                self.partial = buf;
-            }
-            // else: the buffer is dropped, so an idle connection holds no allocation.
-        }
+        // Taken out for the call: `parse` borrows the rest of `self`.
+        let mut partial = std::mem::take(&mut self.partial);
+        let parsed = common::stream::feed(&mut partial, data, |b| self.parse(b, on));
+        self.partial = partial;
+        parsed?;
         Ok(())
     }
 
