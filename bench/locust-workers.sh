@@ -9,7 +9,8 @@
 # Delivery throughput is measured at the gateway, the same way for both runs: its `acks`
 # counter (/stats, sampled every 50 ms) — devices that received a broadcast and answered —
 # from the broadcast's first ack to 99 % of N acks.
-# Usage: bench/locust-workers.sh [N] [RATE]      (defaults 30000 devices, 3000 connects/s)
+# Usage: [PER_SHARD=K] bench/locust-workers.sh [N] [RATE]   (defaults 30000 devices,
+#        3000 connects/s, 15000 devices per shard process of the one loadgen)
 source "$(dirname "$0")/lib.sh"
 N=${1:-30000}
 RATE=${2:-3000}
@@ -20,9 +21,12 @@ BEVERY=${BEVERY:-15}
 HOLD=$(( 10 + 3 * BEVERY + 10 ))
 DURATION=$(( 3 + RAMP + HOLD ))
 SOURCES=1
+# Devices per shard process of the one loadgen (PER_SHARD=10000 at N=30000: three device
+# processes, as the three workers have).
+PER_SHARD=${PER_SHARD:-15000}
 HOLDVARS=(-e PORT="$PORT" -e N="$N" -e RAMP="$RAMP" -e HOLD="$HOLD" -e DURATION="$DURATION"
-  -e BEVERY="$BEVERY" -e SOURCES="$SOURCES")
-export PORT N RATE RAMP HOLD DURATION BEVERY SOURCES
+  -e BEVERY="$BEVERY" -e SOURCES="$SOURCES" -e PER_SHARD="$PER_SHARD")
+export PORT N RATE RAMP HOLD DURATION BEVERY SOURCES PER_SHARD
 
 tree_rss() {
   local pids; pids=$(pstree -p -T "$1" 2>/dev/null | grep -o '([0-9]*)' | tr -d '()' | tr '\n' ',')
