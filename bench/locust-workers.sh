@@ -9,8 +9,9 @@
 # Delivery throughput is measured at the gateway, the same way for both runs: its `acks`
 # counter (/stats, sampled every 50 ms) — devices that received a broadcast and answered —
 # from the broadcast's first ack to 99 % of N acks.
-# Usage: [PER_SHARD=K] bench/locust-workers.sh [N] [RATE]   (defaults 30000 devices,
-#        3000 connects/s, 15000 devices per shard process of the one loadgen)
+# Usage: [ONE_SHARDS=K] [WORKER_SHARDS=K] bench/locust-workers.sh [N] [RATE]
+#        (defaults 30000 devices, 3000 connects/s, 6 shard processes for the one loadgen, 2 per
+#        worker)
 source "$(dirname "$0")/lib.sh"
 N=${1:-30000}
 RATE=${2:-3000}
@@ -21,12 +22,17 @@ BEVERY=${BEVERY:-15}
 HOLD=$(( 10 + 3 * BEVERY + 10 ))
 DURATION=$(( 3 + RAMP + HOLD ))
 SOURCES=1
-# Devices per shard process of the one loadgen (PER_SHARD=10000 at N=30000: three device
-# processes, as the three workers have).
-PER_SHARD=${PER_SHARD:-15000}
+# Device (shard) processes: the one loadgen runs ONE_SHARDS of them, each worker WORKER_SHARDS
+# (defaults 6 and 2: six device processes on both sides). Both are set: a worker plans its
+# shards from the scenario's whole device count, not from the share the master gives it, so
+# without them each worker would start as many shard processes as the one loadgen does; and a
+# worker's check counts all N devices against its shards' open files (N / WORKER_SHARDS must
+# stay under 20,000 here).
+ONE_SHARDS=${ONE_SHARDS:-$(( 2 * W ))}
+WORKER_SHARDS=${WORKER_SHARDS:-2}
 HOLDVARS=(-e PORT="$PORT" -e N="$N" -e RAMP="$RAMP" -e HOLD="$HOLD" -e DURATION="$DURATION"
-  -e BEVERY="$BEVERY" -e SOURCES="$SOURCES" -e PER_SHARD="$PER_SHARD")
-export PORT N RATE RAMP HOLD DURATION BEVERY SOURCES PER_SHARD
+  -e BEVERY="$BEVERY" -e SOURCES="$SOURCES")
+export PORT N RATE RAMP HOLD DURATION BEVERY SOURCES
 
 tree_rss() {
   local pids; pids=$(pstree -p -T "$1" 2>/dev/null | grep -o '([0-9]*)' | tr -d '()' | tr '\n' ',')
@@ -93,7 +99,8 @@ echo "== N=$N devices, connect rate $RATE/s, ramp ${RAMP}s, a tracked broadcast 
 # 1. one loadgen
 d="$OUT/lw-one"; rm -rf "$d"
 sample_acks "$OUT/acks-one.txt"
-taskset -c "$CLIENT_CPU" "$LOADGEN" run "$ROOT/bench/locust-hold.yaml" "${HOLDVARS[@]}" --out "$d" --quiet >"$d.log" 2>&1 &
+taskset -c "$CLIENT_CPU" "$LOADGEN" run "$ROOT/bench/locust-hold.yaml" "${HOLDVARS[@]}" -e SHARDS="$ONE_SHARDS" \
+  --out "$d" --quiet >"$d.log" 2>&1 &
 LG=$!
 sleep 1.5; base=$(tree_rss "$LG")
 wait_joined; sleep 1; held=$(tree_rss "$LG"); conns=$(stat_of joined)
@@ -117,7 +124,7 @@ MASTER=$!
 pids=()
 for i in $(seq "$W"); do
   taskset -c "$CLIENT_CPU" "$LOADGEN" worker --master 127.0.0.1:15557 "$ROOT/bench/locust-hold.yaml" \
-    "${HOLDVARS[@]}" --out "$d/w$i" >"$d/w$i.log" 2>&1 &
+    "${HOLDVARS[@]}" -e SHARDS="$WORKER_SHARDS" --out "$d/w$i" >"$d/w$i.log" 2>&1 &
   pids+=($!)
 done
 for i in $(seq "$W"); do
