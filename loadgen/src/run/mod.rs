@@ -100,14 +100,7 @@ async fn run_on(
     stop: Stop,
 ) -> Result<Outcome, RunError> {
     let base_url = target.base_url().to_string();
-    let launched = match plan.swarm() {
-        Some(s) => Some(
-            Launched::launch(s.shards)
-                .await
-                .map_err(|e| RunError::Harness(e.to_string()))?,
-        ),
-        None => None,
-    };
+    let launched = launch_swarm(&plan).await?;
     let mut engines = Engines::start(&plan, &base_url, target.instances(), launched, stop.clone())?;
     target.follow(&engines.recorders);
     engines.drive(&plan, observer, &stop).await;
@@ -340,6 +333,18 @@ impl Engines {
             .as_ref()
             .map(Swarm::take_notices)
             .unwrap_or_default()
+    }
+}
+
+/// Starts the shard processes of the plan's swarm (none without device journeys), before the
+/// clock; [`begin_swarm`] then gives them their plan.
+pub(crate) async fn launch_swarm(plan: &Plan) -> Result<Option<Launched>, RunError> {
+    match plan.swarm() {
+        Some(s) => Launched::launch(s.shards)
+            .await
+            .map(Some)
+            .map_err(|e| RunError::Harness(e.to_string())),
+        None => Ok(None),
     }
 }
 

@@ -14,7 +14,7 @@ use super::stats::{Mapper, Report};
 use crate::delivery::clock::{origin_from_unix, unix_ns};
 use crate::delivery::TrackMsg;
 use crate::engine::http::Tls;
-use crate::engine::swarm::{Launched, Swarm};
+use crate::engine::swarm::Swarm;
 use crate::engine::users::Users;
 use crate::journey::Journey;
 use crate::plan::{devices::longest_deadline, Plan};
@@ -78,14 +78,7 @@ impl Session {
             None => target::start(&plan.scenario.target).await?,
         };
         let base_url = started.base_url().to_string();
-        let launched = match plan.swarm() {
-            Some(s) => Some(
-                Launched::launch(s.shards)
-                    .await
-                    .map_err(|e| RunError::Harness(e.to_string()))?,
-            ),
-            None => None,
-        };
+        let launched = run::launch_swarm(plan).await?;
         let tls = Tls::new(plan.scenario.target.insecure)
             .map_err(|e| RunError::Harness(format!("TLS setup: {e}")))?;
         let now = unix_ns();

@@ -54,13 +54,7 @@ pub fn request(
             }
         }
     }
-    for (n, v) in headers {
-        req.push_str(n);
-        req.push_str(": ");
-        req.push_str(v);
-        req.push_str("\r\n");
-    }
-    req.push_str("\r\n");
+    super::wire::end_head(&mut req, headers);
     req
 }
 

@@ -276,6 +276,12 @@ pub fn upgrade_request(host: &str, path: &str, key: &str, headers: &[(String, St
     let mut req = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
     );
+    end_head(&mut req, headers);
+    req
+}
+
+/// Appends the scenario's `headers` to a request head and ends it (the blank line).
+pub fn end_head(req: &mut String, headers: &[(String, String)]) {
     for (n, v) in headers {
         req.push_str(n);
         req.push_str(": ");
@@ -283,7 +289,6 @@ pub fn upgrade_request(host: &str, path: &str, key: &str, headers: &[(String, St
         req.push_str("\r\n");
     }
     req.push_str("\r\n");
-    req
 }
 
 /// Why an upgrade answer is not a WebSocket.
