@@ -9,9 +9,9 @@
 # Delivery throughput is measured at the gateway, the same way for both runs: its `acks`
 # counter (/stats, sampled every 50 ms) — devices that received a broadcast and answered —
 # from the broadcast's first ack to 99 % of N acks.
-# Usage: [ONE_SHARDS=K] [WORKER_SHARDS=K] bench/locust-workers.sh [N] [RATE]
-#        (defaults 30000 devices, 3000 connects/s, 6 shard processes for the one loadgen, 2 per
-#        worker)
+# Usage: [PER_SHARD=K] bench/locust-workers.sh [N] [RATE]
+#        (defaults 30000 devices, 3000 connects/s, and loadgen's default 15000 devices per
+#        shard process on both sides)
 source "$(dirname "$0")/lib.sh"
 N=${1:-30000}
 RATE=${2:-3000}
@@ -22,22 +22,29 @@ BEVERY=${BEVERY:-15}
 HOLD=$(( 10 + 3 * BEVERY + 10 ))
 DURATION=$(( 3 + RAMP + HOLD ))
 SOURCES=1
-# Device (shard) processes: the one loadgen runs ONE_SHARDS of them, each worker WORKER_SHARDS
-# (defaults 6 and 2: six device processes on both sides). Both are set: a worker plans its
-# shards from the scenario's whole device count, not from the share the master gives it, so
-# without them each worker would start as many shard processes as the one loadgen does; and a
-# worker's check counts all N devices against its shards' open files (N / WORKER_SHARDS must
-# stay under 20,000 here).
-ONE_SHARDS=${ONE_SHARDS:-$(( 2 * W ))}
-WORKER_SHARDS=${WORKER_SHARDS:-2}
+# Device (shard) processes: both sides plan them from `swarm.per_shard` (PER_SHARD), the one
+# loadgen for all N devices, each worker for its share (about N / 3, as the master's plugin
+# tells it), so the shard processes of both sides hold at most PER_SHARD devices each.
+PER_SHARD=${PER_SHARD:-15000}
 HOLDVARS=(-e PORT="$PORT" -e N="$N" -e RAMP="$RAMP" -e HOLD="$HOLD" -e DURATION="$DURATION"
-  -e BEVERY="$BEVERY" -e SOURCES="$SOURCES")
+  -e BEVERY="$BEVERY" -e SOURCES="$SOURCES" -e PER_SHARD="$PER_SHARD")
 export PORT N RATE RAMP HOLD DURATION BEVERY SOURCES
 
 tree_rss() {
   local pids; pids=$(pstree -p -T "$1" 2>/dev/null | grep -o '([0-9]*)' | tr -d '()' | tr '\n' ',')
   [ -n "$pids" ] || { echo 0; return; }
   ps -o rss= -p "${pids%,}" 2>/dev/null | awk '{s+=$1} END {print s+0}'
+}
+# RSS (KiB) of the tree's shard processes and of the rest: "shards_kib main_kib".
+tree_split() {
+  local pids; pids=$(pstree -p -T "$1" 2>/dev/null | grep -o '([0-9]*)' | tr -d '()' | tr '\n' ',')
+  [ -n "$pids" ] || { echo "0 0"; return; }
+  ps -o rss=,args= -p "${pids%,}" 2>/dev/null |
+    awk '{ if ($0 ~ /__shard/) s += $1; else m += $1 } END { print s+0, m+0 }'
+}
+sum_split() {   # pids… -> "shards_kib main_kib" summed
+  local s=0 m=0 a b; for p in "$@"; do read -r a b < <(tree_split "$p"); s=$((s + a)); m=$((m + b)); done
+  echo "$s $m"
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 stat_of() { curl -fsS "http://127.0.0.1:$PORT/stats" | python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
@@ -94,19 +101,20 @@ wait_joined() { for _ in $(seq $(( RAMP * 4 + 30 ))); do [ "$(stat_of joined)" -
 wait_drained() { for _ in $(seq 120); do [ "$(stat_of connections)" -le 10 ] && return 0; sleep 1; done; }
 
 start_rooms
-echo "== N=$N devices, connect rate $RATE/s, ramp ${RAMP}s, a tracked broadcast every ${BEVERY}s, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== N=$N devices, at most $PER_SHARD per shard process, connect rate $RATE/s, ramp ${RAMP}s, a tracked broadcast every ${BEVERY}s, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # 1. one loadgen
 d="$OUT/lw-one"; rm -rf "$d"
 sample_acks "$OUT/acks-one.txt"
-taskset -c "$CLIENT_CPU" "$LOADGEN" run "$ROOT/bench/locust-hold.yaml" "${HOLDVARS[@]}" -e SHARDS="$ONE_SHARDS" \
+taskset -c "$CLIENT_CPU" "$LOADGEN" run "$ROOT/bench/locust-hold.yaml" "${HOLDVARS[@]}" \
   --out "$d" --quiet >"$d.log" 2>&1 &
 LG=$!
-sleep 1.5; base=$(tree_rss "$LG")
-wait_joined; sleep 1; held=$(tree_rss "$LG"); conns=$(stat_of joined)
+sleep 1.5; base=$(tree_rss "$LG"); split0=$(tree_split "$LG")
+wait_joined; sleep 1; held=$(tree_rss "$LG"); split1=$(tree_split "$LG"); conns=$(stat_of joined)
 wait "$LG" || true
 stop_sampler
 echo "one loadgen: joined=$conns rss_base_kib=$base rss_held_kib=$held bytes_per_conn=$(( (held - base) * 1024 / (conns > 0 ? conns : 1) ))"
+echo "  shard processes / the rest, KiB: base $split0, held $split1"
 throughput "$OUT/acks-one.txt"
 wait_drained
 
@@ -124,15 +132,17 @@ MASTER=$!
 pids=()
 for i in $(seq "$W"); do
   taskset -c "$CLIENT_CPU" "$LOADGEN" worker --master 127.0.0.1:15557 "$ROOT/bench/locust-hold.yaml" \
-    "${HOLDVARS[@]}" -e SHARDS="$WORKER_SHARDS" --out "$d/w$i" >"$d/w$i.log" 2>&1 &
+    "${HOLDVARS[@]}" --out "$d/w$i" >"$d/w$i.log" 2>&1 &
   pids+=($!)
 done
 for i in $(seq "$W"); do
   for _ in $(seq 100); do grep -q "run 1 started" "$d/w$i.log" 2>/dev/null && break; sleep 0.1; done
 done
 sleep 1; base=0; for p in "${pids[@]}"; do base=$(( base + $(tree_rss "$p") )); done
+split0=$(sum_split "${pids[@]}")
 m0=$(cpu_ticks "$MASTER"); t0=$(date +%s.%N)
 wait_joined; sleep 1; held=0; for p in "${pids[@]}"; do held=$(( held + $(tree_rss "$p") )); done
+split1=$(sum_split "${pids[@]}")
 conns=$(stat_of joined)
 # The master's CPU over the ramp and the hold, sampled just before the shape ends the test.
 left=$(python3 -c "print(max(0, $DURATION - 3 - ($(date +%s.%N) - $t0)))")
@@ -141,6 +151,7 @@ wait "$MASTER"; code=$?
 for p in "${pids[@]}"; do wait "$p" || true; done
 stop_sampler
 echo "3 workers: joined=$conns rss_base_kib=$base rss_held_kib=$held bytes_per_conn=$(( (held - base) * 1024 / (conns > 0 ? conns : 1) )) master_exit=$code"
+echo "  shard processes / the rest, KiB: base $split0, held $split1"
 echo "  master CPU over the ramp and hold: $(python3 -c "print(f'{($m1 - $m0) / 100 / ($t1 - $t0) * 100:.1f}% of one core over {$t1 - $t0:.0f}s')")"
 throughput "$OUT/acks-locust.txt"
 python3 - "$d/records/run/run.json" <<'PY'

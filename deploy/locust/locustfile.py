@@ -12,6 +12,11 @@ What it does:
   prints them: sender journeys weighted by their `weight`, device journeys with a
   `fixed_count` of their planned devices. Locust's dispatcher, web UI, CSV and charts work
   on them as on any user class; the workers report Locust's own stats.
+- tells each worker its share before a test's first spawn (`pushbench_share`: its place
+  among the N workers), so a worker sizes its shard processes and device indices for about
+  1/N of each device journey; a worker the master later asks for more devices than its
+  share (after another worker is lost) holds its share and records the rest as
+  `devices_unplaced`.
 - relays each worker's tracked broadcasts (`pushbench_track`) to the other workers, whose
   devices receive them too: every worker judges its devices on every tracked broadcast.
 - collects each worker's exact samples (the `pushbench_record` messages: HdrHistograms and
@@ -111,6 +116,17 @@ class Collector:
         if data.get("record") == "end":
             self.ended.add(worker)
 
+    def on_test_start(self, environment, **_):
+        """Fired on the master before its first spawn of a test: tells each worker its place
+        among the workers the dispatcher spreads users over, so it plans its shard processes,
+        open files and device indices for its share of each device journey, not the whole."""
+        runner = environment.runner
+        active = runner.clients.ready + runner.clients.running + runner.clients.spawning
+        indexes = getattr(runner, "worker_indexes", {})
+        ids = sorted((w.id for w in active), key=lambda i: (indexes.get(i, 1 << 30), i))
+        for place, client in enumerate(ids):
+            runner.send_message("pushbench_share", {"segment": place, "segments": len(ids)}, client)
+
     def on_track(self, environment, msg, **_):
         """A worker's tracked broadcast: the other workers' devices receive it too, so they
         judge them on it."""
@@ -204,4 +220,5 @@ def _on_init(environment, **_):
     collector = Collector(environment)
     environment.runner.register_message("pushbench_record", collector.on_record)
     environment.runner.register_message("pushbench_track", collector.on_track)
+    environment.events.test_start.add_listener(collector.on_test_start)
     environment.events.test_stopping.add_listener(collector.on_test_stopping)

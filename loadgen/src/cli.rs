@@ -116,6 +116,10 @@ pub struct WorkerArgs {
     /// exit; connects to nothing.
     #[arg(long)]
     pub classes: bool,
+    /// Accept a share beyond what this machine can hold (open files, memory, rate per core);
+    /// the worker checks its share when a run starts, once the master's plugin has said it.
+    #[arg(long)]
+    pub ignore_limits: bool,
 }
 
 /// One `--report FORMAT=FILE`.

@@ -9,11 +9,13 @@ use crate::worker::{self, Ended};
 /// Runs `loadgen worker`; returns the exit code: 0 (or 99 when the last run's thresholds
 /// failed) after the master's quit, 2 for bad input, 1 when the master went silent.
 pub fn main(args: WorkerArgs) -> i32 {
+    // The limits are checked against the worker's share when a run starts (the master's
+    // plugin says it then), not against the whole file.
     let plan = match super::check::load_plan(&crate::cli::PlanArgs {
         file: args.file.clone(),
         env: args.env.clone(),
         segment: None,
-        ignore_limits: false,
+        ignore_limits: true,
     }) {
         Ok(p) => p,
         Err(e) => return fail(exit::BAD_INPUT, &e),
@@ -45,6 +47,7 @@ pub fn main(args: WorkerArgs) -> i32 {
         client_id: worker::client_id(),
         heartbeat_timeout,
         connect_timeout,
+        ignore_limits: args.ignore_limits,
         out: args
             .out
             .unwrap_or_else(|| crate::run::default_out_dir(&name)),

@@ -27,8 +27,18 @@ pub const PORT_SHARE: f64 = 0.6;
 pub struct DeviceJourneyPlan {
     /// Its position in `scenario.devices`.
     pub index: usize,
-    /// First global device index of this journey.
+    /// First global device index of this journey (in this process).
     pub base: u32,
+    /// `{{device.id}}` of the journey's device index 0 in the whole plan: device numbers
+    /// count over the whole plan, so they are the same in every segment and worker (see
+    /// [`DeviceJourneyPlan::id_of`]).
+    pub id_base: u32,
+    /// Device indices from here on are not in the whole plan (a worker's block, or the
+    /// one extra device a worker's largest stripe may run): their numbers start at
+    /// `past_id`, past the whole plan's.
+    pub past_from: u32,
+    /// See `past_from`.
+    pub past_id: u32,
     /// Devices planned in this process (peak count, or arrival max; a segment's stripe of
     /// them).
     pub planned: u32,
@@ -77,49 +87,71 @@ impl DeviceJourneyPlan {
         duration: Duration,
         share: &Share,
     ) -> Vec<DeviceJourneyPlan> {
-        let mut base = 0u32;
-        devices
+        let wholes: Vec<(Option<Schedule>, Vec<f64>, u32)> = devices
             .iter()
+            .map(|d| match (&d.count, &d.arrival) {
+                (Some(shape), _) => {
+                    let s = Schedule::of_shape(shape, Some(duration));
+                    let peak = s.peak().round() as u32;
+                    (Some(s), Vec::new(), peak)
+                }
+                (None, Some(a)) => {
+                    let s = Schedule::constant(a.per_second, duration);
+                    let arrivals: Vec<f64> = s.arrivals().take(a.max as usize).collect();
+                    let n = arrivals.len() as u32;
+                    (None, arrivals, n)
+                }
+                (None, None) => (None, Vec::new(), 0),
+            })
+            .collect();
+        // Devices of the whole plan: a worker's block of ids starts past every other block.
+        let whole_total = wholes
+            .iter()
+            .fold(0u32, |t, (_, _, p)| t.saturating_add(*p));
+        let (n, i) = (share.segments.max(1), share.segment);
+        let mut base = 0u32;
+        let mut whole_base = 0u32;
+        wholes
+            .into_iter()
             .enumerate()
-            .map(|(index, d)| {
-                let (count, arrivals, planned) = match (&d.count, &d.arrival) {
-                    (Some(shape), _) => {
-                        let s = Schedule::of_shape(shape, Some(duration));
-                        let peak = s.peak().round() as u32;
-                        (Some(s), Vec::new(), peak)
-                    }
-                    (None, Some(a)) => {
-                        let s = Schedule::constant(a.per_second, duration);
-                        let arrivals: Vec<f64> = s.arrivals().take(a.max as usize).collect();
-                        let n = arrivals.len() as u32;
-                        (None, arrivals, n)
-                    }
-                    (None, None) => (None, Vec::new(), 0),
-                };
-                let (n, i) = (share.segments.max(1), share.segment);
+            .map(|(index, (count, arrivals, whole))| {
                 let (planned, arrivals) = if n > 1 {
                     let mine = arrivals.into_iter().skip(i as usize);
                     (
-                        share.stripe(u64::from(planned)) as u32,
+                        share.devices_of(u64::from(whole)) as u32,
                         mine.step_by(n as usize).collect(),
                     )
                 } else {
-                    (planned, arrivals)
+                    (whole, arrivals)
+                };
+                // Indices past the journey's whole count get numbers past the whole plan's:
+                // a worker block `b` its own range `b × total …`, a stripe's extra device
+                // (at most one per segment) `total + journey × segments …`.
+                let (first, past_from, past_id) = if n > 1 {
+                    let past = (index as u32).saturating_mul(n).saturating_add(whole_total);
+                    (i, whole, past)
+                } else {
+                    let first = share.block.saturating_mul(whole);
+                    let past = share
+                        .block
+                        .saturating_mul(whole_total)
+                        .saturating_add(whole_base);
+                    (first, if share.block > 0 { first } else { whole }, past)
                 };
                 let plan = DeviceJourneyPlan {
                     index,
                     base,
+                    id_base: whole_base,
+                    past_from,
+                    past_id,
                     planned,
-                    first: if n > 1 {
-                        i
-                    } else {
-                        share.block.saturating_mul(planned)
-                    },
+                    first,
                     stride: n,
                     count,
                     arrivals,
                 };
                 base = base.saturating_add(planned);
+                whole_base = whole_base.saturating_add(whole);
                 plan
             })
             .collect()
@@ -127,6 +159,17 @@ impl DeviceJourneyPlan {
 }
 
 impl DeviceJourneyPlan {
+    /// `{{device.id}}` of the journey's device `index`: its number in the whole plan (the
+    /// journey's first number plus `index`), or past the whole plan's for an index the
+    /// whole plan does not have.
+    pub fn id_of(&self, index: u32) -> u32 {
+        if index < self.past_from {
+            self.id_base.saturating_add(index)
+        } else {
+            self.past_id.saturating_add(index - self.past_from)
+        }
+    }
+
     /// The journey's device index of this process's device `k`.
     pub fn index_of(&self, k: u32) -> u32 {
         self.first.saturating_add(self.stride.saturating_mul(k))
@@ -173,12 +216,7 @@ impl SwarmPlan {
         let journeys = DeviceJourneyPlan::all_shared(&scenario.devices, duration, share);
         let total: u64 = journeys.iter().map(|j| u64::from(j.planned)).sum();
         let opts = scenario.swarm.clone().unwrap_or_default();
-        let per = u64::from(opts.per_shard.unwrap_or(DEFAULT_PER_SHARD));
-        let shards = opts.shards.unwrap_or(if total > per {
-            u32::try_from(total.div_ceil(per)).unwrap_or(u32::MAX)
-        } else {
-            0
-        });
+        let shards = SwarmPlan::shards_for(scenario, total);
         let sources = opts
             .source_addresses
             .unwrap_or_else(|| sources_needed(total));
@@ -187,6 +225,21 @@ impl SwarmPlan {
             total,
             shards,
             sources,
+        })
+    }
+}
+
+impl SwarmPlan {
+    /// Shard processes for `total` devices of `scenario` in one process: `swarm.shards`, or
+    /// one per `swarm.per_shard` devices when there are more (0: none, the devices run in
+    /// the loadgen process).
+    pub fn shards_for(scenario: &Scenario, total: u64) -> u32 {
+        let opts = scenario.swarm.clone().unwrap_or_default();
+        let per = u64::from(opts.per_shard.unwrap_or(DEFAULT_PER_SHARD));
+        opts.shards.unwrap_or(if total > per {
+            u32::try_from(total.div_ceil(per)).unwrap_or(u32::MAX)
+        } else {
+            0
         })
     }
 }
@@ -245,6 +298,102 @@ mod tests {
         };
         let p = &DeviceJourneyPlan::all_shared(&devices, Duration::from_secs(10), &worker)[0];
         assert_eq!((p.index_of(0), p.index_of(9), p.planned), (20, 29, 10));
+    }
+
+    #[test]
+    fn workers_given_a_share_plan_the_largest_stripe_and_never_share_a_device() {
+        let device: Device = serde_norway::from_str(
+            "name: d\ncount: 10\nconnect: { url: \"ws://127.0.0.1:1/ws\" }\n",
+        )
+        .unwrap();
+        let devices = [device];
+        let mut seen = Vec::new();
+        for i in 0..3 {
+            let share = Share {
+                segment: i,
+                segments: 3,
+                controlled: true,
+                ..Share::default()
+            };
+            let p = &DeviceJourneyPlan::all_shared(&devices, Duration::from_secs(10), &share)[0];
+            // Locust gives 10 devices to 3 workers as 4, 3, 3 in an order of its own: each
+            // plans 4.
+            assert_eq!(p.planned, 4);
+            seen.extend((0..p.planned).map(|k| p.index_of(k)));
+            let text = "version: 1\nname: s\nduration: 10s\ntarget: { base_url: \"http://127.0.0.1:1\" }\nswarm: { per_shard: 2 }\ndevices:\n  - name: d\n    count: 10\n    connect: { url: \"ws://127.0.0.1:1/ws\" }\n";
+            let swarm = SwarmPlan::new(
+                &crate::scenario::load_str(std::path::Path::new("s.yaml"), text).unwrap(),
+                Duration::from_secs(10),
+                &share,
+            )
+            .unwrap();
+            // Shard processes for its share (4 devices, 2 per shard), not for all 10.
+            assert_eq!((swarm.total, swarm.shards), (4, 2));
+        }
+        seen.sort_unstable();
+        let before = seen.len();
+        seen.dedup();
+        assert_eq!(seen.len(), before, "no index twice");
+        assert!((0..10).all(|g| seen.contains(&g)), "{seen:?}");
+    }
+
+    #[test]
+    fn device_ids_count_over_the_whole_plan_in_every_share() {
+        let d = |name: &str, n: u32| -> Device {
+            serde_norway::from_str(&format!(
+                "name: {name}\ncount: {n}\nconnect: {{ url: \"ws://127.0.0.1:1/ws\" }}\n"
+            ))
+            .unwrap()
+        };
+        let devices = [d("a", 5), d("b", 4)];
+        let ten = Duration::from_secs(10);
+        // (journey, index) → id in one process.
+        let whole: Vec<(usize, u32, u32)> = DeviceJourneyPlan::all(&devices, ten)
+            .iter()
+            .flat_map(|p| {
+                (0..p.planned).map(move |k| (p.index, p.index_of(k), p.id_of(p.index_of(k))))
+            })
+            .collect();
+        assert_eq!(
+            whole.iter().map(|w| w.2).collect::<Vec<_>>(),
+            (0..9).collect::<Vec<_>>()
+        );
+        for controlled in [false, true] {
+            let mut seen = Vec::new();
+            for i in 0..2 {
+                let share = Share {
+                    segment: i,
+                    segments: 2,
+                    controlled,
+                    ..Share::default()
+                };
+                for p in DeviceJourneyPlan::all_shared(&devices, ten, &share) {
+                    for k in 0..p.planned {
+                        let index = p.index_of(k);
+                        let id = p.id_of(index);
+                        if let Some(w) = whole.iter().find(|w| (w.0, w.1) == (p.index, index)) {
+                            assert_eq!(w.2, id, "journey {} index {index}", p.index);
+                        }
+                        seen.push(id);
+                    }
+                }
+            }
+            seen.sort_unstable();
+            let n = seen.len();
+            seen.dedup();
+            assert_eq!(seen.len(), n, "an id twice: {seen:?}");
+        }
+        // A worker without a share (block 1) numbers its devices past the whole plan's.
+        let block = Share {
+            block: 1,
+            controlled: true,
+            ..Share::default()
+        };
+        let ids: Vec<u32> = DeviceJourneyPlan::all_shared(&devices, ten, &block)
+            .iter()
+            .flat_map(|p| (0..p.planned).map(move |k| p.id_of(p.index_of(k))))
+            .collect();
+        assert_eq!(ids, (9..18).collect::<Vec<_>>());
     }
 
     #[test]

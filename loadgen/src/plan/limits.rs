@@ -14,7 +14,7 @@
 
 use crate::scenario;
 
-use super::devices::{DeviceJourneyPlan, DEFAULT_PER_SHARD};
+use super::devices::{DeviceJourneyPlan, SwarmPlan};
 use super::{Plan, PlanError};
 
 /// Open files a process needs besides its connections.
@@ -140,30 +140,21 @@ impl Plan {
                 ));
             }
         }
+        // This process's share of the devices (a segment's stripe, a Locust worker's share)
+        // and the shard processes planned for it.
+        // (Counted without listing the devices: an open-model journey's arrivals are not made
+        // before the plan is accepted.)
         let devices: u64 = DeviceJourneyPlan::counts(&s.devices, self.duration)
-            .iter()
+            .into_iter()
+            .map(|n| self.share.devices_of(n))
             .sum();
+        let shards = SwarmPlan::shards_for(s, devices);
         if devices > 0 {
-            // In-process devices share this process's files; shard processes hold at most
-            // `per_shard` each.
-            let per_shard = s
-                .swarm
-                .as_ref()
-                .and_then(|o| o.per_shard)
-                .unwrap_or(DEFAULT_PER_SHARD);
-            let sharded = s
-                .swarm
-                .as_ref()
-                .and_then(|o| o.shards)
-                .map_or(devices > u64::from(per_shard), |n| n > 0);
-            let (need, what) = if sharded {
-                let shards = s
-                    .swarm
-                    .as_ref()
-                    .and_then(|o| o.shards)
-                    .map_or(devices.div_ceil(u64::from(per_shard)), u64::from);
+            // In-process devices share this process's files; shard processes hold their
+            // share of them each.
+            let (need, what) = if shards > 0 {
                 (
-                    devices.div_ceil(shards.max(1)) + FD_RESERVE,
+                    devices.div_ceil(u64::from(shards)) + FD_RESERVE,
                     "one shard process",
                 )
             } else {

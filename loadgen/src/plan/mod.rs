@@ -61,7 +61,7 @@ pub struct ClosedPlan {
 }
 
 /// A validated, ready-to-run scenario.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Plan {
     /// The scenario.
     pub scenario: Scenario,

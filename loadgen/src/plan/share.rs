@@ -6,8 +6,15 @@
 //!   blocks keeps each segment's share proportional at every level of a ramp, and the
 //!   segments' shares add up to the unsplit plan exactly (no rounding per segment).
 //! - **Locust workers** (`loadgen worker`): device counts come from the master at run time
-//!   (`controlled`), and worker `block` runs device indices `block × planned …`, so two
-//!   workers never run the same device (user ids are made from the index).
+//!   (`controlled`). The master's plugin (`deploy/locust/locustfile.py`) tells each worker,
+//!   before the run's first spawn, its place `i` among the `N` workers the master spreads
+//!   users over: the worker plans `⌈P / N⌉` devices of a journey planned for `P` (Locust's
+//!   dispatcher gives each worker `P / N` of a fixed-count class, the remainder to some of
+//!   them) with the stripe's indices `i, i+N, …`, so its shard processes, open files and
+//!   source addresses are sized by its share and the workers together run the indices one
+//!   process would. Without the plugin's word a worker plans the whole journey and runs the
+//!   indices `block × P …` of its master-given index `block`. Either way two workers never
+//!   run the same device (user ids are made from the index).
 
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +73,17 @@ impl Share {
     /// of their own, so processes on one machine do not share a source's ephemeral ports.
     pub fn first_source(&self, sources: u32) -> u32 {
         self.segment.max(self.block).saturating_mul(sources)
+    }
+
+    /// How many of a journey's `planned` devices this process plans: all of them, a
+    /// segment's stripe, or a Locust worker's largest stripe (`⌈planned / segments⌉`: the
+    /// master's dispatcher decides which workers hold the remainder).
+    pub fn devices_of(&self, planned: u64) -> u64 {
+        match (self.segments > 1, self.controlled) {
+            (false, _) => planned,
+            (true, false) => self.stripe(planned),
+            (true, true) => planned.div_ceil(u64::from(self.segments)),
+        }
     }
 
     /// How many of the units `0 … level − 1` belong to this segment (those `≡ segment mod

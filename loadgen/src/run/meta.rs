@@ -43,7 +43,10 @@ pub fn meta(
         "load_shape": load_shape(plan),
         "stopped_early": stopped_early,
         "gate": gate,
-        "segment": (!plan.share.is_whole())
+        "segment": (!plan.share.is_whole() && !plan.share.controlled)
+            .then(|| format!("{}/{}", plan.share.segment, plan.share.segments)),
+        // A Locust worker's place among the workers, as the master's plugin gave it.
+        "worker_share": (!plan.share.is_whole() && plan.share.controlled)
             .then(|| format!("{}/{}", plan.share.segment, plan.share.segments)),
         "loadgen_version": env!("CARGO_PKG_VERSION"),
         "host": std::env::var("HOSTNAME").ok(),

@@ -31,9 +31,6 @@ pub struct UserClass {
     pub weight: u32,
     /// Locust's `fixed_count` (devices: their planned count; senders: none).
     pub fixed_count: Option<u32>,
-    /// Most users this worker can run of the class (devices: the planned count).
-    #[serde(skip)]
-    pub capacity: u32,
 }
 
 /// The classes of `plan`; two journeys of one name are an error (Locust names classes).
@@ -49,7 +46,6 @@ pub fn of(plan: &Plan) -> Result<Vec<UserClass>, String> {
             index,
             weight: sd.weight.unwrap_or(1),
             fixed_count: None,
-            capacity: u32::MAX,
         })
         .collect();
     for d in DeviceJourneyPlan::all(&s.devices, plan.duration) {
@@ -59,7 +55,6 @@ pub fn of(plan: &Plan) -> Result<Vec<UserClass>, String> {
             index: d.index,
             weight: 1,
             fixed_count: Some(d.planned),
-            capacity: d.planned,
         });
     }
     for (i, c) in out.iter().enumerate() {

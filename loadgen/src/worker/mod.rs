@@ -19,8 +19,11 @@
 //! or deploy; `rmp-serde` for msgpack, with `to_vec_named` because Locust's messages are
 //! dicts (plain `to_vec` writes structs as arrays).
 //!
-//! Several workers never run the same device: worker `k` (the master's index) runs the device
-//! indices `k × planned …` of each device journey ([`crate::plan::Share`]). Unicast pushes are
+//! A worker's devices are its share ([`crate::plan::Share`]): the master's plugin tells each
+//! worker its place among the workers (`pushbench_share`, sent at the test's start, before
+//! the first spawn), and the worker plans its shard processes, open files and device indices
+//! from that share rather than from the whole file; its limits are checked then. Several
+//! workers never run the same device. Unicast pushes are
 //! tracked by the worker whose sender picked a device of its own. A tracked broadcast (or
 //! topic push) reaches every worker's devices: the sending worker announces it
 //! (`pushbench_track`), the plugin relays it to the other workers, and each judges its own
@@ -59,6 +62,8 @@ pub struct Config {
     pub heartbeat_timeout: Duration,
     /// Give up when no master acknowledges within this long.
     pub connect_timeout: Duration,
+    /// Run a share beyond this machine's limits (`--ignore-limits`).
+    pub ignore_limits: bool,
     /// Where the worker's own records go.
     pub out: PathBuf,
 }
@@ -138,7 +143,12 @@ impl State {
 /// master goes silent.
 pub struct Worker<'a> {
     cfg: Config,
+    /// The scenario's plan, with this worker's block share (the master's index).
     plan: std::sync::Arc<Plan>,
+    /// The share the master's plugin gave for the next run (`pushbench_share`).
+    given: Option<Share>,
+    /// The plan of the current (or last) run: `plan` with its share.
+    run_plan: std::sync::Arc<Plan>,
     classes: Vec<UserClass>,
     link: Link,
     notices: &'a mut dyn Notices,
@@ -181,9 +191,12 @@ pub async fn serve(mut plan: Plan, cfg: Config, stop: Stop, notices: &mut dyn No
         controlled: true,
         ..Share::default()
     };
+    let plan = std::sync::Arc::new(plan);
     let mut w = Worker {
         cfg,
-        plan: std::sync::Arc::new(plan),
+        run_plan: plan.clone(),
+        given: None,
+        plan,
         classes,
         link,
         notices,
@@ -344,6 +357,7 @@ impl Worker<'_> {
                 "the master asked for a reconnect: the ZeroMQ socket reconnects by itself; sending client_ready",
             ),
             "pushbench_track" => self.on_remote_track(m.data),
+            "pushbench_share" => self.on_share(&m.data),
             "heartbeat" | "ack" | "spawning_complete" => {}
             // Locust 1.x's names for spawn and its ramp.
             "hatch" | "hatching" => self.fail(Ended::BadInput(format!(
@@ -355,6 +369,55 @@ impl Worker<'_> {
         if m.kind == "reconnect" {
             self.send("client_ready", &-1);
         }
+    }
+
+    /// The master's plugin: this worker's place among the workers, for the next run.
+    fn on_share(&mut self, data: &Value) {
+        let num = |k: &str| {
+            data.get(k)
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+        };
+        match (num("segment"), num("segments")) {
+            (Some(segment), Some(segments)) if segment < segments => {
+                self.given = Some(Share {
+                    segment,
+                    segments,
+                    block: 0,
+                    controlled: true,
+                });
+            }
+            _ => tracing::warn!("a pushbench_share that is not {{segment, segments}}: {data}"),
+        }
+    }
+
+    /// This run's plan: the plugin's share when it gave one, else the whole journeys with
+    /// this worker's block of device indices; checked against this machine's limits.
+    fn plan_run(&mut self) -> Result<std::sync::Arc<Plan>, String> {
+        let plan = match self.given.take() {
+            Some(share) => {
+                self.notices.notice(&format!(
+                    "this run: worker share {}/{} (from the master's plugin): its devices are that share of each device journey",
+                    share.segment, share.segments
+                ));
+                let mut p = (*self.plan).clone();
+                p.share = share;
+                std::sync::Arc::new(p)
+            }
+            None => {
+                if !self.plan.scenario.devices.is_empty() {
+                    self.notices.notice(
+                        "the master's plugin did not say this worker's share (is the master running deploy/locust/locustfile.py?): planning every device journey whole",
+                    );
+                }
+                self.plan.clone()
+            }
+        };
+        if !self.cfg.ignore_limits {
+            plan.check_limits(&crate::plan::Machine::this())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(plan)
     }
 
     /// Another worker's tracked broadcast, relayed by the master's plugin.
@@ -405,7 +468,12 @@ impl Worker<'_> {
         match &mut self.state {
             State::Idle => {
                 let host = data.get("host").and_then(Value::as_str).map(str::to_string);
-                let (plan, classes) = (self.plan.clone(), self.classes.clone());
+                let plan = match self.plan_run() {
+                    Ok(p) => p,
+                    Err(e) => return self.fail(Ended::BadInput(e)),
+                };
+                self.run_plan = plan.clone();
+                let classes = self.classes.clone();
                 let task = tokio::spawn(async move {
                     Box::pin(Session::start(&plan, classes, host.as_deref())).await
                 });
@@ -414,7 +482,9 @@ impl Worker<'_> {
             State::Starting(_, pending) => *pending = wanted,
             State::Running(s) => {
                 // Checked above: every class exists.
-                let _ = s.apply(&wanted);
+                for line in s.apply(&wanted).unwrap_or_default() {
+                    self.notices.notice(&line);
+                }
                 let data = json!({"user_classes_count": s.counts(), "user_count": s.counts().values().sum::<u64>()});
                 self.send("spawning_complete", &data);
             }
@@ -435,7 +505,7 @@ impl Worker<'_> {
             Err(e) => return self.fail(Ended::Harness(format!("the run did not start: {e}"))),
         };
         self.runs += 1;
-        let meta = crate::run::meta::meta(&self.plan, "", None, None);
+        let meta = crate::run::meta::meta(&self.run_plan, "", None, None);
         let thresholds: Vec<(String, String)> = self
             .plan
             .thresholds
@@ -450,7 +520,9 @@ impl Worker<'_> {
             worker: self.cfg.client_id.clone(),
         };
         self.send("pushbench_record", &begin);
-        let _ = s.apply(&wanted);
+        for line in s.apply(&wanted).unwrap_or_default() {
+            self.notices.notice(&line);
+        }
         let counts = s.counts();
         let data =
             json!({"user_classes_count": counts, "user_count": counts.values().sum::<u64>()});
@@ -463,7 +535,7 @@ impl Worker<'_> {
     fn begin_finish(&mut self, stopped_early: Option<String>, quit: bool) {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Running(s) => {
-                let plan = self.plan.clone();
+                let plan = self.run_plan.clone();
                 let task = tokio::spawn(async move { s.finish(&plan, stopped_early).await });
                 self.state = State::Finishing(task, quit);
             }

@@ -32,6 +32,10 @@ pub struct Session {
     users: HashMap<usize, Users>,
     swarm: Option<Swarm>,
     counts: BTreeMap<String, u64>,
+    /// Most devices of each device journey (by index) this worker planned: its share.
+    capacity: HashMap<usize, u32>,
+    /// Device journeys whose asked count went beyond `capacity` (said once per run).
+    clipped: std::collections::HashSet<usize>,
     mapper: Mapper,
     period_start: f64,
     base_url: String,
@@ -51,6 +55,9 @@ pub struct Finished {
     /// The last samples, for the master.
     pub last: (Report, Delta),
 }
+
+/// Devices the master asked a worker for beyond its planned share, by journey (gauge).
+pub const DEVICES_UNPLACED: &str = "devices_unplaced";
 
 /// A class the master asked for that the scenario does not have.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,8 +120,14 @@ impl Session {
                 users.insert(c.index, runner);
             }
         }
+        let capacity = plan
+            .swarm()
+            .map(|s| s.journeys.iter().map(|j| (j.index, j.planned)).collect())
+            .unwrap_or_default();
         Ok(Session {
             origin,
+            capacity,
+            clipped: Default::default(),
             epoch0,
             recorders,
             builder,
@@ -158,15 +171,18 @@ impl Session {
         self.counts.clone()
     }
 
-    /// Applies the master's absolute per-class counts (classes it leaves out keep theirs);
-    /// returns the counts now running. A device class holds at most its planned devices.
-    pub fn apply(&mut self, wanted: &BTreeMap<String, u64>) -> Result<(), UnknownClass> {
+    /// Applies the master's absolute per-class counts (classes it leaves out keep theirs).
+    /// A device class holds at most the devices this worker planned (its share): a count
+    /// beyond it is recorded (`devices_unplaced{journey}`, the devices asked and not held)
+    /// and said once per run in the lines returned.
+    pub fn apply(&mut self, wanted: &BTreeMap<String, u64>) -> Result<Vec<String>, UnknownClass> {
         if let Some(name) = wanted
             .keys()
             .find(|n| !self.classes.iter().any(|c| &c.name == *n))
         {
             return Err(UnknownClass(name.clone()));
         }
+        let mut said = Vec::new();
         for c in &self.classes {
             let Some(&n) = wanted.get(&c.name) else {
                 continue;
@@ -180,16 +196,30 @@ impl Session {
                     u.count() as u64
                 }
                 ClassKind::Device => {
-                    let n = n.min(u64::from(c.capacity));
-                    if let Some(s) = &self.swarm {
-                        s.set_count(c.index, n as u32);
+                    let cap = u64::from(self.capacity.get(&c.index).copied().unwrap_or(0));
+                    let held = n.min(cap);
+                    let key =
+                        reports::MetricKey::new(DEVICES_UNPLACED).with_tag("journey", &c.name);
+                    common::sync::lock(&self.recorders.handle()).gauge(
+                        &key,
+                        Instant::now(),
+                        n - held,
+                    );
+                    if n > cap && self.clipped.insert(c.index) {
+                        said.push(format!(
+                            "the master asks this worker for {n} `{}` devices; it planned {cap} (its share) and holds those: the rest are recorded as devices_unplaced",
+                            c.name
+                        ));
                     }
-                    n
+                    if let Some(s) = &self.swarm {
+                        s.set_count(c.index, held as u32);
+                    }
+                    held
                 }
             };
             self.counts.insert(c.name.clone(), running);
         }
-        Ok(())
+        Ok(said)
     }
 
     /// The samples since the last call: absorbed into the worker's record, and as Locust's

@@ -22,7 +22,8 @@ struct PushScope<'a> {
     user: &'a str,
     base_url: &'a str,
     journey: &'a str,
-    global: u32,
+    /// `{{device.id}}`'s number (the scope's user id).
+    id: u32,
     vars: &'a [(String, String)],
 }
 
@@ -40,7 +41,7 @@ impl Scope for PushScope<'_> {
         0
     }
     fn user_id(&self) -> u64 {
-        u64::from(self.global)
+        u64::from(self.id)
     }
 }
 
@@ -63,8 +64,7 @@ pub fn render(
         // `device.index` and `device.id` are numbers the borrowed scope cannot lend: the
         // full device scope answers those templates.
         let rendered = if ack.vars().any(|v| v == "device.index" || v == "device.id") {
-            let mut sc =
-                DeviceScope::new(script, slot.index, slot.global, &slot.user, &ctx.base_url);
+            let mut sc = DeviceScope::new(script, slot.index, &slot.user, &ctx.base_url);
             sc.extra = vars.to_vec();
             sc.set("msg.id", msg_id.to_string());
             ack.render_into(&sc, &mut text)
@@ -74,7 +74,7 @@ pub fn render(
                 user: &slot.user,
                 base_url: &ctx.base_url,
                 journey: &script.def.name,
-                global: slot.global,
+                id: script.plan.id_of(slot.index),
                 vars,
             };
             ack.render_into(&sc, &mut text)

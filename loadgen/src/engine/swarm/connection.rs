@@ -188,7 +188,7 @@ pub(super) fn scope<'a>(
     script: &'a Script,
     vars: &[(String, String)],
 ) -> DeviceScope<'a> {
-    let mut s = DeviceScope::new(script, slot.index, slot.global, &slot.user, &ctx.base_url);
+    let mut s = DeviceScope::new(script, slot.index, &slot.user, &ctx.base_url);
     s.extra = vars.to_vec();
     if !slot.topics.is_empty() {
         s.set("topics", slot.topics.join(","));

@@ -133,10 +133,10 @@ impl Script {
     }
 
     /// The user id of this journey's device `index` (global index `global`).
-    pub fn user(&self, index: u32, global: u32, base_url: &str) -> String {
+    pub fn user(&self, index: u32, base_url: &str) -> String {
         match &self.def.user {
             Some(t) => {
-                let scope = DeviceScope::new(self, index, global, "", base_url);
+                let scope = DeviceScope::new(self, index, "", base_url);
                 t.render(&scope)
                     .unwrap_or_else(|_| format!("{}-{index}", self.def.name))
             }
@@ -149,12 +149,12 @@ impl Script {
         self.def.push.is_some()
     }
 
-    /// The topics device `index` (global `global`, user `user`) subscribes to, rendered.
-    pub fn topics(&self, index: u32, global: u32, user: &str, base_url: &str) -> Box<[Box<str>]> {
+    /// The topics device `index` (user `user`) subscribes to, rendered.
+    pub fn topics(&self, index: u32, user: &str, base_url: &str) -> Box<[Box<str>]> {
         if self.def.topics.is_empty() {
             return Box::default();
         }
-        let scope = DeviceScope::new(self, index, global, user, base_url);
+        let scope = DeviceScope::new(self, index, user, base_url);
         self.def
             .topics
             .iter()
@@ -178,7 +178,7 @@ pub fn all_users(scripts: &[Script], base_url: &str) -> Vec<String> {
     let mut out = Vec::new();
     for s in scripts {
         for k in 0..s.plan.planned {
-            out.push(s.user(s.plan.index_of(k), s.plan.base + k, base_url));
+            out.push(s.user(s.plan.index_of(k), base_url));
         }
     }
     out
@@ -197,17 +197,17 @@ pub struct DeviceScope<'a> {
 }
 
 impl<'a> DeviceScope<'a> {
-    /// The scope of device `index` (global `global`) with user `user`.
+    /// The scope of device `index` of the journey with user `user`; `{{device.id}}` is the
+    /// device's number in the whole plan (the same in every segment or worker).
     pub fn new(
         script: &'a Script,
         index: u32,
-        global: u32,
         user: &'a str,
         base_url: &'a str,
     ) -> DeviceScope<'a> {
         DeviceScope {
             index: index.to_string(),
-            id: global.to_string(),
+            id: script.plan.id_of(index).to_string(),
             user,
             base_url,
             journey: &script.def.name,

@@ -97,8 +97,8 @@ impl DeviceTable {
                     continue;
                 }
                 let index = s.plan.index_of(k);
-                let user: Box<str> = s.user(index, global, base_url).into();
-                let topics = s.topics(index, global, &user, base_url);
+                let user: Box<str> = s.user(index, base_url).into();
+                let topics = s.topics(index, &user, base_url);
                 by_user
                     .entry(user.clone())
                     .or_default()
@@ -302,7 +302,9 @@ pub async fn serve(
             cmd = commands.recv() => match cmd {
                 Some(Command::Track(msg)) => lock(&ctx.tracker).track(msg, &ctx.table),
                 Some(Command::Plan(_)) => {}
-                Some(Command::Count { journey, count }) => schedule.set_count(journey, count),
+                Some(Command::Count { journey, count }) => {
+                    schedule.set_count(journey, count, origin.elapsed().as_secs_f64())
+                }
                 Some(Command::Stop) | None => break,
             },
             _ = tick.tick() => {
@@ -368,6 +370,32 @@ fn flush_metrics(ctx: &ShardCtx, emit: &impl Fn(Event)) {
     }
 }
 
+/// How long a controller's raised count takes to reach: the devices are started evenly over
+/// it, as a schedule's ramp starts them, not in one burst. Locust's master sends its counts
+/// once a second (its dispatch interval), so a worker connects at the master's spawn rate;
+/// a burst of connects would also hold more memory per connection afterwards (the
+/// allocator keeps the peak of the handshakes in flight; BENCHMARKS.md §11).
+pub const CONTROLLED_RAMP_S: f64 = 1.0;
+
+/// A controller's count for one journey: a raise is reached over [`CONTROLLED_RAMP_S`].
+#[derive(Debug, Clone, Copy)]
+struct Controlled {
+    from: u32,
+    to: u32,
+    at: f64,
+}
+
+impl Controlled {
+    /// The level at `t` (seconds on the run's clock); a lowered count applies at once.
+    fn level(&self, t: f64) -> u32 {
+        if self.to <= self.from {
+            return self.to;
+        }
+        let done = ((t - self.at) / CONTROLLED_RAMP_S).clamp(0.0, 1.0);
+        self.from + (f64::from(self.to - self.from) * done).floor() as u32
+    }
+}
+
 /// Starts and stops owned devices as the journeys' schedules (or a controller's counts) say.
 #[derive(Debug)]
 struct Scheduler {
@@ -376,22 +404,33 @@ struct Scheduler {
     started: Vec<u32>,
     /// Per journey: the count a controller set (`Command::Count`), which replaces the
     /// schedule.
-    counts: Vec<Option<u32>>,
+    counts: Vec<Option<Controlled>>,
 }
 
 impl Scheduler {
     /// A controlled scheduler starts every journey at a count of 0.
     fn new(table: &DeviceTable, controlled: bool) -> Scheduler {
         let n = table.scripts.len();
+        let zero = Controlled {
+            from: 0,
+            to: 0,
+            at: 0.0,
+        };
         Scheduler {
             started: vec![0; n],
-            counts: vec![controlled.then_some(0); n],
+            counts: vec![controlled.then_some(zero); n],
         }
     }
 
-    fn set_count(&mut self, journey: usize, count: u32) {
+    /// A controller's count for `journey` from `t` on, reached from the level now.
+    fn set_count(&mut self, journey: usize, count: u32, t: f64) {
+        let from = self.started.get(journey).copied().unwrap_or(0);
         if let Some(c) = self.counts.get_mut(journey) {
-            *c = Some(count);
+            *c = Some(Controlled {
+                from,
+                to: count,
+                at: t,
+            });
         }
     }
 
@@ -402,7 +441,7 @@ impl Scheduler {
         for (j, script) in ctx.table.scripts.iter().enumerate() {
             let controlled = self.counts[j];
             let target = match (controlled, &script.plan.count) {
-                (Some(n), _) => n.min(script.plan.planned),
+                (Some(c), _) => c.level(t).min(script.plan.planned),
                 // Past its end a schedule holds its last level: devices stay up until the
                 // shard is stopped, after the last delivery deadlines.
                 (None, Some(schedule)) => {
@@ -431,5 +470,30 @@ impl Scheduler {
             }
             self.started[j] = target;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_raised_count_is_reached_over_a_second_and_a_lowered_one_at_once() {
+        let up = Controlled {
+            from: 100,
+            to: 1100,
+            at: 10.0,
+        };
+        let levels: Vec<u32> = [9.0, 10.0, 10.25, 10.5, 10.999, 11.0, 30.0]
+            .iter()
+            .map(|&t| up.level(t))
+            .collect();
+        assert_eq!(levels, [100, 100, 350, 600, 1099, 1100, 1100]);
+        let down = Controlled {
+            from: 1100,
+            to: 12,
+            at: 20.0,
+        };
+        assert_eq!((down.level(20.0), down.level(25.0)), (12, 12));
     }
 }
