@@ -26,7 +26,8 @@ pub struct Share {
     /// Segments in all (1: the whole plan).
     pub segments: u32,
     /// Device index block: this process's devices of a journey planned for `P` devices have
-    /// indices `block × P` to `block × P + P − 1` (Locust workers; 0 otherwise).
+    /// indices `block × P` to `block × P + P − 1` (a Locust worker the master's plugin gave
+    /// no share; 0 otherwise).
     #[serde(default)]
     pub block: u32,
     /// Device counts are set at run time by a controller (a Locust master), not by the
