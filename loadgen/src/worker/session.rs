@@ -36,6 +36,8 @@ pub struct Session {
     capacity: HashMap<usize, u32>,
     /// Device journeys whose asked count went beyond `capacity` (said once per run).
     clipped: std::collections::HashSet<usize>,
+    /// The one writer of the `devices_unplaced` gauges.
+    unplaced: reports::RecorderHandle,
     mapper: Mapper,
     period_start: f64,
     base_url: String,
@@ -128,6 +130,7 @@ impl Session {
             origin,
             capacity,
             clipped: Default::default(),
+            unplaced: recorders.handle(),
             epoch0,
             recorders,
             builder,
@@ -200,11 +203,7 @@ impl Session {
                     let held = n.min(cap);
                     let key =
                         reports::MetricKey::new(DEVICES_UNPLACED).with_tag("journey", &c.name);
-                    common::sync::lock(&self.recorders.handle()).gauge(
-                        &key,
-                        Instant::now(),
-                        n - held,
-                    );
+                    common::sync::lock(&self.unplaced).gauge(&key, Instant::now(), n - held);
                     if n > cap && self.clipped.insert(c.index) {
                         said.push(format!(
                             "the master asks this worker for {n} `{}` devices; it planned {cap} (its share) and holds those: the rest are recorded as devices_unplaced",
