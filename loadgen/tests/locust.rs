@@ -127,6 +127,23 @@ impl Cluster {
         Spawned::start_stderr(c)
     }
 
+    /// A headless 2.47.0 master for one worker, `users` users, 20 s.
+    fn one_worker_master(&self, users: &str) -> Spawned {
+        let flags = [
+            "--expect-workers",
+            "1",
+            "--users",
+            users,
+            "--spawn-rate",
+            "100",
+        ];
+        self.master(
+            "2.47.0",
+            &[],
+            &[&flags[..], &["--run-time", "20s"]].concat(),
+        )
+    }
+
     fn worker(&self, name: &str, scenario: &str, extra: &[&str]) -> Spawned {
         let mut c = self
             .dir
@@ -155,9 +172,15 @@ impl Cluster {
 
 /// Waits for a worker to end and checks its exit code, showing what it printed otherwise.
 fn assert_exit(w: &mut Spawned, code: i32) {
+    ends_with(w, code);
+}
+
+/// Waits for a worker to end with `code`; what it printed.
+fn ends_with(w: &mut Spawned, code: i32) -> String {
     let status = w.wait(Duration::from_secs(60));
     let out = w.lines().join("\n") + &w.rest().join("\n");
     assert_eq!(status.code(), Some(code), "worker: {out}");
+    out
 }
 
 /// The worker's client id from its "connected … as worker N (ID)" line.
@@ -527,24 +550,8 @@ fn a_class_the_scenario_does_not_have_is_bad_input() {
             "  - name: other\n    weight: 2",
         ),
     );
-    let mut master = c.master(
-        "2.47.0",
-        &[],
-        &[
-            "--expect-workers",
-            "1",
-            "--users",
-            "25",
-            "--spawn-rate",
-            "100",
-            "--run-time",
-            "20s",
-        ],
-    );
-    let mut w = c.worker("w", "w.yaml", &[]);
-    let status = w.wait(Duration::from_secs(60));
-    let err = w.lines().join("\n") + &w.rest().join("\n");
-    assert_eq!(status.code(), Some(2), "{err}");
+    let mut master = c.one_worker_master("25");
+    let err = ends_with(&mut c.worker("w", "w.yaml", &[]), 2);
     assert!(
         err.lines().any(|l| l
             == "error: the master asked for user class `health`, which w.yaml does not have (its classes: unicast, other, phones)"),
@@ -570,24 +577,8 @@ fn a_worker_checks_its_share_against_the_machine_when_its_run_starts() {
     // plugin says it) and refuses at the run's start, naming the field.
     c.dir
         .write("s.yaml", &SCENARIO.replace("count: 20", "count: 100000000"));
-    let mut master = c.master(
-        "2.47.0",
-        &[],
-        &[
-            "--expect-workers",
-            "1",
-            "--users",
-            "1",
-            "--spawn-rate",
-            "1",
-            "--run-time",
-            "20s",
-        ],
-    );
-    let mut w = c.worker("w", "s.yaml", &[]);
-    let status = w.wait(Duration::from_secs(60));
-    let err = w.lines().join("\n") + &w.rest().join("\n");
-    assert_eq!(status.code(), Some(2), "{err}");
+    let mut master = c.one_worker_master("1");
+    let err = ends_with(&mut c.worker("w", "s.yaml", &[]), 2);
     assert!(
         err.contains("this run: worker share 0/1 (from the master's plugin)"),
         "{err}"

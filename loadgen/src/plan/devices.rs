@@ -270,20 +270,30 @@ pub fn longest_deadline(scenario: &Scenario) -> Duration {
 mod tests {
     use super::*;
 
+    /// Device journey `name` of `count` (its YAML) devices.
+    fn device(name: &str, count: &str) -> Device {
+        serde_norway::from_str(&format!(
+            "name: {name}\ncount: {count}\nconnect: {{ url: \"ws://127.0.0.1:1/ws\" }}\n"
+        ))
+        .unwrap()
+    }
+
+    /// Segment `i` of `n`; a Locust worker's share when `controlled`.
+    fn share(i: u32, n: u32, controlled: bool) -> Share {
+        Share {
+            segment: i,
+            segments: n,
+            controlled,
+            ..Share::default()
+        }
+    }
+
     #[test]
     fn segments_take_stripes_of_device_indices() {
-        let device: Device = serde_norway::from_str(
-            "name: d\ncount: { stages: [ { to: 10, over: 10s } ] }\nconnect: { url: \"ws://127.0.0.1:1/ws\" }\n",
-        )
-        .unwrap();
-        let devices = [device];
+        let devices = [device("d", "{ stages: [ { to: 10, over: 10s } ] }")];
         let mut seen = Vec::new();
         for i in 0..3 {
-            let share = Share {
-                segment: i,
-                segments: 3,
-                ..Share::default()
-            };
+            let share = share(i, 3, false);
             let p = &DeviceJourneyPlan::all_shared(&devices, Duration::from_secs(10), &share)[0];
             seen.extend((0..p.planned).map(|k| p.index_of(k)));
             // At level 5 (devices 0–4 wanted) segment i runs those of its stripe below 5.
@@ -302,19 +312,10 @@ mod tests {
 
     #[test]
     fn workers_given_a_share_plan_the_largest_stripe_and_never_share_a_device() {
-        let device: Device = serde_norway::from_str(
-            "name: d\ncount: 10\nconnect: { url: \"ws://127.0.0.1:1/ws\" }\n",
-        )
-        .unwrap();
-        let devices = [device];
+        let devices = [device("d", "10")];
         let mut seen = Vec::new();
         for i in 0..3 {
-            let share = Share {
-                segment: i,
-                segments: 3,
-                controlled: true,
-                ..Share::default()
-            };
+            let share = share(i, 3, true);
             let p = &DeviceJourneyPlan::all_shared(&devices, Duration::from_secs(10), &share)[0];
             // Locust gives 10 devices to 3 workers as 4, 3, 3 in an order of its own: each
             // plans 4.
@@ -339,13 +340,7 @@ mod tests {
 
     #[test]
     fn device_ids_count_over_the_whole_plan_in_every_share() {
-        let d = |name: &str, n: u32| -> Device {
-            serde_norway::from_str(&format!(
-                "name: {name}\ncount: {n}\nconnect: {{ url: \"ws://127.0.0.1:1/ws\" }}\n"
-            ))
-            .unwrap()
-        };
-        let devices = [d("a", 5), d("b", 4)];
+        let devices = [device("a", "5"), device("b", "4")];
         let ten = Duration::from_secs(10);
         // (journey, index) → id in one process.
         let whole: Vec<(usize, u32, u32)> = DeviceJourneyPlan::all(&devices, ten)
@@ -361,12 +356,7 @@ mod tests {
         for controlled in [false, true] {
             let mut seen = Vec::new();
             for i in 0..2 {
-                let share = Share {
-                    segment: i,
-                    segments: 2,
-                    controlled,
-                    ..Share::default()
-                };
+                let share = share(i, 2, controlled);
                 for p in DeviceJourneyPlan::all_shared(&devices, ten, &share) {
                     for k in 0..p.planned {
                         let index = p.index_of(k);
