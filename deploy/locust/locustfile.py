@@ -122,8 +122,16 @@ class Collector:
         open files and device indices for its share of each device journey, not the whole."""
         runner = environment.runner
         active = runner.clients.ready + runner.clients.running + runner.clients.spawning
-        indexes = getattr(runner, "worker_indexes", {})
-        ids = sorted((w.id for w in active), key=lambda i: (indexes.get(i, 1 << 30), i))
+        # Places in the order Locust's UsersDispatcher cycles through the workers (its
+        # _sort_workers: by index among the workers of one host, then id), so the workers it
+        # gives one device more of a journey are the first places, and the workers together
+        # run the device indices 0 … P-1 one loadgen would when a journey is dispatched in one go.
+        per_host, key = {}, {}
+        for client in sorted(w.id for w in active):
+            host = client.split("_")[0]
+            key[client] = (per_host.get(host, 0), client)
+            per_host[host] = per_host.get(host, 0) + 1
+        ids = sorted(key, key=key.get)
         for place, client in enumerate(ids):
             runner.send_message("pushbench_share", {"segment": place, "segments": len(ids)}, client)
 
