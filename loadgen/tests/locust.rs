@@ -127,21 +127,26 @@ impl Cluster {
         Spawned::start_stderr(c)
     }
 
-    /// A headless 2.47.0 master for one worker, `users` users, 20 s.
-    fn one_worker_master(&self, users: &str) -> Spawned {
+    /// A headless master of `version` for `workers` workers running `users` users (spawned
+    /// at 100/s) for `run_time`; `extra` flags after those.
+    fn headless(
+        &self,
+        version: &str,
+        workers: &str,
+        users: &str,
+        run_time: &str,
+        extra: &[&str],
+    ) -> Spawned {
         let flags = [
             "--expect-workers",
-            "1",
+            workers,
             "--users",
             users,
             "--spawn-rate",
             "100",
         ];
-        self.master(
-            "2.47.0",
-            &[],
-            &[&flags[..], &["--run-time", "20s"]].concat(),
-        )
+        let flags = [&flags[..], &["--run-time", run_time], extra].concat();
+        self.master(version, &[], &flags)
     }
 
     fn worker(&self, name: &str, scenario: &str, extra: &[&str]) -> Spawned {
@@ -312,6 +317,65 @@ fn two_workers_follow_the_masters_counts_up_and_down_and_merge_exactly() {
     assert!(row("GET", "health: healthz") > 0);
 }
 
+/// `POST path` with a JSON body to the gateway; the response's status code.
+fn post(gw: &Gateway, path: &str, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(gw.gw.addr()).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn three_workers_run_the_device_indices_one_loadgen_would() {
+    let gw = gateway();
+    let c = Cluster::new(&gw);
+    // 10 devices over 3 workers: Locust gives them 4, 3 and 3; the plugin's first place is
+    // the worker its dispatcher gives the fourth, so the stripes 0,3,6,9 / 1,4,7 / 2,5,8 are
+    // devices 0…9, as one loadgen would run them.
+    // Devices only: no HTTP requests for `http_req_failed` to gate on.
+    let text = SCENARIO
+        .replace("count: 20", "count: 10")
+        .replace("thresholds:\n  http_req_failed: [ \"rate < 1%\" ]\n", "");
+    c.dir.write("s.yaml", &text);
+    let mut master = c.headless("2.47.0", "3", "10", "8s", &[]);
+    let mut workers: Vec<Spawned> = (1..=3)
+        .map(|i| c.worker(&format!("w{i}"), "s.yaml", &[]))
+        .collect();
+    testkit::wait::until(Duration::from_secs(40), "10 devices joined", || {
+        gw.gw.stats().joined == 10
+    });
+    let pushed = |user: &str| post(&gw, "/push", &format!(r#"{{"user":"{user}","body":"x"}}"#));
+    for i in 0..10 {
+        assert_eq!(
+            pushed(&format!("phones-{i}")),
+            202,
+            "phones-{i} is connected"
+        );
+    }
+    assert_eq!(pushed("phones-10"), 404, "no device past the plan");
+    let status = master.wait(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0));
+    let mut shares: Vec<String> = Vec::new();
+    for (i, w) in workers.iter_mut().enumerate() {
+        assert_exit(w, 0);
+        let run = c.json(&format!("w{}/run.json", i + 1));
+        shares.push(run["meta"]["worker_share"].as_str().unwrap().to_string());
+    }
+    shares.sort();
+    assert_eq!(shares, ["0/3", "1/3", "2/3"]);
+}
+
 #[test]
 fn a_broadcast_is_judged_on_every_workers_devices() {
     let gw = gateway();
@@ -328,20 +392,7 @@ fn a_broadcast_is_judged_on_every_workers_devices() {
         // A worker without HTTP users has no `http_req_failed` to gate its own record on.
         .replace("thresholds:\n  http_req_failed: [ \"rate < 1%\" ]\n", "");
     c.dir.write("s.yaml", &text);
-    let mut master = c.master(
-        "2.47.0",
-        &[],
-        &[
-            "--expect-workers",
-            "2",
-            "--users",
-            "22",
-            "--spawn-rate",
-            "100",
-            "--run-time",
-            "8s",
-        ],
-    );
+    let mut master = c.headless("2.47.0", "2", "22", "8s", &[]);
     let mut w1 = c.worker("w1", "s.yaml", &[]);
     let mut w2 = c.worker("w2", "s.yaml", &[]);
     let status = master.wait(Duration::from_secs(90));
@@ -391,23 +442,9 @@ fn a_broadcast_is_judged_on_every_workers_devices() {
 fn a_worker_killed_mid_run_is_noticed_and_its_missing_share_named() {
     let gw = gateway();
     let c = Cluster::new(&gw);
-    let mut master = c.master(
-        "2.47.0",
-        &[],
-        &[
-            "--expect-workers",
-            "2",
-            "--users",
-            "30",
-            "--spawn-rate",
-            "100",
-            "--run-time",
-            "12s",
-            // The master gives the lost worker's users to the other one, which planned its
-            // own share of the devices only.
-            "--enable-rebalancing",
-        ],
-    );
+    // With rebalancing the master gives the lost worker's users to the other one, which
+    // planned its own share of the devices only.
+    let mut master = c.headless("2.47.0", "2", "30", "12s", &["--enable-rebalancing"]);
     let mut w1 = c.worker("w1", "s.yaml", &[]);
     let mut w2 = c.worker("w2", "s.yaml", &[]);
     let killed = client_id(&mut w2);
@@ -449,20 +486,7 @@ fn a_worker_killed_mid_run_is_noticed_and_its_missing_share_named() {
 fn workers_stop_and_write_their_slice_when_the_master_is_killed() {
     let gw = gateway();
     let c = Cluster::new(&gw);
-    let mut master = c.master(
-        "2.47.0",
-        &[],
-        &[
-            "--expect-workers",
-            "2",
-            "--users",
-            "30",
-            "--spawn-rate",
-            "100",
-            "--run-time",
-            "60s",
-        ],
-    );
+    let mut master = c.headless("2.47.0", "2", "30", "60s", &[]);
     let timeout = ["--heartbeat-timeout", "2s"];
     let mut w1 = c.worker("w1", "s.yaml", &timeout);
     let mut w2 = c.worker("w2", "s.yaml", &timeout);
@@ -502,20 +526,7 @@ fn workers_stop_and_write_their_slice_when_the_master_is_killed() {
 fn the_oldest_supported_master_2_20_runs_workers_too() {
     let gw = gateway();
     let c = Cluster::new(&gw);
-    let mut master = c.master(
-        "2.20.0",
-        &[],
-        &[
-            "--expect-workers",
-            "2",
-            "--users",
-            "26",
-            "--spawn-rate",
-            "100",
-            "--run-time",
-            "6s",
-        ],
-    );
+    let mut master = c.headless("2.20.0", "2", "26", "6s", &[]);
     let mut w1 = c.worker("w1", "s.yaml", &[]);
     let mut w2 = c.worker("w2", "s.yaml", &[]);
     let status = master.wait(Duration::from_secs(90));
@@ -550,7 +561,7 @@ fn a_class_the_scenario_does_not_have_is_bad_input() {
             "  - name: other\n    weight: 2",
         ),
     );
-    let mut master = c.one_worker_master("25");
+    let mut master = c.headless("2.47.0", "1", "25", "20s", &[]);
     let err = ends_with(&mut c.worker("w", "w.yaml", &[]), 2);
     assert!(
         err.lines().any(|l| l
@@ -577,7 +588,7 @@ fn a_worker_checks_its_share_against_the_machine_when_its_run_starts() {
     // plugin says it) and refuses at the run's start, naming the field.
     c.dir
         .write("s.yaml", &SCENARIO.replace("count: 20", "count: 100000000"));
-    let mut master = c.one_worker_master("1");
+    let mut master = c.headless("2.47.0", "1", "1", "20s", &[]);
     let err = ends_with(&mut c.worker("w", "s.yaml", &[]), 2);
     assert!(
         err.contains("this run: worker share 0/1 (from the master's plugin)"),
