@@ -132,7 +132,7 @@ impl Script {
             .collect()
     }
 
-    /// The user id of this journey's device `index` (global index `global`).
+    /// The user id of this journey's device `index`.
     pub fn user(&self, index: u32, base_url: &str) -> String {
         match &self.def.user {
             Some(t) => {
