@@ -355,8 +355,8 @@ fn ab_passes_an_interrupt_to_the_run_and_compares_the_complete_rounds() {
     assert_eq!(c["design"], serde_json::json!({"paired": {"pairs": 1}}));
 }
 
-/// A `--gate` key that selects no metric is a typo, not a passing gate: after the rounds (the
-/// runs name the metrics), exit 2 naming the key, the runs kept.
+/// A `--gate` key that selects no metric is a typo, not a passing gate: after the first round
+/// (the runs name the metrics), exit 2 naming the key, the runs kept, no more rounds run.
 #[test]
 fn ab_refuses_a_gate_key_that_selects_nothing() {
     let d = Dir::new();
@@ -367,7 +367,7 @@ fn ab_refuses_a_gate_key_that_selects_nothing() {
         "-e",
         "DURATION=1s",
         "--rounds",
-        "1",
+        "3",
         "--gate",
         "http_req_durations",
         "--out",
@@ -375,12 +375,14 @@ fn ab_refuses_a_gate_key_that_selects_nothing() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out)
-            .contains("error: --gate http_req_durations: no metric of ab/b/01/run.json matches it"),
+        stderr(&out).contains(
+            "error: --gate http_req_durations: no metric of ab/b/01/run.json matches it; stopped after round 1 of 3"
+        ),
         "{}",
         stderr(&out)
     );
     assert!(d.path().join("ab/a/01/run.json").exists());
     assert!(d.path().join("ab/b/01/run.json").exists());
+    assert!(!d.path().join("ab/a/02").exists());
     assert!(!d.path().join("ab/comparison.json").exists());
 }

@@ -277,9 +277,30 @@ fn run_rounds(
             records[usize::from(arm == Arm::B)] = folder.join("run.json");
         }
         let [a, b] = records;
+        if round == 1 && total > 1 {
+            check_keys_after_first_round(args, &b, total)?;
+        }
         rounds.complete.push((a, b));
     }
     Ok(rounds)
+}
+
+/// The `--gate` keys checked against the first round's B run: a key that selects no metric
+/// stops the job after one round instead of after all of them (its runs stay on disk).
+fn check_keys_after_first_round(args: &AbArgs, b: &Path, total: usize) -> Result<(), ReportError> {
+    let options = gate_options(&args.compare)?;
+    let run = read_run(b).map_err(|e| ReportError::Harness(e.to_string()))?;
+    let label = b.display().to_string();
+    let runs = [Labeled {
+        label: &label,
+        run: &run,
+    }];
+    check_asked_keys(&options, &runs).map_err(|e| match e {
+        ReportError::BadInput(m) => {
+            ReportError::BadInput(format!("{m}; stopped after round 1 of {total}"))
+        }
+        other => other,
+    })
 }
 
 /// B compared with A over the complete rounds.
