@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{stderr, stdout, Dir};
+use common::{assert_exit_says, stderr, stdout, Dir};
 use testbed::gateway::{FaultConfig, GatewayConfig, GatewayHandle};
 
 fn repo() -> PathBuf {
@@ -297,12 +297,10 @@ fn ab_refuses_bad_input_before_sending_anything() {
     }
     d.write("busy/old.txt", "x");
     let out = d.loadgen(&["ab", "s.yaml", "--out", "busy"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out)
-            .contains("error: busy: already holds files; an A/B job needs a folder of its own"),
-        "{}",
-        stderr(&out)
+    assert_exit_says(
+        &out,
+        2,
+        "error: busy: already holds files; an A/B job needs a folder of its own",
     );
 }
 
@@ -373,14 +371,7 @@ fn ab_refuses_a_gate_key_that_selects_nothing() {
         "--out",
         "ab",
     ]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains(
-            "error: --gate http_req_durations: no metric of ab/b/01/run.json matches it; stopped after round 1 of 3"
-        ),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit_says(&out, 2, "error: --gate http_req_durations: no metric of ab/b/01/run.json matches it; stopped after round 1 of 3");
     assert!(d.path().join("ab/a/01/run.json").exists());
     assert!(d.path().join("ab/b/01/run.json").exists());
     assert!(!d.path().join("ab/a/02").exists());

@@ -5,7 +5,7 @@
 mod common;
 
 use common::synthetic::{run_json, run_json_at};
-use common::{stderr, stdout, Dir};
+use common::{assert_exit_says, stderr, stdout, Dir};
 
 #[test]
 fn compare_gives_verdicts_and_exits_99_on_a_regression() {
@@ -109,11 +109,10 @@ fn compare_gives_verdicts_and_exits_99_on_a_regression() {
         "--gate",
         "delivery_lost",
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("error: --gate delivery_lost: no metric of slow.json matches it"),
-        "{}",
-        stderr(&out)
+    assert_exit_says(
+        &out,
+        2,
+        "error: --gate delivery_lost: no metric of slow.json matches it",
     );
     let out = d.loadgen(&[
         "report",
@@ -123,22 +122,17 @@ fn compare_gives_verdicts_and_exits_99_on_a_regression() {
         "--alpha",
         "60%",
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out)
-            .contains("expected a false-alarm rate above 0% and below 50% such as `5%`, got `60%`"),
-        "{}",
-        stderr(&out)
+    assert_exit_says(
+        &out,
+        2,
+        "expected a false-alarm rate above 0% and below 50% such as `5%`, got `60%`",
     );
 
     let out = d.loadgen(&["report", "compare", "base.json", "other.json"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains(
-            "refusing to compare unlike runs (other.json: scenario `quick` vs `another`)"
-        ),
-        "{}",
-        stderr(&out)
+    assert_exit_says(
+        &out,
+        2,
+        "refusing to compare unlike runs (other.json: scenario `quick` vs `another`)",
     );
     let out = d.loadgen(&["report", "compare", "base.json", "other.json", "--force"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -299,12 +293,7 @@ fn compare_takes_baselines_from_folders_and_globs() {
     // A history with a run of another scenario is refused, naming the file.
     d.write("hist/run-9.json", &run_json_at("another", 2_000, 100, 0, 9));
     let out = d.loadgen(&["report", "compare", "hist", "same.json"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("error: refusing to compare unlike runs (hist/run-9.json: scenario `quick` vs `another`); pass --force to compare anyway"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit_says(&out, 2, "error: refusing to compare unlike runs (hist/run-9.json: scenario `quick` vs `another`); pass --force to compare anyway");
 }
 
 #[test]
@@ -325,15 +314,10 @@ fn history_add_keeps_the_newest_runs_and_refuses_unlike_ones() {
             "--keep",
             "3",
         ]);
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        assert!(
-            stderr(&out).contains(&format!(
+        assert_exit_says(&out, 0, &format!(
                 "added {file} as perf-history/run-20261125T19{:02}00.000Z.json (keeping the newest 3)",
                 20 + minute
-            )),
-            "{}",
-            stderr(&out)
-        );
+            ));
         if minute == 3 {
             assert!(
                 stderr(&out).contains("pruned perf-history/run-20261125T192000.000Z.json"),
@@ -358,12 +342,7 @@ fn history_add_keeps_the_newest_runs_and_refuses_unlike_ones() {
 
     d.write("other.json", &run_json_at("another", 2_000, 100, 0, 5));
     let out = d.loadgen(&["report", "history", "add", "perf-history", "other.json"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("error: perf-history: holds runs unlike the new one (perf-history/run-20261125T192100.000Z.json: scenario `another` vs `quick`;"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit_says(&out, 2, "error: perf-history: holds runs unlike the new one (perf-history/run-20261125T192100.000Z.json: scenario `another` vs `quick`;");
     let out = d.loadgen(&[
         "report",
         "history",
@@ -372,13 +351,10 @@ fn history_add_keeps_the_newest_runs_and_refuses_unlike_ones() {
         "other.json",
         "--replace-unlike",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains(
-            "removed perf-history/run-20261125T192100.000Z.json (another scenario or load shape)"
-        ),
-        "{}",
-        stderr(&out)
+    assert_exit_says(
+        &out,
+        0,
+        "removed perf-history/run-20261125T192100.000Z.json (another scenario or load shape)",
     );
     assert_eq!(
         std::fs::read_dir(d.path().join("perf-history"))
@@ -393,12 +369,7 @@ fn history_add_keeps_the_newest_runs_and_refuses_unlike_ones() {
     partial["meta"]["stopped_early"] = "interrupted (SIGINT or SIGTERM)".into();
     d.write("partial.json", &partial.to_string());
     let out = d.loadgen(&["report", "history", "add", "perf-history", "partial.json"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("error: partial.json: the run stopped early (interrupted (SIGINT or SIGTERM)); a partial run would skew the history"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit_says(&out, 2, "error: partial.json: the run stopped early (interrupted (SIGINT or SIGTERM)); a partial run would skew the history");
     let out = d.loadgen(&[
         "report",
         "history",
@@ -408,12 +379,7 @@ fn history_add_keeps_the_newest_runs_and_refuses_unlike_ones() {
         "--keep",
         "0",
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("error: a history keeps at least 1 run, got 0"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit_says(&out, 2, "error: a history keeps at least 1 run, got 0");
 }
 
 #[test]
@@ -494,12 +460,7 @@ fn noise_report_prints_spreads_and_writes_a_profile_for_single_runs() {
         "--noise-profile",
         "noise.json",
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("--noise-profile is for unpaired comparisons"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit_says(&out, 2, "--noise-profile is for unpaired comparisons");
 
     let cases: &[(&[&str], &str)] = &[
         (
@@ -578,19 +539,16 @@ fn paired_rounds_compare_round_by_round() {
     );
     std::fs::remove_dir_all(d.path().join("ab/b/02")).unwrap();
     let out = d.loadgen(&["report", "compare", "--paired", "ab/a", "ab/b"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("error: A/B rounds need as many A runs as B runs, got 3 A and 2 B"),
-        "{}",
-        stderr(&out)
+    assert_exit_says(
+        &out,
+        2,
+        "error: A/B rounds need as many A runs as B runs, got 3 A and 2 B",
     );
     let out = d.loadgen(&["report", "compare", "--paired", "ab/a", "ab/b", "ab/b"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out)
-            .contains("error: --paired takes two arguments, the A runs and the B runs, got 3"),
-        "{}",
-        stderr(&out)
+    assert_exit_says(
+        &out,
+        2,
+        "error: --paired takes two arguments, the A runs and the B runs, got 3",
     );
 }
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::synthetic::run_json;
-use common::{stderr, stdout, Dir};
+use common::{assert_exit_says, stderr, stdout, Dir};
 use reports::{MetricKey, Run};
 
 #[test]
@@ -66,15 +66,9 @@ fn bad_run_files_name_file_line_and_column() {
         "{\n  \"version\": 1,\n  \"scenario\": oops\n}\n",
     );
     let out = d.loadgen(&["report", "bad.json", "--format", "md"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("bad.json:3:"), "{}", stderr(&out));
+    assert_exit_says(&out, 2, "bad.json:3:");
     let out = d.loadgen(&["report", "missing.json"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("missing.json: cannot read"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit_says(&out, 2, "missing.json: cannot read");
     let out = d.loadgen(&["report", "bad.json", "--report", "pdf=x.pdf"]);
     assert_eq!(out.status.code(), Some(2), "clap rejects it");
     assert!(stderr(&out).contains("`pdf`"), "{}", stderr(&out));
@@ -102,12 +96,7 @@ fn merge_adds_runs_exactly() {
 
     d.write("other.json", &run_json("another", 2_000, 100, 0));
     let out = d.loadgen(&["report", "merge", "a.json", "other.json", "-o", "x.json"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("other.json: runs of different scenarios"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit_says(&out, 2, "other.json: runs of different scenarios");
 }
 
 const QUICK: &str = "version: 1
@@ -153,12 +142,7 @@ fn run_writes_reports_and_gates_on_the_baseline() {
         "--report",
         "md=new/summary.md",
     ]);
-    assert_eq!(out.status.code(), Some(99), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("baseline regressed"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit_says(&out, 99, "baseline regressed");
     assert!(
         d.path().join("new/run.json").exists(),
         "the record is written first"
@@ -182,12 +166,7 @@ fn run_writes_reports_and_gates_on_the_baseline() {
         "--baseline",
         "nope.json",
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("nope.json: cannot read"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit_says(&out, 2, "nope.json: cannot read");
     assert!(!d.path().join("never/run.json").exists());
 
     // A --gate key that selects no metric is a typo, not a passing gate: exit 2, after the
@@ -203,11 +182,10 @@ fn run_writes_reports_and_gates_on_the_baseline() {
         "--gate",
         "http_req_durations",
     ]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("error: --gate http_req_durations: no metric of this run matches it"),
-        "{}",
-        stderr(&out)
+    assert_exit_says(
+        &out,
+        2,
+        "error: --gate http_req_durations: no metric of this run matches it",
     );
     assert!(d.path().join("typo/run.json").exists());
 }

@@ -408,12 +408,7 @@ senders:
         stderr(&out)
     );
     let out = check(&["-e", "RATE"], &[]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("-e RATE: expected NAME=VALUE"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit_says(&out, 2, "-e RATE: expected NAME=VALUE");
 
     // An error after a filled-in value on its line is reported where the file has it.
     let raw = raw.replace("\" }\nsenders", "\", bogus: 1 }\nsenders");
