@@ -15,8 +15,12 @@ use testkit::servers::ZooKeeper;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Registers `gw` under `/services/gateway` with its HTTP API as the `http` endpoint.
-async fn register(zk: &ZooKeeper, gw: &GatewayHandle) -> Registration {
+/// A reference gateway of its own, registered under `/services/gateway` in `zk` with its HTTP
+/// API as the `http` endpoint.
+async fn registered_gateway(zk: &ZooKeeper) -> (GatewayHandle, Registration) {
+    let gw = testbed::gateway::spawn(GatewayConfig::default())
+        .await
+        .unwrap();
     let mut instance = ServiceInstance::new("gateway", &gw.addr().ip().to_string())
         .with_endpoint("http", &gw.base_url());
     instance.port = Some(gw.addr().port());
@@ -25,7 +29,8 @@ async fn register(zk: &ZooKeeper, gw: &GatewayHandle) -> Registration {
         ..ZkConfig::new(&zk.connect_string())
     };
     let path = ServicePath::new("/services", "gateway").unwrap();
-    Registration::start(&config, &path, instance).await.unwrap()
+    let reg = Registration::start(&config, &path, instance).await.unwrap();
+    (gw, reg)
 }
 
 /// Waits until `cond` holds on `gw`'s request count.
@@ -73,14 +78,8 @@ senders:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_follows_the_discovered_gateways_when_one_is_removed() {
     let zk = ZooKeeper::start();
-    let a = testbed::gateway::spawn(GatewayConfig::default())
-        .await
-        .unwrap();
-    let b = testbed::gateway::spawn(GatewayConfig::default())
-        .await
-        .unwrap();
-    let reg_a = register(&zk, &a).await;
-    let _reg_b = register(&zk, &b).await;
+    let (a, reg_a) = registered_gateway(&zk).await;
+    let (b, _reg_b) = registered_gateway(&zk).await;
     let dir = Dir::new();
     let discovery = format!(
         "{{ ensemble: \"{}\", path: /services/gateway, endpoint: http }}",
@@ -159,10 +158,7 @@ async fn a_run_follows_the_discovered_gateways_when_one_is_removed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_last_gateway_leaves_counts_each_iteration_without_one() {
     let zk = ZooKeeper::start();
-    let a = testbed::gateway::spawn(GatewayConfig::default())
-        .await
-        .unwrap();
-    let reg = register(&zk, &a).await;
+    let (a, reg) = registered_gateway(&zk).await;
     let dir = Dir::new();
     let discovery = format!(
         "{{ ensemble: \"{}\", path: /services/gateway, endpoint: http }}",
@@ -361,14 +357,8 @@ async fn a_locust_worker_follows_the_discovered_gateways_too() {
         "{locust_bin:?}: scripts/test.sh installs it"
     );
     let zk = ZooKeeper::start();
-    let a = testbed::gateway::spawn(GatewayConfig::default())
-        .await
-        .unwrap();
-    let b = testbed::gateway::spawn(GatewayConfig::default())
-        .await
-        .unwrap();
-    let reg_a = register(&zk, &a).await;
-    let _reg_b = register(&zk, &b).await;
+    let (a, reg_a) = registered_gateway(&zk).await;
+    let (b, _reg_b) = registered_gateway(&zk).await;
     let dir = Dir::new();
     dir.write(
         "s.yaml",
