@@ -3,14 +3,8 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use testbed::apns::ApnsFaults;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_apns-relay"))
-}
 
 #[test]
 fn config_errors_are_one_located_line_and_exit_2() {
@@ -48,10 +42,7 @@ fn config_errors_are_one_located_line_and_exit_2() {
             assert!(err.contains(want), "{cmd}: {err}");
         }
     }
-    let out = bin()
-        .args(["check", "--config", "/nonexistent/relay.toml"])
-        .output()
-        .unwrap();
+    let out = check_config(std::path::Path::new("/nonexistent/relay.toml"));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/relay.toml: cannot read"));
 }
@@ -180,11 +171,7 @@ fn the_shipped_sample_configs_are_valid() {
         );
     let config = root.path().join("relay.toml");
     std::fs::write(&config, sample).unwrap();
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = check_config(&config);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -277,11 +264,7 @@ async fn send_pushes_to_each_vendor_direct_and_a_push_it_cannot_express_exits_2(
 fn check(dir: &std::path::Path, text: &str) -> (Option<i32>, String, String) {
     let path = dir.join("relay.toml");
     std::fs::write(&path, text).unwrap();
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check_config(&path);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

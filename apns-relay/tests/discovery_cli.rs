@@ -6,16 +6,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::*;
 use testbed::apns::ApnsFaults;
 use testkit::servers::ZooKeeper;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_apns-relay"))
-}
 
 /// Runs `apns-relay ARGS`; returns (exit code, stdout, stderr) and checks it took < `within`.
 fn run(args: &[&str], within: Duration) -> (Option<i32>, String, String) {
@@ -271,11 +267,7 @@ async fn a_relay_that_cannot_register_serves_and_says_so() {
     );
     let config = h.path("relay.toml");
     std::fs::write(&config, h.relay_toml("127.0.0.1:0", &extra)).unwrap();
-    let out = bin()
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = check_config(&config);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(&format!("discovery: registers under /services/apns-relay in ZooKeeper `{nowhere}` as id <a new UUID per start>, at 127.0.0.1")),

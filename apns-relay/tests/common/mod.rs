@@ -204,10 +204,24 @@ pub fn timeout() -> Duration {
     Duration::from_secs(120)
 }
 
+/// The `apns-relay` binary, to be given its arguments.
+pub fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_apns-relay"))
+}
+
+/// `apns-relay check --config CONFIG`, run to its end.
+pub fn check_config(config: &std::path::Path) -> std::process::Output {
+    bin()
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
 /// The `apns-relay` binary serving `config`; returns the process and the relay address it
 /// announced (`relay=ADDR`).
 pub fn spawn_binary(config: &std::path::Path) -> (testkit::Spawned, std::net::SocketAddr) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_apns-relay"));
+    let mut cmd = bin();
     cmd.args(["serve", "--config"]).arg(config).env(
         "APNS_RELAY_LOG",
         std::env::var("TEST_RELAY_LOG").unwrap_or_else(|_| "warn".into()),
