@@ -97,7 +97,13 @@ impl Session {
         started.follow(&recorders);
         let started_at = chrono::DateTime::from_timestamp(epoch0, 0).unwrap_or_default();
         let builder = RunBuilder::new(&plan.scenario.name, started_at, origin);
-        let swarm = match (launched, plan.swarm()) {
+        let swarm_plan = plan.swarm();
+        // Most devices of each device journey this worker runs: its share.
+        let capacity = swarm_plan
+            .as_ref()
+            .map(|s| s.journeys.iter().map(|j| (j.index, j.planned)).collect())
+            .unwrap_or_default();
+        let swarm = match (launched, swarm_plan) {
             (Some(l), Some(s)) => Some(run::begin_swarm(l, plan, &s, &base_url, &recorders)?),
             _ => None,
         };
@@ -122,10 +128,6 @@ impl Session {
                 users.insert(c.index, runner);
             }
         }
-        let capacity = plan
-            .swarm()
-            .map(|s| s.journeys.iter().map(|j| (j.index, j.planned)).collect())
-            .unwrap_or_default();
         Ok(Session {
             origin,
             capacity,
