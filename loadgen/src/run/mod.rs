@@ -159,7 +159,7 @@ impl Engines {
         plan: &Plan,
         base_url: &str,
         instances: Option<Arc<dyn TargetInstances>>,
-        launched: Option<Launched>,
+        launched: Option<(Launched, crate::plan::SwarmPlan)>,
         stop: Stop,
     ) -> Result<Engines, RunError> {
         let scenario = &plan.scenario;
@@ -168,11 +168,9 @@ impl Engines {
         let origin = Instant::now();
         let recorders = Arc::new(Recorders::new(origin));
         let builder = RunBuilder::new(&scenario.name, chrono::Utc::now(), origin);
-        let swarm = match (launched, plan.swarm()) {
-            (Some(l), Some(swarm_plan)) => {
-                Some(begin_swarm(l, plan, &swarm_plan, base_url, &recorders)?)
-            }
-            _ => None,
+        let swarm = match launched {
+            Some((l, swarm_plan)) => Some(begin_swarm(l, plan, &swarm_plan, base_url, &recorders)?),
+            None => None,
         };
         let hooks = swarm.as_ref().map(Swarm::hooks);
         let globals = Arc::new(HashMap::from([(
@@ -337,12 +335,14 @@ impl Engines {
 }
 
 /// Starts the shard processes of the plan's swarm (none without device journeys), before the
-/// clock; [`begin_swarm`] then gives them their plan.
-pub(crate) async fn launch_swarm(plan: &Plan) -> Result<Option<Launched>, RunError> {
+/// clock; [`begin_swarm`] then gives them their plan (the swarm's layout, returned beside).
+pub(crate) async fn launch_swarm(
+    plan: &Plan,
+) -> Result<Option<(Launched, crate::plan::SwarmPlan)>, RunError> {
     match plan.swarm() {
         Some(s) => Launched::launch(s.shards)
             .await
-            .map(Some)
+            .map(|l| Some((l, s)))
             .map_err(|e| RunError::Harness(e.to_string())),
         None => Ok(None),
     }

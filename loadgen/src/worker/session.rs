@@ -97,15 +97,14 @@ impl Session {
         started.follow(&recorders);
         let started_at = chrono::DateTime::from_timestamp(epoch0, 0).unwrap_or_default();
         let builder = RunBuilder::new(&plan.scenario.name, started_at, origin);
-        let swarm_plan = plan.swarm();
         // Most devices of each device journey this worker runs: its share.
-        let capacity = swarm_plan
+        let capacity = launched
             .as_ref()
-            .map(|s| s.journeys.iter().map(|j| (j.index, j.planned)).collect())
+            .map(|(_, s)| s.journeys.iter().map(|j| (j.index, j.planned)).collect())
             .unwrap_or_default();
-        let swarm = match (launched, swarm_plan) {
-            (Some(l), Some(s)) => Some(run::begin_swarm(l, plan, &s, &base_url, &recorders)?),
-            _ => None,
+        let swarm = match launched {
+            Some((l, s)) => Some(run::begin_swarm(l, plan, &s, &base_url, &recorders)?),
+            None => None,
         };
         let hooks = swarm.as_ref().map(Swarm::hooks);
         let announced = swarm.as_ref().map(|s| {
